@@ -1,0 +1,27 @@
+"""The places where rq-gevent relies on rq internals; one module, so a new rq release is one diff.
+
+Supported: the rq versions declared in setup.cfg (each tested by CI).  rq's master branch turns
+``worker.execution`` into a dict and passes executions explicitly; that will land here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import rq
+
+RQ_VERSION = tuple(int(part) for part in rq.__version__.split(".")[:3])
+
+
+def skip_failure_callback(job: Any) -> None:
+    """Make rq's ``perform_job`` skip ``job``'s failure callback for this run only.
+
+    The callback's name (what ``job.save()`` persists) is untouched; only the resolved callable that
+    ``Job.failure_callback`` caches is cleared.
+    """
+    job._failure_callback = None
+
+
+def requeue_at_front(queue: Any, job: Any, pipeline: Any) -> None:
+    """Put ``job`` back at the front of ``queue`` as QUEUED, its dependencies already met."""
+    queue._enqueue_job(job, pipeline=pipeline, at_front=True)

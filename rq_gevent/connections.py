@@ -1,0 +1,96 @@
+"""Redis connections for a worker that runs many jobs at once.
+
+* The shared pool must hold one connection per job greenlet plus the worker's own (heartbeats,
+  pub/sub commands, maintenance, scheduler): redis-py 8 caps a pool at 100 by default and then
+  raises ``MaxConnectionsError``.
+* The blocking dequeue (BLMOVE/BLPOP) gets a client of its own, so that a long block never holds a
+  pool connection, its socket timeout is longer than its block timeout (a silently dead connection
+  is noticed), TCP keepalive is on, and a shutdown can wake it with ``CLIENT UNBLOCK``.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit, urlunsplit
+
+from redis import BlockingConnectionPool, ConnectionPool, Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("rq.worker")
+
+# Connections a worker uses besides its jobs: heartbeats, the pub/sub listener, maintenance,
+# the scheduler and the main loop, with room for a job's own callbacks.
+WORKER_OVERHEAD_CONNECTIONS = 8
+
+
+def ensure_pool_capacity(connection: Redis, jobs: int) -> None:
+    """Grow ``connection``'s pool so ``jobs`` greenlets never hit its cap."""
+    pool = connection.connection_pool
+    needed = jobs + WORKER_OVERHEAD_CONNECTIONS
+    current = getattr(pool, "max_connections", None)
+    if current is None or current >= needed:
+        return
+    if isinstance(pool, BlockingConnectionPool):
+        # Its slots are preallocated; jobs will wait for a free connection rather than fail.
+        log.warning(
+            "Redis BlockingConnectionPool holds %d connections for %d concurrent jobs; jobs will wait for "
+            "connections. Give it max_connections >= %d.",
+            current,
+            jobs,
+            needed,
+        )
+        return
+    pool.max_connections = needed
+
+
+def dequeue_client(connection: Redis, client_name: str, socket_timeout: float) -> Redis:
+    """A client with one connection of its own, for blocking pops only."""
+    pool = connection.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs.update(
+        socket_timeout=socket_timeout,
+        socket_keepalive=True,
+        client_name=client_name,
+    )
+    own_pool = ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
+    return connection.__class__(connection_pool=own_pool)
+
+
+def unblock_clients(connection: Redis, client_name: str) -> bool:
+    """Wake every connection named ``client_name`` out of a blocking command, as if it timed out.
+
+    Returns False when the server refuses (CLIENT disabled by ACL or a managed Redis), in which case
+    the blocked pop simply runs until its own timeout.
+    """
+    try:
+        clients = connection.client_list()
+        for client in clients:
+            if client.get("name") == client_name:
+                connection.client_unblock(int(client["id"]))
+    except RedisError as exc:
+        log.warning("Could not wake the blocked dequeue (%s); it ends at its own timeout.", exc)
+        return False
+    return True
+
+
+def describe(connection: Redis) -> str:
+    """Where ``connection`` points, never with its credentials."""
+    kwargs = connection.connection_pool.connection_kwargs
+    if kwargs.get("path"):
+        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))

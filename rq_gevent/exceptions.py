@@ -1,0 +1,21 @@
+"""Exceptions delivered into a running job's greenlet.
+
+They derive from ``BaseException`` so that a job's own ``except Exception:`` cannot swallow an
+operator's stop or a shutdown, the same way rq's ``SystemExit``-style interruptions behave.
+"""
+
+
+class JobInterrupted(BaseException):
+    """Base class: the worker interrupted this job on purpose."""
+
+
+class JobStopped(JobInterrupted):
+    """The job was stopped with ``rq.command.send_stop_job_command``; it ends STOPPED."""
+
+
+class JobKilled(JobInterrupted):
+    """The job was killed with ``rq.command.send_kill_horse_command``; it fails like a crashed horse."""
+
+
+class ColdShutdown(JobInterrupted):
+    """The worker shut down cold; the job is put back at the front of its queue."""

@@ -1,0 +1,56 @@
+"""rq's scheduler, run as a greenlet of the worker instead of a forked process.
+
+rq forks its scheduler; a fork after greenlets exist copies them into the child, where they go on
+running (a forked scheduler was seen answering the worker's pub/sub commands).  Here the same
+``RQScheduler.work`` loop runs in a greenlet and stops when the worker does.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import gevent
+from rq.scheduler import RQScheduler
+
+log = logging.getLogger("rq.scheduler")
+
+
+class _SchedulerGreenlet:
+    """The part of ``multiprocessing.Process`` that rq's worker asks of ``scheduler._process``."""
+
+    def __init__(self, scheduler: GreenletScheduler):
+        self.pid = None
+        self.greenlet = gevent.spawn(scheduler.run_logged)
+
+    def is_alive(self) -> bool:
+        return not self.greenlet.dead
+
+
+class GreenletScheduler(RQScheduler):
+    def start(self) -> _SchedulerGreenlet:  # type: ignore[override]
+        self._status = self.Status.STARTED
+        self._process = _SchedulerGreenlet(self)
+        return self._process
+
+    def _install_signal_handlers(self) -> None:
+        """The worker owns the process's signals and stops the scheduler itself."""
+
+    def run_logged(self) -> None:
+        log.info("Scheduler for %s started in a greenlet", ", ".join(sorted(self._queue_names)))
+        try:
+            self.work()
+        except Exception:
+            log.exception("Scheduler raised an exception")
+        else:
+            log.info("Scheduler has stopped")
+
+    def stop_and_wait(self, timeout: float) -> None:
+        """Ask the loop to stop (it releases its locks and deregisters); kill it after ``timeout``."""
+        self.request_stop()
+        process = self._process
+        if process is None:
+            return
+        process.greenlet.join(timeout)
+        if not process.greenlet.dead:
+            process.greenlet.kill(block=True, timeout=1)
+            self.stop()

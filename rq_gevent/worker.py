@@ -1,0 +1,649 @@
+"""``GeventWorker``: an ``rq.Worker`` that runs each job in a greenlet of a bounded pool.
+
+Every job still goes through rq's own ``perform_job`` and ``handle_job_*`` methods.  What this class
+changes is only what assumes one job per process:
+
+* the loop (:meth:`work`): pop a job only when a pool slot is free, from a client of its own;
+* ``execution``, ``_stopped_job_id`` and the worker hash's ``current_job`` become per-job;
+* one heartbeat greenlet keeps the worker and every running job and execution alive;
+* timeouts, stop-job, kill-horse and shutdown interrupt a job only while its own code runs
+  (:mod:`rq_gevent.timeouts`);
+* signals are handled in greenlets; the scheduler is a greenlet, not a forked process.
+"""
+
+from __future__ import annotations
+
+from .patching import require_patched
+
+require_patched()
+
+import asyncio
+import contextlib
+import inspect
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.local
+import gevent.lock
+import gevent.pool
+import redis.exceptions
+from greenlet import greenlet as Greenlet
+from rq import worker_registration
+from rq.command import parse_payload
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.exceptions import DequeueTimeout, NoSuchJobError, StopRequested
+from rq.executions import Execution
+from rq.job import Job
+from rq.queue import Queue
+from rq.utils import as_text, get_version, now
+from rq.worker import DequeueStrategy, Worker, WorkerStatus
+
+from . import compat, timeouts
+from .connections import dequeue_client, ensure_pool_capacity, unblock_clients
+from .exceptions import ColdShutdown, JobInterrupted, JobKilled, JobStopped
+from .scheduler import GreenletScheduler
+
+DEFAULT_CONCURRENCY = 20
+
+# After a cold shutdown has interrupted every job, how long their own bookkeeping (putting them back
+# on their queues) may take before the worker exits anyway.
+COLD_SHUTDOWN_BOOKKEEPING_SECONDS = 10.0
+
+# Heartbeats of this many jobs share one pipeline.
+HEARTBEAT_BATCH = 200
+
+
+@dataclass
+class RunningJob:
+    """A job admitted to the pool, as the heartbeat and the command handlers see it."""
+
+    job: Job
+    queue: Queue
+    greenlet: Greenlet
+    execution: Execution | None = None
+    # True once the job's own code has returned or raised: from then on only rq's bookkeeping and
+    # callbacks run, and nothing may interrupt it.
+    finishing: bool = False
+    interrupted_by: JobInterrupted | None = None
+    admitted_at: float = field(default_factory=time.monotonic)
+
+
+class GeventWorker(Worker):
+    """An rq worker that runs up to ``concurrency`` jobs at once, each in its own greenlet.
+
+    Use it through the ``rq-gevent worker`` command, or construct it like ``rq.Worker`` (after
+    :func:`rq_gevent.patch`) with two extra keyword arguments:
+
+    * ``concurrency``: how many jobs run at once (default 20);
+    * ``graceful_timeout``: seconds a warm shutdown waits for running jobs before it turns cold
+      (default ``None``: wait for them however long they take).
+    """
+
+    death_penalty_class = timeouts.GeventDeathPenalty
+
+    # Longest a blocking pop waits before it loops (and a dead connection is noticed after this plus
+    # ``dequeue_socket_margin`` seconds).  Shutdown does not wait for it: it wakes the pop at once.
+    dequeue_block_seconds = 10
+    dequeue_socket_margin = 10
+
+    def __init__(
+        self,
+        queues: Any,
+        *args: Any,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        graceful_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise ValueError(f"concurrency must be a whole number of at least 1, not {concurrency!r}")
+        if graceful_timeout is not None and graceful_timeout < 0:
+            raise ValueError(f"graceful_timeout must be at least 0 seconds, not {graceful_timeout!r}")
+        self.concurrency = concurrency
+        self.graceful_timeout = graceful_timeout
+        self._local = gevent.local.local()
+        self._running: dict[str, RunningJob] = {}
+        self._stopped_job_ids: set[str] = set()
+        super().__init__(queues, *args, **kwargs)
+        self._pool = gevent.pool.Pool(concurrency)
+        self._async_jobs = gevent.lock.Semaphore(1)
+        self._job_done = gevent.event.Event()
+        self._cold = gevent.event.Event()
+        self._admitted_count = 0
+        self._dequeue_connection: Any = None
+        self._heartbeat_greenlet: gevent.Greenlet | None = None
+        self._idle_since = time.monotonic()
+        self._signal_handlers: list[Any] = []
+        self._dequeuing = False
+
+    # -- per-job state that rq keeps on the worker --------------------------------------------------
+
+    @property
+    def execution(self) -> Execution | None:  # type: ignore[override]
+        """The execution of the job running in the calling greenlet (``None`` outside jobs)."""
+        return getattr(self._local, "execution", None)
+
+    @execution.setter
+    def execution(self, value: Execution | None) -> None:
+        self._local.execution = value
+
+    @property
+    def _current_job_id(self) -> str | None:
+        return getattr(self._local, "job_id", None)
+
+    @property
+    def _stopped_job_id(self) -> str | None:  # type: ignore[override]
+        job_id = self._current_job_id
+        return job_id if job_id in self._stopped_job_ids else None
+
+    @_stopped_job_id.setter
+    def _stopped_job_id(self, job_id: str | None) -> None:
+        if job_id is not None:
+            self._stopped_job_ids.add(job_id)
+        elif self._current_job_id is not None:
+            self._stopped_job_ids.discard(self._current_job_id)
+
+    def set_current_job_id(self, job_id: str | None = None, pipeline: Any = None) -> None:
+        """Keep ``current_job`` in the worker hash naming a job that is still running.
+
+        rq clears it when a job ends (``job_id=None``); with several jobs running, it then names
+        the most recently started of the others.
+        """
+        if job_id is None:
+            others = [other for other in self._running if other != self._current_job_id]
+            job_id = others[-1] if others else None
+        super().set_current_job_id(job_id, pipeline=pipeline)
+
+    def get_current_job_ids(self) -> list[str]:
+        """Ids of the jobs this worker is running now, oldest first (in the worker's process)."""
+        return list(self._running)
+
+    @property
+    def running_job_count(self) -> int:
+        return len(self._running)
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        if job.timeout and job.timeout > 0 and job.started_at:
+            elapsed = (now() - job.started_at).total_seconds()
+            remaining = max(job.timeout - elapsed, 0)
+            return int(min(remaining, self.job_monitoring_interval)) + 60
+        return int(self.job_monitoring_interval) + 60
+
+    # -- connections ----------------------------------------------------------------------------------
+
+    def _set_connection(self, connection: Any) -> Any:
+        connection = super()._set_connection(connection)
+        ensure_pool_capacity(connection, self.concurrency)
+        return connection
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return max(1, min(self.worker_ttl - 15, self.dequeue_block_seconds))
+
+    @property
+    def dequeue_client_name(self) -> str:
+        return f"{self.name}:dequeue"
+
+    def _open_dequeue_connection(self) -> None:
+        self._dequeue_connection = dequeue_client(
+            self.connection, self.dequeue_client_name, self.dequeue_timeout + self.dequeue_socket_margin
+        )
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    def work(
+        self,
+        burst: bool = False,
+        logging_level: str | None = None,
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+        max_jobs: int | None = None,
+        max_idle_time: int | None = None,
+        with_scheduler: bool = False,
+        dequeue_strategy: DequeueStrategy = DequeueStrategy.DEFAULT,
+    ) -> bool:
+        """Run jobs until stopped; same arguments and return value as ``rq.Worker.work``.
+
+        * ``burst``: exit once the queues are empty *and* no job is running (jobs that running
+          jobs enqueue, such as dependents and immediate retries, are run too).
+        * ``max_jobs``: admit this many jobs, let them finish, then exit.
+        * ``max_idle_time``: exit after this many seconds with no job running and none dequeued.
+        """
+        self.bootstrap(logging_level, date_format, log_format)
+        self._dequeue_strategy = dequeue_strategy
+        self._open_dequeue_connection()
+        self.log.info("Worker %s: running up to %d jobs at once", self.name, self.concurrency)
+        if with_scheduler:
+            self._start_scheduler(burst, logging_level, date_format, log_format)
+        self._install_signal_handlers()
+        self._heartbeat_greenlet = gevent.spawn(self._heartbeat_loop)
+        try:
+            self._dequeuing = True
+            try:
+                self._dequeue_loop(burst, max_jobs, max_idle_time)
+            except StopRequested:
+                pass
+            except Exception:
+                self.log.error("Worker %s: unhandled exception in the work loop, stopping", self.name, exc_info=True)
+            finally:
+                self._dequeuing = False
+            self._drain()
+        finally:
+            if self._heartbeat_greenlet is not None:
+                self._heartbeat_greenlet.kill()
+            self.teardown()
+            self._dequeue_connection.close()
+            self._remove_signal_handlers()
+        return self._admitted_count > 0
+
+    def _dequeue_loop(self, burst: bool, max_jobs: int | None, max_idle_time: int | None) -> None:
+        backoff = 1.0
+        while not self._stop_requested:
+            self.check_for_suspension(burst)
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+            if not self._wait_for_free_slot():
+                break
+            if max_jobs is not None and self._admitted_count >= max_jobs:
+                self.log.info("Worker %s: admitted %d jobs (max_jobs), finishing them", self.name, max_jobs)
+                break
+            try:
+                result = self._dequeue(burst, max_idle_time)
+                backoff = 1.0
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                self.log.error(
+                    "Worker %s: Redis connection problem while dequeuing (%s); retrying in %.0f s",
+                    self.name,
+                    exc,
+                    backoff,
+                )
+                gevent.sleep(backoff)
+                backoff = min(backoff * self.exponential_backoff_factor, self.max_connection_wait_time)
+                continue
+            if result is not None:
+                self.execute_job(*result)
+                continue
+            if burst:
+                if not self._running:
+                    self.log.info("Worker %s: done, quitting", self.name)
+                    break
+                self._wait_for_a_job_to_end()
+            elif max_idle_time is not None and self._idle_for() >= max_idle_time:
+                self.log.info("Worker %s: idle for %d seconds, quitting", self.name, max_idle_time)
+                break
+
+    def _wait_for_free_slot(self) -> bool:
+        """Block until the pool has room; False if a stop was requested meanwhile."""
+        while self._pool.full():
+            self._wait_for_a_job_to_end()
+            if self._stop_requested:
+                return False
+        return not self._stop_requested
+
+    def _wait_for_a_job_to_end(self, timeout: float = 1.0) -> None:
+        self._job_done.clear()
+        self._job_done.wait(timeout)
+
+    def _idle_for(self) -> float:
+        if self._running:
+            return 0.0
+        return time.monotonic() - self._idle_since
+
+    def _dequeue(self, burst: bool, max_idle_time: int | None) -> tuple[Job, Queue] | None:
+        """Pop one job id (blocking unless ``burst``) and fetch its job with the shared client."""
+        timeout: int | None = None
+        if not burst:
+            timeout = self.dequeue_timeout
+            if max_idle_time is not None and not self._running:
+                timeout = max(1, min(timeout, int(max_idle_time - self._idle_for()) + 1))
+        queue_keys = [queue.key for queue in self._ordered_queues]
+        try:
+            if len(queue_keys) == 1 and get_version(self.connection) >= (6, 2, 0):
+                popped = self.queue_class.lmove(self._dequeue_connection, queue_keys[0], timeout)
+            else:
+                popped = self.queue_class.lpop(queue_keys, timeout, connection=self._dequeue_connection)
+        except DequeueTimeout:
+            return None
+        if popped is None:
+            return None
+        queue_key, job_id = (as_text(part) for part in popped)
+        queue = next(queue for queue in self.queues if queue.key == queue_key)
+        try:
+            job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+        except NoSuchJobError:
+            self.log.warning("Worker %s: job %s was deleted while queued; skipping it", self.name, job_id)
+            queue.intermediate_queue.remove(job_id)
+            return None
+        except Exception:
+            self.log.error(
+                "Worker %s: job %s from %s cannot be loaded; left for rq's cleanup to fail it",
+                self.name,
+                job_id,
+                queue.name,
+                exc_info=True,
+            )
+            return None
+        self.reorder_queues(reference_queue=queue)
+        job.redis_server_version = self.get_redis_server_version()
+        if self.log_job_description:
+            self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
+        else:
+            self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
+        return job, queue
+
+    # -- running one job ------------------------------------------------------------------------------
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Admit ``job`` to the pool (a slot must be free) and return at once."""
+        self._admitted_count += 1
+        self._pool.spawn(self._run_job, job, queue)
+
+    def _run_job(self, job: Job, queue: Queue) -> None:
+        current = gevent.getcurrent()
+        self._local.job_id = job.id
+        running = RunningJob(job=job, queue=queue, greenlet=current)
+        self._running[job.id] = running
+        try:
+            self.prepare_execution(job)
+            running.execution = self.execution
+            with self._serialised_if_async(job):
+                self.perform_job(job, queue)
+        except Exception:
+            # perform_job handles every failure of the job itself; this is rq's bookkeeping failing,
+            # e.g. Redis gone for longer than redis-py's retries.  rq's maintenance reaps the job.
+            self.log.error(
+                "Worker %s: could not record the outcome of job %s; rq will treat it as abandoned",
+                self.name,
+                job.id,
+                exc_info=True,
+            )
+        finally:
+            timeouts.forget_pending(current)
+            self._stopped_job_ids.discard(job.id)
+            if self._running.get(job.id) is running:
+                del self._running[job.id]
+            if not self._running:
+                self._idle_since = time.monotonic()
+                self._set_state_quietly(WorkerStatus.IDLE)
+            self._job_done.set()
+
+    @contextlib.contextmanager
+    def _serialised_if_async(self, job: Job) -> Iterator[None]:
+        """Run ``async def`` jobs one at a time: asyncio allows one running loop per OS thread."""
+        try:
+            is_async = inspect.iscoroutinefunction(job.func) or asyncio.iscoroutinefunction(job.func)
+        except Exception:
+            is_async = False
+        if not is_async:
+            yield
+            return
+        with self._async_jobs:
+            yield
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        self.procline(f"Running {len(self._running)} of {self.concurrency} jobs")
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """The job's own code is over: from here on nothing may interrupt it."""
+        running = self._running.get(job.id)
+        if running is not None:
+            running.finishing = True
+        timeouts.forget_pending(gevent.getcurrent())
+        super().handle_execution_ended(job, queue, heartbeat_ttl)
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        exception = exc_info[1] if len(exc_info) > 1 else None
+        if isinstance(exception, (JobStopped, ColdShutdown)):
+            # Deliberate, like rq's stop-job and cold shutdown: not an error for exception handlers.
+            self.log.info("Worker %s: job %s interrupted: %s", self.name, job.id, exception)
+            return
+        super().handle_exception(job, *exc_info)
+
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
+    ) -> None:
+        running = self._running.get(job.id) if job.id == self._current_job_id else None
+        reason = running.interrupted_by if running is not None else None
+        if isinstance(reason, ColdShutdown):
+            self._requeue_interrupted(job, queue)
+            return
+        if isinstance(reason, JobStopped):
+            self.log.warning("Worker %s: job %s stopped by user, moving it to FailedJobRegistry", self.name, job.id)
+            try:
+                job.execute_stopped_callback(self.death_penalty_class)
+            except Exception:
+                self.log.error("Worker %s: stopped callback of job %s failed", self.name, job.id, exc_info=True)
+        super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
+
+    def _requeue_interrupted(self, job: Job, queue: Queue) -> None:
+        """Cold shutdown: put the job back at the front of its queue, as if it never started."""
+        with self.connection.pipeline() as pipeline:
+            self.cleanup_execution(job, pipeline=pipeline)
+            job.started_at = None
+            job.ended_at = None
+            job.worker_name = None
+            compat.requeue_at_front(queue, job, pipeline)
+            pipeline.execute()
+        self.log.warning(
+            "Worker %s: job %s interrupted by cold shutdown, requeued at the front of %s", self.name, job.id, queue.name
+        )
+
+    # -- interrupting jobs ----------------------------------------------------------------------------
+
+    def _interrupt(self, running: RunningJob, exception: JobInterrupted) -> bool:
+        """Interrupt one running job; False if its own code has already ended."""
+        if running.finishing:
+            return False
+        if running.interrupted_by is None:
+            running.interrupted_by = exception
+            if isinstance(exception, JobStopped):
+                self._stopped_job_ids.add(running.job.id)
+            if not isinstance(exception, JobKilled):
+                # rq runs no failure callback for stopped or requeued jobs; the stopped callback
+                # (if any) runs in handle_job_failure.
+                compat.skip_failure_callback(running.job)
+            timeouts.interrupt(running.greenlet, exception)
+        return True
+
+    def stop_job(self, job_id: str) -> bool:
+        """Stop one running job (it ends STOPPED); the others go on. False if not running here."""
+        running = self._running.get(job_id)
+        if running is None:
+            self.log.info("Worker %s: not running job %s, stop-job ignored", self.name, job_id)
+            return False
+        if not self._interrupt(running, JobStopped(f"Job {job_id} stopped by user")):
+            self.log.info("Worker %s: job %s is already finishing, stop-job ignored", self.name, job_id)
+            return False
+        self.log.info("Worker %s: stopping job %s", self.name, job_id)
+        return True
+
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """``kill-horse``: there is no horse process; every running job fails as if its horse died."""
+        if not self._running:
+            self.log.info("Worker %s: no job running, kill-horse ignored", self.name)
+            return
+        for running in list(self._running.values()):
+            if self._interrupt(running, JobKilled(f"Job {running.job.id} killed by kill-horse command")):
+                self.log.warning("Worker %s: killing job %s", self.name, running.job.id)
+
+    def wait_for_horse(self) -> tuple[None, None, None]:
+        return None, None, None
+
+    @property
+    def horse_pid(self) -> int:
+        return 0
+
+    # -- heartbeats -----------------------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        while True:
+            gevent.sleep(self.job_monitoring_interval)
+            try:
+                self.send_heartbeats()
+            except redis.exceptions.RedisError as exc:
+                self.log.warning("Worker %s: heartbeat failed (%s); retrying next beat", self.name, exc)
+
+    def send_heartbeats(self) -> None:
+        """Refresh the worker key and every running job's execution and job hash, in batches."""
+        worker_ttl = max(self.worker_ttl, int(self.job_monitoring_interval)) + 60
+        running = [r for r in self._running.values() if r.execution is not None and not r.finishing]
+        batches = [running[i : i + HEARTBEAT_BATCH] for i in range(0, len(running), HEARTBEAT_BATCH)] or [[]]
+        for index, batch in enumerate(batches):
+            with self.connection.pipeline(transaction=False) as pipeline:
+                if index == 0:
+                    self.heartbeat(worker_ttl, pipeline=pipeline)
+                job_heartbeats: list[tuple[int, Job]] = []
+                for item in batch:
+                    ttl = self.get_heartbeat_ttl(item.job)
+                    assert item.execution is not None
+                    item.execution.heartbeat(item.job.started_job_registry, ttl, pipeline=pipeline)
+                    job_heartbeats.append((len(pipeline), item.job))
+                    item.job.heartbeat(now(), ttl, pipeline=pipeline, xx=True)
+                results = pipeline.execute()
+                # The HSET of a job that ended (result_ttl=0) meanwhile re-creates its hash: drop it.
+                for position, job in job_heartbeats:
+                    if results[position] == 1:
+                        pipeline.delete(job.key)
+                if index == 0 and results[0] == 1:
+                    # The worker hash had expired (e.g. Redis restarted without persistence).
+                    self._reregister(pipeline, worker_ttl)
+                if len(pipeline):
+                    pipeline.execute()
+
+    def _reregister(self, pipeline: Any, ttl: int) -> None:
+        self.log.warning("Worker %s: worker key had expired; registering again", self.name)
+        pipeline.hset(self.key, mapping=self.serialize())
+        pipeline.hset(self.key, "state", self.get_state())
+        pipeline.expire(self.key, ttl)
+        worker_registration.register(self, pipeline)
+
+    def _set_state_quietly(self, state: str) -> None:
+        try:
+            self.set_state(state)
+        except redis.exceptions.RedisError as exc:
+            self.log.warning("Worker %s: could not record state %s (%s)", self.name, state, exc)
+
+    # -- shutdown -------------------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        self._signal_handlers = [
+            gevent.signal_handler(signum, self.request_stop, signum, None) for signum in (signal.SIGINT, signal.SIGTERM)
+        ]
+
+    def _remove_signal_handlers(self) -> None:
+        for handler in self._signal_handlers:
+            handler.cancel()
+        self._signal_handlers = []
+
+    def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
+        """First request: warm shutdown.  A second one (a second later or more): cold shutdown."""
+        if self._stop_requested:
+            self.request_force_stop(signum, frame)
+            return
+        self.log.info(
+            "Worker %s: warm shutdown requested%s; finishing %d running jobs. Send it again for a cold shutdown.",
+            self.name,
+            f" (signal {signal.Signals(signum).name})" if signum else "",
+            len(self._running),
+        )
+        self._shutdown_requested_date = now()
+        self._stop_requested = True
+        if self._running:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                self.set_shutdown_requested_date()
+        self._job_done.set()
+        if self._dequeuing:
+            gevent.spawn(self._wake_dequeue)
+
+    def _wake_dequeue(self) -> None:
+        """Unblock the blocking pop until the loop has seen the stop (it may not have blocked yet)."""
+        for _ in range(20):
+            if not self._dequeuing or not unblock_clients(self.connection, self.dequeue_client_name):
+                return
+            gevent.sleep(0.5)
+
+    def request_force_stop(self, signum: int | None = None, frame: Any = None) -> None:
+        """Cold shutdown: interrupt running jobs and put them back at the front of their queues."""
+        requested = self._shutdown_requested_date
+        if requested is not None and (now() - requested).total_seconds() < 1:
+            self.log.debug("Worker %s: second stop within 1 second ignored (duplicate signal)", self.name)
+            return
+        self.log.warning("Worker %s: cold shutdown, requeueing %d running jobs", self.name, len(self._running))
+        self._cold.set()
+
+    def _drain(self) -> None:
+        """Wait for admitted jobs to end: all of them (warm), or interrupt them (cold)."""
+        if not self._running:
+            return
+        self.log.info("Worker %s: waiting for %d running jobs to finish", self.name, len(self._running))
+        deadline = None if self.graceful_timeout is None else time.monotonic() + self.graceful_timeout
+        while self._running and not self._cold.is_set():
+            wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            if deadline is not None and wait == 0.0:
+                self.log.warning("Worker %s: graceful timeout of %s s reached", self.name, self.graceful_timeout)
+                break
+            self._cold.wait(wait)
+        if not self._running:
+            return
+        for running in list(self._running.values()):
+            self._interrupt(running, ColdShutdown(f"Worker {self.name} shut down cold"))
+        self._pool.join(timeout=COLD_SHUTDOWN_BOOKKEEPING_SECONDS)
+        for job_id in self._running:
+            self.log.error("Worker %s: job %s did not stop; rq will treat it as abandoned", self.name, job_id)
+
+    # -- commands, scheduler --------------------------------------------------------------------------
+
+    def handle_payload(self, message: dict[str, Any]) -> None:
+        """rq's pub/sub commands, mapped onto greenlets instead of a horse process."""
+        try:
+            payload = parse_payload(message)
+        except (ValueError, KeyError, AttributeError):
+            self.log.warning("Worker %s: ignoring malformed command %r", self.name, message.get("data"))
+            return
+        command = payload.get("command")
+        self.log.info("Worker %s: received command %s", self.name, command)
+        if command == "shutdown":
+            self.request_stop()
+        elif command == "stop-job":
+            self.stop_job(payload.get("job_id"))
+        elif command == "kill-horse":
+            self.kill_horse()
+        else:
+            self.log.warning("Worker %s: unknown command %r ignored", self.name, command)
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        self.scheduler = GreenletScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if burst:
+            try:
+                self.scheduler.register_birth()
+                self.scheduler.enqueue_scheduled_jobs()
+            finally:
+                self.scheduler.release_locks()
+                self.scheduler.register_death()
+        else:
+            self.scheduler.start()
+
+    def stop_scheduler(self) -> None:
+        if isinstance(self.scheduler, GreenletScheduler):
+            self.scheduler.stop_and_wait(timeout=self.scheduler.interval + 5)
