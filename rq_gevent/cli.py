@@ -1,0 +1,108 @@
+"""``rq-gevent worker [QUEUES...]``: the command-line entry point, shaped like ``rq worker``.
+
+gevent patches the standard library here, before click, redis or rq are imported.
+"""
+
+from rq_gevent.patching import patch
+
+patch()
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from rq_gevent import __version__
+
+DEFAULT_QUEUE = "default"
+
+
+class UserError(Exception):
+    """Bad input or environment: printed as one line on stderr, exit code 1, no traceback."""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="rq-gevent", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Run RQ jobs many at a time per process, in gevent greenlets."""
+
+
+@cli.command(context_settings={"max_content_width": 100})
+@click.argument("queues", nargs=-1)
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None,
+              help="Jobs run at once in this process (default 20, or CONCURRENCY in --config).")
+@click.option("-u", "--url", envvar="REDIS_URL", help="Redis URL, e.g. redis://localhost:6379/0 [env: REDIS_URL].")
+@click.option("--config", "config", help="Python module with settings (REDIS_URL, QUEUES, CONCURRENCY, NAME...).")
+@click.option("-P", "--path", "paths", multiple=True, default=["."], show_default=True,
+              help="Prepended to sys.path to import jobs and classes (repeatable).")
+@click.option("-b", "--burst", is_flag=True, help="Exit once the queues are empty and no job is running.")
+@click.option("--name", help="Worker name (default: a random id). Must be unique among live workers.")
+@click.option("--results-ttl", type=int, help="Seconds to keep job results (rq default 500).")
+@click.option("--worker-ttl", type=click.IntRange(min=1), help="Seconds the worker key lives without a heartbeat.")
+@click.option("--job-monitoring-interval", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Seconds between heartbeats of the worker and every running job.")
+@click.option("--maintenance-interval", type=click.IntRange(min=1), default=600, show_default=True,
+              help="Seconds between registry clean-ups.")
+@click.option("--graceful-timeout", type=click.FloatRange(min=0),
+              help="On warm shutdown, wait this many seconds for running jobs, then shut down cold "
+                   "(default: wait for them).")
+@click.option("--disable-job-desc-logging", is_flag=True, help="Log job ids instead of job descriptions.")
+@click.option("--logging_level", "--logging-level", "logging_level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+              help="Log level.")
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+@click.option("-q", "--quiet", is_flag=True, help="Log at WARNING level.")
+@click.option("--log-format", help="logging format string.")
+@click.option("--date-format", help="logging date format string.")
+@click.option("--max-jobs", type=click.IntRange(min=1), help="Admit this many jobs, let them finish, then exit.")
+@click.option("--max-idle-time", type=click.IntRange(min=1),
+              help="Exit after this many seconds with no job running and none dequeued.")
+@click.option("--with-scheduler", is_flag=True, help="Also run rq's scheduler (in a greenlet of this worker).")
+@click.option("-S", "--serializer", help="Serializer, as a dotted path (e.g. rq.serializers.JSONSerializer).")
+@click.option("-j", "--job-class", help="Job class, as a dotted path.")
+@click.option("--queue-class", help="Queue class, as a dotted path.")
+@click.option("-w", "--worker-class", help="Worker class: rq_gevent.GeventWorker or a subclass of it.")
+@click.option("--connection-class", help="Redis client class, as a dotted path (default redis.Redis).")
+@click.option("--exception-handler", "exception_handlers", multiple=True,
+              help="Dotted path of an exception handler (repeatable).")
+@click.option("--disable-default-exception-handler", is_flag=True,
+              help="Do not store failed jobs' exceptions (rq's default handler).")
+@click.option("--dequeue-strategy", type=click.Choice(["default", "round_robin", "random"]), default="default",
+              show_default=True, help="Order in which queues are polled.")
+@click.option("--pid", "pid_file", type=click.Path(dir_okay=False, writable=True), help="Write the PID to this file.")
+def worker(**options: Any) -> None:
+    """Run a GeventWorker on QUEUES (default: "default"), highest priority first.
+
+    \b
+    Signals: SIGTERM or SIGINT once = warm shutdown (stop dequeuing, finish
+    running jobs); a second time = cold shutdown (interrupt running jobs and put
+    them back at the front of their queues). Exit code 0 in both cases.
+    """
+    from rq_gevent.run import run_worker
+
+    run_worker(options)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: bad input becomes one line on stderr and a non-zero exit."""
+    try:
+        cli.main(args=argv, prog_name="rq-gevent", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        click.echo(f"rq-gevent: error: {_one_line(error.format_message())}", err=True)
+        sys.exit(error.exit_code)
+    except UserError as error:
+        click.echo(f"rq-gevent: error: {_one_line(str(error))}", err=True)
+        sys.exit(1)
+    finally:
+        logging.shutdown()
+    sys.exit(0)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+

@@ -1,0 +1,144 @@
+"""Turn the command's options into a running GeventWorker; every bad input becomes a UserError."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import redis
+from rq.cli.helpers import get_redis_from_config, read_config_file
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.serializers import resolve_serializer
+from rq.utils import import_attribute
+
+from rq_gevent.cli import DEFAULT_QUEUE, UserError
+from rq_gevent.connections import describe, redact_url
+from rq_gevent.worker import DEFAULT_CONCURRENCY, GeventWorker
+
+
+def run_worker(options: dict[str, Any]) -> None:
+    for path in reversed(options["paths"]):
+        sys.path.insert(0, path)
+    settings = _read_settings(options["config"])
+    level = _logging_level(options)
+    connection = _connect(options, settings)
+    worker = _build_worker(options, settings, connection)
+    if options["pid_file"]:
+        with open(options["pid_file"], "w") as pid_file:
+            pid_file.write(str(os.getpid()))
+    try:
+        worker.work(
+            burst=options["burst"],
+            logging_level=level,
+            date_format=options["date_format"] or DEFAULT_LOGGING_DATE_FORMAT,
+            log_format=options["log_format"] or DEFAULT_LOGGING_FORMAT,
+            max_jobs=options["max_jobs"],
+            max_idle_time=options["max_idle_time"],
+            with_scheduler=options["with_scheduler"],
+            dequeue_strategy=options["dequeue_strategy"],
+        )
+    except ValueError as error:
+        # rq's register_birth: "There exists an active worker named ... already"
+        raise UserError(str(error)) from None
+    except redis.exceptions.ConnectionError as error:
+        raise UserError(f"lost Redis at {describe(connection)} while starting: {error}") from None
+
+
+def _read_settings(module: str | None) -> dict[str, Any]:
+    if not module:
+        return {}
+    try:
+        return read_config_file(module)
+    except Exception as error:
+        raise UserError(f"cannot import config module {module!r}: {type(error).__name__}: {error}") from None
+
+
+def _logging_level(options: dict[str, Any]) -> str:
+    if options["verbose"] and options["quiet"]:
+        raise UserError("--verbose and --quiet cannot be used together")
+    if options["verbose"]:
+        return "DEBUG"
+    if options["quiet"]:
+        return "WARNING"
+    return options["logging_level"].upper()
+
+
+def _import(kind: str, dotted_path: str) -> Any:
+    try:
+        return import_attribute(dotted_path)
+    except Exception as error:
+        raise UserError(f"cannot import {kind} {dotted_path!r}: {type(error).__name__}: {error}") from None
+
+
+def _connect(options: dict[str, Any], settings: dict[str, Any]) -> redis.Redis:
+    connection_class = redis.Redis
+    if options["connection_class"]:
+        connection_class = _import("connection class", options["connection_class"])
+    url = options["url"] or settings.get("REDIS_URL")
+    try:
+        if url:
+            connection = connection_class.from_url(url)
+        else:
+            connection = get_redis_from_config(settings, connection_class)
+    except (ValueError, TypeError) as error:
+        shown = redact_url(url) if url else "from the config module"
+        raise UserError(f"invalid Redis URL {shown}: {error}") from None
+    try:
+        connection.ping()
+    except redis.exceptions.AuthenticationError:
+        raise UserError(f"Redis at {describe(connection)} refused the credentials") from None
+    except redis.exceptions.RedisError as error:
+        raise UserError(f"cannot connect to Redis at {describe(connection)}: {error}") from None
+    return connection
+
+
+def _queue_names(options: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    names = list(options["queues"]) or list(settings.get("QUEUES") or [DEFAULT_QUEUE])
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise UserError(f"queue names must be non-empty strings, got {name!r} ({type(name).__name__})")
+    return names
+
+
+def _concurrency(options: dict[str, Any], settings: dict[str, Any]) -> int:
+    value = options["concurrency"] or settings.get("CONCURRENCY", DEFAULT_CONCURRENCY)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UserError(f"concurrency must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _build_worker(options: dict[str, Any], settings: dict[str, Any], connection: redis.Redis) -> GeventWorker:
+    worker_class = GeventWorker
+    if options["worker_class"]:
+        worker_class = _import("worker class", options["worker_class"])
+        if not (isinstance(worker_class, type) and issubclass(worker_class, GeventWorker)):
+            raise UserError(f"worker class {options['worker_class']!r} is not a subclass of rq_gevent.GeventWorker")
+    kwargs: dict[str, Any] = {
+        "name": options["name"] or settings.get("NAME"),
+        "connection": connection,
+        "concurrency": _concurrency(options, settings),
+        "graceful_timeout": options["graceful_timeout"],
+        "job_monitoring_interval": options["job_monitoring_interval"],
+        "maintenance_interval": options["maintenance_interval"],
+        "log_job_description": not options["disable_job_desc_logging"],
+        "disable_default_exception_handler": options["disable_default_exception_handler"],
+        "exception_handlers": [_import("exception handler", path) for path in options["exception_handlers"]] or None,
+    }
+    if options["results_ttl"] is not None:
+        kwargs["default_result_ttl"] = options["results_ttl"]
+    if options["worker_ttl"] is not None:
+        kwargs["worker_ttl"] = options["worker_ttl"]
+    if options["job_class"]:
+        kwargs["job_class"] = _import("job class", options["job_class"])
+    if options["queue_class"]:
+        kwargs["queue_class"] = _import("queue class", options["queue_class"])
+    if options["serializer"]:
+        try:
+            kwargs["serializer"] = resolve_serializer(options["serializer"])
+        except Exception as error:
+            raise UserError(f"cannot use serializer {options['serializer']!r}: {error}") from None
+    try:
+        return worker_class(_queue_names(options, settings), **kwargs)
+    except (TypeError, ValueError) as error:
+        raise UserError(str(error)) from None

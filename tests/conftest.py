@@ -1,0 +1,116 @@
+"""Shared fixtures: a real redis-server for the session, a clean database per test.
+
+gevent patches the process before anything imports redis or rq, exactly as the
+``rq-gevent`` command does, so in-process workers behave as they do in production.
+"""
+
+from rq_gevent import patch
+
+patch()
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import gevent
+import pytest
+import redis
+
+from rq_gevent.embedded_redis import EmbeddedRedis
+
+TESTS_DIR = Path(__file__).parent
+REPO_DIR = TESTS_DIR.parent
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def connection(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis, connection: redis.Redis) -> str:
+    return redis_server.url
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> None:
+    """Poll ``predicate`` (yielding to greenlets) until true; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        gevent.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+
+
+class WorkerProcess:
+    """A real ``rq-gevent worker`` subprocess whose output is kept for assertions."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None):
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"rq-gevent-worker-{os.getpid()}-{id(self)}.log"
+        self.log_file = open(self.log_path, "wb")
+        full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rq_gevent", "worker", "-P", str(TESTS_DIR), *args],
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=str(REPO_DIR),
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        self.log_file.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                return code
+            gevent.sleep(0.05)
+        raise AssertionError(f"worker {self.pid} still running after {timeout} s; output:\n{self.output()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log_file.close()
+        self.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def worker_process() -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        process = WorkerProcess(list(args), env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def start_worker_greenlet(worker, **work_kwargs) -> gevent.Greenlet:
+    """Run ``worker.work(**work_kwargs)`` in a greenlet of the test process; wait until it listens."""
+    greenlet = gevent.spawn(worker.work, **work_kwargs)
+    wait_until(lambda: worker.connection.exists(worker.key) or greenlet.dead, what="worker registration")
+    return greenlet

@@ -1,0 +1,93 @@
+"""Job functions used by the tests (importable by subprocess workers with ``-P tests``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from rq import Retry, get_current_job
+
+
+def green_sleep(seconds: float, value: object = None) -> object:
+    time.sleep(seconds)
+    return value
+
+
+def track_concurrency(seconds: float, value: object = None) -> object:
+    """Record how many of these jobs run at once, in Redis (``running`` now, ``max_running`` ever)."""
+    job = get_current_job()
+    connection = job.connection
+    running = connection.incr("test:running")
+    script = "local v = redis.call('GET', KEYS[1]); if (not v) or tonumber(v) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end"
+    connection.eval(script, 1, "test:max_running", running)
+    try:
+        time.sleep(seconds)
+    finally:
+        connection.decr("test:running")
+    return value
+
+
+def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+def fail_then_succeed(counter_key: str, failures: int) -> str:
+    """Raise for the first ``failures`` calls (counted in Redis), then succeed."""
+    attempt = get_current_job().connection.incr(counter_key)
+    if attempt <= failures:
+        raise RuntimeError(f"attempt {attempt} fails")
+    return f"succeeded on attempt {attempt}"
+
+
+def return_retry_until(successful_attempt: int) -> object:
+    """Return rq's Retry (rq >= 2.1) until the job's ``successful_attempt``-th run."""
+    job = get_current_job()
+    attempt = job.connection.incr(f"test:attempts:{job.id}")
+    if attempt < successful_attempt:
+        return Retry(max=successful_attempt)
+    return f"done after {attempt} attempts"
+
+
+def current_job_info(sleep: float = 0.0) -> dict:
+    job = get_current_job()
+    time.sleep(sleep)
+    job.meta["seen_by"] = job.id
+    job.save_meta()
+    again = get_current_job()
+    return {"id": job.id, "same_after_yield": again is not None and again.id == job.id}
+
+
+def enqueue_follow_up(queue_name: str, value: str) -> str:
+    from rq import Queue
+
+    job = get_current_job()
+    Queue(queue_name, connection=job.connection).enqueue(green_sleep, 0.05, value, job_id=f"follow-up-{value}")
+    return value
+
+
+def spin(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+
+
+async def async_sleep(seconds: float, value: object) -> object:
+    await asyncio.sleep(seconds)
+    return value
+
+
+def record_success(job, connection, result) -> None:
+    connection.rpush("test:callbacks", f"success:{job.id}:{result}")
+
+
+def record_failure(job, connection, exc_type, exc_value, tb) -> None:
+    connection.rpush("test:callbacks", f"failure:{job.id}:{exc_type.__name__}")
+
+
+def record_stopped(job, connection) -> None:
+    connection.rpush("test:callbacks", f"stopped:{job.id}")
+
+
+def slow_success_callback(job, connection, result) -> None:
+    time.sleep(5)
+    connection.rpush("test:callbacks", f"slow-success:{job.id}")
