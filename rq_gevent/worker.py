@@ -294,12 +294,30 @@ class GeventWorker(Worker):
         return time.monotonic() - self._idle_since
 
     def _dequeue(self, burst: bool, max_idle_time: int | None) -> tuple[Job, Queue] | None:
-        """Pop one job id (blocking unless ``burst``) and fetch its job with the shared client."""
+        """Pop one job (blocking unless ``burst``); ``None`` when the queues stayed empty."""
         timeout: int | None = None
         if not burst:
             timeout = self.dequeue_timeout
             if max_idle_time is not None and not self._running:
                 timeout = max(1, min(timeout, int(max_idle_time - self._idle_for()) + 1))
+        while True:
+            popped = self._pop_job_id(timeout)
+            if popped is None:
+                return None
+            queue, job_id = popped
+            job = self._fetch_popped_job(queue, job_id)
+            if job is None:
+                continue
+            self.reorder_queues(reference_queue=queue)
+            job.redis_server_version = self.get_redis_server_version()
+            if self.log_job_description:
+                self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
+            else:
+                self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
+            return job, queue
+
+    def _pop_job_id(self, timeout: int | None) -> tuple[Queue, str] | None:
+        """BLMOVE into ``:intermediate`` (one queue, Redis >= 6.2) or BLPOP, on the dequeue client."""
         queue_keys = [queue.key for queue in self._ordered_queues]
         try:
             if len(queue_keys) == 1 and get_version(self.connection) >= (6, 2, 0):
@@ -312,12 +330,14 @@ class GeventWorker(Worker):
             return None
         queue_key, job_id = (as_text(part) for part in popped)
         queue = next(queue for queue in self.queues if queue.key == queue_key)
+        return queue, job_id
+
+    def _fetch_popped_job(self, queue: Queue, job_id: str) -> Job | None:
         try:
-            job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+            return self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
         except NoSuchJobError:
             self.log.warning("Worker %s: job %s was deleted while queued; skipping it", self.name, job_id)
             queue.intermediate_queue.remove(job_id)
-            return None
         except Exception:
             self.log.error(
                 "Worker %s: job %s from %s cannot be loaded; left for rq's cleanup to fail it",
@@ -326,27 +346,21 @@ class GeventWorker(Worker):
                 queue.name,
                 exc_info=True,
             )
-            return None
-        self.reorder_queues(reference_queue=queue)
-        job.redis_server_version = self.get_redis_server_version()
-        if self.log_job_description:
-            self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
-        else:
-            self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
-        return job, queue
+        return None
 
     # -- running one job ------------------------------------------------------------------------------
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Admit ``job`` to the pool (a slot must be free) and return at once."""
         self._admitted_count += 1
-        self._pool.spawn(self._run_job, job, queue)
+        greenlet = self._pool.spawn(self._run_job, job.id)
+        # Registered before the greenlet first runs, so the loop counts it as running at once.
+        self._running[job.id] = RunningJob(job=job, queue=queue, greenlet=greenlet)
 
-    def _run_job(self, job: Job, queue: Queue) -> None:
-        current = gevent.getcurrent()
-        self._local.job_id = job.id
-        running = RunningJob(job=job, queue=queue, greenlet=current)
-        self._running[job.id] = running
+    def _run_job(self, job_id: str) -> None:
+        running = self._running[job_id]
+        job, queue = running.job, running.queue
+        self._local.job_id = job_id
         try:
             self.prepare_execution(job)
             running.execution = self.execution
@@ -358,14 +372,14 @@ class GeventWorker(Worker):
             self.log.error(
                 "Worker %s: could not record the outcome of job %s; rq will treat it as abandoned",
                 self.name,
-                job.id,
+                job_id,
                 exc_info=True,
             )
         finally:
-            timeouts.forget_pending(current)
-            self._stopped_job_ids.discard(job.id)
-            if self._running.get(job.id) is running:
-                del self._running[job.id]
+            timeouts.forget_pending(running.greenlet)
+            self._stopped_job_ids.discard(job_id)
+            if self._running.get(job_id) is running:
+                del self._running[job_id]
             if not self._running:
                 self._idle_since = time.monotonic()
                 self._set_state_quietly(WorkerStatus.IDLE)
