@@ -1,0 +1,92 @@
+"""Per-job timeouts delivered into the job only, and heartbeats that keep long jobs alive."""
+
+import time
+
+import gevent
+import testjobs
+from conftest import start_worker_greenlet, wait_until
+from rq import Callback, Queue
+from rq.job import JobStatus
+from rq.registry import StartedJobRegistry
+from rq.utils import current_timestamp
+
+from rq_gevent import GeventWorker
+from rq_gevent.timeouts import GeventDeathPenalty
+
+
+def test_one_job_times_out_while_its_siblings_finish(connection):
+    queue = Queue(connection=connection)
+    slow = queue.enqueue(testjobs.green_sleep, 5, "too slow", job_timeout=1)
+    siblings = [queue.enqueue(testjobs.green_sleep, 1.5, i, job_timeout=10) for i in range(10)]
+    worker = GeventWorker([queue], connection=connection, concurrency=20)
+
+    started = time.monotonic()
+    worker.work(burst=True)
+    elapsed = time.monotonic() - started
+
+    slow.refresh()
+    assert slow.get_status() == JobStatus.FAILED
+    assert "JobTimeoutException: Task exceeded maximum timeout value (1 seconds)" in slow.latest_result().exc_string
+    assert [job.return_value() for job in siblings] == list(range(10))
+    assert elapsed < 4, "the timed-out job should have been cut at 1 s, not run its 5 s"
+    assert StartedJobRegistry(queue=queue).get_job_ids() == []
+
+
+def test_no_limit_with_minus_one(connection):
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 1.2, "unlimited", job_timeout=-1)
+    GeventWorker([queue], connection=connection).work(burst=True)
+    assert job.return_value() == "unlimited"
+
+
+def test_death_penalty_treats_zero_and_negative_as_no_limit():
+    def run(limit):
+        with GeventDeathPenalty(limit, job_id="x"):
+            gevent.sleep(0.05)
+            return "ran"
+
+    assert [run(None), run(0), run(-1)] == ["ran", "ran", "ran"]
+
+
+def test_success_callback_timeout_fails_the_job(connection):
+    queue = Queue(connection=connection)
+    job = queue.enqueue(
+        testjobs.green_sleep, 0.01, "x", on_success=Callback(testjobs.slow_success_callback, timeout=1)
+    )
+    sibling = queue.enqueue(testjobs.green_sleep, 2, "sibling")
+    GeventWorker([queue], connection=connection).work(burst=True)
+
+    job.refresh()
+    assert job.get_status() == JobStatus.FAILED
+    assert "JobTimeoutException" in job.latest_result().exc_string
+    assert connection.lrange("test:callbacks", 0, -1) == []
+    assert sibling.return_value() == "sibling"
+
+
+def test_heartbeats_keep_every_running_job_and_the_worker_alive(connection):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 4, i, job_timeout=-1) for i in range(60)]
+    worker = GeventWorker([queue], connection=connection, concurrency=60, job_monitoring_interval=1)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    registry = StartedJobRegistry(queue=queue)
+    wait_until(lambda: len(registry) == 60, what="60 jobs started")
+
+    first_scores = dict(connection.zrange(registry.key, 0, -1, withscores=True))
+    first_worker_heartbeat = connection.hget(worker.key, "last_heartbeat")
+    gevent.sleep(2.5)
+    later_scores = dict(connection.zrange(registry.key, 0, -1, withscores=True))
+
+    assert later_scores.keys() == first_scores.keys()
+    assert all(later_scores[key] > first_scores[key] for key in first_scores), "executions not refreshed"
+    assert all(score > current_timestamp() + 55 for score in later_scores.values())
+    assert connection.hget(worker.key, "last_heartbeat") != first_worker_heartbeat
+    assert connection.ttl(worker.key) > 60
+    for execution in jobs[0].get_executions():
+        assert connection.ttl(execution.key) > 55
+    # rq's reaper, run now, finds nothing abandoned.
+    registry.cleanup()
+    assert len(registry) == 60
+
+    greenlet.join(15)
+    assert [job.return_value() for job in jobs] == list(range(60))
+    assert connection.keys("rq:execution*") == []
