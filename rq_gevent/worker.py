@@ -119,6 +119,7 @@ class GeventWorker(Worker):
         self._idle_since = time.monotonic()
         self._signal_handlers: list[Any] = []
         self._dequeuing = False
+        self._max_idle_time: int | None = None
 
     # -- per-job state that rq keeps on the worker --------------------------------------------------
 
@@ -215,6 +216,7 @@ class GeventWorker(Worker):
         """
         self.bootstrap(logging_level, date_format, log_format)
         self._dequeue_strategy = dequeue_strategy
+        self._max_idle_time = max_idle_time
         self._open_dequeue_connection()
         self.log.info("Worker %s: running up to %d jobs at once", self.name, self.concurrency)
         if with_scheduler:
@@ -381,9 +383,15 @@ class GeventWorker(Worker):
             if self._running.get(job_id) is running:
                 del self._running[job_id]
             if not self._running:
-                self._idle_since = time.monotonic()
-                self._set_state_quietly(WorkerStatus.IDLE)
+                self._became_idle()
             self._job_done.set()
+
+    def _became_idle(self) -> None:
+        self._idle_since = time.monotonic()
+        self._set_state_quietly(WorkerStatus.IDLE)
+        if self._max_idle_time is not None and self._dequeuing:
+            # The pop was armed while jobs ran, without the idle deadline: re-arm it.
+            unblock_clients(self.connection, self.dequeue_client_name)
 
     @contextlib.contextmanager
     def _serialised_if_async(self, job: Job) -> Iterator[None]:

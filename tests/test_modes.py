@@ -1,0 +1,88 @@
+"""Burst draining, max_jobs, max_idle_time and the in-process scheduler."""
+
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import testjobs
+from conftest import start_worker_greenlet, wait_until
+from rq import Queue, Retry
+from rq.job import JobStatus
+from rq.worker import Worker
+
+from rq_gevent import GeventWorker
+from rq_gevent.scheduler import GreenletScheduler
+
+
+def test_burst_runs_what_running_jobs_enqueue(connection):
+    queue = Queue(connection=connection)
+    parent = queue.enqueue(testjobs.green_sleep, 0.3, "parent")
+    child = queue.enqueue(testjobs.green_sleep, 0.3, "child", depends_on=parent)
+    spawner = queue.enqueue(testjobs.enqueue_follow_up, queue.name, "spawned")
+    retried = queue.enqueue(testjobs.fail_then_succeed, "test:burst-retry", 1, retry=Retry(max=1))
+
+    GeventWorker([queue], connection=connection, concurrency=10).work(burst=True)
+
+    assert child.return_value() == "child"
+    assert spawner.return_value() == "spawned"
+    assert queue.fetch_job("follow-up-spawned").return_value() == "spawned"
+    assert retried.get_status(refresh=True) == JobStatus.FINISHED
+    assert len(queue) == 0
+
+
+def test_max_jobs_admits_that_many_and_lets_them_finish(connection):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 0.3, i) for i in range(10)]
+    worker = GeventWorker([queue], connection=connection, concurrency=10)
+
+    assert worker.work(max_jobs=3) is True
+
+    statuses = [job.get_status(refresh=True) for job in jobs]
+    assert statuses[:3] == [JobStatus.FINISHED] * 3
+    assert statuses[3:] == [JobStatus.QUEUED] * 7
+
+
+def test_max_idle_time(connection):
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 1.5, "work first")
+    worker = GeventWorker([queue], connection=connection)
+
+    started = time.monotonic()
+    worker.work(max_idle_time=2)
+    elapsed = time.monotonic() - started
+
+    assert job.return_value() == "work first"
+    assert 3.0 <= elapsed < 6.5, "idle time counts from the end of the last job"
+
+
+def child_pids() -> set[str]:
+    return set(Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split())
+
+
+def test_scheduler_runs_in_a_greenlet_not_a_forked_process(connection):
+    queue = Queue(connection=connection)
+    job = queue.enqueue_in(timedelta(seconds=1), testjobs.green_sleep, 0, "scheduled")
+    worker = GeventWorker([queue], connection=connection)
+    children_before = child_pids()
+    greenlet = start_worker_greenlet(worker, with_scheduler=True)
+
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=10, what="scheduled job ran")
+    assert isinstance(worker.scheduler, GreenletScheduler)
+    assert worker.scheduler._process.is_alive()
+    assert child_pids() == children_before, "the scheduler must not fork"
+
+    worker.request_stop()
+    greenlet.join(10)
+    assert greenlet.dead
+    assert not worker.scheduler._process.is_alive()
+    assert connection.keys("rq:scheduler-lock:*") == []
+
+
+def test_worker_class_and_rq_info_agree(connection):
+    queue = Queue(connection=connection)
+    queue.enqueue(testjobs.green_sleep, 0, "x")
+    worker = GeventWorker([queue], connection=connection, name="info-check")
+    worker.work(burst=True)
+    assert Worker.all(connection=connection) == []
+    assert connection.hget(worker.key, "successful_job_count") == b"1"

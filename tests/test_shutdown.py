@@ -1,0 +1,90 @@
+"""Warm and cold shutdown of a real ``rq-gevent worker`` process by real signals."""
+
+import os
+import signal
+import time
+
+import gevent
+import testjobs
+from conftest import wait_until
+from rq import Queue
+from rq.job import JobStatus
+from rq.registry import StartedJobRegistry
+from rq.worker import Worker
+
+
+def running_jobs(queue):
+    return lambda: len(StartedJobRegistry(queue=queue))
+
+
+def assert_deregistered(connection):
+    assert Worker.all(connection=connection) == []
+    assert connection.keys("rq:execution*") == []
+
+
+def test_warm_shutdown_finishes_running_jobs_and_leaves_the_rest(connection, redis_url, worker_process):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 2, i) for i in range(20)]
+    worker = worker_process("-u", redis_url, "-c", "10")
+    wait_until(lambda: running_jobs(queue)() == 10, what="10 jobs running")
+
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0, worker.output()
+
+    statuses = [job.get_status(refresh=True) for job in jobs]
+    assert statuses.count(JobStatus.FINISHED) == 10, worker.output()
+    assert statuses.count(JobStatus.QUEUED) == 10
+    assert len(queue) == 10
+    assert_deregistered(connection)
+    assert "warm shutdown requested (signal SIGTERM)" in worker.output()
+
+
+def test_warm_shutdown_of_an_idle_worker_wakes_the_blocking_pop(connection, redis_url, worker_process):
+    worker = worker_process("-u", redis_url)
+    wait_until(lambda: len(Worker.all(connection=connection)) == 1, what="worker registered")
+    wait_until(lambda: any(c.get("cmd") in ("blmove", "blpop") for c in connection.client_list()), what="blocked")
+
+    started = time.monotonic()
+    os.kill(worker.pid, signal.SIGINT)
+    assert worker.wait(timeout=8) == 0, worker.output()
+    assert time.monotonic() - started < 3, "shutdown waited for the blocking pop to time out"
+    assert_deregistered(connection)
+
+
+def test_cold_shutdown_requeues_running_jobs_at_the_front(connection, redis_url, worker_process):
+    queue = Queue(connection=connection)
+    running = [queue.enqueue(testjobs.green_sleep, 30, i) for i in range(5)]
+    queued = [queue.enqueue(testjobs.green_sleep, 30, f"q{i}") for i in range(3)]
+    worker = worker_process("-u", redis_url, "-c", "5")
+    wait_until(lambda: running_jobs(queue)() == 5, what="5 jobs running")
+
+    os.kill(worker.pid, signal.SIGTERM)
+    gevent.sleep(1.2)  # a second signal within 1 s counts as a duplicate, as in rq
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0, worker.output()
+
+    for job in running:
+        assert job.get_status(refresh=True) == JobStatus.QUEUED
+    assert set(queue.job_ids[:5]) == {job.id for job in running}
+    assert queue.job_ids[5:] == [job.id for job in queued]
+    assert StartedJobRegistry(queue=queue).get_job_ids() == []
+    assert_deregistered(connection)
+    assert "cold shutdown" in worker.output()
+
+
+def test_graceful_timeout_turns_a_warm_shutdown_cold(connection, redis_url, worker_process):
+    queue = Queue(connection=connection)
+    quick = queue.enqueue(testjobs.green_sleep, 0.5, "quick")
+    slow = queue.enqueue(testjobs.green_sleep, 30, "slow")
+    worker = worker_process("-u", redis_url, "--graceful-timeout", "2")
+    wait_until(lambda: running_jobs(queue)() == 2)
+
+    started = time.monotonic()
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0, worker.output()
+
+    assert 1.5 < time.monotonic() - started < 6
+    assert quick.get_status(refresh=True) == JobStatus.FINISHED
+    assert slow.get_status(refresh=True) == JobStatus.QUEUED
+    assert queue.job_ids == [slow.id]
+    assert "graceful timeout of 2.0 s reached" in worker.output()
