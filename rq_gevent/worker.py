@@ -237,7 +237,10 @@ class GeventWorker(Worker):
         finally:
             if self._heartbeat_greenlet is not None:
                 self._heartbeat_greenlet.kill()
-            self.teardown()
+            try:
+                self.teardown()
+            except redis.exceptions.RedisError as exc:
+                self.log.error("Worker %s: could not deregister from Redis (%s); its key expires", self.name, exc)
             self._dequeue_connection.close()
             self._remove_signal_handlers()
         return self._admitted_count > 0
@@ -245,38 +248,40 @@ class GeventWorker(Worker):
     def _dequeue_loop(self, burst: bool, max_jobs: int | None, max_idle_time: int | None) -> None:
         backoff = 1.0
         while not self._stop_requested:
-            self.check_for_suspension(burst)
-            if self.should_run_maintenance_tasks:
-                self.run_maintenance_tasks()
-            if not self._wait_for_free_slot():
-                break
-            if max_jobs is not None and self._admitted_count >= max_jobs:
-                self.log.info("Worker %s: admitted %d jobs (max_jobs), finishing them", self.name, max_jobs)
-                break
             try:
-                result = self._dequeue(burst, max_idle_time)
+                if not self._dequeue_step(burst, max_jobs, max_idle_time):
+                    return
                 backoff = 1.0
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 self.log.error(
-                    "Worker %s: Redis connection problem while dequeuing (%s); retrying in %.0f s",
-                    self.name,
-                    exc,
-                    backoff,
+                    "Worker %s: Redis connection problem (%s); retrying in %.0f s", self.name, exc, backoff
                 )
                 gevent.sleep(backoff)
                 backoff = min(backoff * self.exponential_backoff_factor, self.max_connection_wait_time)
-                continue
-            if result is not None:
-                self.execute_job(*result)
-                continue
-            if burst:
-                if not self._running:
-                    self.log.info("Worker %s: done, quitting", self.name)
-                    break
-                self._wait_for_a_job_to_end()
-            elif max_idle_time is not None and self._idle_for() >= max_idle_time:
-                self.log.info("Worker %s: idle for %d seconds, quitting", self.name, max_idle_time)
-                break
+
+    def _dequeue_step(self, burst: bool, max_jobs: int | None, max_idle_time: int | None) -> bool:
+        """One turn of the loop: admit at most one job.  False when the worker should stop dequeuing."""
+        self.check_for_suspension(burst)
+        if self.should_run_maintenance_tasks:
+            self.run_maintenance_tasks()
+        if not self._wait_for_free_slot():
+            return False
+        if max_jobs is not None and self._admitted_count >= max_jobs:
+            self.log.info("Worker %s: admitted %d jobs (max_jobs), finishing them", self.name, max_jobs)
+            return False
+        result = self._dequeue(burst, max_idle_time)
+        if result is not None:
+            self.execute_job(*result)
+            return True
+        if burst:
+            if not self._running:
+                self.log.info("Worker %s: done, quitting", self.name)
+                return False
+            self._wait_for_a_job_to_end()
+        elif max_idle_time is not None and self._idle_for() >= max_idle_time:
+            self.log.info("Worker %s: idle for %d seconds, quitting", self.name, max_idle_time)
+            return False
+        return True
 
     def _wait_for_free_slot(self) -> bool:
         """Block until the pool has room; False if a stop was requested meanwhile."""

@@ -1,0 +1,67 @@
+"""Redis connections: a pool that fits the concurrency, and surviving a Redis restart."""
+
+import pytest
+import redis
+import testjobs
+from conftest import wait_until
+from rq import Queue
+from rq.job import JobStatus
+from rq.suspension import resume, suspend
+from rq.worker import Worker
+
+from rq_gevent import GeventWorker
+from rq_gevent.embedded_redis import EmbeddedRedis
+
+
+def test_500_jobs_at_once_fit_in_the_connection_pool(connection):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.track_concurrency, 1.0, i) for i in range(500)]
+    worker = GeventWorker([queue], connection=connection, concurrency=500)
+
+    assert connection.connection_pool.max_connections >= 500
+    worker.work(burst=True)
+
+    assert int(connection.get("test:max_running")) >= 400
+    statuses = {job.get_status(refresh=True) for job in jobs}
+    assert statuses == {JobStatus.FINISHED}
+
+
+def test_dequeue_uses_its_own_connection_with_a_longer_socket_timeout(connection):
+    worker = GeventWorker(["default"], connection=connection)
+    worker._open_dequeue_connection()
+    kwargs = worker._dequeue_connection.connection_pool.connection_kwargs
+    assert worker._dequeue_connection.connection_pool is not connection.connection_pool
+    assert kwargs["socket_timeout"] > worker.dequeue_timeout
+    assert kwargs["socket_keepalive"] is True
+
+
+@pytest.fixture
+def restartable_redis():
+    with EmbeddedRedis(appendonly=True) as server:
+        yield server
+
+
+def test_worker_survives_a_redis_restart(restartable_redis, worker_process):
+    connection = redis.Redis.from_url(restartable_redis.url)
+    queue = Queue(connection=connection)
+    before = [queue.enqueue(testjobs.green_sleep, 0.05, i) for i in range(5)]
+    worker = worker_process("-u", restartable_redis.url, "-c", "5", "--job-monitoring-interval", "1")
+    wait_until(lambda: all(job.get_status(refresh=True) == JobStatus.FINISHED for job in before))
+    # `rq suspend` keeps these jobs waiting in Redis (persisted by AOF) while it goes down.
+    suspend(connection)
+    wait_until(lambda: connection.hget(Worker.all(connection=connection)[0].key, "state") == b"suspended")
+    queued_across = [queue.enqueue(testjobs.green_sleep, 0.05, f"p{i}") for i in range(3)]
+
+    restartable_redis.restart(down_for=3)
+    resume(connection)
+
+    after = [queue.enqueue(testjobs.green_sleep, 0.05, f"after{i}") for i in range(5)]
+    wait_until(
+        lambda: all(job.get_status(refresh=True) == JobStatus.FINISHED for job in after + queued_across),
+        timeout=40,
+        what="jobs after the restart",
+    )
+    assert worker.process.poll() is None, worker.output()
+    wait_until(lambda: len(Worker.all(connection=connection)) == 1, timeout=5, what="worker visible again")
+    worker.process.terminate()
+    assert worker.wait(10) == 0, worker.output()
