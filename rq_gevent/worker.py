@@ -40,6 +40,7 @@ from rq.exceptions import DequeueTimeout, NoSuchJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
+from rq.suspension import is_suspended
 from rq.utils import as_text, get_version, now
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
@@ -108,6 +109,7 @@ class GeventWorker(Worker):
         self._local = gevent.local.local()
         self._running: dict[str, RunningJob] = {}
         self._stopped_job_ids: set[str] = set()
+        self._suspended = False
         super().__init__(queues, *args, **kwargs)
         self._pool = gevent.pool.Pool(concurrency)
         self._async_jobs = gevent.lock.Semaphore(1)
@@ -282,6 +284,29 @@ class GeventWorker(Worker):
             self.log.info("Worker %s: idle for %d seconds, quitting", self.name, max_idle_time)
             return False
         return True
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """rq's ``rq suspend`` check, keeping the worker state truthful while jobs end meanwhile."""
+        if not is_suspended(self.connection, self):
+            return
+        if burst:
+            self.log.info("Worker %s: suspended in burst mode, exiting once running jobs end", self.name)
+            raise StopRequested
+        self.log.info("Worker %s: suspended, run `rq resume` to resume", self.name)
+        self._suspended = True
+        self.set_state(WorkerStatus.SUSPENDED)
+        try:
+            while not self._stop_requested and is_suspended(self.connection, self):
+                self._cold.wait(1)
+        finally:
+            self._suspended = False
+        self.set_state(WorkerStatus.BUSY if self._running else WorkerStatus.IDLE)
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        """While ``rq suspend`` is in force the state stays SUSPENDED, whatever jobs start or end."""
+        if self._suspended and state != WorkerStatus.SUSPENDED:
+            return
+        super().set_state(state, pipeline=pipeline)
 
     def _wait_for_free_slot(self) -> bool:
         """Block until the pool has room; False if a stop was requested meanwhile."""

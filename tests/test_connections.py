@@ -49,6 +49,7 @@ def test_worker_survives_a_redis_restart(restartable_redis, worker_process):
     wait_until(lambda: all(job.get_status(refresh=True) == JobStatus.FINISHED for job in before))
     # `rq suspend` keeps these jobs waiting in Redis (persisted by AOF) while it goes down.
     suspend(connection)
+    queue.enqueue(testjobs.green_sleep, 0, "wakes the blocked pop so it sees the suspension")
     wait_until(lambda: connection.hget(Worker.all(connection=connection)[0].key, "state") == b"suspended")
     queued_across = [queue.enqueue(testjobs.green_sleep, 0.05, f"p{i}") for i in range(3)]
 
