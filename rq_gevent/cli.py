@@ -30,46 +30,88 @@ def cli() -> None:
 
 @cli.command(context_settings={"max_content_width": 100})
 @click.argument("queues", nargs=-1)
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None,
-              help="Jobs run at once in this process (default 20, or CONCURRENCY in --config).")
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Jobs run at once in this process (default 20, or CONCURRENCY in --config).",
+)
 @click.option("-u", "--url", envvar="REDIS_URL", help="Redis URL, e.g. redis://localhost:6379/0 [env: REDIS_URL].")
 @click.option("--config", "config", help="Python module with settings (REDIS_URL, QUEUES, CONCURRENCY, NAME...).")
-@click.option("-P", "--path", "paths", multiple=True, default=["."], show_default=True,
-              help="Prepended to sys.path to import jobs and classes (repeatable).")
+@click.option(
+    "-P",
+    "--path",
+    "paths",
+    multiple=True,
+    default=["."],
+    show_default=True,
+    help="Prepended to sys.path to import jobs and classes (repeatable).",
+)
 @click.option("-b", "--burst", is_flag=True, help="Exit once the queues are empty and no job is running.")
 @click.option("--name", help="Worker name (default: a random id). Must be unique among live workers.")
 @click.option("--results-ttl", type=int, help="Seconds to keep job results (rq default 500).")
 @click.option("--worker-ttl", type=click.IntRange(min=1), help="Seconds the worker key lives without a heartbeat.")
-@click.option("--job-monitoring-interval", type=click.IntRange(min=1), default=30, show_default=True,
-              help="Seconds between heartbeats of the worker and every running job.")
-@click.option("--maintenance-interval", type=click.IntRange(min=1), default=600, show_default=True,
-              help="Seconds between registry clean-ups.")
-@click.option("--graceful-timeout", type=click.FloatRange(min=0),
-              help="On warm shutdown, wait this many seconds for running jobs, then shut down cold "
-                   "(default: wait for them).")
+@click.option(
+    "--job-monitoring-interval",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Seconds between heartbeats of the worker and every running job.",
+)
+@click.option(
+    "--maintenance-interval",
+    type=click.IntRange(min=1),
+    default=600,
+    show_default=True,
+    help="Seconds between registry clean-ups.",
+)
+@click.option(
+    "--graceful-timeout",
+    type=click.FloatRange(min=0),
+    help="On warm shutdown, wait this many seconds for running jobs, then shut down cold (default: wait for them).",
+)
 @click.option("--disable-job-desc-logging", is_flag=True, help="Log job ids instead of job descriptions.")
-@click.option("--logging_level", "--logging-level", "logging_level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
-              help="Log level.")
+@click.option(
+    "--logging_level",
+    "--logging-level",
+    "logging_level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    help="Log level.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 @click.option("-q", "--quiet", is_flag=True, help="Log at WARNING level.")
 @click.option("--log-format", help="logging format string.")
 @click.option("--date-format", help="logging date format string.")
 @click.option("--max-jobs", type=click.IntRange(min=1), help="Admit this many jobs, let them finish, then exit.")
-@click.option("--max-idle-time", type=click.IntRange(min=1),
-              help="Exit after this many seconds with no job running and none dequeued.")
+@click.option(
+    "--max-idle-time",
+    type=click.IntRange(min=1),
+    help="Exit after this many seconds with no job running and none dequeued.",
+)
 @click.option("--with-scheduler", is_flag=True, help="Also run rq's scheduler (in a greenlet of this worker).")
 @click.option("-S", "--serializer", help="Serializer, as a dotted path (e.g. rq.serializers.JSONSerializer).")
 @click.option("-j", "--job-class", help="Job class, as a dotted path.")
 @click.option("--queue-class", help="Queue class, as a dotted path.")
 @click.option("-w", "--worker-class", help="Worker class: rq_gevent.GeventWorker or a subclass of it.")
 @click.option("--connection-class", help="Redis client class, as a dotted path (default redis.Redis).")
-@click.option("--exception-handler", "exception_handlers", multiple=True,
-              help="Dotted path of an exception handler (repeatable).")
-@click.option("--disable-default-exception-handler", is_flag=True,
-              help="Do not store failed jobs' exceptions (rq's default handler).")
-@click.option("--dequeue-strategy", type=click.Choice(["default", "round_robin", "random"]), default="default",
-              show_default=True, help="Order in which queues are polled.")
+@click.option(
+    "--exception-handler", "exception_handlers", multiple=True, help="Dotted path of an exception handler (repeatable)."
+)
+@click.option(
+    "--disable-default-exception-handler",
+    is_flag=True,
+    help="Do not store failed jobs' exceptions (rq's default handler).",
+)
+@click.option(
+    "--dequeue-strategy",
+    type=click.Choice(["default", "round_robin", "random"]),
+    default="default",
+    show_default=True,
+    help="Order in which queues are polled.",
+)
 @click.option("--pid", "pid_file", type=click.Path(dir_okay=False, writable=True), help="Write the PID to this file.")
 def worker(**options: Any) -> None:
     """Run a GeventWorker on QUEUES (default: "default"), highest priority first.
@@ -105,4 +147,3 @@ def main(argv: list[str] | None = None) -> None:
 
 def _one_line(message: str) -> str:
     return " ".join(message.split())
-

@@ -255,9 +255,7 @@ class GeventWorker(Worker):
                     return
                 backoff = 1.0
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                self.log.error(
-                    "Worker %s: Redis connection problem (%s); retrying in %.0f s", self.name, exc, backoff
-                )
+                self.log.error("Worker %s: Redis connection problem (%s); retrying in %.0f s", self.name, exc, backoff)
                 gevent.sleep(backoff)
                 backoff = min(backoff * self.exponential_backoff_factor, self.max_connection_wait_time)
 

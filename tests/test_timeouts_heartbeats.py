@@ -50,9 +50,7 @@ def test_death_penalty_treats_zero_and_negative_as_no_limit():
 
 def test_success_callback_timeout_fails_the_job(connection):
     queue = Queue(connection=connection)
-    job = queue.enqueue(
-        testjobs.green_sleep, 0.01, "x", on_success=Callback(testjobs.slow_success_callback, timeout=1)
-    )
+    job = queue.enqueue(testjobs.green_sleep, 0.01, "x", on_success=Callback(testjobs.slow_success_callback, timeout=1))
     sibling = queue.enqueue(testjobs.green_sleep, 2, "sibling")
     GeventWorker([queue], connection=connection).work(burst=True)
 

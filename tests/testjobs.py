@@ -18,7 +18,10 @@ def track_concurrency(seconds: float, value: object = None) -> object:
     job = get_current_job()
     connection = job.connection
     running = connection.incr("test:running")
-    script = "local v = redis.call('GET', KEYS[1]); if (not v) or tonumber(v) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end"
+    script = (
+        "local v = redis.call('GET', KEYS[1]); "
+        "if (not v) or tonumber(v) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end"
+    )
     connection.eval(script, 1, "test:max_running", running)
     try:
         time.sleep(seconds)
