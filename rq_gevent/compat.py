@@ -6,11 +6,26 @@ Supported: the rq versions declared in setup.cfg (each tested by CI).  rq's mast
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import rq
 
 RQ_VERSION = tuple(int(part) for part in rq.__version__.split(".")[:3])
+
+try:  # rq >= 2.6
+    from rq.exceptions import StopRequested
+except ImportError:  # rq < 2.6 defines it next to the worker
+    from rq.worker import StopRequested  # type: ignore[no-redef,attr-defined]
+
+__all__ = ["RQ_VERSION", "StopRequested", "requeue_at_front", "seconds_since", "skip_failure_callback"]
+
+
+def seconds_since(moment: datetime) -> float:
+    """Seconds from ``moment`` until now; rq < 2.4 stores naive UTC datetimes, later ones aware."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - moment).total_seconds()
 
 
 def skip_failure_callback(job: Any) -> None:

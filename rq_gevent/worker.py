@@ -36,7 +36,7 @@ from greenlet import greenlet as Greenlet
 from rq import worker_registration
 from rq.command import parse_payload
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
-from rq.exceptions import DequeueTimeout, NoSuchJobError, StopRequested
+from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
@@ -45,6 +45,7 @@ from rq.utils import as_text, get_version, now
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
 from . import compat, timeouts
+from .compat import StopRequested
 from .connections import dequeue_client, ensure_pool_capacity, unblock_clients
 from .exceptions import ColdShutdown, JobInterrupted, JobKilled, JobStopped
 from .scheduler import GreenletScheduler
@@ -171,7 +172,7 @@ class GeventWorker(Worker):
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         if job.timeout and job.timeout > 0 and job.started_at:
-            elapsed = (now() - job.started_at).total_seconds()
+            elapsed = compat.seconds_since(job.started_at)
             remaining = max(job.timeout - elapsed, 0)
             return int(min(remaining, self.job_monitoring_interval)) + 60
         return int(self.job_monitoring_interval) + 60
@@ -416,7 +417,14 @@ class GeventWorker(Worker):
 
     def _became_idle(self) -> None:
         self._idle_since = time.monotonic()
-        self._set_state_quietly(WorkerStatus.IDLE)
+        try:
+            with self.connection.pipeline() as pipeline:
+                # Jobs' own pipelines may have executed out of order: nothing runs, so nothing is current.
+                super().set_current_job_id(None, pipeline=pipeline)
+                self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
+                pipeline.execute()
+        except redis.exceptions.RedisError as exc:
+            self.log.warning("Worker %s: could not record idle state (%s)", self.name, exc)
         if self._max_idle_time is not None and self._dequeuing:
             # The pop was armed while jobs ran, without the idle deadline: re-arm it.
             unblock_clients(self.connection, self.dequeue_client_name)
@@ -547,6 +555,8 @@ class GeventWorker(Worker):
             with self.connection.pipeline(transaction=False) as pipeline:
                 if index == 0:
                     self.heartbeat(worker_ttl, pipeline=pipeline)
+                    newest = next(reversed(self._running), None)
+                    super().set_current_job_id(newest, pipeline=pipeline)
                 job_heartbeats: list[tuple[int, Job]] = []
                 for item in batch:
                     ttl = self.get_heartbeat_ttl(item.job)
@@ -571,12 +581,6 @@ class GeventWorker(Worker):
         pipeline.hset(self.key, "state", self.get_state())
         pipeline.expire(self.key, ttl)
         worker_registration.register(self, pipeline)
-
-    def _set_state_quietly(self, state: str) -> None:
-        try:
-            self.set_state(state)
-        except redis.exceptions.RedisError as exc:
-            self.log.warning("Worker %s: could not record state %s (%s)", self.name, state, exc)
 
     # -- shutdown -------------------------------------------------------------------------------------
 
