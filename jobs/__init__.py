@@ -1,0 +1,1 @@
+"""Job functions that web apps enqueue with ``Queue.enqueue`` and rq-gevent workers run."""

@@ -1,0 +1,27 @@
+"""The whole test suite, as CI runs it: ``python3 -m pip install nox && python3 -m nox``.
+
+The tests run against the oldest and the newest rq release that setup.cfg allows; keep the two in
+step.  Each session builds its own virtualenv under .nox/.
+"""
+
+import nox
+
+# setup.cfg declares rq >= 2.3.3, < 2.13: exactly these two ends are tested.
+RQ_VERSIONS = ["2.3.3", "2.12.0"]
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+@nox.parametrize("rq", RQ_VERSIONS)
+def tests(session: nox.Session, rq: str) -> None:
+    session.install("-e", ".[test]", f"rq=={rq}")
+    session.run("pytest", *session.posargs)
