@@ -219,3 +219,38 @@ def test_rq_api_sees_a_busy_worker(connection):
 def test_bad_concurrency_is_refused(connection, concurrency):
     with pytest.raises(ValueError, match="concurrency"):
         GeventWorker(["default"], connection=connection, concurrency=concurrency)
+
+
+def test_readme_recipe_lists_a_workers_running_jobs(connection):
+    queue = Queue("mail", connection=connection)
+    mine = [queue.enqueue(testjobs.green_sleep, 1.0, i) for i in range(4)]
+    worker = GeventWorker([queue], connection=connection, concurrency=4, name="worker-name")
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(lambda: len(StartedJobRegistry(queue=queue)) == 4)
+
+    running = [
+        job
+        for job in Job.fetch_many(StartedJobRegistry(queue=queue).get_job_ids(), connection=connection)
+        if job is not None and job.worker_name == "worker-name"
+    ]
+    assert sorted(job.id for job in running) == sorted(job.id for job in mine)
+    greenlet.join(10)
+
+
+def test_rq_info_command_shows_the_busy_worker(connection, redis_url):
+    import subprocess
+    import sys
+
+    queue = Queue(connection=connection)
+    queue.enqueue(testjobs.green_sleep, 2, "x")
+    worker = GeventWorker([queue], connection=connection, name="shown-by-rq-info")
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(lambda: len(StartedJobRegistry(queue=queue)) == 1)
+    info = subprocess.run(
+        [sys.executable, "-m", "rq.cli", "info", "-u", redis_url, "--only-workers", "--raw"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "worker shown-by-rq-info" in info.stdout and " busy default" in info.stdout, info.stdout + info.stderr
+    greenlet.join(10)
