@@ -23,7 +23,7 @@ import inspect
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gevent
@@ -72,7 +72,6 @@ class RunningJob:
     # callbacks run, and nothing may interrupt it.
     finishing: bool = False
     interrupted_by: JobInterrupted | None = None
-    admitted_at: float = field(default_factory=time.monotonic)
 
 
 class GeventWorker(Worker):
@@ -92,6 +91,8 @@ class GeventWorker(Worker):
     # ``dequeue_socket_margin`` seconds).  Shutdown does not wait for it: it wakes the pop at once.
     dequeue_block_seconds = 10
     dequeue_socket_margin = 10
+    # A running job's execution expires this many seconds after its heartbeat is due (rq: 60).
+    heartbeat_ttl_margin = 60
 
     def __init__(
         self,
@@ -166,16 +167,12 @@ class GeventWorker(Worker):
         """Ids of the jobs this worker is running now, oldest first (in the worker's process)."""
         return list(self._running)
 
-    @property
-    def running_job_count(self) -> int:
-        return len(self._running)
-
     def get_heartbeat_ttl(self, job: Job) -> int:
         if job.timeout and job.timeout > 0 and job.started_at:
             elapsed = compat.seconds_since(job.started_at)
             remaining = max(job.timeout - elapsed, 0)
-            return int(min(remaining, self.job_monitoring_interval)) + 60
-        return int(self.job_monitoring_interval) + 60
+            return int(min(remaining, self.job_monitoring_interval)) + self.heartbeat_ttl_margin
+        return int(self.job_monitoring_interval) + self.heartbeat_ttl_margin
 
     # -- connections ----------------------------------------------------------------------------------
 

@@ -117,3 +117,24 @@ def test_stop_before_the_job_code_starts_is_delivered_when_it_does(connection):
 
     assert job.get_status(refresh=True) == JobStatus.STOPPED
     assert job.id in FailedJobRegistry(queue=queue)
+
+
+def test_stop_after_the_job_code_returned_is_ignored(connection):
+    """Once the job's function has returned, rq's bookkeeping runs uninterrupted."""
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 0.1, "finished anyway")
+    worker = GeventWorker([queue], connection=connection)
+    original = worker.handle_job_success
+    answers = []
+
+    def stop_during_bookkeeping(job, *args, **kwargs):
+        answers.append(worker.stop_job(job.id))
+        gevent.sleep(0.2)  # a delivered interruption would land here
+        return original(job, *args, **kwargs)
+
+    worker.handle_job_success = stop_during_bookkeeping
+    worker.work(burst=True)
+
+    assert answers == [False]
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    assert job.return_value() == "finished anyway"

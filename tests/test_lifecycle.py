@@ -2,6 +2,7 @@
 
 import time
 
+import gevent
 import pytest
 import testjobs
 from conftest import start_worker_greenlet, wait_until
@@ -254,3 +255,19 @@ def test_rq_info_command_shows_the_busy_worker(connection, redis_url):
     )
     assert "worker shown-by-rq-info" in info.stdout and " busy default" in info.stdout, info.stdout + info.stderr
     greenlet.join(10)
+
+
+def test_no_job_is_popped_beyond_free_slots(connection):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 1.0, i) for i in range(5)]
+    worker = GeventWorker([queue], connection=connection, concurrency=2)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(lambda: len(StartedJobRegistry(queue=queue)) == 2)
+
+    for _ in range(5):
+        gevent.sleep(0.1)
+        assert len(StartedJobRegistry(queue=queue)) == 2
+        assert connection.llen(queue.intermediate_queue_key) == 0
+        assert len(queue) == 3
+    greenlet.join(10)
+    assert [job.return_value() for job in jobs] == list(range(5))

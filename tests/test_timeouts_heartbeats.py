@@ -61,29 +61,36 @@ def test_success_callback_timeout_fails_the_job(connection):
     assert sibling.return_value() == "sibling"
 
 
-def test_heartbeats_keep_every_running_job_and_the_worker_alive(connection):
+class ShortTTLWorker(GeventWorker):
+    """Executions expire 1 s after their heartbeat is due (rq's margin is 60 s), to test in seconds."""
+
+    heartbeat_ttl_margin = 1
+
+
+def test_jobs_outlive_their_heartbeat_ttl_many_times_over(connection):
     queue = Queue(connection=connection)
-    jobs = [queue.enqueue(testjobs.green_sleep, 4, i, job_timeout=-1) for i in range(60)]
-    worker = GeventWorker([queue], connection=connection, concurrency=60, job_monitoring_interval=1)
+    jobs = [queue.enqueue(testjobs.green_sleep, 6, i, job_timeout=-1) for i in range(60)]
+    worker = ShortTTLWorker([queue], connection=connection, concurrency=60, job_monitoring_interval=1)
     greenlet = start_worker_greenlet(worker, burst=True)
     registry = StartedJobRegistry(queue=queue)
     wait_until(lambda: len(registry) == 60, what="60 jobs started")
+    assert worker.get_heartbeat_ttl(jobs[0]) == 2
 
     first_scores = dict(connection.zrange(registry.key, 0, -1, withscores=True))
     first_worker_heartbeat = connection.hget(worker.key, "last_heartbeat")
-    gevent.sleep(2.5)
+    for _ in range(8):  # 4 s, twice the TTL, with rq's reaper running all the while
+        gevent.sleep(0.5)
+        registry.cleanup()
+        assert len(registry) == 60, "a running job was reaped as abandoned"
     later_scores = dict(connection.zrange(registry.key, 0, -1, withscores=True))
 
     assert later_scores.keys() == first_scores.keys()
     assert all(later_scores[key] > first_scores[key] for key in first_scores), "executions not refreshed"
-    assert all(score > current_timestamp() + 55 for score in later_scores.values())
+    assert all(score > current_timestamp() for score in later_scores.values())
     assert connection.hget(worker.key, "last_heartbeat") != first_worker_heartbeat
     assert connection.ttl(worker.key) > 60
     for execution in jobs[0].get_executions():
-        assert connection.ttl(execution.key) > 55
-    # rq's reaper, run now, finds nothing abandoned.
-    registry.cleanup()
-    assert len(registry) == 60
+        assert connection.ttl(execution.key) > 0
 
     greenlet.join(15)
     assert [job.return_value() for job in jobs] == list(range(60))
