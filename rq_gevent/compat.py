@@ -9,16 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import rq
-
-RQ_VERSION = tuple(int(part) for part in rq.__version__.split(".")[:3])
-
 try:  # rq >= 2.6
     from rq.exceptions import StopRequested
 except ImportError:  # rq < 2.6 defines it next to the worker
     from rq.worker import StopRequested  # type: ignore[no-redef,attr-defined]
 
-__all__ = ["RQ_VERSION", "StopRequested", "requeue_at_front", "seconds_since", "skip_failure_callback"]
+__all__ = ["StopRequested", "requeue_at_front", "seconds_since", "skip_failure_callback"]
 
 
 def seconds_since(moment: datetime) -> float:

@@ -226,7 +226,7 @@ class GeventWorker(Worker):
         try:
             self._dequeuing = True
             try:
-                self._dequeue_loop(burst, max_jobs, max_idle_time)
+                self._dequeue_loop(burst, max_jobs)
             except StopRequested:
                 pass
             except Exception:
@@ -245,11 +245,11 @@ class GeventWorker(Worker):
             self._remove_signal_handlers()
         return self._admitted_count > 0
 
-    def _dequeue_loop(self, burst: bool, max_jobs: int | None, max_idle_time: int | None) -> None:
+    def _dequeue_loop(self, burst: bool, max_jobs: int | None) -> None:
         backoff = 1.0
         while not self._stop_requested:
             try:
-                if not self._dequeue_step(burst, max_jobs, max_idle_time):
+                if not self._dequeue_step(burst, max_jobs):
                     return
                 backoff = 1.0
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -257,7 +257,7 @@ class GeventWorker(Worker):
                 gevent.sleep(backoff)
                 backoff = min(backoff * self.exponential_backoff_factor, self.max_connection_wait_time)
 
-    def _dequeue_step(self, burst: bool, max_jobs: int | None, max_idle_time: int | None) -> bool:
+    def _dequeue_step(self, burst: bool, max_jobs: int | None) -> bool:
         """One turn of the loop: admit at most one job.  False when the worker should stop dequeuing."""
         self.check_for_suspension(burst)
         if self.should_run_maintenance_tasks:
@@ -267,7 +267,7 @@ class GeventWorker(Worker):
         if max_jobs is not None and self._admitted_count >= max_jobs:
             self.log.info("Worker %s: admitted %d jobs (max_jobs), finishing them", self.name, max_jobs)
             return False
-        result = self._dequeue(burst, max_idle_time)
+        result = self._dequeue(burst)
         if result is not None:
             self.execute_job(*result)
             return True
@@ -276,8 +276,8 @@ class GeventWorker(Worker):
                 self.log.info("Worker %s: done, quitting", self.name)
                 return False
             self._wait_for_a_job_to_end()
-        elif max_idle_time is not None and self._idle_for() >= max_idle_time:
-            self.log.info("Worker %s: idle for %d seconds, quitting", self.name, max_idle_time)
+        elif self._max_idle_time is not None and self._idle_for() >= self._max_idle_time:
+            self.log.info("Worker %s: idle for %d seconds, quitting", self.name, self._max_idle_time)
             return False
         return True
 
@@ -321,13 +321,13 @@ class GeventWorker(Worker):
             return 0.0
         return time.monotonic() - self._idle_since
 
-    def _dequeue(self, burst: bool, max_idle_time: int | None) -> tuple[Job, Queue] | None:
+    def _dequeue(self, burst: bool) -> tuple[Job, Queue] | None:
         """Pop one job (blocking unless ``burst``); ``None`` when the queues stayed empty."""
         timeout: int | None = None
         if not burst:
             timeout = self.dequeue_timeout
-            if max_idle_time is not None and not self._running:
-                timeout = max(1, min(timeout, int(max_idle_time - self._idle_for()) + 1))
+            if self._max_idle_time is not None and not self._running:
+                timeout = max(1, min(timeout, int(self._max_idle_time - self._idle_for()) + 1))
         while True:
             popped = self._pop_job_id(timeout)
             if popped is None:

@@ -79,7 +79,7 @@ def test_scheduler_runs_in_a_greenlet_not_a_forked_process(connection):
     assert connection.keys("rq:scheduler-lock:*") == []
 
 
-def test_worker_class_and_rq_info_agree(connection):
+def test_burst_worker_deregisters_and_keeps_its_counters(connection):
     queue = Queue(connection=connection)
     queue.enqueue(testjobs.green_sleep, 0, "x")
     worker = GeventWorker([queue], connection=connection, name="info-check")
