@@ -1,11 +1,9 @@
 """``rq-gevent worker [QUEUES...]``: the command-line entry point, shaped like ``rq worker``.
 
-gevent patches the standard library here, before click, redis or rq are imported.
+Parsing imports nothing network-related.  A worker that runs in this process patches gevent before
+redis or rq are imported; with ``-n N`` this process becomes the launcher (:mod:`rq_gevent.arbiter`),
+which patches nothing and starts each worker as a fresh interpreter.
 """
-
-from rq_gevent.patching import patch
-
-patch()
 
 import logging
 import sys
@@ -112,6 +110,32 @@ def cli() -> None:
     show_default=True,
     help="Order in which queues are polled.",
 )
+@click.option(
+    "-n",
+    "--processes",
+    default="1",
+    show_default=True,
+    help="Worker processes, or 'auto' for one per CPU core. With more than 1, this process "
+    "supervises them (see --hub-timeout, --max-jobs-per-child, --max-memory-per-child).",
+)
+@click.option(
+    "--hub-timeout",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Kill and replace a worker process whose event loop has not run for this many seconds (default 30).",
+)
+@click.option(
+    "--max-jobs-per-child",
+    type=click.IntRange(min=1),
+    help="Replace a worker process after about this many jobs (+0-10%% jitter).",
+)
+@click.option(
+    "--max-memory-per-child",
+    type=int,
+    metavar="MB",
+    help="Replace a worker process whose memory (RSS) exceeds MB (-0-10%% jitter); it finishes "
+    "its running jobs first, and is killed at twice the limit.",
+)
 @click.option("--pid", "pid_file", type=click.Path(dir_okay=False, writable=True), help="Write the PID to this file.")
 def worker(**options: Any) -> None:
     """Run a GeventWorker on QUEUES (default: "default"), highest priority first.
@@ -121,6 +145,17 @@ def worker(**options: Any) -> None:
     running jobs); a second time = cold shutdown (interrupt running jobs and put
     them back at the front of their queues). Exit code 0 in both cases.
     """
+    from rq_gevent.supervision import needs_arbiter, resolve_processes
+
+    options["processes"] = resolve_processes(options["processes"])
+    if needs_arbiter(options):
+        from rq_gevent.arbiter import Arbiter
+
+        sys.exit(Arbiter(options).run())
+
+    from rq_gevent.patching import patch
+
+    patch()
     from rq_gevent.run import run_worker
 
     run_worker(options)

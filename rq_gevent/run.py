@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -17,7 +18,8 @@ from rq_gevent.connections import describe, redact_url
 from rq_gevent.worker import DEFAULT_CONCURRENCY, GeventWorker
 
 
-def run_worker(options: dict[str, Any]) -> None:
+def run_worker(options: dict[str, Any], before_work: Callable[[GeventWorker], None] | None = None) -> GeventWorker:
+    """Build the worker the options describe and run it until it stops; returns it."""
     for path in reversed(options["paths"]):
         sys.path.insert(0, path)
     settings = _read_settings(options["config"])
@@ -27,6 +29,8 @@ def run_worker(options: dict[str, Any]) -> None:
     if options["pid_file"]:
         with open(options["pid_file"], "w") as pid_file:
             pid_file.write(str(os.getpid()))
+    if before_work is not None:
+        before_work(worker)
     try:
         worker.work(
             burst=options["burst"],
@@ -43,6 +47,7 @@ def run_worker(options: dict[str, Any]) -> None:
         raise UserError(str(error)) from None
     except redis.exceptions.ConnectionError as error:
         raise UserError(f"lost Redis at {describe(connection)} while starting: {error}") from None
+    return worker
 
 
 def _read_settings(module: str | None) -> dict[str, Any]:

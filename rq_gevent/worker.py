@@ -163,6 +163,11 @@ class GeventWorker(Worker):
             job_id = others[-1] if others else None
         super().set_current_job_id(job_id, pipeline=pipeline)
 
+    @property
+    def admitted_job_count(self) -> int:
+        """Jobs this worker has taken off its queues since ``work()`` started."""
+        return self._admitted_count
+
     def get_current_job_ids(self) -> list[str]:
         """Ids of the jobs this worker is running now, oldest first (in the worker's process)."""
         return list(self._running)

@@ -1,0 +1,358 @@
+"""The pre-fork launcher: one master process that starts and supervises N worker processes.
+
+Modelled on gunicorn's arbiter.  The master never runs jobs, never patches gevent, never imports
+redis or rq and holds no connection: each worker is a fresh interpreter (``python -m
+rq_gevent.child``), so nothing a worker uses was inherited across a fork.  Signals are queued by
+their handlers and handled in the master's loop, which every quarter second also
+
+* reaps exited workers and replaces them (backing off, then giving up, when they keep failing
+  at start-up),
+* kills a worker whose liveness file has not been touched for ``--hub-timeout`` seconds,
+* recycles a worker over ``--max-memory-per-child`` (warm; SIGKILL at twice the limit),
+* rolls all workers on SIGHUP, one at a time, each replacement up before the next old one stops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rq_gevent.child import INDEX_ENV, LIVENESS_ENV, STATUS_ENV
+from rq_gevent.supervision import DEFAULT_HUB_TIMEOUT, read_status, rss_mb
+
+log = logging.getLogger("rq_gevent.arbiter")
+
+TICK_SECONDS = 0.25
+MAX_STARTUP_FAILURES = 5
+MAX_RESPAWN_DELAY = 5.0
+JITTER = 0.10
+MASTER_ONLY_OPTIONS = ("processes", "hub_timeout", "max_jobs_per_child", "max_memory_per_child", "pid_file")
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
+
+
+@dataclass
+class Child:
+    index: int
+    process: subprocess.Popen[bytes]
+    liveness_file: str
+    status_file: str
+    started_mtime: float
+    memory_limit_mb: float | None
+    ready: bool = False
+    retiring: str | None = None  # why the master asked it to stop, if it did
+    killed_by_master: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def name(self) -> str:
+        return f"child {self.index} (pid {self.pid})"
+
+
+class Arbiter:
+    def __init__(self, options: dict[str, Any]):
+        self.options = options
+        self.target = options["processes"]
+        self.hub_timeout = options.get("hub_timeout") or DEFAULT_HUB_TIMEOUT
+        self.slots: dict[int, Child] = {}
+        self.retiring: list[Child] = []
+        self.finished: set[int] = set()
+        self.pending_signals: list[int] = []
+        self.stopping: str | None = None
+        self.last_stop_signal_at = 0.0
+        self.rolling: list[int] = []
+        self.startup_failures = 0
+        self.next_spawn_at = 0.0
+        self.failed_exits = 0
+        self.crash_loop = False
+        self.workdir = tempfile.mkdtemp(prefix="rq-gevent-master-")
+        self.spawn_count = 0
+        self._wake_r, self._wake_w = os.pipe()
+
+    # -- main loop ----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._setup_logging()
+        if self.options.get("pid_file"):
+            with open(self.options["pid_file"], "w") as pid_file:
+                pid_file.write(str(os.getpid()))
+        self._install_signals()
+        log.info("master started: %d worker processes", self.target)
+        try:
+            for index in range(1, self.target + 1):
+                self._spawn(index)
+            while not self._done():
+                self._sleep()
+                self._handle_signals()
+                self._reap()
+                self._watch()
+                self._maintain()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            if self.options.get("pid_file"):
+                try:
+                    os.unlink(self.options["pid_file"])
+                except OSError:
+                    pass
+        exit_code = self._exit_code()
+        log.info("master exiting with code %d", exit_code)
+        return exit_code
+
+    def _exit_code(self) -> int:
+        """0 after a shutdown signal; after workers finished on their own, 1 if any failed."""
+        if self.crash_loop:
+            return 1
+        if self.stopping:
+            return 0
+        return 1 if self.failed_exits else 0
+
+    def _done(self) -> bool:
+        if self.slots or self.retiring:
+            return False
+        if self.stopping:
+            return True
+        # Every worker finished on its own (burst, --max-jobs, --max-idle-time, rq's shutdown command).
+        return all(index in self.finished for index in range(1, self.target + 1))
+
+    def _setup_logging(self) -> None:
+        handler = logging.StreamHandler(sys.stderr)
+        date_format = self.options.get("date_format") or "%H:%M:%S"
+        handler.setFormatter(logging.Formatter("%(asctime)s [master pid %(process)d] %(message)s", date_format))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+    def _sleep(self) -> None:
+        try:
+            readable, _, _ = select.select([self._wake_r], [], [], TICK_SECONDS)
+        except InterruptedError:
+            return
+        if readable:
+            os.read(self._wake_r, 4096)
+
+    # -- signals ------------------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        os.set_blocking(self._wake_w, False)
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, self._queue_signal)
+
+    def _queue_signal(self, signum: int, frame: Any) -> None:
+        self.pending_signals.append(signum)
+        try:
+            os.write(self._wake_w, b".")
+        except OSError:
+            pass
+
+    def _handle_signals(self) -> None:
+        while self.pending_signals:
+            signum = self.pending_signals.pop(0)
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                self._stop(signum)
+            elif signum == signal.SIGTTIN:
+                self.target += 1
+                log.info("SIGTTIN: worker processes %d -> %d", self.target - 1, self.target)
+            elif signum == signal.SIGTTOU:
+                self._shrink()
+            elif signum == signal.SIGHUP and not self.stopping:
+                self.rolling = sorted(self.slots)
+                log.info("SIGHUP: replacing %d worker processes one at a time", len(self.rolling))
+
+    def _stop(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        now = time.monotonic()
+        if self.stopping == "warm" and now - self.last_stop_signal_at < 1:
+            return  # a duplicate (e.g. Ctrl+C reaching the process group); as rq does
+        self.stopping = "warm" if self.stopping is None else "cold"
+        self.last_stop_signal_at = now
+        self.rolling = []
+        log.info(
+            "%s: %s shutdown of %d worker processes%s",
+            name,
+            self.stopping,
+            len(self.slots) + len(self.retiring),
+            "; send it again for a cold shutdown" if self.stopping == "warm" else "",
+        )
+        for child in self._children():
+            self._signal(child, signal.SIGTERM)
+
+    def _shrink(self) -> None:
+        if self.target <= 1:
+            log.info("SIGTTOU: already at 1 worker process")
+            return
+        self.target -= 1
+        log.info("SIGTTOU: worker processes %d -> %d", self.target + 1, self.target)
+        for index in [index for index in self.slots if index > self.target]:
+            self._retire(self.slots[index], "removed by SIGTTOU", replace=False)
+
+    # -- children -----------------------------------------------------------------------------------
+
+    def _children(self) -> list[Child]:
+        return [*self.slots.values(), *self.retiring]
+
+    def _child_options(self) -> dict[str, Any]:
+        options = dict(self.options, **{key: None for key in MASTER_ONLY_OPTIONS})
+        options["processes"] = 1
+        per_child = self.options.get("max_jobs_per_child")
+        if per_child:
+            options["max_jobs"] = per_child + random.randint(0, int(per_child * JITTER))
+        return options
+
+    def _spawn(self, index: int) -> None:
+        self.spawn_count += 1
+        base = os.path.join(self.workdir, f"child-{index}-{self.spawn_count}")
+        liveness_file, status_file = f"{base}.alive", f"{base}.status"
+        with open(liveness_file, "w"):
+            pass
+        started_mtime = os.stat(liveness_file).st_mtime
+        env = dict(os.environ, **{INDEX_ENV: str(index), LIVENESS_ENV: liveness_file, STATUS_ENV: status_file})
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rq_gevent.child"],
+            stdin=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # terminal signals reach the master only; it forwards them
+        )
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(self._child_options()).encode())
+        process.stdin.close()
+        limit = self.options.get("max_memory_per_child")
+        memory_limit = limit * (1 - random.uniform(0, JITTER)) if limit else None
+        self.slots[index] = Child(index, process, liveness_file, status_file, started_mtime, memory_limit)
+        self.finished.discard(index)
+        log.info("spawned child %d (pid %d)", index, process.pid)
+
+    def _signal(self, child: Child, signum: int) -> None:
+        try:
+            os.kill(child.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _kill(self, child: Child, reason: str) -> None:
+        child.killed_by_master = reason
+        log.warning("killing %s: %s", child.name, reason)
+        self._signal(child, signal.SIGKILL)
+
+    def _retire(self, child: Child, reason: str, replace: bool = True) -> None:
+        """Ask ``child`` to finish its running jobs and exit; start its replacement at once."""
+        if child.retiring:
+            return
+        child.retiring = reason
+        del self.slots[child.index]
+        self.retiring.append(child)
+        log.info("retiring %s: %s", child.name, reason)
+        self._signal(child, signal.SIGTERM)
+        if replace and not self.stopping:
+            self._spawn(child.index)
+
+    def _reap(self) -> None:
+        for child in self._children():
+            code = child.process.poll()
+            if code is None:
+                continue
+            if child.retiring:
+                self.retiring.remove(child)
+            else:
+                del self.slots[child.index]
+            status = read_status(child.status_file)
+            log.info("%s exited: %s", child.name, self._exit_cause(child, code, status))
+            for path in (child.liveness_file, child.status_file):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            if child.retiring or self.stopping:
+                continue
+            if code != 0:
+                self.failed_exits += 1
+            self._after_unplanned_exit(child, code, status)
+
+    def _exit_cause(self, child: Child, code: int, status: str) -> str:
+        if code < 0:
+            cause = f"killed by signal {signal.Signals(-code).name}"
+        elif code > 0:
+            cause = f"exit code {code}"
+        else:
+            cause = "exit code 0"
+        for detail in (child.killed_by_master, child.retiring, status):
+            if detail:
+                cause += f" ({detail})"
+        return cause
+
+    def _after_unplanned_exit(self, child: Child, code: int, status: str) -> None:
+        if code == 0 and not status.startswith("recycled"):
+            self.finished.add(child.index)  # burst drained, --max-jobs, --max-idle-time, rq shutdown command
+            return
+        if code == 0:
+            return  # recycled: _maintain starts its replacement
+        if child.ready:
+            self.startup_failures = 0
+            return
+        self.startup_failures += 1
+        reason = status or self._exit_cause(child, code, status)
+        if self.startup_failures >= MAX_STARTUP_FAILURES:
+            print(
+                f"rq-gevent: error: worker processes failed at start-up {self.startup_failures} times in a row; "
+                f"last: {reason}",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.crash_loop = True
+            self.stopping = "warm"
+            for other in self._children():
+                self._signal(other, signal.SIGTERM)
+            return
+        delay = min(MAX_RESPAWN_DELAY, 0.5 * 2 ** (self.startup_failures - 1))
+        self.next_spawn_at = time.monotonic() + delay
+        log.warning("%s failed at start-up (%s); next start in %.1f s", child.name, reason, delay)
+
+    # -- health -------------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        now = time.time()
+        for child in self._children():
+            if child.killed_by_master:
+                continue
+            try:
+                touched = os.stat(child.liveness_file).st_mtime
+            except OSError:
+                continue
+            if not child.ready and touched > child.started_mtime:
+                child.ready = True
+                self.startup_failures = 0
+            silent = now - touched
+            if silent > self.hub_timeout:
+                self._kill(child, f"watchdog: its event loop has not run for {silent:.0f} s (--hub-timeout)")
+                continue
+            if child.memory_limit_mb is None:
+                continue
+            rss = rss_mb(child.pid)
+            if rss is None:
+                continue
+            if rss > 2 * child.memory_limit_mb:
+                self._kill(child, f"memory {rss:.0f} MB, over twice --max-memory-per-child")
+            elif rss > child.memory_limit_mb and not child.retiring:
+                self._retire(child, f"recycled: memory {rss:.0f} MB > {child.memory_limit_mb:.0f} MB")
+
+    def _maintain(self) -> None:
+        if self.stopping:
+            return
+        for index in range(1, self.target + 1):
+            if index not in self.slots and index not in self.finished and time.monotonic() >= self.next_spawn_at:
+                self._spawn(index)
+        if self.rolling and all(child.ready for child in self.slots.values()):
+            index = self.rolling.pop(0)
+            if index in self.slots:
+                self._retire(self.slots[index], "reload (SIGHUP)")

@@ -1,0 +1,88 @@
+"""A worker process started by the launcher: ``python -m rq_gevent.child`` (options as JSON on stdin).
+
+It patches gevent first, like the ``rq-gevent`` command, then runs one GeventWorker.
+"""
+
+from rq_gevent.patching import patch
+
+patch()
+
+import ctypes
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+import gevent
+
+from rq_gevent.cli import UserError
+from rq_gevent.supervision import LIVENESS_INTERVAL, write_status
+
+INDEX_ENV = "RQ_GEVENT_CHILD_INDEX"
+LIVENESS_ENV = "RQ_GEVENT_LIVENESS_FILE"
+STATUS_ENV = "RQ_GEVENT_STATUS_FILE"
+
+
+def prefixed_log_format(log_format: str | None, index: str) -> str:
+    """Every log line says which child wrote it: ``[child <index> pid <pid>]``."""
+    tag = f"[child {index} pid %(process)d]"
+    log_format = log_format or "%(asctime)s %(message)s"
+    if "%(message)s" in log_format:
+        return log_format.replace("%(message)s", f"{tag} %(message)s", 1)
+    return f"{tag} {log_format}"
+
+
+def touch_forever(path: str) -> None:
+    """Prove to the launcher, from the event loop itself, that the hub is running."""
+    while True:
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+        gevent.sleep(LIVENESS_INTERVAL)
+
+
+def die_with_parent() -> None:
+    """If the launcher dies (even by SIGKILL), shut down warm instead of running on as an orphan."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def main() -> None:
+    die_with_parent()
+    options: dict[str, Any] = json.load(sys.stdin)
+    index = os.environ.get(INDEX_ENV, "?")
+    liveness_file = os.environ.get(LIVENESS_ENV)
+    status_file = os.environ.get(STATUS_ENV)
+    options["log_format"] = prefixed_log_format(options.get("log_format"), index)
+    if options.get("name"):
+        options["name"] = f"{options['name']}.{index}.{os.getpid()}"
+
+    def start_liveness(worker: Any) -> None:
+        if liveness_file:
+            gevent.spawn(touch_forever, liveness_file)
+
+    from rq_gevent.run import run_worker
+
+    try:
+        worker = run_worker(options, before_work=start_liveness)
+    except UserError as error:
+        write_status(status_file, f"start-up error: {error}")
+        print(f"rq-gevent: error: [child {index} pid {os.getpid()}] {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except BaseException as error:
+        write_status(status_file, f"crashed: {type(error).__name__}: {error}")
+        raise
+    max_jobs = options.get("max_jobs")
+    if max_jobs is not None and worker.admitted_job_count >= max_jobs:
+        write_status(status_file, f"recycled after {max_jobs} jobs (--max-jobs-per-child)")
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

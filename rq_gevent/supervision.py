@@ -1,0 +1,78 @@
+"""What the launcher and its worker processes agree on; imports nothing network-related.
+
+* Options travel to a worker process as JSON on its standard input (never in argv, where a Redis
+  password would show in ``ps``).
+* Each worker process touches a *liveness file* from its event loop; a file that stops changing
+  means the hub is blocked.
+* A worker process writes why it is about to exit (a start-up error, recycling) to a *status file*
+  the launcher reads when it reaps the process.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rq_gevent.cli import UserError
+
+DEFAULT_HUB_TIMEOUT = 30.0
+LIVENESS_INTERVAL = 1.0
+# A worker process right after start-up (Python, gevent, redis, rq, a connection) uses about 45 MB
+# here; a memory limit below this would recycle it in a loop.
+MIN_MEMORY_PER_CHILD_MB = 64
+
+SUPERVISION_OPTIONS = ("hub_timeout", "max_jobs_per_child", "max_memory_per_child")
+
+
+def resolve_processes(value: str | int) -> int:
+    """``-n``: a whole number >= 1, or ``auto`` for one process per CPU core."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"--processes must be a whole number of at least 1 or 'auto', got {value!r}") from None
+    if number < 1:
+        raise UserError(f"--processes must be a whole number of at least 1 or 'auto', got {value!r}")
+    return number
+
+
+def needs_arbiter(options: dict[str, Any]) -> bool:
+    """One process and no supervision option: the worker runs in this process, as ``rq worker`` does."""
+    if options["processes"] > 1 or any(options.get(name) is not None for name in SUPERVISION_OPTIONS):
+        memory = options.get("max_memory_per_child")
+        if memory is not None and memory < MIN_MEMORY_PER_CHILD_MB:
+            raise UserError(
+                f"--max-memory-per-child {memory} MB is below a worker process's baseline; "
+                f"use at least {MIN_MEMORY_PER_CHILD_MB} MB"
+            )
+        return True
+    return False
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of ``pid`` in MB (Linux /proc), ``None`` if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            resident_pages = int(statm.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
+def write_status(path: str | None, message: str) -> None:
+    if not path:
+        return
+    try:
+        with open(path, "w") as status:
+            status.write(" ".join(message.split()))
+    except OSError:
+        pass
+
+
+def read_status(path: str) -> str:
+    try:
+        with open(path) as status:
+            return status.read().strip()
+    except OSError:
+        return ""
