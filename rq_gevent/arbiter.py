@@ -77,7 +77,7 @@ class Arbiter:
         self.startup_failures = 0
         self.next_spawn_at = 0.0
         self.failed_exits = 0
-        self.crash_loop = False
+        self.crash_loop = ""  # why the master gave up, if it did
         self.workdir = tempfile.mkdtemp(prefix="rq-gevent-master-")
         self.spawn_count = 0
         self._wake_r, self._wake_w = os.pipe()
@@ -109,6 +109,8 @@ class Arbiter:
                     pass
         exit_code = self._exit_code()
         log.info("master exiting with code %d", exit_code)
+        if self.crash_loop:
+            print(f"rq-gevent: error: {self.crash_loop}", file=sys.stderr, flush=True)
         return exit_code
 
     def _exit_code(self) -> int:
@@ -303,13 +305,10 @@ class Arbiter:
         self.startup_failures += 1
         reason = status or self._exit_cause(child, code, status)
         if self.startup_failures >= MAX_STARTUP_FAILURES:
-            print(
-                f"rq-gevent: error: worker processes failed at start-up {self.startup_failures} times in a row; "
-                f"last: {reason}",
-                file=sys.stderr,
-                flush=True,
+            self.crash_loop = (
+                f"worker processes failed at start-up {self.startup_failures} times in a row; last: {reason}"
             )
-            self.crash_loop = True
+            log.error("%s; stopping", self.crash_loop)
             self.stopping = "warm"
             for other in self._children():
                 self._signal(other, signal.SIGTERM)

@@ -9,6 +9,7 @@ from rq import Callback, Queue
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 from rq.utils import current_timestamp
+from testworkers import ShortTTLWorker
 
 from rq_gevent import GeventWorker
 from rq_gevent.timeouts import GeventDeathPenalty
@@ -59,12 +60,6 @@ def test_success_callback_timeout_fails_the_job(connection):
     assert "JobTimeoutException" in job.latest_result().exc_string
     assert connection.lrange("test:callbacks", 0, -1) == []
     assert sibling.return_value() == "sibling"
-
-
-class ShortTTLWorker(GeventWorker):
-    """Executions expire 1 s after their heartbeat is due (rq's margin is 60 s), to test in seconds."""
-
-    heartbeat_ttl_margin = 1
 
 
 def test_jobs_outlive_their_heartbeat_ttl_many_times_over(connection):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from rq import Retry, get_current_job
@@ -94,3 +95,21 @@ def record_stopped(job, connection) -> None:
 def slow_success_callback(job, connection, result) -> None:
     time.sleep(5)
     connection.rpush("test:callbacks", f"slow-success:{job.id}")
+
+
+_hoard: list[bytearray] = []
+
+
+def hog_memory(megabytes: int, hold_seconds: float = 0.5) -> int:
+    """Allocate and keep ``megabytes`` MB for the life of the process (a leaking job); returns the pid."""
+    chunk = bytearray(megabytes * 1024 * 1024)
+    for offset in range(0, len(chunk), 4096):
+        chunk[offset] = 1  # touch every page so it counts in RSS
+    _hoard.append(chunk)
+    time.sleep(hold_seconds)
+    return os.getpid()
+
+
+def report_pid(seconds: float = 0.0) -> int:
+    time.sleep(seconds)
+    return os.getpid()

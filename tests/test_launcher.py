@@ -1,0 +1,186 @@
+"""The pre-fork launcher (``rq-gevent worker -n N``): real processes, real signals, real Redis."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import testjobs
+from conftest import wait_until
+from rq import Queue, Retry
+from rq.job import JobStatus
+from rq.registry import StartedJobRegistry
+from rq.worker import Worker
+
+# Executions of killed workers expire in ~2 s and are reaped every second, so abandoned jobs are
+# seen through in seconds rather than rq's 60 s + 10 min.
+FAST_REAPING = [
+    "--worker-class",
+    "testworkers.ShortTTLWorker",
+    "--job-monitoring-interval",
+    "1",
+    "--maintenance-interval",
+    "1",
+]
+
+
+def children(pid: int) -> set[int]:
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def worker_pids(connection) -> set[int]:
+    return {worker.pid for worker in Worker.all(connection=connection)}
+
+
+def all_finished(jobs) -> bool:
+    return all(job.get_status(refresh=True) == JobStatus.FINISHED for job in jobs)
+
+
+def test_n_processes_register_and_stop_warm(connection, redis_url, worker_process):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 1.5, i) for i in range(6)]
+    master = worker_process("-u", redis_url, "-n", "2", "-c", "3")
+    wait_until(lambda: len(Worker.all(connection=connection)) == 2, what="2 workers registered")
+    assert worker_pids(connection) == children(master.pid)
+    assert master.pid not in worker_pids(connection)
+    wait_until(lambda: len(StartedJobRegistry(queue=queue)) == 6, what="6 jobs running")
+
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0, master.output()
+
+    assert all_finished(jobs)
+    assert Worker.all(connection=connection) == []
+    output = master.output()
+    assert "[child 1 pid " in output and "[child 2 pid " in output
+    assert "spawned child 2 (pid" in output
+
+
+def test_a_killed_child_is_replaced_and_no_job_is_lost(connection, redis_url, worker_process):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 1, i, retry=Retry(max=2)) for i in range(30)]
+    master = worker_process("-u", redis_url, "-n", "2", "-c", "5", *FAST_REAPING)
+    wait_until(lambda: len(StartedJobRegistry(queue=queue)) == 10, what="10 jobs running")
+    victim = sorted(children(master.pid))[0]
+
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_until(lambda: len(children(master.pid) - {victim}) == 2, timeout=5, what="replacement")
+    assert time.monotonic() - killed_at < 2.5
+
+    wait_until(lambda: all_finished(jobs), timeout=60, what="every job finished (killed ones retried)")
+    assert f"(pid {victim}) exited: killed by signal SIGKILL" in master.output()
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0
+
+
+def test_ttin_and_ttou_change_the_number_of_workers(connection, redis_url, worker_process):
+    master = worker_process("-u", redis_url, "-n", "2")
+    wait_until(lambda: len(Worker.all(connection=connection)) == 2)
+
+    os.kill(master.pid, signal.SIGTTIN)
+    wait_until(lambda: len(Worker.all(connection=connection)) == 3, what="TTIN added a worker")
+    os.kill(master.pid, signal.SIGTTOU)
+    wait_until(lambda: len(Worker.all(connection=connection)) == 2, what="TTOU removed a worker")
+    os.kill(master.pid, signal.SIGTTOU)
+    wait_until(lambda: len(Worker.all(connection=connection)) == 1, what="TTOU removed a worker")
+    os.kill(master.pid, signal.SIGTTOU)  # never below one
+    time.sleep(1)
+    assert len(Worker.all(connection=connection)) == 1
+    assert len(children(master.pid)) == 1
+
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0
+
+
+def test_sighup_replaces_every_child_without_losing_a_job(connection, redis_url, worker_process):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 2, i) for i in range(24)]
+    master = worker_process("-u", redis_url, "-n", "2", "-c", "4")
+    wait_until(lambda: len(StartedJobRegistry(queue=queue)) == 8, what="8 jobs running")
+    before = children(master.pid)
+
+    os.kill(master.pid, signal.SIGHUP)
+    wait_until(
+        lambda: len(children(master.pid)) == 2 and not (children(master.pid) & before),
+        timeout=30,
+        what="both children replaced",
+    )
+    wait_until(lambda: all_finished(jobs), timeout=40, what="every job finished")
+
+    assert {job.get_status() for job in jobs} == {JobStatus.FINISHED}
+    assert "reload (SIGHUP)" in master.output()
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0
+
+
+def test_max_jobs_per_child_recycles(connection, redis_url, worker_process):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.report_pid, 0.05) for _ in range(12)]
+    master = worker_process("-u", redis_url, "-n", "1", "-c", "2", "--max-jobs-per-child", "4")
+    wait_until(lambda: all_finished(jobs), timeout=40)
+
+    assert len({job.return_value() for job in jobs}) == 3
+    assert master.output().count("recycled after 4 jobs (--max-jobs-per-child)") >= 2
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0
+
+
+def test_max_memory_per_child_recycles_a_leaking_worker(connection, redis_url, worker_process):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.hog_memory, 60, 1.0) for _ in range(4)]
+    master = worker_process("-u", redis_url, "-n", "1", "-c", "1", "--max-memory-per-child", "150")
+    wait_until(lambda: all_finished(jobs), timeout=60, what="every leaking job finished")
+
+    assert "recycled: memory" in master.output()
+    assert len({job.return_value() for job in jobs}) >= 2
+    for pid in children(master.pid):
+        assert int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") < 300 * 2**20
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0
+
+
+def test_watchdog_kills_a_child_whose_hub_is_stuck_while_others_serve(connection, redis_url, worker_process):
+    queue = Queue(connection=connection)
+    spinner = queue.enqueue(testjobs.spin, 600)
+    master = worker_process("-u", redis_url, "-n", "2", "-c", "5", "--hub-timeout", "3", *FAST_REAPING)
+    wait_until(lambda: spinner.get_status(refresh=True) == JobStatus.STARTED, what="spinning job started")
+
+    served = [queue.enqueue(testjobs.green_sleep, 0.1, i) for i in range(10)]
+    # The stuck process's next BLMOVE was already waiting on the server: it may take one job it never
+    # reads, which stays in rq's intermediate list (see README, Limits). The rest are served.
+    wait_until(
+        lambda: sum(job.get_status(refresh=True) == JobStatus.FINISHED for job in served) >= 9,
+        timeout=10,
+        what="the other child serving",
+    )
+    assert connection.llen(queue.intermediate_queue_key) <= 1
+    wait_until(lambda: "watchdog: its event loop has not run" in master.output(), timeout=15, what="watchdog kill")
+    wait_until(lambda: spinner.get_status(refresh=True) == JobStatus.FAILED, timeout=30, what="abandoned job failed")
+    assert "AbandonedJobError" in (spinner.latest_result().exc_string or "")
+
+    after = queue.enqueue(testjobs.green_sleep, 0, "still serving")
+    wait_until(lambda: after.get_status(refresh=True) == JobStatus.FINISHED)
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0
+
+
+def test_crash_loop_ends_with_one_clear_error(worker_process):
+    master = worker_process("-u", "redis://127.0.0.1:1/0", "-n", "2")
+    assert master.wait(60) == 1
+    last = master.output().strip().splitlines()[-2:]
+    assert any(
+        line.startswith(
+            "rq-gevent: error: worker processes failed at start-up 5 times in a row; last: start-up "
+            "error: cannot connect to Redis at 127.0.0.1:1/0"
+        )
+        for line in last
+    ), master.output()
+
+
+def test_burst_with_two_processes_drains_and_exits_0(connection, redis_url, worker_process):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.report_pid, 0.2) for _ in range(20)]
+    master = worker_process("-u", redis_url, "-n", "2", "-c", "5", "--burst")
+    assert master.wait(30) == 0, master.output()
+    assert all_finished(jobs)
+    assert len({job.return_value() for job in jobs}) == 2
