@@ -100,6 +100,11 @@ def test_config_module_supplies_url_queues_and_concurrency(connection, redis_url
         (["--config", "no_such_settings_module"], "cannot import config module 'no_such_settings_module'"),
         (["--serializer", "no.such.serializer"], "cannot use serializer"),
         (["--verbose", "--quiet"], "--verbose and --quiet cannot be used together"),
+        (["-n", "0"], "--processes must be a whole number of at least 1 or 'auto', got '0'"),
+        (["-n", "-3"], "--processes must be a whole number of at least 1 or 'auto', got '-3'"),
+        (["-n", "lots"], "--processes must be a whole number of at least 1 or 'auto', got 'lots'"),
+        (["-n", "2", "--max-memory-per-child", "10"], "--max-memory-per-child 10 MB is below a worker process's"),
+        (["-n", "2", "--hub-timeout", "0"], "0 is not in the range x>=1"),
     ],
 )
 def test_bad_input_is_one_clear_line(redis_url, args, message):
@@ -113,6 +118,7 @@ def test_bad_input_is_one_clear_line(redis_url, args, message):
     assert message in lines[0]
     assert "Traceback" not in result.stderr
     assert "s3cret-pw" not in result.stderr + result.stdout
+    assert "spawned child" not in result.stderr  # nothing started
 
 
 def test_queue_name_that_is_not_a_string(redis_url, tmp_path):

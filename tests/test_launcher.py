@@ -184,3 +184,41 @@ def test_burst_with_two_processes_drains_and_exits_0(connection, redis_url, work
     assert master.wait(30) == 0, master.output()
     assert all_finished(jobs)
     assert len({job.return_value() for job in jobs}) == 2
+
+
+def test_second_signal_shuts_children_down_cold_and_pid_file(connection, redis_url, worker_process, tmp_path):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 60, i) for i in range(6)]
+    pid_file = tmp_path / "master.pid"
+    master = worker_process("-u", redis_url, "-n", "2", "-c", "3", "--pid", str(pid_file))
+    wait_until(lambda: len(StartedJobRegistry(queue=queue)) == 6, what="6 jobs running")
+    assert pid_file.read_text() == str(master.pid)
+
+    os.kill(master.pid, signal.SIGTERM)
+    time.sleep(1.2)
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(20) == 0, master.output()
+
+    assert {job.get_status(refresh=True) for job in jobs} == {JobStatus.QUEUED}
+    assert sorted(queue.job_ids) == sorted(job.id for job in jobs)
+    assert StartedJobRegistry(queue=queue).get_job_ids() == []
+    assert Worker.all(connection=connection) == []
+    assert "cold shutdown of 2 worker processes" in master.output()
+    assert not pid_file.exists()
+
+
+def test_workers_shut_down_when_the_master_is_killed(connection, redis_url, worker_process):
+    master = worker_process("-u", redis_url, "-n", "2")
+    wait_until(lambda: len(Worker.all(connection=connection)) == 2)
+    workers = children(master.pid)
+
+    os.kill(master.pid, signal.SIGKILL)
+    master.wait(5)
+    wait_until(lambda: Worker.all(connection=connection) == [], timeout=15, what="orphaned workers stopped")
+    for pid in workers:
+        wait_until(
+            lambda pid=pid: (
+                not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+            ),
+            timeout=10,
+        )
