@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from rq_gevent.child import INDEX_ENV, LIVENESS_ENV, STATUS_ENV
+from rq_gevent.child import INDEX_ENV, LIVENESS_ENV, RECYCLE_AFTER_MAX_JOBS, STATUS_ENV
 from rq_gevent.supervision import DEFAULT_HUB_TIMEOUT, read_status, rss_mb
 
 log = logging.getLogger("rq_gevent.arbiter")
@@ -211,6 +211,7 @@ class Arbiter:
         per_child = self.options.get("max_jobs_per_child")
         if per_child:
             options["max_jobs"] = per_child + random.randint(0, int(per_child * JITTER))
+            options[RECYCLE_AFTER_MAX_JOBS] = True
         return options
 
     def _spawn(self, index: int) -> None:

@@ -22,6 +22,9 @@ from rq_gevent.supervision import LIVENESS_INTERVAL, write_status
 INDEX_ENV = "RQ_GEVENT_CHILD_INDEX"
 LIVENESS_ENV = "RQ_GEVENT_LIVENESS_FILE"
 STATUS_ENV = "RQ_GEVENT_STATUS_FILE"
+# Set in the options when max_jobs comes from --max-jobs-per-child (replace me) rather than
+# --max-jobs (I am done).
+RECYCLE_AFTER_MAX_JOBS = "recycle_after_max_jobs"
 
 
 def prefixed_log_format(log_format: str | None, index: str) -> str:
@@ -79,7 +82,7 @@ def main() -> None:
         write_status(status_file, f"crashed: {type(error).__name__}: {error}")
         raise
     max_jobs = options.get("max_jobs")
-    if max_jobs is not None and worker.admitted_job_count >= max_jobs:
+    if options.get(RECYCLE_AFTER_MAX_JOBS) and worker.admitted_job_count >= max_jobs:
         write_status(status_file, f"recycled after {max_jobs} jobs (--max-jobs-per-child)")
     sys.exit(0)
 

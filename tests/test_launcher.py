@@ -222,3 +222,14 @@ def test_workers_shut_down_when_the_master_is_killed(connection, redis_url, work
             ),
             timeout=10,
         )
+
+
+def test_max_jobs_without_per_child_recycling_ends_the_workers(connection, redis_url, worker_process):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.report_pid, 0.05) for _ in range(10)]
+    master = worker_process("-u", redis_url, "-n", "2", "-c", "2", "--max-jobs", "3")
+    assert master.wait(30) == 0, master.output()
+    statuses = [job.get_status(refresh=True) for job in jobs]
+    assert statuses.count(JobStatus.FINISHED) == 6
+    assert statuses.count(JobStatus.QUEUED) == 4
+    assert "spawned child 3" not in master.output() and master.output().count("spawned child") == 2
