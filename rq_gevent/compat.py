@@ -14,7 +14,30 @@ try:  # rq >= 2.6
 except ImportError:  # rq < 2.6 defines it next to the worker
     from rq.worker import StopRequested  # type: ignore[no-redef,attr-defined]
 
-__all__ = ["StopRequested", "requeue_at_front", "seconds_since", "skip_failure_callback"]
+from rq.utils import utcformat
+
+__all__ = [
+    "StopRequested",
+    "requeue_at_front",
+    "seconds_since",
+    "skip_failure_callback",
+    "worker_registration_fields",
+]
+
+
+def worker_registration_fields(worker: Any) -> dict[str, Any]:
+    """The worker hash fields rq writes at birth (``BaseWorker.serialize`` exists only in newer rq)."""
+    birth = worker.birth_date or worker.last_heartbeat
+    return {
+        "birth": utcformat(birth) if birth else "",
+        "last_heartbeat": utcformat(worker.last_heartbeat) if worker.last_heartbeat else "",
+        "queues": ",".join(worker.queue_names()),
+        "pid": worker.pid,
+        "hostname": worker.hostname,
+        "ip_address": worker.ip_address,
+        "version": worker.version,
+        "python_version": worker.python_version,
+    }
 
 
 def seconds_since(moment: datetime) -> float:

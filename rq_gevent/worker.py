@@ -547,6 +547,9 @@ class GeventWorker(Worker):
                 self.send_heartbeats()
             except redis.exceptions.RedisError as exc:
                 self.log.warning("Worker %s: heartbeat failed (%s); retrying next beat", self.name, exc)
+            except Exception:
+                # Never let the heartbeat die: without it every running job would look abandoned.
+                self.log.exception("Worker %s: heartbeat failed; retrying next beat", self.name)
 
     def send_heartbeats(self) -> None:
         """Refresh the worker key and every running job's execution and job hash, in batches."""
@@ -556,6 +559,8 @@ class GeventWorker(Worker):
         for index, batch in enumerate(batches):
             with self.connection.pipeline(transaction=False) as pipeline:
                 if index == 0:
+                    # EXISTS first: rq's own heartbeat commands differ between releases.
+                    pipeline.exists(self.key)
                     self.heartbeat(worker_ttl, pipeline=pipeline)
                     newest = next(reversed(self._running), None)
                     super().set_current_job_id(newest, pipeline=pipeline)
@@ -565,13 +570,14 @@ class GeventWorker(Worker):
                     assert item.execution is not None
                     item.execution.heartbeat(item.job.started_job_registry, ttl, pipeline=pipeline)
                     job_heartbeats.append((len(pipeline), item.job))
+                    pipeline.exists(item.job.key)
                     item.job.heartbeat(now(), ttl, pipeline=pipeline, xx=True)
                 results = pipeline.execute()
                 # The HSET of a job that ended (result_ttl=0) meanwhile re-creates its hash: drop it.
                 for position, job in job_heartbeats:
-                    if results[position] == 1:
+                    if results[position] == 0:
                         pipeline.delete(job.key)
-                if index == 0 and results[0] == 1:
+                if index == 0 and results[0] == 0:
                     # The worker hash had expired (e.g. Redis restarted without persistence).
                     self._reregister(pipeline, worker_ttl)
                 if len(pipeline):
@@ -579,7 +585,7 @@ class GeventWorker(Worker):
 
     def _reregister(self, pipeline: Any, ttl: int) -> None:
         self.log.warning("Worker %s: worker key had expired; registering again", self.name)
-        pipeline.hset(self.key, mapping=self.serialize())
+        pipeline.hset(self.key, mapping=compat.worker_registration_fields(self))
         pipeline.hset(self.key, "state", self.get_state())
         pipeline.expire(self.key, ttl)
         worker_registration.register(self, pipeline)

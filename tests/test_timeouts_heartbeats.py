@@ -9,6 +9,7 @@ from rq import Callback, Queue
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 from rq.utils import current_timestamp
+from rq.worker import Worker
 from testworkers import ShortTTLWorker
 
 from rq_gevent import GeventWorker
@@ -90,3 +91,22 @@ def test_jobs_outlive_their_heartbeat_ttl_many_times_over(connection):
     greenlet.join(15)
     assert [job.return_value() for job in jobs] == list(range(60))
     assert connection.keys("rq:execution*") == []
+
+
+def test_heartbeat_registers_the_worker_again_if_its_key_vanished(connection):
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 3, "kept alive")
+    worker = GeventWorker([queue], connection=connection, job_monitoring_interval=1, name="comes-back")
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(lambda: len(StartedJobRegistry(queue=queue)) == 1)
+
+    connection.delete(worker.key)  # as after a Redis restart without persistence
+    connection.srem("rq:workers", worker.key)
+    wait_until(lambda: connection.sismember("rq:workers", worker.key), timeout=5, what="re-registered")
+    fields = connection.hgetall(worker.key)
+    assert fields[b"queues"] == b"default" and fields[b"state"] == b"busy"
+    assert connection.ttl(worker.key) > 0
+    assert [w.name for w in Worker.all(connection=connection)] == ["comes-back"]
+
+    greenlet.join(10)
+    assert job.return_value() == "kept alive"
