@@ -14,7 +14,7 @@ try:  # rq >= 2.6
 except ImportError:  # rq < 2.6 defines it next to the worker
     from rq.worker import StopRequested  # type: ignore[no-redef,attr-defined]
 
-from rq.utils import utcformat
+from rq.utils import now, utcformat
 
 __all__ = [
     "StopRequested",
@@ -27,10 +27,10 @@ __all__ = [
 
 def worker_registration_fields(worker: Any) -> dict[str, Any]:
     """The worker hash fields rq writes at birth (``BaseWorker.serialize`` exists only in newer rq)."""
-    birth = worker.birth_date or worker.last_heartbeat
+    heartbeat = getattr(worker, "last_heartbeat", None) or now()  # rq < 2.4 keeps no last_heartbeat
     return {
-        "birth": utcformat(birth) if birth else "",
-        "last_heartbeat": utcformat(worker.last_heartbeat) if worker.last_heartbeat else "",
+        "birth": utcformat(getattr(worker, "birth_date", None) or heartbeat),
+        "last_heartbeat": utcformat(heartbeat),
         "queues": ",".join(worker.queue_names()),
         "pid": worker.pid,
         "hostname": worker.hostname,

@@ -48,6 +48,7 @@ from . import compat, timeouts
 from .compat import StopRequested
 from .connections import dequeue_client, ensure_pool_capacity, unblock_clients
 from .exceptions import ColdShutdown, JobInterrupted, JobKilled, JobStopped
+from .heartbeats import JobHeartbeats
 from .scheduler import GreenletScheduler
 
 DEFAULT_CONCURRENCY = 20
@@ -124,6 +125,7 @@ class GeventWorker(Worker):
         self._signal_handlers: list[Any] = []
         self._dequeuing = False
         self._max_idle_time: int | None = None
+        self._job_heartbeats: JobHeartbeats | None = None
 
     # -- per-job state that rq keeps on the worker --------------------------------------------------
 
@@ -555,6 +557,8 @@ class GeventWorker(Worker):
         """Refresh the worker key and every running job's execution and job hash, in batches."""
         worker_ttl = max(self.worker_ttl, int(self.job_monitoring_interval)) + 60
         running = [r for r in self._running.values() if r.execution is not None and not r.finishing]
+        if self._job_heartbeats is None:
+            self._job_heartbeats = JobHeartbeats(self.connection)
         batches = [running[i : i + HEARTBEAT_BATCH] for i in range(0, len(running), HEARTBEAT_BATCH)] or [[]]
         for index, batch in enumerate(batches):
             with self.connection.pipeline(transaction=False) as pipeline:
@@ -564,19 +568,13 @@ class GeventWorker(Worker):
                     self.heartbeat(worker_ttl, pipeline=pipeline)
                     newest = next(reversed(self._running), None)
                     super().set_current_job_id(newest, pipeline=pipeline)
-                job_heartbeats: list[tuple[int, Job]] = []
+                beat_time = now()
                 for item in batch:
-                    ttl = self.get_heartbeat_ttl(item.job)
                     assert item.execution is not None
-                    item.execution.heartbeat(item.job.started_job_registry, ttl, pipeline=pipeline)
-                    job_heartbeats.append((len(pipeline), item.job))
-                    pipeline.exists(item.job.key)
-                    item.job.heartbeat(now(), ttl, pipeline=pipeline, xx=True)
+                    self._job_heartbeats.beat(
+                        pipeline, item.execution, item.job, self.get_heartbeat_ttl(item.job), beat_time
+                    )
                 results = pipeline.execute()
-                # The HSET of a job that ended (result_ttl=0) meanwhile re-creates its hash: drop it.
-                for position, job in job_heartbeats:
-                    if results[position] == 0:
-                        pipeline.delete(job.key)
                 if index == 0 and results[0] == 0:
                     # The worker hash had expired (e.g. Redis restarted without persistence).
                     self._reregister(pipeline, worker_ttl)
