@@ -28,8 +28,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from rq_gevent.child import INDEX_ENV, LIVENESS_ENV, RECYCLE_AFTER_MAX_JOBS, STATUS_ENV
-from rq_gevent.supervision import DEFAULT_HUB_TIMEOUT, read_status, rss_mb
+from rq_gevent.supervision import (
+    DEFAULT_HUB_TIMEOUT,
+    INDEX_ENV,
+    LIVENESS_ENV,
+    RECYCLE_AFTER_MAX_JOBS,
+    STATUS_ENV,
+    read_status,
+    rss_mb,
+)
 
 log = logging.getLogger("rq_gevent.arbiter")
 

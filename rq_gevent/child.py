@@ -17,14 +17,14 @@ from typing import Any
 import gevent
 
 from rq_gevent.cli import UserError
-from rq_gevent.supervision import LIVENESS_INTERVAL, write_status
-
-INDEX_ENV = "RQ_GEVENT_CHILD_INDEX"
-LIVENESS_ENV = "RQ_GEVENT_LIVENESS_FILE"
-STATUS_ENV = "RQ_GEVENT_STATUS_FILE"
-# Set in the options when max_jobs comes from --max-jobs-per-child (replace me) rather than
-# --max-jobs (I am done).
-RECYCLE_AFTER_MAX_JOBS = "recycle_after_max_jobs"
+from rq_gevent.supervision import (
+    INDEX_ENV,
+    LIVENESS_ENV,
+    LIVENESS_INTERVAL,
+    RECYCLE_AFTER_MAX_JOBS,
+    STATUS_ENV,
+    write_status,
+)
 
 
 def prefixed_log_format(log_format: str | None, index: str) -> str:

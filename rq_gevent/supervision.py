@@ -21,6 +21,13 @@ LIVENESS_INTERVAL = 1.0
 # here; a memory limit below this would recycle it in a loop.
 MIN_MEMORY_PER_CHILD_MB = 64
 
+INDEX_ENV = "RQ_GEVENT_CHILD_INDEX"
+LIVENESS_ENV = "RQ_GEVENT_LIVENESS_FILE"
+STATUS_ENV = "RQ_GEVENT_STATUS_FILE"
+# Set in a child's options when its max_jobs comes from --max-jobs-per-child (replace it) rather than
+# from --max-jobs (it is done).
+RECYCLE_AFTER_MAX_JOBS = "recycle_after_max_jobs"
+
 SUPERVISION_OPTIONS = ("hub_timeout", "max_jobs_per_child", "max_memory_per_child")
 
 

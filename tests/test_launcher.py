@@ -233,3 +233,17 @@ def test_max_jobs_without_per_child_recycling_ends_the_workers(connection, redis
     assert statuses.count(JobStatus.FINISHED) == 6
     assert statuses.count(JobStatus.QUEUED) == 4
     assert "spawned child 3" not in master.output() and master.output().count("spawned child") == 2
+
+
+def test_the_master_loads_nothing_a_worker_could_inherit():
+    import subprocess
+    import sys
+
+    from conftest import REPO_DIR
+
+    code = (
+        "import sys; import rq_gevent.cli, rq_gevent.arbiter; "
+        "print(sorted(m for m in ('gevent', 'redis', 'rq', 'ssl') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO_DIR))
+    assert result.stdout.strip() == "[]", result.stderr
