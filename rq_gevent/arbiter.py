@@ -277,7 +277,8 @@ class Arbiter:
             else:
                 del self.slots[child.index]
             status = read_status(child.status_file)
-            log.info("%s exited: %s", child.name, self._exit_cause(child, code, status))
+            cause = self._exit_cause(child, code, status)
+            log.info("%s exited: %s", child.name, cause)
             for path in (child.liveness_file, child.status_file):
                 try:
                     os.unlink(path)
@@ -287,7 +288,7 @@ class Arbiter:
                 continue
             if code != 0:
                 self.failed_exits += 1
-            self._after_unplanned_exit(child, code, status)
+            self._after_unplanned_exit(child, code, status, cause)
 
     def _exit_cause(self, child: Child, code: int, status: str) -> str:
         if code < 0:
@@ -301,7 +302,7 @@ class Arbiter:
                 cause += f" ({detail})"
         return cause
 
-    def _after_unplanned_exit(self, child: Child, code: int, status: str) -> None:
+    def _after_unplanned_exit(self, child: Child, code: int, status: str, cause: str) -> None:
         if code == 0 and not status.startswith("recycled"):
             self.finished.add(child.index)  # burst drained, --max-jobs, --max-idle-time, rq shutdown command
             return
@@ -311,7 +312,7 @@ class Arbiter:
             self.startup_failures = 0
             return
         self.startup_failures += 1
-        reason = status or self._exit_cause(child, code, status)
+        reason = status or cause
         if self.startup_failures >= MAX_STARTUP_FAILURES:
             self.crash_loop = (
                 f"worker processes failed at start-up {self.startup_failures} times in a row; last: {reason}"
