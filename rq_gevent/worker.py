@@ -578,8 +578,6 @@ class GeventWorker(Worker):
                 if index == 0 and results[0] == 0:
                     # The worker hash had expired (e.g. Redis restarted without persistence).
                     self._reregister(pipeline, worker_ttl)
-                if len(pipeline):
-                    pipeline.execute()
 
     def _reregister(self, pipeline: Any, ttl: int) -> None:
         self.log.warning("Worker %s: worker key had expired; registering again", self.name)
@@ -587,6 +585,7 @@ class GeventWorker(Worker):
         pipeline.hset(self.key, "state", self.get_state())
         pipeline.expire(self.key, ttl)
         worker_registration.register(self, pipeline)
+        pipeline.execute()
 
     # -- shutdown -------------------------------------------------------------------------------------
 
