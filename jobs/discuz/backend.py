@@ -1,0 +1,59 @@
+"""The three ways uc_client itself creates a member, behind one small interface."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+from jobs.sealing import Secret
+from jobs.settings import SettingsError, required_setting, setting
+
+BACKENDS = ("http", "database", "php")
+CHARSETS = ("utf-8", "gbk", "big5")
+
+
+class ForumAccount(NamedTuple):
+    uid: int
+    username: str
+    email: str
+
+
+class Credential(NamedTuple):
+    """Exactly one of: the password, or a prepared hash (database backend only); both masked in reprs."""
+
+    password: Secret | None = None
+    prepared_hash: Secret | None = None
+
+
+class ForumBackend(Protocol):
+    version: str
+    charset: str
+
+    def get_user(self, username: str) -> ForumAccount | None: ...
+
+    def register(self, username: str, credential: Credential, email: str, regip: str) -> int:
+        """The new uid (> 0), or UCenter's negative return code."""
+        ...
+
+
+def backend_from_settings() -> ForumBackend:
+    """The backend ``DISCUZ_BACKEND`` names, configured from the other ``DISCUZ_*`` / ``UC_*`` settings."""
+    kind = required_setting("DISCUZ_BACKEND")
+    version = setting("DISCUZ_UC_VERSION", "1.7")
+    charset = setting("DISCUZ_CHARSET", "utf-8").lower()
+    if version not in ("1.6", "1.7"):
+        raise SettingsError(f"DISCUZ_UC_VERSION must be 1.6 or 1.7, not {version!r}")
+    if charset not in CHARSETS:
+        raise SettingsError(f"DISCUZ_CHARSET must be one of {', '.join(CHARSETS)}, not {charset!r}")
+    if kind == "http":
+        from jobs.discuz.ucenter_http import UCenterHttpBackend
+
+        return UCenterHttpBackend.from_settings(version, charset)
+    if kind == "database":
+        from jobs.discuz.ucenter_db import UCenterDatabaseBackend
+
+        return UCenterDatabaseBackend.from_settings(version, charset)
+    if kind == "php":
+        from jobs.discuz.uc_client_php import UcClientPhpBackend
+
+        return UcClientPhpBackend.from_settings(version, charset)
+    raise SettingsError(f"DISCUZ_BACKEND must be one of {', '.join(BACKENDS)}, not {kind!r}")

@@ -1,0 +1,95 @@
+"""The ``sync_discuz_user`` job: the website's new user gets the same account in the forum, once."""
+
+from __future__ import annotations
+
+import logging
+
+from rq import Retry
+
+from jobs.discuz import rules
+from jobs.discuz.backend import Credential, ForumAccount, ForumBackend, backend_from_settings
+from jobs.discuz.codes import EMAIL_EXISTS, USERNAME_EXISTS
+from jobs.discuz.errors import ForumConflict, ForumRejected
+from jobs.outcomes import PermanentError, TransientError, retry_later
+from jobs.sealing import Sealed
+
+log = logging.getLogger(__name__)
+
+
+def sync_discuz_user(
+    username: str,
+    email: str,
+    password: Sealed | None = None,
+    *,
+    password_hash: Sealed | None = None,
+    regip: str = "",
+) -> dict | Retry:
+    """Create ``username`` in Discuz!/UCenter with ``email`` and a sealed password (or sealed prepared hash).
+
+    Succeeds when the account is created or already exists with the same e-mail; fails without retry
+    on a rejected input, a name owned by someone else, or a configuration error; retries with backoff
+    when the forum is unreachable.  Returns ``{"uid", "username", "created"}``.
+    """
+    backend = backend_from_settings()
+    credential = _credential(password, password_hash, backend.charset)
+    _check_inputs(username, email, backend)
+    try:
+        return _sync(backend, username, email, credential, regip)
+    except TransientError as error:
+        return retry_later(error)
+
+
+def _sync(backend: ForumBackend, username: str, email: str, credential: Credential, regip: str) -> dict:
+    existing = backend.get_user(username)
+    if existing is not None:
+        return _already_there(existing, email)
+    code = backend.register(username, credential, email, regip)
+    if code > 0:
+        log.info("created forum user uid=%d", code)
+        return {"uid": code, "username": username, "created": True}
+    if code == USERNAME_EXISTS:
+        existing = backend.get_user(username)
+        if existing is None:
+            raise TransientError("UCenter says the username exists but cannot find it yet")
+        return _already_there(existing, email)
+    if code == EMAIL_EXISTS:
+        raise ForumConflict("the e-mail address already belongs to another forum account")
+    raise ForumRejected(code)
+
+
+def _already_there(account: ForumAccount, email: str) -> dict:
+    if account.email.strip().lower() != email.strip().lower():
+        raise ForumConflict(
+            f"the forum username belongs to another account (uid {account.uid}, a different e-mail); left untouched"
+        )
+    return {"uid": account.uid, "username": account.username, "created": False}
+
+
+def _credential(password: Sealed | None, password_hash: Sealed | None, charset: str) -> Credential:
+    if (password is None) == (password_hash is None):
+        raise PermanentError("pass exactly one of password= or password_hash=")
+    for name, value in (("password", password), ("password_hash", password_hash)):
+        if value is not None and not isinstance(value, Sealed):
+            raise PermanentError(
+                f"{name} must be sealed with jobs.sealing.seal() at enqueue time, not a {type(value).__name__}"
+            )
+    if password is not None:
+        secret = password.open()
+        if not _encodable(secret.reveal(), charset):
+            raise PermanentError(f"the password has characters the forum charset {charset} cannot store")
+        return Credential(password=secret)
+    return Credential(prepared_hash=password_hash.open())
+
+
+def _encodable(text: str, charset: str) -> bool:
+    try:
+        text.encode(charset)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_inputs(username: str, email: str, backend: ForumBackend) -> None:
+    for code in (rules.check_username(username, backend.charset), rules.check_email(email, backend.version)):
+        if code:
+            raise ForumRejected(code)

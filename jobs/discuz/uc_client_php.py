@@ -1,0 +1,121 @@
+"""Calling the site's own uc_client through PHP: for sites whose UCenter setup only PHP understands.
+
+The bridge script is run as an argument list (no shell), with nothing but its own path in argv;
+the request, password included, travels on stdin as JSON, and the answer comes back on stdout.
+A timeout kills the PHP process.  Under gevent the subprocess calls yield to other jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+
+from jobs.discuz.backend import Credential, ForumAccount
+from jobs.discuz.errors import ForumConfigError, ForumUnavailable
+from jobs.sealing import Secret
+from jobs.settings import required_setting, setting
+
+BRIDGE_SCRIPT = Path(__file__).with_name("uc_client_bridge.php")
+# Production-safe PHP: errors to stderr only, and stack traces that never show call arguments.
+PHP_OPTIONS = ["-d", "display_errors=stderr", "-d", "log_errors=0", "-d", "zend.exception_ignore_args=1"]
+
+log = logging.getLogger(__name__)
+
+
+class UcClientPhpBackend:
+    def __init__(self, uc_client_dir: str, config_file: str, version: str, charset: str, php: str, timeout: float):
+        self.uc_client_dir = uc_client_dir
+        self.config_file = config_file
+        self.version = version
+        self.charset = charset
+        self.php = php
+        self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls, version: str, charset: str) -> UcClientPhpBackend:
+        return cls(
+            uc_client_dir=required_setting("DISCUZ_PHP_UC_CLIENT"),
+            config_file=required_setting("DISCUZ_PHP_CONFIG"),
+            version=version,
+            charset=charset,
+            php=setting("DISCUZ_PHP_BINARY", "php"),
+            timeout=setting("DISCUZ_PHP_TIMEOUT", 30.0, cast=float),
+        )
+
+    def __repr__(self) -> str:
+        return f"UcClientPhpBackend({self.uc_client_dir!r})"
+
+    def get_user(self, username: str) -> ForumAccount | None:
+        answer = self._run({"action": "get_user", "username": username})
+        if not answer:
+            return None
+        try:
+            uid, name, email = answer
+            return ForumAccount(int(uid), str(name), str(email))
+        except (TypeError, ValueError):
+            raise ForumConfigError("uc_get_user gave an answer that is not (uid, username, email)") from None
+
+    def register(self, username: str, credential: Credential, email: str, regip: str) -> int:
+        if credential.password is None:
+            raise ForumConfigError("uc_client needs the password, not a prepared hash")
+        answer = self._run(
+            {"action": "register", "username": username, "email": email, "regip": regip},
+            password=credential.password,
+        )
+        if not isinstance(answer, int):
+            raise ForumConfigError("uc_user_register gave a non-integer answer")
+        return answer
+
+    def _run(self, request: dict, password: Secret | None = None) -> object:
+        request.update(uc_client=self.uc_client_dir, config=self.config_file)
+        try:
+            process = subprocess.Popen(
+                [self.php, *PHP_OPTIONS, str(BRIDGE_SCRIPT)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                close_fds=True,
+            )
+        except OSError as error:
+            raise ForumConfigError(f"cannot run PHP ({self.php}): {error.strerror}") from None
+        try:
+            stdout, stderr = process.communicate(_request_bytes(request, password), timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise ForumUnavailable(f"uc_client PHP call killed after {self.timeout:g} s") from None
+        except OSError as error:
+            process.kill()
+            process.wait()
+            raise ForumUnavailable(f"the uc_client PHP call broke off: {error.strerror}") from None
+        return self._answer(process.returncode, stdout, _redacted(stderr, password))
+
+    def _answer(self, returncode: int, stdout: bytes, stderr: str) -> object:
+        try:
+            reply = json.loads(stdout.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            reply = None
+        if returncode == 0 and isinstance(reply, dict) and "result" in reply:
+            return reply["result"]
+        if stderr:
+            log.error("uc_client PHP bridge (exit %s) wrote: %s", returncode, stderr[-2000:])
+        error = reply.get("error") if isinstance(reply, dict) else None
+        if error in ("config", "uc_client", "charset"):
+            raise ForumConfigError(f"uc_client PHP bridge: {reply.get('message', error)}")
+        raise ForumConfigError(f"uc_client PHP bridge failed (exit {returncode}); its stderr is in the worker log")
+
+
+def _request_bytes(request: dict, password: Secret | None) -> bytes:
+    if password is not None:
+        return json.dumps({**request, "password": password.reveal()}).encode("utf-8")
+    return json.dumps(request).encode("utf-8")
+
+
+def _redacted(stderr: bytes, password: Secret | None) -> str:
+    text = stderr.decode("utf-8", errors="replace").strip()
+    if password is not None and password.reveal():
+        for form in {password.reveal(), json.dumps(password.reveal())[1:-1]}:
+            text = text.replace(form, "***")
+    return text

@@ -1,0 +1,155 @@
+"""Writing the member straight into UCenter's tables, as uc_client's ``UC_CONNECT='mysql'`` mode does.
+
+PyMySQL is pure Python, so under the worker's gevent patching every query yields to other jobs.
+One transaction per registration: the member row and its memberfields row land together or not at
+all.  The username's unique key settles races between two jobs: the loser sees code -3.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pymysql
+
+from jobs.discuz import hashing
+from jobs.discuz.backend import Credential, ForumAccount
+from jobs.discuz.codes import EMAIL_EXISTS, USERNAME_EXISTS
+from jobs.discuz.errors import ForumConfigError, ForumUnavailable
+from jobs.sealing import Secret
+from jobs.settings import boolean, required_setting, setting
+
+# MySQL errors worth another attempt: server gone or unreachable, lock wait, deadlock, too many connections.
+TRANSIENT_ERRORS = {2002, 2003, 2006, 2013, 1205, 1213, 1040, 1053}
+DUPLICATE_KEY = 1062
+MYSQL_CHARSETS = {"utf-8": "utf8mb4", "gbk": "gbk", "big5": "big5"}
+
+
+class UCenterDatabaseBackend:
+    def __init__(
+        self,
+        connect_args: dict,
+        version: str,
+        charset: str,
+        table_prefix: str = "pre_ucenter_",
+        unique_email: bool = False,
+    ):
+        if not table_prefix.replace("_", "").isalnum():
+            raise ForumConfigError("DISCUZ_DB_TABLE_PREFIX may hold only letters, digits and underscores")
+        self._connect_args = connect_args
+        self.version = version
+        self.charset = charset
+        self.members = f"`{table_prefix}members`"
+        self.memberfields = f"`{table_prefix}memberfields`"
+        self.unique_email = unique_email
+
+    @classmethod
+    def from_settings(cls, version: str, charset: str) -> UCenterDatabaseBackend:
+        timeout = setting("DISCUZ_DB_TIMEOUT", 10.0, cast=float)
+        return cls(
+            connect_args={
+                "host": setting("DISCUZ_DB_HOST", "localhost"),
+                "port": setting("DISCUZ_DB_PORT", 3306, cast=int),
+                "user": required_setting("DISCUZ_DB_USER"),
+                "password": setting("DISCUZ_DB_PASSWORD", ""),
+                "database": required_setting("DISCUZ_DB_NAME"),
+                "connect_timeout": timeout,
+                "read_timeout": timeout,
+                "write_timeout": timeout,
+            },
+            version=version,
+            charset=charset,
+            table_prefix=setting("DISCUZ_DB_TABLE_PREFIX", "pre_ucenter_"),
+            unique_email=setting("DISCUZ_UNIQUE_EMAIL", False, cast=boolean),
+        )
+
+    def __repr__(self) -> str:
+        args = self._connect_args
+        return f"UCenterDatabaseBackend({args['user']}@{args['host']}:{args['port']}/{args['database']})"
+
+    def get_user(self, username: str) -> ForumAccount | None:
+        with self._connection() as connection, connection.cursor() as cursor:
+            row = self._find(cursor, username)
+        return ForumAccount(*row) if row else None
+
+    def register(self, username: str, credential: Credential, email: str, regip: str) -> int:
+        password, salt = self._columns(credential)
+        with self._connection() as connection, connection.cursor() as cursor:
+            try:
+                if self._find(cursor, username):
+                    return USERNAME_EXISTS
+                if self.unique_email and cursor.execute(f"SELECT 1 FROM {self.members} WHERE email=%s", (email,)):
+                    return EMAIL_EXISTS
+                cursor.execute(self._insert_member_sql(), self._member_values(username, password, salt, email, regip))
+                uid = cursor.lastrowid
+                cursor.execute(f"INSERT INTO {self.memberfields} (uid, blacklist) VALUES (%s, '')", (uid,))
+                connection.commit()
+            except pymysql.err.IntegrityError as error:
+                connection.rollback()
+                if error.args and error.args[0] == DUPLICATE_KEY:
+                    return USERNAME_EXISTS
+                raise ForumConfigError(f"UCenter tables refused the member: MySQL {error.args[0]}") from None
+            return uid
+
+    def _columns(self, credential: Credential) -> tuple[str, str]:
+        if credential.prepared_hash is not None:
+            try:
+                return hashing.prepared_hash(credential.prepared_hash.reveal(), self.version)
+            except hashing.HashFormatError as error:
+                raise ForumConfigError(f"the prepared password hash is unusable: {error}") from None
+        assert isinstance(credential.password, Secret)
+        return hashing.hash_password(credential.password.reveal(), self.version, self.charset)
+
+    def _find(self, cursor, username: str) -> tuple | None:
+        cursor.execute(f"SELECT uid, username, email FROM {self.members} WHERE username=%s", (username,))
+        return cursor.fetchone()
+
+    def _insert_member_sql(self) -> str:
+        columns = "username, password, email, myid, myidkey, regip, regdate, lastloginip, lastlogintime, salt, secques"
+        if self.version == "1.7":
+            columns += ", secmobicc, secmobile"
+        placeholders = ", ".join(["%s"] * len(columns.split(",")))
+        return f"INSERT INTO {self.members} ({columns}) VALUES ({placeholders})"
+
+    def _member_values(self, username: str, password: str, salt: str, email: str, regip: str) -> tuple:
+        values = (username, password, email, "", "", regip, int(time.time()), 0, 0, salt, "")
+        return values + ("", "") if self.version == "1.7" else values
+
+    def _connection(self) -> _Connection:
+        return _Connection(self._connect_args, MYSQL_CHARSETS[self.charset])
+
+
+class _Connection:
+    """A PyMySQL connection for one call, with MySQL errors sorted into give-up and try-again."""
+
+    def __init__(self, connect_args: dict, charset: str):
+        self._connect_args = connect_args
+        self._charset = charset
+        self._connection: pymysql.connections.Connection | None = None
+
+    def __enter__(self) -> pymysql.connections.Connection:
+        try:
+            self._connection = pymysql.connect(charset=self._charset, autocommit=False, **self._connect_args)
+        except pymysql.err.MySQLError as error:
+            raise _classified(error) from None
+        return self._connection
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        try:
+            self._connection.close()
+        except pymysql.err.Error:
+            pass
+        if isinstance(error, pymysql.err.MySQLError):
+            raise _classified(error) from None
+        return False
+
+
+def _classified(error: pymysql.err.MySQLError) -> Exception:
+    code = error.args[0] if error.args and isinstance(error.args[0], int) else None
+    if code in TRANSIENT_ERRORS or isinstance(error, pymysql.err.InterfaceError):
+        return ForumUnavailable(f"UCenter database unavailable: MySQL {code}: {_first_line(error)}")
+    return ForumConfigError(f"UCenter database refused us: MySQL {code}: {_first_line(error)}")
+
+
+def _first_line(error: pymysql.err.MySQLError) -> str:
+    message = str(error.args[1]) if len(error.args) > 1 else str(error)
+    return message.splitlines()[0][:160] if message else type(error).__name__

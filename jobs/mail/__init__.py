@@ -1,0 +1,1 @@
+"""The activation e-mail: templates, the message, cooperative SMTP delivery, and the job itself."""

@@ -1,0 +1,120 @@
+"""The ``send_activation_mail`` job."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from email.headerregistry import Address, HeaderRegistry
+
+from email_validator import EmailNotValidError, validate_email
+from rq import Retry, get_current_job
+
+from jobs.mail.message import activation_message
+from jobs.mail.smtp import SmtpSettings, deliver
+from jobs.outcomes import PermanentError, TransientError, retry_later
+from jobs.settings import required_setting, setting
+
+SENT_MARK_TTL = 30 * 24 * 3600  # how long a sent activation is remembered, to drop duplicates
+SENDING_CLAIM_TTL = 300  # a delivery in flight; expires if its worker dies mid-send
+
+log = logging.getLogger(__name__)
+
+
+def send_activation_mail(to: str, name: str, link: str, locale: str = "en") -> dict | Retry:
+    """Mail ``name`` <``to``> the activation ``link`` the app generated, once per (address, link).
+
+    Fails at once on an invalid address or a 5xx rejection; retries with backoff on connection
+    failures, timeouts and 4xx answers.  Returns ``{"to", "message_id", "sent"}``; ``sent`` is False
+    when the same activation had already been delivered.
+    """
+    recipient = recipient_address(to, name)
+    message = activation_message(
+        sender=sender_address(),
+        to=recipient,
+        name=name,
+        link=link,
+        locale=locale,
+        site_name=setting("MAIL_SITE_NAME", "our site"),
+    )
+    outcome = {"to": recipient.addr_spec, "message_id": message["Message-ID"]}
+    guard = DeliveryGuard.for_current_job(activation_key(recipient.addr_spec, link))
+    state = guard.claim()
+    if state == DeliveryGuard.SENT:
+        log.info("activation mail %s was already delivered; not sending it again", message["Message-ID"])
+        return {**outcome, "sent": False}
+    if state == DeliveryGuard.BUSY:
+        return retry_later(TransientError("the same activation mail is being sent by another job"))
+    try:
+        deliver(message, SmtpSettings.load())
+    except TransientError as error:
+        guard.release()
+        return retry_later(error)
+    except BaseException:
+        guard.release()
+        raise
+    guard.mark_sent()
+    return {**outcome, "sent": True}
+
+
+def recipient_address(to: str, name: str) -> Address:
+    if not isinstance(to, str) or not isinstance(name, str):
+        raise PermanentError("to and name must be strings")
+    try:
+        valid = validate_email(to, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise PermanentError(f"invalid recipient address: {error}") from None
+    local, _, domain = valid.normalized.rpartition("@")
+    return Address(display_name=" ".join(name.split()), username=local, domain=valid.ascii_domain or domain)
+
+
+def sender_address() -> Address:
+    raw = required_setting("MAIL_FROM")
+    try:
+        header = HeaderRegistry()("From", raw)
+        (address,) = header.addresses
+    except (ValueError, IndexError):
+        raise PermanentError("MAIL_FROM must be one address, such as 'Example <noreply@example.com>'") from None
+    return address
+
+
+def activation_key(address: str, link: str) -> str:
+    digest = hashlib.sha256(f"{address.lower()}\n{link}".encode()).hexdigest()
+    return f"jobs:activation-mail:{digest}"
+
+
+class DeliveryGuard:
+    """Remembers in Redis which activations were delivered, so a duplicate job sends nothing.
+
+    A job first claims the key (SET NX, short TTL), and marks it sent (long TTL) after the server
+    accepted the message, or releases it when delivery failed.  Outside a worker there is no Redis
+    connection to share, and every call sends.
+    """
+
+    FREE, SENT, BUSY = "free", "sent", "busy"
+
+    def __init__(self, connection, key: str):
+        self.connection = connection
+        self.key = key
+
+    @classmethod
+    def for_current_job(cls, key: str) -> DeliveryGuard:
+        job = get_current_job()
+        return cls(job.connection if job is not None else None, key)
+
+    def claim(self) -> str:
+        if self.connection is None:
+            return self.FREE
+        if self.connection.set(self.key, "sending", nx=True, ex=SENDING_CLAIM_TTL):
+            return self.FREE
+        value = self.connection.get(self.key)
+        if value is None:
+            return self.claim()
+        return self.SENT if value == b"sent" else self.BUSY
+
+    def mark_sent(self) -> None:
+        if self.connection is not None:
+            self.connection.set(self.key, "sent", ex=SENT_MARK_TTL)
+
+    def release(self) -> None:
+        if self.connection is not None:
+            self.connection.delete(self.key)

@@ -1,0 +1,42 @@
+"""Install a server program through the system package manager when the machine lacks it.
+
+CI machines start bare: the suite installs what it needs rather than skipping. Only Debian/Ubuntu's
+apt is supported; anywhere else a missing program is a clear error, never a skip.
+"""
+
+import os
+import shutil
+import subprocess
+
+_updated = False
+
+
+def ensure_command(command: str, apt_packages: list[str], also_look_in: tuple[str, ...] = ()) -> str:
+    """Return the path of ``command``, installing ``apt_packages`` first when it is missing."""
+    found = _which(command, also_look_in)
+    if found:
+        return found
+    if not shutil.which("apt-get"):
+        raise RuntimeError(f"{command} is not installed and this machine has no apt-get; install {apt_packages}")
+    if os.geteuid() != 0 and not shutil.which("sudo"):
+        raise RuntimeError(f"{command} is not installed and installing {apt_packages} needs root")
+    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    global _updated
+    if not _updated:
+        subprocess.run([*prefix, "apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+        _updated = True
+    subprocess.run(
+        [*prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", *apt_packages],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    found = _which(command, also_look_in)
+    if not found:
+        raise RuntimeError(f"installed {apt_packages} but {command} is still not found")
+    return found
+
+
+def _which(command: str, also_look_in: tuple[str, ...]) -> str | None:
+    return shutil.which(command) or shutil.which(command, path=os.pathsep.join(also_look_in))
