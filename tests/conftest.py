@@ -21,6 +21,8 @@ import redis
 
 from rq_gevent.embedded_redis import EmbeddedRedis
 
+pytest_plugins = ["tests.peers.fixtures"]
+
 TESTS_DIR = Path(__file__).parent
 REPO_DIR = TESTS_DIR.parent
 

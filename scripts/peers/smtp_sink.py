@@ -1,0 +1,126 @@
+"""A local SMTP server (aiosmtpd) that stores every message it accepts: for the demo and the tests.
+
+    python scripts/peers/smtp_sink.py --port 2525 --maildir /tmp/mail [--tls-cert C --tls-key K]
+        [--auth-user USER] [--rule ADDRESS=ANSWER ...]
+
+With ``--tls-cert`` it offers STARTTLS and requires it; with ``--auth-user`` it requires AUTH (the
+password comes from ``SMTP_SINK_PASSWORD``, never argv).  A ``--rule`` makes one recipient answer
+``550`` / ``451`` (any code) or ``sleep:SECONDS`` before answering.  Accepted messages land in the
+maildir as ``<n>.eml`` (the exact bytes received); ``events.jsonl`` logs connections and messages.
+Prints ``ready <port>`` once listening.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import signal
+import ssl
+import sys
+import threading
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+
+class Sink:
+    def __init__(self, maildir: Path, rules: dict[str, str]):
+        self.maildir = maildir
+        self.rules = rules
+        self.counter = itertools.count(1)
+        self.lock = threading.Lock()
+
+    def event(self, **fields) -> None:
+        with self.lock, open(self.maildir / "events.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps(fields) + "\n")
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        rule = self.rules.get(address.lower())
+        if rule and rule.startswith("sleep:"):
+            await asyncio.sleep(float(rule.split(":", 1)[1]))
+        elif rule:
+            return f"{rule} {'4.3.0 try again later' if rule.startswith('4') else '5.1.1 mailbox unavailable'}"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        number = next(self.counter)
+        path = self.maildir / f"{number}.eml"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(envelope.original_content)
+        os.replace(temporary, path)
+        self.event(
+            event="message",
+            file=path.name,
+            mail_from=envelope.mail_from,
+            rcpt_tos=envelope.rcpt_tos,
+            tls=session.ssl is not None,
+            authenticated=bool(session.authenticated),
+            connection=id(session),
+        )
+        return "250 Message accepted"
+
+
+class Authenticator:
+    def __init__(self, user: str, password: str):
+        self.user = user.encode()
+        self.password = password.encode()
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+            self.user,
+            self.password,
+        )
+        return AuthResult(success=ok)
+
+
+class CountingSMTP(SMTP):
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.event_handler.event(event="connect")
+
+
+class SinkController(Controller):
+    def factory(self):
+        return CountingSMTP(self.handler, **self.SMTP_kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--maildir", type=Path, required=True)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--auth-user")
+    parser.add_argument("--rule", action="append", default=[], help="ADDRESS=CODE or ADDRESS=sleep:SECONDS")
+    options = parser.parse_args(argv)
+    options.maildir.mkdir(parents=True, exist_ok=True)
+    rules = dict(rule.lower().split("=", 1) for rule in options.rule)
+    smtp_options: dict = {"enable_SMTPUTF8": True, "ident": "rq-gevent smtp sink"}
+    if options.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(options.tls_cert, options.tls_key)
+        smtp_options.update(tls_context=context, require_starttls=True)
+    if options.auth_user:
+        password = os.environ.get("SMTP_SINK_PASSWORD", "")
+        smtp_options.update(
+            authenticator=Authenticator(options.auth_user, password), auth_required=True, auth_require_tls=True
+        )
+    controller = SinkController(Sink(options.maildir, rules), hostname=options.host, port=options.port, **smtp_options)
+    controller.start()
+    print(f"ready {options.port}", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    controller.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""A local UCenter: speaks the HTTP API that uc_client uses, for the demo and the tests.
+
+    UC_KEY=... python scripts/peers/ucenter_server.py --port 8090 --appid 1 [--version 1.7]
+        [--charset utf-8] [--censor WORD ...] [--email-domain DOMAIN ...] [--unique-email]
+
+It decodes ``input`` with authcode and the key from ``UC_KEY`` (never argv), checks the agent hash,
+the age of the request and (1.7) that m/a/appid were not changed, applies UCenter's username and
+e-mail rules and answers with its return codes.  ``user/register`` and ``user/get_user`` are served;
+members are hashed as that UCenter version would.  For tests: ``GET /_members`` lists members as
+JSON; ``POST /_members`` adds one; ``POST /_faults`` queues faults for the next requests: a JSON list
+of ``"html"``, an HTTP status such as ``503``, or ``"sleep:SECONDS"``.  Prints ``ready <port>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from jobs.discuz import authcode, hashing, rules  # noqa: E402
+from jobs.discuz.codes import (  # noqa: E402
+    CENSORED_USERNAME,
+    EMAIL_DOMAIN_NOT_ALLOWED,
+    EMAIL_EXISTS,
+    USERNAME_EXISTS,
+)
+
+MAX_AGE = 3600
+
+
+class UCenter:
+    def __init__(self, key: str, appid: str, version: str, charset: str, censor, email_domains, unique_email):
+        self.key = key
+        self.appid = appid
+        self.version = version
+        self.charset = charset
+        self.censor = [word.lower() for word in censor]
+        self.email_domains = [domain.lower() for domain in email_domains]
+        self.unique_email = unique_email
+        self.members: list[dict] = []
+        self.faults: list = []
+        self.lock = threading.Lock()
+
+    def answer(self, form: dict[str, str], user_agent: str) -> bytes:
+        plain = authcode.decode(form.get("input", ""), self.key)
+        if not plain:
+            return b"Invalid input"
+        fields = dict(parse_qsl(plain.decode("ascii"), keep_blank_values=True, encoding=self.charset))
+        if fields.get("agent") != hashlib.md5(user_agent.encode(), usedforsecurity=False).hexdigest():
+            return b"Access denied for agent changed"
+        if time.time() - int(fields.get("time", "0") or 0) > MAX_AGE:
+            return b"Authorization has expired"
+        operation = (form.get("m"), form.get("a"), form.get("appid"))
+        if self.version == "1.7" and (fields.get("m"), fields.get("a"), fields.get("appid")) != operation:
+            return b"Access denied for operation changed"
+        if form.get("appid") != self.appid:
+            return b"Access denied for application"
+        if operation[:2] == ("user", "register"):
+            return str(self.register(fields)).encode()
+        if operation[:2] == ("user", "get_user"):
+            return self.get_user(fields.get("username", ""))
+        return b"Invalid operation"
+
+    def register(self, fields: dict[str, str]) -> int:
+        username, email = fields.get("username", ""), fields.get("email", "")
+        code = rules.check_username(username, self.charset)
+        if code:
+            return code
+        if any(word in username.lower() for word in self.censor):
+            return CENSORED_USERNAME
+        with self.lock:
+            if self.find(username):
+                return USERNAME_EXISTS
+            code = rules.check_email(email, self.version)
+            if code:
+                return code
+            if self.email_domains and email.rsplit("@", 1)[-1].lower() not in self.email_domains:
+                return EMAIL_DOMAIN_NOT_ALLOWED
+            if self.unique_email and any(m["email"].lower() == email.lower() for m in self.members):
+                return EMAIL_EXISTS
+            password, salt = hashing.hash_password(fields.get("password", ""), self.version, self.charset)
+            return self.add(username, email, password, salt, fields.get("regip", ""))
+
+    def add(self, username: str, email: str, password: str, salt: str, regip: str = "") -> int:
+        uid = len(self.members) + 1
+        self.members.append(
+            {"uid": uid, "username": username, "email": email, "password": password, "salt": salt, "regip": regip}
+        )
+        return uid
+
+    def find(self, username: str) -> dict | None:
+        return next((m for m in self.members if m["username"].lower() == username.lower()), None)
+
+    def get_user(self, username: str) -> bytes:
+        member = self.find(username)
+        if member is None:
+            return b"0"
+        items = "".join(
+            f'<item id="{index}"><![CDATA[{member[key]}]]></item>'
+            for index, key in enumerate(("uid", "username", "email"))
+        )
+        document = f'<?xml version="1.0" encoding="{self.charset}"?><root>{items}</root>'
+        return document.encode(self.charset)
+
+
+class Handler(BaseHTTPRequestHandler):
+    ucenter: UCenter
+
+    def do_GET(self) -> None:
+        if self.path == "/_members":
+            with self.ucenter.lock:
+                self.reply(200, json.dumps(self.ucenter.members).encode(), "application/json")
+        else:
+            self.reply(404, b"not found")
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/_members":
+            member = json.loads(body)
+            password, salt = hashing.hash_password(member["password"], self.ucenter.version, self.ucenter.charset)
+            with self.ucenter.lock:
+                uid = self.ucenter.add(member["username"], member["email"], password, salt)
+            self.reply(200, json.dumps({"uid": uid}).encode(), "application/json")
+            return
+        if self.path == "/_faults":
+            with self.ucenter.lock:
+                self.ucenter.faults.extend(json.loads(body))
+            self.reply(200, b"{}", "application/json")
+            return
+        if self.path.split("?")[0] != "/index.php":
+            self.reply(404, b"not found")
+            return
+        if self.inject_fault():
+            return
+        form = dict(parse_qsl(body.decode("ascii"), keep_blank_values=True))
+        answer = self.ucenter.answer(form, self.headers.get("User-Agent", ""))
+        self.reply(200, answer, f"text/html; charset={self.ucenter.charset}")
+
+    def inject_fault(self) -> bool:
+        with self.ucenter.lock:
+            fault = self.ucenter.faults.pop(0) if self.ucenter.faults else None
+        if fault is None:
+            return False
+        if isinstance(fault, int):
+            self.reply(fault, b"<html><body>Service Unavailable</body></html>")
+            return True
+        if fault == "html":
+            self.reply(200, b"<!DOCTYPE html><html><body>Discuz! Database Error</body></html>")
+            return True
+        if str(fault).startswith("sleep:"):
+            time.sleep(float(fault.split(":", 1)[1]))
+        return False
+
+    def reply(self, status: int, body: bytes, content_type: str = "text/html") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--appid", default="1")
+    parser.add_argument("--version", choices=hashing.VERSIONS, default="1.7")
+    parser.add_argument("--charset", choices=("utf-8", "gbk", "big5"), default="utf-8")
+    parser.add_argument("--censor", action="append", default=[])
+    parser.add_argument("--email-domain", action="append", default=[])
+    parser.add_argument("--unique-email", action="store_true")
+    options = parser.parse_args(argv)
+    key = os.environ.get("UC_KEY")
+    if not key:
+        parser.error("set UC_KEY in the environment")
+    Handler.ucenter = UCenter(
+        key, options.appid, options.version, options.charset, options.censor, options.email_domain, options.unique_email
+    )
+    server = ThreadingHTTPServer((options.host, options.port), Handler)
+    print(f"ready {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Fixtures for the job tests: a real SMTP server, UCenter server, MariaDB and PHP, and the job settings."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import secrets
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pymysql.cursors
+import pytest
+
+from jobs.sealing import KEY_VARIABLE, generate_key
+from tests.peers.mariadb import MariaDB
+from tests.peers.processes import PEERS_DIR, REPO_DIR, ServerProcess, free_port
+from tests.peers.system_packages import ensure_command
+from tests.peers.tls import make_certificates
+from tests.peers.ucenter_schema import member_tables
+
+PHP_UC_CLIENT = REPO_DIR / "tests" / "php" / "uc_client"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sealing_key() -> Iterator[str]:
+    """Web app and workers share JOBS_SEALING_KEY; the worker subprocesses inherit it."""
+    key = generate_key()
+    with pytest.MonkeyPatch.context() as patcher:
+        patcher.setenv(KEY_VARIABLE, key)
+        yield key
+
+
+class SmtpSink:
+    USER = "mailer"
+
+    def __init__(self, directory: Path, rules: list[str]):
+        self.password = secrets.token_urlsafe(12)
+        self.maildir = directory / "mail"
+        self.ca_file, cert, key = make_certificates(directory)
+        self.port = free_port()
+        args = ["--port", str(self.port), "--maildir", str(self.maildir), "--auth-user", self.USER]
+        args += ["--tls-cert", str(cert), "--tls-key", str(key)]
+        for rule in rules:
+            args += ["--rule", rule]
+        self.server = ServerProcess(PEERS_DIR / "smtp_sink.py", args, env={"SMTP_SINK_PASSWORD": self.password})
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(self.port),
+            "SMTP_SECURITY": "starttls",
+            "SMTP_USER": self.USER,
+            "SMTP_PASSWORD": self.password,
+            "SMTP_CA_FILE": str(self.ca_file),
+            "SMTP_TIMEOUT": "5",
+            "MAIL_FROM": "Example Site <noreply@example.com>",
+            "MAIL_SITE_NAME": "Example",
+        }
+
+    def raw_messages(self) -> list[bytes]:
+        files = sorted(self.maildir.glob("*.eml"), key=lambda path: int(path.stem))
+        return [path.read_bytes() for path in files]
+
+    def messages(self) -> list[email.message.EmailMessage]:
+        return [email.message_from_bytes(raw, policy=email.policy.default) for raw in self.raw_messages()]
+
+    def events(self) -> list[dict]:
+        log = self.maildir / "events.jsonl"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture
+def smtp_sink(tmp_path: Path) -> Iterator[Callable[..., SmtpSink]]:
+    """``smtp_sink(*rules)`` starts a STARTTLS + AUTH server; rules as in scripts/peers/smtp_sink.py."""
+    started: list[SmtpSink] = []
+
+    def start(*rules: str) -> SmtpSink:
+        sink = SmtpSink(tmp_path / f"smtp{len(started)}", list(rules))
+        started.append(sink)
+        return sink
+
+    yield start
+    for sink in started:
+        sink.server.stop()
+
+
+class UCenterPeer:
+    def __init__(self, version: str, charset: str, extra_args: list[str]):
+        self.key = secrets.token_urlsafe(24)
+        self.appid = "3"
+        self.version = version
+        self.charset = charset
+        self.port = free_port()
+        args = ["--port", str(self.port), "--appid", self.appid, "--version", version, "--charset", charset]
+        self.server = ServerProcess(PEERS_DIR / "ucenter_server.py", args + extra_args, env={"UC_KEY": self.key})
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "DISCUZ_BACKEND": "http",
+            "DISCUZ_UC_VERSION": self.version,
+            "DISCUZ_CHARSET": self.charset,
+            "UC_API": self.url,
+            "UC_KEY": self.key,
+            "UC_APPID": self.appid,
+            "DISCUZ_HTTP_TIMEOUT": "5",
+        }
+
+    def members(self) -> list[dict]:
+        with urllib.request.urlopen(f"{self.url}/_members", timeout=5) as response:
+            return json.loads(response.read())
+
+    def add_member(self, username: str, email: str, password: str) -> int:
+        return self._post("/_members", {"username": username, "email": email, "password": password})["uid"]
+
+    def queue_faults(self, *faults: object) -> None:
+        self._post("/_faults", list(faults))
+
+    def _post(self, path: str, payload: object) -> dict:
+        request = urllib.request.Request(f"{self.url}{path}", data=json.dumps(payload).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+
+@pytest.fixture
+def ucenter() -> Iterator[Callable[..., UCenterPeer]]:
+    """``ucenter(version="1.7", charset="utf-8", *extra_args)`` starts a UCenter-protocol server."""
+    started: list[UCenterPeer] = []
+
+    def start(version: str = "1.7", charset: str = "utf-8", *extra_args: str) -> UCenterPeer:
+        peer = UCenterPeer(version, charset, list(extra_args))
+        started.append(peer)
+        return peer
+
+    yield start
+    for peer in started:
+        peer.server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    server = MariaDB(tmp_path_factory.mktemp("mariadb")).start()
+    yield server
+    server.stop()
+
+
+class ForumDatabase:
+    USER = "forum"
+
+    def __init__(self, server: MariaDB, version: str, charset: str):
+        self.server = server
+        self.version = version
+        self.charset = charset
+        self.name = f"forum_{version.replace('.', '')}_{charset.replace('-', '')}"
+        self.password = secrets.token_urlsafe(12)
+        mysql_charset = {"utf-8": "utf8mb4", "gbk": "gbk"}[charset]
+        with server.admin() as admin, admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {self.name}")
+            cursor.execute(f"CREATE DATABASE {self.name} CHARACTER SET {mysql_charset}")
+            cursor.execute(f"CREATE USER IF NOT EXISTS '{self.USER}'@'127.0.0.1' IDENTIFIED BY %s", (self.password,))
+            cursor.execute(f"ALTER USER '{self.USER}'@'127.0.0.1' IDENTIFIED BY %s", (self.password,))
+            cursor.execute(f"GRANT SELECT, INSERT ON {self.name}.* TO '{self.USER}'@'127.0.0.1'")
+            cursor.execute(f"USE {self.name}")
+            for statement in member_tables(version, charset=mysql_charset):
+                cursor.execute(statement)
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "DISCUZ_BACKEND": "database",
+            "DISCUZ_UC_VERSION": self.version,
+            "DISCUZ_CHARSET": self.charset,
+            "DISCUZ_DB_HOST": "127.0.0.1",
+            "DISCUZ_DB_PORT": str(self.server.port),
+            "DISCUZ_DB_USER": self.USER,
+            "DISCUZ_DB_PASSWORD": self.password,
+            "DISCUZ_DB_NAME": self.name,
+            "DISCUZ_DB_TIMEOUT": "5",
+        }
+
+    def rows(self, table: str = "members") -> list[dict]:
+        with self.server.admin(self.name) as admin, admin.cursor(pymysql.cursors.DictCursor) as cursor:
+            cursor.execute(f"SELECT * FROM pre_ucenter_{table} ORDER BY uid")
+            return list(cursor.fetchall())
+
+
+@pytest.fixture
+def forum_database(mariadb: MariaDB) -> Callable[..., ForumDatabase]:
+    """``forum_database(version, charset)``: fresh UCenter member tables and a least-privilege user."""
+    return lambda version="1.7", charset="utf-8": ForumDatabase(mariadb, version, charset)
+
+
+@pytest.fixture(scope="session")
+def php() -> str:
+    return ensure_command("php", ["php-cli"])
+
+
+@pytest.fixture
+def php_uc_client(php: str, tmp_path: Path) -> Callable[[UCenterPeer], dict[str, str]]:
+    """Settings for the PHP backend: the site's config file and our uc_client stand-in, talking to ``peer``."""
+
+    def settings(peer: UCenterPeer) -> dict[str, str]:
+        config = tmp_path / "config_ucenter.php"
+        config.write_text(
+            "<?php\n"
+            f"define('UC_API', {json.dumps(peer.url)});\n"
+            f"define('UC_KEY', {json.dumps(peer.key)});\n"
+            f"define('UC_APPID', {json.dumps(peer.appid)});\n"
+            f"define('UC_CHARSET', {json.dumps(peer.charset)});\n"
+        )
+        return {
+            "DISCUZ_BACKEND": "php",
+            "DISCUZ_UC_VERSION": peer.version,
+            "DISCUZ_CHARSET": peer.charset,
+            "DISCUZ_PHP_BINARY": php,
+            "DISCUZ_PHP_UC_CLIENT": str(PHP_UC_CLIENT),
+            "DISCUZ_PHP_CONFIG": str(config),
+            "DISCUZ_PHP_TIMEOUT": "15",
+        }
+
+    return settings

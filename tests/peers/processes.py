@@ -1,0 +1,51 @@
+"""Start a peer server as a real subprocess and wait until it says it is ready."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+PEERS_DIR = REPO_DIR / "scripts" / "peers"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """``python <script> <args>``; its first stdout line must be ``ready ...`` within ``timeout``."""
+
+    def __init__(self, script: Path, args: list[str], env: dict[str, str] | None = None, timeout: float = 30.0):
+        self.process = subprocess.Popen(
+            [sys.executable, str(script), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=dict(os.environ, **(env or {})),
+            text=True,
+        )
+        line = self.process.stdout.readline()
+        if not line.startswith("ready"):
+            self.process.kill()
+            raise RuntimeError(f"{script.name} did not start: {line}{self.process.stderr.read()}")
+        self.started = time.monotonic()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
