@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from email.headerregistry import Address, HeaderRegistry
 
 from email_validator import EmailNotValidError, validate_email
@@ -37,15 +38,16 @@ def send_activation_mail(to: str, name: str, link: str, locale: str = "en") -> d
         site_name=setting("MAIL_SITE_NAME", "our site"),
     )
     outcome = {"to": recipient.addr_spec, "message_id": message["Message-ID"]}
+    settings = SmtpSettings.load()
     guard = DeliveryGuard.for_current_job(activation_key(recipient.addr_spec, link))
-    state = guard.claim()
+    state = guard.claim_or_wait(settings.timeout * 2)
     if state == DeliveryGuard.SENT:
         log.info("activation mail %s was already delivered; not sending it again", message["Message-ID"])
         return {**outcome, "sent": False}
     if state == DeliveryGuard.BUSY:
         return retry_later(TransientError("the same activation mail is being sent by another job"))
     try:
-        deliver(message, SmtpSettings.load())
+        deliver(message, settings)
     except TransientError as error:
         guard.release()
         return retry_later(error)
@@ -110,6 +112,15 @@ class DeliveryGuard:
         if value is None:
             return self.claim()
         return self.SENT if value == b"sent" else self.BUSY
+
+    def claim_or_wait(self, patience: float) -> str:
+        """Claim; while another job holds the claim, wait up to ``patience`` s for its outcome."""
+        deadline = time.monotonic() + patience
+        state = self.claim()
+        while state == self.BUSY and time.monotonic() < deadline:
+            time.sleep(0.2)
+            state = self.claim()
+        return state
 
     def mark_sent(self) -> None:
         if self.connection is not None:

@@ -38,8 +38,10 @@ def activation_message(sender: Address, to: Address, name: str, link: str, local
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = activation_message_id(to.addr_spec, link, sender.domain)
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text.safe_substitute(plain_values))
-    message.add_alternative(markup.safe_substitute(html_values), subtype="html")
+    body = text.safe_substitute(plain_values)
+    message.set_content(body, cte=_transfer_encoding(body))
+    body = markup.safe_substitute(html_values)
+    message.add_alternative(body, subtype="html", cte=_transfer_encoding(body))
     return message
 
 
@@ -47,6 +49,11 @@ def activation_message_id(address: str, link: str, domain: str) -> str:
     """Stable per activation, so a mail that is ever sent twice is recognisably one message."""
     digest = hashlib.sha256(f"{address.lower()}\n{link}".encode()).hexdigest()[:32]
     return f"<activation.{digest}@{domain or 'localhost'}>"
+
+
+def _transfer_encoding(body: str) -> str:
+    """7-bit safe on the wire, so no relay without 8BITMIME can mangle a Chinese body."""
+    return "7bit" if body.isascii() else "base64"
 
 
 def _template(locale: str, part: str) -> Template:

@@ -167,10 +167,10 @@ def classify(error: BaseException, settings: SmtpSettings) -> PermanentError | T
         return PermanentError(f"SMTP server {server} rejected the message: {answer}")
     if isinstance(error, ssl.SSLCertVerificationError):
         return PermanentError(f"SMTP server {server}: TLS certificate not trusted ({error.verify_message})")
+    if isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError):
+        return TransientError(f"SMTP server {server} timed out after {settings.timeout:g} s")
     if isinstance(error, smtplib.SMTPServerDisconnected):
         return TransientError(f"SMTP server {server} closed the connection")
-    if isinstance(error, TimeoutError):
-        return TransientError(f"SMTP server {server} timed out after {settings.timeout:g} s")
     if isinstance(error, OSError):
         return TransientError(f"SMTP server {server} unreachable: {error.strerror or type(error).__name__}")
     return TransientError(f"SMTP error talking to {server}: {type(error).__name__}")

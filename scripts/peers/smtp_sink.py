@@ -6,7 +6,7 @@
 With ``--tls-cert`` it offers STARTTLS and requires it; with ``--auth-user`` it requires AUTH (the
 password comes from ``SMTP_SINK_PASSWORD``, never argv).  A ``--rule`` makes one recipient answer
 ``550`` / ``451`` (any code) or ``sleep:SECONDS`` before answering.  Accepted messages land in the
-maildir as ``<n>.eml`` (the exact bytes received); ``events.jsonl`` logs connections and messages.
+maildir as ``<n>.eml`` (the exact bytes received); ``events.jsonl`` logs each with its envelope and connection.
 Prints ``ready <port>`` once listening.
 """
 
@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Sink:
@@ -75,18 +75,7 @@ class Authenticator:
             self.user,
             self.password,
         )
-        return AuthResult(success=ok)
-
-
-class CountingSMTP(SMTP):
-    def connection_made(self, transport):
-        super().connection_made(transport)
-        self.event_handler.event(event="connect")
-
-
-class SinkController(Controller):
-    def factory(self):
-        return CountingSMTP(self.handler, **self.SMTP_kwargs)
+        return AuthResult(success=ok, handled=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         smtp_options.update(
             authenticator=Authenticator(options.auth_user, password), auth_required=True, auth_require_tls=True
         )
-    controller = SinkController(Sink(options.maildir, rules), hostname=options.host, port=options.port, **smtp_options)
+    controller = Controller(Sink(options.maildir, rules), hostname=options.host, port=options.port, **smtp_options)
     controller.start()
     print(f"ready {options.port}", flush=True)
     stop = threading.Event()

@@ -37,6 +37,7 @@ class SmtpSink:
 
     def __init__(self, directory: Path, rules: list[str]):
         self.password = secrets.token_urlsafe(12)
+        directory.mkdir(parents=True, exist_ok=True)
         self.maildir = directory / "mail"
         self.ca_file, cert, key = make_certificates(directory)
         self.port = free_port()
@@ -44,7 +45,12 @@ class SmtpSink:
         args += ["--tls-cert", str(cert), "--tls-key", str(key)]
         for rule in rules:
             args += ["--rule", rule]
-        self.server = ServerProcess(PEERS_DIR / "smtp_sink.py", args, env={"SMTP_SINK_PASSWORD": self.password})
+        self._args = args
+        self.start()
+
+    def start(self) -> None:
+        """(Re)start the server on the same port with the same settings."""
+        self.server = ServerProcess(PEERS_DIR / "smtp_sink.py", self._args, env={"SMTP_SINK_PASSWORD": self.password})
 
     def settings(self) -> dict[str, str]:
         return {
