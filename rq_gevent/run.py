@@ -17,6 +17,9 @@ from rq_gevent.cli import DEFAULT_QUEUE, UserError
 from rq_gevent.connections import describe, redact_url
 from rq_gevent.worker import DEFAULT_CONCURRENCY, GeventWorker
 
+# Exported to jobs so that they can read their own settings from the worker's --config module.
+CONFIG_MODULE_VARIABLE = "RQ_GEVENT_CONFIG"
+
 
 def run_worker(options: dict[str, Any], before_work: Callable[[GeventWorker], None] | None = None) -> GeventWorker:
     """Build the worker the options describe and run it until it stops; returns it."""
@@ -54,9 +57,11 @@ def _read_settings(module: str | None) -> dict[str, Any]:
     if not module:
         return {}
     try:
-        return read_config_file(module)
+        settings = read_config_file(module)
     except Exception as error:
         raise UserError(f"cannot import config module {module!r}: {type(error).__name__}: {error}") from None
+    os.environ[CONFIG_MODULE_VARIABLE] = module
+    return settings
 
 
 def _logging_level(options: dict[str, Any]) -> str:
