@@ -55,6 +55,7 @@ def test_password_is_nowhere_in_redis_logs_or_sentry(
         REPO_DIR / "tests" / "peers" / "sentry_sink.py",
         ["--port", str(sentry_port), "--store", str(tmp_path / "sentry")],
     )
+    dsn = {"TEST_SENTRY_DSN": f"http://publickey@127.0.0.1:{sentry_port}/1"}
     try:
         peer = ucenter()
         peer.add_member("taken", "owner@elsewhere.net", "owner-password")
@@ -71,7 +72,7 @@ def test_password_is_nowhere_in_redis_logs_or_sentry(
         db_settings = {
             **forum.settings(),
             "DISCUZ_DB_PASSWORD": "wrong",
-            "TEST_SENTRY_DSN": settings["TEST_SENTRY_DSN"],
+            **dsn,
         }
         db_worker = run_burst(worker_process, redis_url, db_settings, "--config", "sentry_by_hand")
 
@@ -79,7 +80,7 @@ def test_password_is_nowhere_in_redis_logs_or_sentry(
         php_settings = {
             **php_uc_client(peer),
             "DISCUZ_PHP_UC_CLIENT": str(tmp_path),
-            "TEST_SENTRY_DSN": settings["TEST_SENTRY_DSN"],
+            **dsn,
         }
         php_worker = run_burst(worker_process, redis_url, php_settings, "--config", "sentry_by_hand")
     finally:
