@@ -1,10 +1,15 @@
-"""End-to-end demo: enqueue jobs as a web app would and run them with ``rq-gevent worker``.
+"""End-to-end demo: user registrations become activation mails and Discuz! forum accounts.
 
-    python scripts/demo.py [--jobs 200] [--concurrency 50] [--latency 0.2]
+    python scripts/demo.py [--users 200] [--processes 2] [--concurrency 50] [--forum-latency 0.1]
 
-Uses $REDIS_URL if set, else starts an embedded redis-server (``pip install -e '.[demo]'``).  Each
-job calls a real HTTP API on this machine that answers after ``--latency`` seconds, so the run shows
-how many network waits one worker process overlaps.  Exits non-zero if any job fails.
+Everything runs on this machine: Redis ($REDIS_URL, else an embedded redis-server), an SMTP server
+that captures the mail (scripts/peers/smtp_sink.py), and a UCenter that speaks uc_client's HTTP API
+(scripts/peers/ucenter_server.py, answering after ``--forum-latency`` seconds like a remote forum).
+The script enqueues each registration as a web app would (jobs.enqueue, with the password sealed),
+runs a pre-forked pool of GeventWorkers (``rq-gevent worker -n``) with a live progress line, and
+prints what happened.  Three registrations are bad on purpose (an invalid address, a shell-injection
+username, a forum name owned by someone else) to show how failures are reported.  Exits non-zero
+unless every good registration succeeded and every bad one failed for its stated reason.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
+import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,28 +34,43 @@ import redis  # noqa: E402
 from rq import Queue  # noqa: E402
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry  # noqa: E402
 
-from jobs.api_call import call_api  # noqa: E402
+from jobs.enqueue import enqueue_activation_mail, enqueue_discuz_sync  # noqa: E402
+from jobs.sealing import KEY_VARIABLE, generate_key, seal  # noqa: E402
 from rq_gevent.embedded_redis import EmbeddedRedis  # noqa: E402
 
+QUEUE = "registrations"
+PEERS = REPO / "scripts" / "peers"
+BAD_REGISTRATIONS = [
+    ("mallory", "not-an-address"),
+    ("alice; rm -rf /", "alice@example.org"),
+    ("taken", "t@example.org"),
+]
+EXPECTED_FAILURES = [  # one per failed job, in the order of the sorted summary
+    "invalid recipient address",  # mallory's mail
+    "-4 (invalid e-mail address)",  # mallory's forum account
+    "-1 (invalid username)",  # a shell command as a username is data, and invalid
+    "belongs to another account",  # the forum name is someone else's: never overwritten
+]
 
-def slow_api(latency: float) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            time.sleep(latency)
-            body = json.dumps({"user": self.path.rsplit("/", 1)[-1], "plan": "free"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def log_message(self, *args: object) -> None:
-            pass
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+
+def start_peer(stack: contextlib.ExitStack, script: str, args: list[str], env: dict[str, str]) -> None:
+    process = subprocess.Popen(
+        [sys.executable, str(PEERS / script), *args],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=dict(os.environ, **env),
+        text=True,
+    )
+    stack.callback(process.wait)
+    stack.callback(process.terminate)
+    if not process.stdout.readline().startswith("ready"):
+        raise SystemExit(f"demo: {script} did not start")
 
 
 def progress_line(done: int, failed: int, running: int, total: int, elapsed: float) -> str:
@@ -60,11 +81,25 @@ def progress_line(done: int, failed: int, running: int, total: int, elapsed: flo
     return f"[{bar}] {done + failed:>5}/{total} done, {failed} failed, {running:>3} running, {rate:6.1f} jobs/s"
 
 
+def enqueue_registrations(queue: Queue, users: int) -> list:
+    """What a web app's sign-up view does, once per new user."""
+    registrations = [(f"user{n:04d}", f"user{n:04d}@example.org") for n in range(users)]
+    registrations += BAD_REGISTRATIONS
+    jobs = []
+    for user_id, (username, address) in enumerate(registrations, start=1):
+        link = f"https://example.org/activate/{user_id}/{secrets.token_urlsafe(16)}"
+        jobs.append(enqueue_activation_mail(queue, to=address, name=username, link=link))
+        password = seal(secrets.token_urlsafe(12))
+        jobs.append(enqueue_discuz_sync(queue, user_id, username, address, password=password))
+    return jobs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--latency", type=float, default=0.2, help="seconds the local API takes to answer")
+    parser.add_argument("--users", type=int, default=200, help="good registrations to enqueue (default 200)")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--concurrency", type=int, default=50, help="jobs at once per process (default 50)")
+    parser.add_argument("--forum-latency", type=float, default=0.1, help="seconds each forum call takes")
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -73,33 +108,50 @@ def main() -> int:
             server = stack.enter_context(EmbeddedRedis())
             url = server.url
             print(f"Started an embedded redis-server ({server.binary}) at {url}")
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rq-gevent-demo-")))
+        os.environ.setdefault(KEY_VARIABLE, generate_key())  # web app and workers share it
+
+        smtp_port, forum_port = free_port(), free_port()
+        start_peer(stack, "smtp_sink.py", ["--port", str(smtp_port), "--maildir", str(workdir / "mail")], {})
+        uc_key = secrets.token_urlsafe(24)
+        forum_args = ["--port", str(forum_port), "--appid", "2", "--latency", str(args.forum_latency)]
+        start_peer(stack, "ucenter_server.py", forum_args, {"UC_KEY": uc_key})
+        forum_url = f"http://127.0.0.1:{forum_port}"
+        seed = json.dumps({"username": "taken", "email": "owner@elsewhere.net", "password": secrets.token_hex(8)})
+        urllib.request.urlopen(urllib.request.Request(f"{forum_url}/_members", seed.encode(), method="POST"))
+        print(f"Local SMTP server on port {smtp_port}, local UCenter at {forum_url} ({args.forum_latency:.2f} s/call)")
+
         connection = redis.Redis.from_url(url)
-        api = slow_api(args.latency)
-        stack.callback(api.shutdown)
-        api_url = f"http://127.0.0.1:{api.server_address[1]}/users"
-
-        queue = Queue("demo", connection=connection)
+        queue = Queue(QUEUE, connection=connection)
         queue.empty()
-        jobs = [queue.enqueue(call_api, f"{api_url}/{n}", result_ttl=600) for n in range(args.jobs)]
-        print(f"Enqueued {len(jobs)} jobs calling a local API that answers in {args.latency:.2f} s")
+        for registry in (FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)):
+            for job_id in registry.get_job_ids():
+                registry.remove(job_id, delete_job=True)  # a previous demo run against the same $REDIS_URL
+        jobs = enqueue_registrations(queue, args.users)
+        print(f"Enqueued {len(jobs) // 2} registrations: {len(jobs)} jobs (activation mail + forum account each)")
 
-        log = stack.enter_context(tempfile.NamedTemporaryFile(prefix="rq-gevent-demo-", suffix=".log", delete=False))
-        command = [
-            sys.executable,
-            "-m",
-            "rq_gevent",
-            "worker",
-            "demo",
-            "--burst",
-            "-u",
-            url,
-            "-c",
-            str(args.concurrency),
-            "--quiet",
-        ]
-        print("Running: rq-gevent", " ".join(command[3:]))
+        settings = {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(smtp_port),
+            "SMTP_SECURITY": "none",
+            "MAIL_FROM": "Example <noreply@example.org>",
+            "MAIL_SITE_NAME": "Example",
+            "DISCUZ_BACKEND": "http",
+            "UC_API": forum_url,
+            "UC_KEY": uc_key,
+            "UC_APPID": "2",
+        }
+        command = ["worker", QUEUE, "--burst", "-u", url, "-n", str(args.processes), "-c", str(args.concurrency)]
+        print("Running: rq-gevent", " ".join(command), "--quiet")
+        log = stack.enter_context(open(workdir / "worker.log", "wb"))
         started = time.monotonic()
-        worker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "rq_gevent", *command, "--quiet"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(REPO),
+            env=dict(os.environ, **settings),
+        )
         finished_registry, failed_registry = FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)
         started_registry = StartedJobRegistry(queue=queue)
         interactive = sys.stdout.isatty()
@@ -118,19 +170,39 @@ def main() -> int:
         finished, failed = len(finished_registry), len(failed_registry)
         print(("\r" if interactive else "") + progress_line(finished, failed, 0, len(jobs), elapsed))
 
-        sample = jobs[0].return_value()
-        serial = len(jobs) * args.latency
+        with urllib.request.urlopen(f"{forum_url}/_members") as response:
+            created = [m for m in json.loads(response.read()) if m["username"] != "taken"]
+        mails = list((workdir / "mail").glob("*.eml"))
+        failures = []
+        for job_id in failed_registry.get_job_ids():
+            job = queue.fetch_job(job_id)
+            reason = (job.exc_info or "").strip().splitlines()[-1] if job else "(job gone)"
+            failures.append((job.description if job else job_id, reason))
+
         print()
         print("Summary")
+        print(f"  registrations      {len(jobs) // 2} ({len(BAD_REGISTRATIONS)} bad on purpose)")
+        print(f"  mails delivered    {len(mails)}")
+        print(f"  forum users made   {len(created)}")
         print(f"  jobs finished      {finished} of {len(jobs)}")
         print(f"  jobs failed        {failed}")
-        print(f"  wall time          {elapsed:.2f} s (one at a time would take >= {serial:.1f} s)")
-        print(f"  throughput         {len(jobs) / elapsed:.1f} jobs/s with -c {args.concurrency}")
-        print(f"  sample result      {sample}")
-        print(f"  worker exit code   {worker.returncode} (log: {log.name})")
-        ok = worker.returncode == 0 and finished == len(jobs) and failed == 0
+        for description, reason in sorted(failures):
+            print(f"    {description}: {reason}")
+        print(f"  wall time          {elapsed:.2f} s, {len(jobs) / elapsed:.1f} jobs/s")
+        print(f"  worker pool        {args.processes} processes x {args.concurrency} greenlets")
+        print(f"  worker exit code   {worker.returncode}")
+
+        reasons = [reason for _, reason in sorted(failures)]
+        ok = (
+            worker.returncode == 0
+            and len(mails) == args.users + 2  # the conflicting and the shell-looking user still get their mail
+            and len(created) == args.users
+            and len(reasons) == len(EXPECTED_FAILURES)
+            and all(want in reason for want, reason in zip(EXPECTED_FAILURES, reasons, strict=False))
+        )
         if not ok:
-            print(Path(log.name).read_text()[-3000:])
+            print("demo: unexpected outcome; worker log follows", file=sys.stderr)
+            print((workdir / "worker.log").read_text(errors="replace")[-4000:], file=sys.stderr)
         return 0 if ok else 1
 
 

@@ -1,4 +1,4 @@
-"""The README's first command: the demo runs real jobs end to end and reports them."""
+"""The README's first command: the registration pipeline runs end to end and reports what happened."""
 
 import os
 import subprocess
@@ -7,31 +7,36 @@ import sys
 from conftest import REPO_DIR
 
 
-def test_demo_runs_every_job(redis_url):
-    result = subprocess.run(
-        [sys.executable, "scripts/demo.py", "--jobs", "40", "--concurrency", "20", "--latency", "0.1"],
+def run_demo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "scripts/demo.py", *args],
         capture_output=True,
         text=True,
-        timeout=120,
-        cwd=str(REPO_DIR),
-        env=dict(os.environ, REDIS_URL=redis_url),
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "jobs finished      40 of 40" in result.stdout
-    assert "jobs failed        0" in result.stdout
-    assert "Running: rq-gevent worker demo --burst" in result.stdout
-
-
-def test_demo_starts_its_own_redis_when_none_is_configured():
-    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-    result = subprocess.run(
-        [sys.executable, "scripts/demo.py", "--jobs", "10", "--latency", "0.05"],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        timeout=180,
         cwd=str(REPO_DIR),
         env=env,
     )
+
+
+def test_demo_delivers_mail_creates_forum_users_and_reports_failures(redis_url):
+    result = run_demo(
+        "--users", "40", "--processes", "2", "--concurrency", "20", env=dict(os.environ, REDIS_URL=redis_url)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "Running: rq-gevent worker registrations --burst" in out and "-n 2 -c 20" in out
+    assert "mails delivered    42" in out
+    assert "forum users made   40" in out
+    assert "jobs finished      82 of 86" in out
+    assert "jobs failed        4" in out
+    assert "sync_discuz_user(user_id=42, username='alice; rm -rf /'): " in out
+    assert "UCenter refused the registration: -1 (invalid username)" in out
+    assert "worker exit code   0" in out
+
+
+def test_demo_starts_its_own_redis_when_none_is_configured():
+    env = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "JOBS_SEALING_KEY")}
+    result = run_demo("--users", "5", "--forum-latency", "0", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Started an embedded redis-server" in result.stdout
-    assert "jobs finished      10 of 10" in result.stdout
+    assert "forum users made   5" in result.stdout

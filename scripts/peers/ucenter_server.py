@@ -1,12 +1,13 @@
 """A local UCenter: speaks the HTTP API that uc_client uses, for the demo and the tests.
 
     UC_KEY=... python scripts/peers/ucenter_server.py --port 8090 --appid 1 [--version 1.7]
-        [--charset utf-8] [--censor WORD ...] [--email-domain DOMAIN ...] [--unique-email]
+        [--charset utf-8] [--censor WORD ...] [--email-domain DOMAIN ...] [--unique-email] [--latency S]
 
 It decodes ``input`` with authcode and the key from ``UC_KEY`` (never argv), checks the agent hash,
 the age of the request and (1.7) that m/a/appid were not changed, applies UCenter's username and
 e-mail rules and answers with its return codes.  ``user/register`` and ``user/get_user`` are served;
-members are hashed as that UCenter version would.  For tests: ``GET /_members`` lists members as
+members are hashed as that UCenter version would; ``--latency`` makes each API answer take that long,
+like a forum across the Internet.  For tests: ``GET /_members`` lists members as
 JSON; ``POST /_members`` adds one; ``POST /_faults`` queues faults for the next requests: a JSON list
 of ``"html"``, an HTTP status such as ``503``, or ``"sleep:SECONDS"``.  Prints ``ready <port>``.
 """
@@ -114,6 +115,7 @@ class UCenter:
 
 class Handler(BaseHTTPRequestHandler):
     ucenter: UCenter
+    latency = 0.0
 
     def do_GET(self) -> None:
         if self.path == "/_members":
@@ -141,6 +143,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.inject_fault():
             return
+        time.sleep(self.latency)
         form = dict(parse_qsl(body.decode("ascii"), keep_blank_values=True))
         answer = self.ucenter.answer(form, self.headers.get("User-Agent", ""))
         self.reply(200, answer, f"text/html; charset={self.ucenter.charset}")
@@ -181,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--censor", action="append", default=[])
     parser.add_argument("--email-domain", action="append", default=[])
     parser.add_argument("--unique-email", action="store_true")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds each API answer takes")
     options = parser.parse_args(argv)
     key = os.environ.get("UC_KEY")
     if not key:
@@ -188,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     Handler.ucenter = UCenter(
         key, options.appid, options.version, options.charset, options.censor, options.email_domain, options.unique_email
     )
+    Handler.latency = options.latency
     server = ThreadingHTTPServer((options.host, options.port), Handler)
+    server.daemon_threads = True
     print(f"ready {server.server_address[1]}", flush=True)
     try:
         server.serve_forever()
