@@ -159,3 +159,29 @@ def test_wrong_smtp_password_is_a_clear_permanent_error(smtp_sink, worker_proces
     assert status == "failed" and job.number_of_retries is None
     assert "refused the login for SMTP_USER (535)" in reason
     assert "wrong-password-123" not in worker.output() + (job.exc_info or "")
+
+
+def test_implicit_tls_and_settings_from_the_worker_config_module(
+    smtp_sink, worker_process, redis_url, connection, tmp_path
+):
+    sink = smtp_sink(implicit_tls=True)
+    settings = sink.settings()
+    assert settings["SMTP_SECURITY"] == "tls"
+    module = "".join(f"{name} = {value!r}\n" for name, value in settings.items() if name != "SMTP_PASSWORD")
+    (tmp_path / "site_settings.py").write_text(module)
+    job = queue(connection).enqueue(send_activation_mail, "hank@example.org", "Hank", LINK)
+    worker = worker_process(
+        "-u",
+        redis_url,
+        "--burst",
+        "-P",
+        str(tmp_path),
+        "--config",
+        "site_settings",
+        "jobs",
+        env={"SMTP_PASSWORD": settings["SMTP_PASSWORD"]},  # the secret in the environment, the rest in the module
+    )
+    assert worker.wait(60) == 0, worker.output()
+    assert outcome(job)[0] == "finished", outcome(job)
+    (delivery,) = [event for event in sink.events() if event["event"] == "message"]
+    assert delivery["tls"] is True and delivery["authenticated"] is True

@@ -3,10 +3,11 @@
     python scripts/peers/smtp_sink.py --port 2525 --maildir /tmp/mail [--tls-cert C --tls-key K]
         [--auth-user USER] [--rule ADDRESS=ANSWER ...]
 
-With ``--tls-cert`` it offers STARTTLS and requires it; with ``--auth-user`` it requires AUTH (the
-password comes from ``SMTP_SINK_PASSWORD``, never argv).  A ``--rule`` makes one recipient answer
-``550`` / ``451`` (any code) or ``sleep:SECONDS`` before answering.  Accepted messages land in the
-maildir as ``<n>.eml`` (the exact bytes received); ``events.jsonl`` logs each with its envelope and connection.
+With ``--tls-cert`` it offers STARTTLS and requires it (``--implicit-tls``: TLS from the first
+byte instead); with ``--auth-user`` it requires AUTH (the password comes from
+``SMTP_SINK_PASSWORD``, never argv).  A ``--rule`` makes one recipient answer ``550`` / ``451`` (any
+code) or ``sleep:SECONDS`` before answering.  Accepted messages land in the maildir as ``<n>.eml``
+(the exact bytes received); ``events.jsonl`` logs each with its envelope and connection.
 Prints ``ready <port>`` once listening.
 """
 
@@ -58,7 +59,7 @@ class Sink:
             file=path.name,
             mail_from=envelope.mail_from,
             rcpt_tos=envelope.rcpt_tos,
-            tls=session.ssl is not None,
+            tls=session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None,
             authenticated=bool(session.authenticated),
             connection=id(session),
         )
@@ -85,22 +86,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--maildir", type=Path, required=True)
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
+    parser.add_argument("--implicit-tls", action="store_true", help="TLS from connect, as on port 465")
     parser.add_argument("--auth-user")
     parser.add_argument("--rule", action="append", default=[], help="ADDRESS=CODE or ADDRESS=sleep:SECONDS")
     options = parser.parse_args(argv)
     options.maildir.mkdir(parents=True, exist_ok=True)
     rules = dict(rule.lower().split("=", 1) for rule in options.rule)
     smtp_options: dict = {"enable_SMTPUTF8": True, "ident": "rq-gevent smtp sink"}
+    context = None
     if options.tls_cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(options.tls_cert, options.tls_key)
-        smtp_options.update(tls_context=context, require_starttls=True)
+        if not options.implicit_tls:
+            smtp_options.update(tls_context=context, require_starttls=True)
     if options.auth_user:
         password = os.environ.get("SMTP_SINK_PASSWORD", "")
         smtp_options.update(
-            authenticator=Authenticator(options.auth_user, password), auth_required=True, auth_require_tls=True
+            authenticator=Authenticator(options.auth_user, password),
+            auth_required=True,
+            # aiosmtpd only knows of TLS begun by STARTTLS; an implicit-TLS connection is encrypted anyway.
+            auth_require_tls=not options.implicit_tls,
         )
-    controller = Controller(Sink(options.maildir, rules), hostname=options.host, port=options.port, **smtp_options)
+    controller = Controller(
+        Sink(options.maildir, rules),
+        hostname=options.host,
+        port=options.port,
+        ssl_context=context if options.implicit_tls else None,
+        **smtp_options,
+    )
     controller.start()
     print(f"ready {options.port}", flush=True)
     stop = threading.Event()

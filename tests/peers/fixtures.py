@@ -35,14 +35,15 @@ def sealing_key() -> Iterator[str]:
 class SmtpSink:
     USER = "mailer"
 
-    def __init__(self, directory: Path, rules: list[str]):
+    def __init__(self, directory: Path, rules: list[str], implicit_tls: bool = False):
         self.password = secrets.token_urlsafe(12)
         directory.mkdir(parents=True, exist_ok=True)
         self.maildir = directory / "mail"
         self.ca_file, cert, key = make_certificates(directory)
         self.port = free_port()
         args = ["--port", str(self.port), "--maildir", str(self.maildir), "--auth-user", self.USER]
-        args += ["--tls-cert", str(cert), "--tls-key", str(key)]
+        args += ["--tls-cert", str(cert), "--tls-key", str(key)] + (["--implicit-tls"] if implicit_tls else [])
+        self.security = "tls" if implicit_tls else "starttls"
         for rule in rules:
             args += ["--rule", rule]
         self._args = args
@@ -56,7 +57,7 @@ class SmtpSink:
         return {
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(self.port),
-            "SMTP_SECURITY": "starttls",
+            "SMTP_SECURITY": self.security,
             "SMTP_USER": self.USER,
             "SMTP_PASSWORD": self.password,
             "SMTP_CA_FILE": str(self.ca_file),
@@ -79,11 +80,11 @@ class SmtpSink:
 
 @pytest.fixture
 def smtp_sink(tmp_path: Path) -> Iterator[Callable[..., SmtpSink]]:
-    """``smtp_sink(*rules)`` starts a STARTTLS + AUTH server; rules as in scripts/peers/smtp_sink.py."""
+    """``smtp_sink(*rules)`` starts a STARTTLS (or implicit TLS) + AUTH server; rules as in smtp_sink.py."""
     started: list[SmtpSink] = []
 
-    def start(*rules: str) -> SmtpSink:
-        sink = SmtpSink(tmp_path / f"smtp{len(started)}", list(rules))
+    def start(*rules: str, implicit_tls: bool = False) -> SmtpSink:
+        sink = SmtpSink(tmp_path / f"smtp{len(started)}", list(rules), implicit_tls)
         started.append(sink)
         return sink
 
