@@ -36,7 +36,11 @@ def cli() -> None:
     help="Jobs run at once in this process (default 20, or CONCURRENCY in --config).",
 )
 @click.option("-u", "--url", envvar="REDIS_URL", help="Redis URL, e.g. redis://localhost:6379/0 [env: REDIS_URL].")
-@click.option("--config", "config", help="Python module with settings (REDIS_URL, QUEUES, CONCURRENCY, NAME...).")
+@click.option(
+    "--config",
+    "config",
+    help="Python module with settings (REDIS_URL, QUEUES, CONCURRENCY, NAME...); jobs read theirs from it too.",
+)
 @click.option(
     "-P",
     "--path",
