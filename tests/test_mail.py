@@ -138,8 +138,8 @@ def test_unreachable_server_is_retried_then_delivered(smtp_sink, worker_process,
     sink.start()
     wait_until(lambda: job.get_status(refresh=True) == "finished", timeout=30, what="delivery after the restart")
     assert len(sink.raw_messages()) == 1
-    job.refresh()
-    assert 1 <= job.number_of_retries < 8
+    # (rq 2.3.3 does not keep number_of_retries on a job that finished after a scheduled retry: count the log.)
+    assert 1 <= worker.output().count("retrying in 1 s") < 8
 
 
 def test_timeouts_are_retried(smtp_sink, worker_process, redis_url, connection):
