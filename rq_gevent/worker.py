@@ -119,6 +119,7 @@ class GeventWorker(Worker):
         self._job_done = gevent.event.Event()
         self._cold = gevent.event.Event()
         self._admitted_count = 0
+        self._ended_count = 0
         self._dequeue_connection: Any = None
         self._heartbeat_greenlet: gevent.Greenlet | None = None
         self._idle_since = time.monotonic()
@@ -274,12 +275,15 @@ class GeventWorker(Worker):
         if max_jobs is not None and self._admitted_count >= max_jobs:
             self.log.info("Worker %s: admitted %d jobs (max_jobs), finishing them", self.name, max_jobs)
             return False
+        ended_before_pop = self._ended_count
         result = self._dequeue(burst)
         if result is not None:
             self.execute_job(*result)
             return True
         if burst:
-            if not self._running:
+            # A job that ended while the pop was in flight may have requeued itself (a retry) after the
+            # pop looked: only an empty pop with no job ending meanwhile proves the queues are drained.
+            if not self._running and self._ended_count == ended_before_pop:
                 self.log.info("Worker %s: done, quitting", self.name)
                 return False
             self._wait_for_a_job_to_end()
@@ -415,6 +419,7 @@ class GeventWorker(Worker):
             self._stopped_job_ids.discard(job_id)
             if self._running.get(job_id) is running:
                 del self._running[job_id]
+            self._ended_count += 1
             if not self._running:
                 self._became_idle()
             self._job_done.set()
