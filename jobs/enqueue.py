@@ -14,14 +14,13 @@ set on purpose: the jobs return ``Retry`` themselves for transient failures only
 
 from __future__ import annotations
 
-import hashlib
-
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from jobs.discuz.sync import sync_discuz_user
 from jobs.mail.activation import send_activation_mail
+from jobs.mail.message import activation_digest
 from jobs.sealing import Sealed
 
 RESULT_TTL = 7 * 24 * 3600
@@ -31,11 +30,10 @@ _RERUNNABLE = {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
 
 def enqueue_activation_mail(queue: Queue, to: str, name: str, link: str, locale: str = "en") -> Job:
-    digest = hashlib.sha256(f"{to.strip().lower()}\n{link}".encode()).hexdigest()[:32]
     return _enqueue_once(
         queue,
         send_activation_mail,
-        job_id=f"activation-mail-{digest}",
+        job_id=f"activation-mail-{activation_digest(to.strip(), link)[:32]}",
         description=f"send_activation_mail(to={to!r}, locale={locale!r})",
         kwargs={"to": to, "name": name, "link": link, "locale": locale},
     )

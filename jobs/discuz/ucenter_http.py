@@ -63,7 +63,6 @@ class UCenterHttpBackend:
             ("regip", regip),
         ]
         answer = self._call("user", "register", fields).strip()
-        del fields
         if not _INTEGER.fullmatch(answer):
             raise self._unexpected(answer)
         return int(answer)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from email.headerregistry import Address, HeaderRegistry
@@ -10,7 +9,7 @@ from email.headerregistry import Address, HeaderRegistry
 from email_validator import EmailNotValidError, validate_email
 from rq import Retry, get_current_job
 
-from jobs.mail.message import activation_message
+from jobs.mail.message import activation_digest, activation_message
 from jobs.mail.smtp import SmtpSettings, deliver
 from jobs.outcomes import PermanentError, TransientError, retry_later
 from jobs.settings import required_setting, setting
@@ -80,8 +79,7 @@ def sender_address() -> Address:
 
 
 def activation_key(address: str, link: str) -> str:
-    digest = hashlib.sha256(f"{address.lower()}\n{link}".encode()).hexdigest()
-    return f"jobs:activation-mail:{digest}"
+    return f"jobs:activation-mail:{activation_digest(address, link)}"
 
 
 class DeliveryGuard:

@@ -45,10 +45,14 @@ def activation_message(sender: Address, to: Address, name: str, link: str, local
     return message
 
 
+def activation_digest(address: str, link: str) -> str:
+    """Identifies one activation (address, any case, and link): job id, Message-ID and duplicate mark."""
+    return hashlib.sha256(f"{address.lower()}\n{link}".encode()).hexdigest()
+
+
 def activation_message_id(address: str, link: str, domain: str) -> str:
     """Stable per activation, so a mail that is ever sent twice is recognisably one message."""
-    digest = hashlib.sha256(f"{address.lower()}\n{link}".encode()).hexdigest()[:32]
-    return f"<activation.{digest}@{domain or 'localhost'}>"
+    return f"<activation.{activation_digest(address, link)[:32]}@{domain or 'localhost'}>"
 
 
 def _transfer_encoding(body: str) -> str:
