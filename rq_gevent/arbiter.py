@@ -10,6 +10,10 @@ their handlers and handled in the master's loop, which every quarter second also
 * kills a worker whose liveness file has not been touched for ``--hub-timeout`` seconds,
 * recycles a worker over ``--max-memory-per-child`` (warm; SIGKILL at twice the limit),
 * rolls all workers on SIGHUP, one at a time, each replacement up before the next old one stops.
+
+Alerts (a worker killed by the master or dying on its own, a crash loop) are logged here and, when
+Sentry may be configured, sent by a short-lived ``python -m rq_gevent.report`` process, which the
+master waits for (at most ``REPORT_WAIT_SECONDS``) before it exits.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rq_gevent import alerts
 from rq_gevent.supervision import (
     DEFAULT_HUB_TIMEOUT,
     INDEX_ENV,
@@ -44,6 +49,7 @@ TICK_SECONDS = 0.25
 MAX_STARTUP_FAILURES = 5
 MAX_RESPAWN_DELAY = 5.0
 JITTER = 0.10
+REPORT_WAIT_SECONDS = 10.0
 MASTER_ONLY_OPTIONS = ("processes", "hub_timeout", "max_jobs_per_child", "max_memory_per_child", "pid_file")
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
 
@@ -59,6 +65,7 @@ class Child:
     ready: bool = False
     retiring: str | None = None  # why the master asked it to stop, if it did
     killed_by_master: str | None = None
+    kill_alert: str = ""  # the alert kind of that kill
 
     @property
     def pid(self) -> int:
@@ -87,6 +94,7 @@ class Arbiter:
         self.crash_loop = ""  # why the master gave up, if it did
         self.workdir = tempfile.mkdtemp(prefix="rq-gevent-master-")
         self.spawn_count = 0
+        self.reporters: list[subprocess.Popen[bytes]] = []
         self._wake_r, self._wake_w = os.pipe()
 
     # -- main loop ----------------------------------------------------------------------------------
@@ -105,8 +113,10 @@ class Arbiter:
                 self._sleep()
                 self._handle_signals()
                 self._reap()
+                self._reap_reporters()
                 self._watch()
                 self._maintain()
+            self._wait_for_reporters()
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
             if self.options.get("pid_file"):
@@ -250,8 +260,9 @@ class Arbiter:
         except ProcessLookupError:
             pass
 
-    def _kill(self, child: Child, reason: str) -> None:
+    def _kill(self, child: Child, kind: str, reason: str) -> None:
         child.killed_by_master = reason
+        child.kill_alert = kind
         log.warning("killing %s: %s", child.name, reason)
         self._signal(child, signal.SIGKILL)
 
@@ -284,6 +295,10 @@ class Arbiter:
                     os.unlink(path)
                 except OSError:
                     pass
+            if child.kill_alert:
+                self._report(child.kill_alert, "%s killed by the master: %s", child, cause)
+            elif code != 0 and child.ready and not self.stopping and not child.retiring:
+                self._report(alerts.WORKER_DIED, "%s died: %s", child, cause)
             if child.retiring or self.stopping:
                 continue
             if code != 0:
@@ -318,6 +333,7 @@ class Arbiter:
                 f"worker processes failed at start-up {self.startup_failures} times in a row; last: {reason}"
             )
             log.error("%s; stopping", self.crash_loop)
+            self._report(alerts.CRASH_LOOP, "crash loop, last %s: %s", child, self.crash_loop)
             self.stopping = "warm"
             for other in self._children():
                 self._signal(other, signal.SIGTERM)
@@ -325,6 +341,49 @@ class Arbiter:
         delay = min(MAX_RESPAWN_DELAY, 0.5 * 2 ** (self.startup_failures - 1))
         self.next_spawn_at = time.monotonic() + delay
         log.warning("%s failed at start-up (%s); next start in %.1f s", child.name, reason, delay)
+
+    # -- alerts -------------------------------------------------------------------------------------
+
+    def _report(self, kind: str, message: str, child: Child, detail: str) -> None:
+        """Hand an alert to a reporter process (the master itself never talks to Sentry)."""
+        if not (self.options.get("sentry_dsn") or self.options.get("config")):
+            return  # Sentry can only be configured by one of these
+        options = dict(self.options, **{key: None for key in MASTER_ONLY_OPTIONS})
+        payload = {
+            "options": options,
+            "kind": kind,
+            "message": message,
+            "args": [child.name, detail],
+            "details": {"child": child.index, "pid": child.pid},
+        }
+        try:
+            process = subprocess.Popen([sys.executable, "-m", "rq_gevent.report"], stdin=subprocess.PIPE)
+            assert process.stdin is not None
+            process.stdin.write(json.dumps(payload).encode())
+            process.stdin.close()
+        except OSError as error:
+            log.error("cannot start the alert reporter: %s", error)
+            return
+        self.reporters.append(process)
+
+    def _reap_reporters(self) -> None:
+        for process in list(self.reporters):
+            code = process.poll()
+            if code is None:
+                continue
+            self.reporters.remove(process)
+            if code != 0:
+                log.warning("alert reporter (pid %d) exited with code %d", process.pid, code)
+
+    def _wait_for_reporters(self) -> None:
+        deadline = time.monotonic() + REPORT_WAIT_SECONDS
+        while self.reporters and time.monotonic() < deadline:
+            self._reap_reporters()
+            time.sleep(0.05)
+        for process in self.reporters:
+            log.warning("alert reporter (pid %d) still running at exit; killing it", process.pid)
+            process.kill()
+            process.wait()
 
     # -- health -------------------------------------------------------------------------------------
 
@@ -342,7 +401,11 @@ class Arbiter:
                 self.startup_failures = 0
             silent = now - touched
             if silent > self.hub_timeout:
-                self._kill(child, f"watchdog: its event loop has not run for {silent:.0f} s (--hub-timeout)")
+                self._kill(
+                    child,
+                    alerts.WATCHDOG_KILL,
+                    f"watchdog: its event loop has not run for {silent:.0f} s (--hub-timeout)",
+                )
                 continue
             if child.memory_limit_mb is None:
                 continue
@@ -350,7 +413,7 @@ class Arbiter:
             if rss is None:
                 continue
             if rss > 2 * child.memory_limit_mb:
-                self._kill(child, f"memory {rss:.0f} MB, over twice --max-memory-per-child")
+                self._kill(child, alerts.MEMORY_KILL, f"memory {rss:.0f} MB, over twice --max-memory-per-child")
             elif rss > child.memory_limit_mb and not child.retiring:
                 self._retire(child, f"recycled: memory {rss:.0f} MB > {child.memory_limit_mb:.0f} MB")
 

@@ -73,6 +73,24 @@ def cli() -> None:
     type=click.FloatRange(min=0),
     help="On warm shutdown, wait this many seconds for running jobs, then shut down cold (default: wait for them).",
 )
+@click.option(
+    "--redis-alert-after",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="Log an alert (a Sentry event) once Redis has been unreachable this long.",
+)
+@click.option(
+    "--sentry-dsn",
+    envvar="SENTRY_DSN",
+    help="Report failed jobs and worker problems to Sentry (or SENTRY_DSN in --config) [env: SENTRY_DSN].",
+)
+@click.option(
+    "--sentry-environment",
+    envvar="SENTRY_ENVIRONMENT",
+    help="Sentry environment, e.g. production [env: SENTRY_ENVIRONMENT].",
+)
 @click.option("--disable-job-desc-logging", is_flag=True, help="Log job ids instead of job descriptions.")
 @click.option(
     "--logging_level",

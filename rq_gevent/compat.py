@@ -17,12 +17,32 @@ except ImportError:  # rq < 2.6 defines it next to the worker
 from rq.utils import now, utcformat
 
 __all__ = [
+    "ATTEMPT_META_KEY",
     "StopRequested",
+    "count_attempt",
     "requeue_at_front",
     "seconds_since",
     "skip_failure_callback",
     "worker_registration_fields",
 ]
+
+
+ATTEMPT_META_KEY = "rq_gevent_attempt"
+
+
+def count_attempt(job: Any) -> int:
+    """Number this run of ``job`` (1 for the first), and remember it in ``job.meta`` (in memory).
+
+    rq counts only retries a job *returned* (``number_of_retries``); retries by a ``Retry`` policy
+    just decrement ``retries_left``.  rq saves the whole job, meta included, when it requeues or
+    schedules a retry, so the number stored here reaches the next run without a Redis write of its
+    own.
+    """
+    previous = job.meta.get(ATTEMPT_META_KEY)
+    previous = previous if isinstance(previous, int) else 0
+    attempt = max(previous, job.number_of_retries or 0) + 1
+    job.meta[ATTEMPT_META_KEY] = attempt
+    return attempt
 
 
 def worker_registration_fields(worker: Any) -> dict[str, Any]:

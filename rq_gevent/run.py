@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq.cli.helpers import get_redis_from_config, read_config_file
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.logutils import setup_loghandlers
 from rq.serializers import resolve_serializer
 from rq.utils import import_attribute
 
@@ -17,29 +18,37 @@ from rq_gevent.cli import DEFAULT_QUEUE, UserError
 from rq_gevent.connections import describe, redact_url
 from rq_gevent.worker import DEFAULT_CONCURRENCY, GeventWorker
 
+if TYPE_CHECKING:
+    from rq_gevent.sentry import SentrySettings
+
 # Exported to jobs so that they can read their own settings from the worker's --config module.
 CONFIG_MODULE_VARIABLE = "RQ_GEVENT_CONFIG"
 
 
 def run_worker(options: dict[str, Any], before_work: Callable[[GeventWorker], None] | None = None) -> GeventWorker:
     """Build the worker the options describe and run it until it stops; returns it."""
-    for path in reversed(options["paths"]):
-        sys.path.insert(0, path)
-    settings = _read_settings(options["config"])
+    add_paths(options["paths"])
+    settings = read_settings(options["config"])
     level = _logging_level(options)
+    date_format = options["date_format"] or DEFAULT_LOGGING_DATE_FORMAT
+    log_format = options["log_format"] or DEFAULT_LOGGING_FORMAT
+    setup_loghandlers(level, date_format, log_format, name="rq.worker")
+    sentry = sentry_settings(options, settings)
     connection = _connect(options, settings)
     worker = _build_worker(options, settings, connection)
     if options["pid_file"]:
         with open(options["pid_file"], "w") as pid_file:
             pid_file.write(str(os.getpid()))
+    if sentry is not None:
+        _start_sentry(sentry, worker)
     if before_work is not None:
         before_work(worker)
     try:
         worker.work(
             burst=options["burst"],
             logging_level=level,
-            date_format=options["date_format"] or DEFAULT_LOGGING_DATE_FORMAT,
-            log_format=options["log_format"] or DEFAULT_LOGGING_FORMAT,
+            date_format=date_format,
+            log_format=log_format,
             max_jobs=options["max_jobs"],
             max_idle_time=options["max_idle_time"],
             with_scheduler=options["with_scheduler"],
@@ -50,10 +59,22 @@ def run_worker(options: dict[str, Any], before_work: Callable[[GeventWorker], No
         raise UserError(str(error)) from None
     except redis.exceptions.ConnectionError as error:
         raise UserError(f"lost Redis at {describe(connection)} while starting: {error}") from None
+    finally:
+        if sentry is not None:
+            # Events of the last jobs, before this process exits (shutdown, recycling, burst).
+            from rq_gevent.sentry import close
+
+            close()
     return worker
 
 
-def _read_settings(module: str | None) -> dict[str, Any]:
+def add_paths(paths: list[str]) -> None:
+    for path in reversed(paths):
+        sys.path.insert(0, path)
+
+
+def read_settings(module: str | None) -> dict[str, Any]:
+    """The ``--config`` module's upper-case settings (empty without one); exported to jobs too."""
     if not module:
         return {}
     try:
@@ -62,6 +83,34 @@ def _read_settings(module: str | None) -> dict[str, Any]:
         raise UserError(f"cannot import config module {module!r}: {type(error).__name__}: {error}") from None
     os.environ[CONFIG_MODULE_VARIABLE] = module
     return settings
+
+
+def sentry_settings(options: dict[str, Any], settings: dict[str, Any]) -> SentrySettings | None:
+    """Sentry's settings if a DSN is configured anywhere, else ``None``; bad ones are a UserError."""
+    if not (options.get("sentry_dsn") or settings.get("SENTRY_DSN")):
+        return None
+    try:
+        from rq_gevent.sentry import SentryConfigError, SentrySettings
+    except ImportError as error:
+        raise UserError(f"Sentry reporting needs sentry-sdk: pip install 'rq-gevent[sentry]' ({error})") from None
+    try:
+        return SentrySettings.resolve(options, settings)
+    except SentryConfigError as error:
+        raise UserError(str(error)) from None
+
+
+def _start_sentry(sentry: SentrySettings, worker: GeventWorker) -> None:
+    from rq_gevent.sentry import describe_dsn, init_sentry
+
+    init_sentry(sentry, worker_name=worker.name)
+    assert sentry.dsn is not None
+    worker.log.info(
+        "Worker %s: reporting errors to Sentry at %s (environment %s, release %s)",
+        worker.name,
+        describe_dsn(sentry.dsn),
+        sentry.environment or "-",
+        sentry.release,
+    )
 
 
 def _logging_level(options: dict[str, Any]) -> str:
@@ -129,6 +178,7 @@ def _build_worker(options: dict[str, Any], settings: dict[str, Any], connection:
         "connection": connection,
         "concurrency": _concurrency(options, settings),
         "graceful_timeout": options["graceful_timeout"],
+        "redis_alert_after": options["redis_alert_after"],
         "job_monitoring_interval": options["job_monitoring_interval"],
         "maintenance_interval": options["maintenance_interval"],
         "log_job_description": not options["disable_job_desc_logging"],

@@ -19,6 +19,7 @@ require_patched()
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import signal
 import time
@@ -44,7 +45,7 @@ from rq.suspension import is_suspended
 from rq.utils import as_text, get_version, now
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
-from . import compat, timeouts
+from . import alerts, compat, timeouts
 from .compat import StopRequested
 from .connections import dequeue_client, ensure_pool_capacity, unblock_clients
 from .exceptions import ColdShutdown, JobInterrupted, JobKilled, JobStopped
@@ -60,6 +61,9 @@ COLD_SHUTDOWN_BOOKKEEPING_SECONDS = 10.0
 # Heartbeats of this many jobs share one pipeline.
 HEARTBEAT_BATCH = 200
 
+# Redis unreachable for this long is an alert (an ERROR record, a Sentry event), once per outage.
+DEFAULT_REDIS_ALERT_SECONDS = 60.0
+
 
 @dataclass
 class RunningJob:
@@ -69,10 +73,20 @@ class RunningJob:
     queue: Queue
     greenlet: Greenlet
     execution: Execution | None = None
+    attempt: int = 1
     # True once the job's own code has returned or raised: from then on only rq's bookkeeping and
     # callbacks run, and nothing may interrupt it.
     finishing: bool = False
     interrupted_by: JobInterrupted | None = None
+
+
+# The job whose greenlet is running (each greenlet has its own context), for error reports.
+_running_job: contextvars.ContextVar[RunningJob | None] = contextvars.ContextVar("rq_gevent_running_job", default=None)
+
+
+def running_job() -> RunningJob | None:
+    """The job admitted to a GeventWorker whose greenlet calls this; ``None`` outside jobs."""
+    return _running_job.get()
 
 
 class GeventWorker(Worker):
@@ -83,7 +97,9 @@ class GeventWorker(Worker):
 
     * ``concurrency``: how many jobs run at once (default 20);
     * ``graceful_timeout``: seconds a warm shutdown waits for running jobs before it turns cold
-      (default ``None``: wait for them however long they take).
+      (default ``None``: wait for them however long they take);
+    * ``redis_alert_after``: seconds of Redis being unreachable before the worker raises an alert
+      (:mod:`rq_gevent.alerts`; default 60).
     """
 
     death_penalty_class = timeouts.GeventDeathPenalty
@@ -101,14 +117,20 @@ class GeventWorker(Worker):
         *args: Any,
         concurrency: int = DEFAULT_CONCURRENCY,
         graceful_timeout: float | None = None,
+        redis_alert_after: float = DEFAULT_REDIS_ALERT_SECONDS,
         **kwargs: Any,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ValueError(f"concurrency must be a whole number of at least 1, not {concurrency!r}")
         if graceful_timeout is not None and graceful_timeout < 0:
             raise ValueError(f"graceful_timeout must be at least 0 seconds, not {graceful_timeout!r}")
+        if redis_alert_after <= 0:
+            raise ValueError(f"redis_alert_after must be more than 0 seconds, not {redis_alert_after!r}")
         self.concurrency = concurrency
         self.graceful_timeout = graceful_timeout
+        self.redis_alert_after = redis_alert_after
+        self._redis_down_since: float | None = None
+        self._redis_alerted = False
         self._local = gevent.local.local()
         self._running: dict[str, RunningJob] = {}
         self._stopped_job_ids: set[str] = set()
@@ -260,10 +282,38 @@ class GeventWorker(Worker):
                 if not self._dequeue_step(burst, max_jobs):
                     return
                 backoff = 1.0
+                self._redis_reachable()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 self.log.error("Worker %s: Redis connection problem (%s); retrying in %.0f s", self.name, exc, backoff)
+                self._redis_unreachable(exc)
                 gevent.sleep(backoff)
                 backoff = min(backoff * self.exponential_backoff_factor, self.max_connection_wait_time)
+
+    def _redis_unreachable(self, exc: Exception) -> None:
+        if self._redis_down_since is None:
+            self._redis_down_since = time.monotonic()
+        down_for = time.monotonic() - self._redis_down_since
+        if down_for >= self.redis_alert_after and not self._redis_alerted:
+            self._redis_alerted = True
+            alerts.alert(
+                alerts.REDIS_UNREACHABLE,
+                "Worker %s: Redis unreachable for %.0f s (%s)",
+                self.name,
+                down_for,
+                type(exc).__name__,
+                worker=self.name,
+                seconds=round(down_for),
+            )
+
+    def _redis_reachable(self) -> None:
+        if self._redis_down_since is None:
+            return
+        if self._redis_alerted:
+            self.log.warning(
+                "Worker %s: Redis reachable again after %.0f s", self.name, time.monotonic() - self._redis_down_since
+            )
+        self._redis_down_since = None
+        self._redis_alerted = False
 
     def _dequeue_step(self, burst: bool, max_jobs: int | None) -> bool:
         """One turn of the loop: admit at most one job.  False when the worker should stop dequeuing."""
@@ -394,12 +444,13 @@ class GeventWorker(Worker):
         self._admitted_count += 1
         greenlet = self._pool.spawn(self._run_job, job.id)
         # Registered before the greenlet first runs, so the loop counts it as running at once.
-        self._running[job.id] = RunningJob(job=job, queue=queue, greenlet=greenlet)
+        self._running[job.id] = RunningJob(job=job, queue=queue, greenlet=greenlet, attempt=compat.count_attempt(job))
 
     def _run_job(self, job_id: str) -> None:
         running = self._running[job_id]
         job, queue = running.job, running.queue
         self._local.job_id = job_id
+        _running_job.set(running)
         try:
             self.prepare_execution(job)
             running.execution = self.execution

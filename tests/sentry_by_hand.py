@@ -1,5 +1,5 @@
 """A worker --config module wiring sentry-sdk by hand, as rq users do today (defaults kept:
-local variables on, no PII).  The DSN points at tests/peers/sentry_sink.py."""
+local variables on, no PII).  The DSN points at scripts/peers/sentry_sink.py."""
 
 import os
 

@@ -12,7 +12,6 @@ from jobrun import outcome, queue, run_burst
 
 from jobs.discuz.sync import sync_discuz_user
 from jobs.sealing import seal
-from tests.peers.processes import REPO_DIR, ServerProcess, free_port
 
 PASSWORD = "Zq8-unique-secret-93lk"
 
@@ -48,14 +47,10 @@ def redis_dump(connection) -> bytes:
 
 
 def test_password_is_nowhere_in_redis_logs_or_sentry(
-    ucenter, forum_database, php_uc_client, worker_process, redis_url, connection, tmp_path
+    ucenter, forum_database, php_uc_client, worker_process, redis_url, connection, tmp_path, sentry_sink
 ):
-    sentry_port = free_port()
-    sink = ServerProcess(
-        REPO_DIR / "tests" / "peers" / "sentry_sink.py",
-        ["--port", str(sentry_port), "--store", str(tmp_path / "sentry")],
-    )
-    dsn = {"TEST_SENTRY_DSN": f"http://publickey@127.0.0.1:{sentry_port}/1"}
+    sink = sentry_sink()
+    dsn = {"TEST_SENTRY_DSN": sink.dsn()}
     try:
         peer = ucenter()
         peer.add_member("taken", "owner@elsewhere.net", "owner-password")
@@ -87,7 +82,7 @@ def test_password_is_nowhere_in_redis_logs_or_sentry(
         sink.stop()
 
     assert [outcome(job)[0] for job in jobs] == ["finished", "failed", "failed", "failed", "failed"]
-    events = b"\n".join(path.read_bytes() for path in sorted((tmp_path / "sentry").glob("*.envelope")))
+    events = b"\n".join(sink.received())
     logs = (http_worker.output() + db_worker.output() + php_worker.output()).encode()
     dump = redis_dump(connection)
 

@@ -12,10 +12,12 @@ from jobs.discuz.codes import EMAIL_EXISTS, USERNAME_EXISTS
 from jobs.discuz.errors import ForumConflict, ForumRejected
 from jobs.outcomes import PermanentError, TransientError, retry_later
 from jobs.sealing import Sealed
+from rq_gevent import sensitive
 
 log = logging.getLogger(__name__)
 
 
+@sensitive  # error reports must not carry the account it creates (the password is sealed anyway)
 def sync_discuz_user(
     username: str,
     email: str,

@@ -13,6 +13,7 @@ from jobs.mail.message import activation_digest, activation_message
 from jobs.mail.smtp import SmtpSettings, deliver
 from jobs.outcomes import PermanentError, TransientError, retry_later
 from jobs.settings import required_setting, setting
+from rq_gevent import sensitive
 
 SENT_MARK_TTL = 30 * 24 * 3600  # how long a sent activation is remembered, to drop duplicates
 SENDING_CLAIM_TTL = 300  # a delivery in flight; expires if its worker dies mid-send
@@ -20,6 +21,7 @@ SENDING_CLAIM_TTL = 300  # a delivery in flight; expires if its worker dies mid-
 log = logging.getLogger(__name__)
 
 
+@sensitive  # the activation link is a credential: error reports must not carry it
 def send_activation_mail(to: str, name: str, link: str, locale: str = "en") -> dict | Retry:
     """Mail ``name`` <``to``> the activation ``link`` the app generated, once per (address, link).
 

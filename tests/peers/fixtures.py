@@ -227,3 +227,68 @@ def php_uc_client(php: str, tmp_path: Path) -> Callable[[UCenterPeer], dict[str,
         }
 
     return settings
+
+
+class SentrySink:
+    """scripts/peers/sentry_sink.py in its own process, and what it received."""
+
+    def __init__(self, directory: Path, answer: str = "ok"):
+        self.store = directory
+        self.port = free_port()
+        self.server = ServerProcess(
+            PEERS_DIR / "sentry_sink.py",
+            ["--port", str(self.port), "--store", str(directory), "--answer", answer],
+        )
+
+    def dsn(self, secret_key: str | None = None) -> str:
+        keys = f"publickey:{secret_key}" if secret_key else "publickey"
+        return f"http://{keys}@127.0.0.1:{self.port}/1"
+
+    def received(self) -> list[bytes]:
+        """Every envelope body received so far, in order."""
+        paths = sorted(self.store.glob("*.envelope"), key=lambda path: int(path.stem))
+        return [path.read_bytes() for path in paths]
+
+    def requests_headers(self) -> list[dict[str, str]]:
+        return [json.loads(path.read_text()) for path in sorted(self.store.glob("*.headers"))]
+
+    def events(self) -> list[dict]:
+        """The error events (envelope items of type ``event``) received so far."""
+        return [item for envelope in self.received() for kind, item in envelope_items(envelope) if kind == "event"]
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def envelope_items(body: bytes) -> list[tuple[str, dict]]:
+    """``(type, payload)`` of each item of a Sentry envelope (JSON payloads only)."""
+    lines = body.split(b"\n", 1)
+    rest = lines[1] if len(lines) > 1 else b""
+    items: list[tuple[str, dict]] = []
+    while rest.strip():
+        header_line, rest = rest.split(b"\n", 1)
+        header = json.loads(header_line)
+        length = header.get("length")
+        if length is None:
+            payload, _, rest = rest.partition(b"\n")
+        else:
+            payload, rest = rest[:length], rest[length + 1 :]
+        try:
+            items.append((header.get("type", ""), json.loads(payload)))
+        except ValueError:
+            items.append((header.get("type", ""), {}))
+    return items
+
+
+@pytest.fixture
+def sentry_sink(tmp_path: Path) -> Iterator[Callable[..., SentrySink]]:
+    started: list[SentrySink] = []
+
+    def start(answer: str = "ok") -> SentrySink:
+        sink = SentrySink(tmp_path / f"sentry-{len(started)}", answer)
+        started.append(sink)
+        return sink
+
+    yield start
+    for sink in started:
+        sink.stop()

@@ -1,0 +1,211 @@
+"""Sentry error monitoring for GeventWorker processes, on sentry-sdk and its rq integration.
+
+:func:`init_sentry` runs in each worker process after gevent has patched it (the launcher's workers
+are fresh interpreters, so nothing is inherited across a fork).  What it adds to sentry-sdk's
+``RqIntegration`` (one event per job that finally fails, the timeout fingerprint):
+
+* tags on every event a job's greenlet sends: ``rq.job_id``, ``rq.func``, ``rq.queue``,
+  ``rq.attempt``, ``rq.outcome`` (failed, timeout, killed, stopped); ``rq.worker`` on every event;
+* an event at level *warning*, ``rq.outcome: stopped``, for a job stopped with ``stop-job``;
+* alerts (:mod:`rq_gevent.alerts`) tagged ``rq_gevent.alert`` and grouped per kind;
+* scrubbing: no local variables, no command-line arguments (``sys.argv`` and subprocess
+  breadcrumbs), and for sensitive jobs (:mod:`rq_gevent.sensitivity`) no description, args or
+  kwargs, and every string the job was given removed from the whole event.
+
+Delivery runs in a background greenlet with a bounded queue: a Sentry endpoint that is down, slow
+or rate-limiting drops events, never jobs.  :func:`close` waits at most ``FLUSH_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sentry_sdk
+from rq.timeouts import JobTimeoutException
+from sentry_sdk.integrations import Integration
+from sentry_sdk.integrations.argv import ArgvIntegration
+from sentry_sdk.integrations.redis import RedisIntegration
+from sentry_sdk.integrations.rq import RqIntegration
+from sentry_sdk.utils import Dsn, event_from_exception
+
+from . import __version__, alerts, scrubbing
+from .exceptions import JobKilled, JobStopped
+from .sensitivity import SensitiveJobs
+from .worker import GeventWorker, RunningJob, running_job
+
+log = logging.getLogger("rq.worker")
+
+# Longest a worker process waits at exit for queued events to be delivered.
+FLUSH_SECONDS = 2.0
+
+OUTCOMES: list[tuple[type[BaseException], str]] = [
+    (JobTimeoutException, "timeout"),
+    (JobStopped, "stopped"),
+    (JobKilled, "killed"),
+]
+
+
+class SentryConfigError(ValueError):
+    """A Sentry setting is unusable; the message never contains the DSN."""
+
+
+@dataclass(frozen=True)
+class SentrySettings:
+    """Where and how to report: command line, then environment, then the ``--config`` module."""
+
+    dsn: str | None = None
+    environment: str | None = None
+    release: str = f"rq-gevent@{__version__}"
+    sensitive_jobs: tuple[str, ...] = ()
+
+    @classmethod
+    def resolve(cls, options: Mapping[str, Any], settings: Mapping[str, Any]) -> SentrySettings:
+        """``options``: the command's (``sentry_dsn``, ``sentry_environment``); ``settings``: the config module's."""
+        dsn = options.get("sentry_dsn") or settings.get("SENTRY_DSN") or None
+        if dsn is not None:
+            _check_dsn(dsn)
+        environment = options.get("sentry_environment") or settings.get("SENTRY_ENVIRONMENT") or None
+        release = os.environ.get("SENTRY_RELEASE") or settings.get("SENTRY_RELEASE") or cls.release
+        patterns = settings.get("SENTRY_SENSITIVE_JOBS") or ()
+        if isinstance(patterns, str) or not all(isinstance(pattern, str) for pattern in patterns):
+            raise SentryConfigError("SENTRY_SENSITIVE_JOBS must be a list of dotted function names or patterns")
+        for name, value in (("SENTRY_ENVIRONMENT", environment), ("SENTRY_RELEASE", release)):
+            if value is not None and not isinstance(value, str):
+                raise SentryConfigError(f"{name} must be a string, got {type(value).__name__}")
+        return cls(dsn=dsn, environment=environment, release=release, sensitive_jobs=tuple(patterns))
+
+
+def _check_dsn(dsn: object) -> None:
+    if not isinstance(dsn, str):
+        raise SentryConfigError(f"the Sentry DSN must be a string, got {type(dsn).__name__}")
+    try:
+        Dsn(dsn)
+    except ValueError as error:
+        raise SentryConfigError(f"invalid Sentry DSN: {error}") from None
+
+
+def describe_dsn(dsn: str) -> str:
+    """Where events go, without the keys: ``https://o1.ingest.sentry.io/123``."""
+    parsed = Dsn(dsn)
+    return f"{parsed.scheme}://{parsed.netloc}{parsed.path}{parsed.project_id}"
+
+
+def init_sentry(settings: SentrySettings, worker_name: str | None = None) -> bool:
+    """Start reporting to ``settings.dsn`` from this process; False (and nothing done) without a DSN."""
+    if not settings.dsn:
+        return False
+    sentry_sdk.init(
+        dsn=settings.dsn,
+        environment=settings.environment,
+        release=settings.release,
+        integrations=[RqIntegration(), RqGeventIntegration()],
+        # argv can hold --url / --sentry-dsn credentials; a breadcrumb and span per Redis command
+        # (rq's own bookkeeping, about 18 per job) costs about a fifth of a worker's throughput.
+        disabled_integrations=[ArgvIntegration(), RedisIntegration()],
+        include_local_variables=False,
+        send_default_pii=False,
+        before_send=_Scrubber(SensitiveJobs(settings.sensitive_jobs)),
+        shutdown_timeout=FLUSH_SECONDS,
+    )
+    if worker_name:
+        sentry_sdk.get_global_scope().set_tag("rq.worker", worker_name)
+    return True
+
+
+def close(timeout: float = FLUSH_SECONDS) -> None:
+    """Deliver queued events (waiting at most ``timeout`` seconds) and stop reporting.
+
+    For a process about to exit: sentry-sdk's own exit hook would otherwise wait once more.
+    """
+    client = sentry_sdk.get_client()
+    if client.is_active():
+        client.close(timeout=timeout)
+
+
+class RqGeventIntegration(Integration):
+    """Reports jobs stopped with ``stop-job``, which rq (and so ``RqIntegration``) treats as no error."""
+
+    identifier = "rq_gevent"
+
+    @staticmethod
+    def setup_once() -> None:
+        original = GeventWorker.handle_exception
+
+        def handle_exception(self: GeventWorker, job: Any, *exc_info: Any) -> None:
+            if len(exc_info) > 1 and isinstance(exc_info[1], JobStopped):
+                if sentry_sdk.get_client().get_integration(RqGeventIntegration) is not None:
+                    _capture_stopped(job, exc_info)
+            original(self, job, *exc_info)
+
+        GeventWorker.handle_exception = handle_exception  # type: ignore[method-assign]
+
+
+def _capture_stopped(job: Any, exc_info: Any) -> None:
+    client = sentry_sdk.get_client()
+    event, hint = event_from_exception(
+        tuple(exc_info), client_options=client.options, mechanism={"type": "rq", "handled": True}
+    )
+    event["level"] = "warning"
+    event["fingerprint"] = ["rq-gevent", "stopped", job.func_name]
+    sentry_sdk.capture_event(event, hint=hint)
+
+
+class _Scrubber:
+    """``before_send``: runs after every event processor, so it sees what ``RqIntegration`` added."""
+
+    def __init__(self, sensitive: SensitiveJobs):
+        self.sensitive = sensitive
+
+    def __call__(self, event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+        scrubbing.trim_subprocess_breadcrumbs(event)
+        _tag_alert(event)
+        running = running_job()
+        if running is None:
+            return event
+        _tag_job(event, hint, running)
+        if not self.sensitive(running.job):
+            return event
+        scrubbing.filter_job_extra(event)
+        scrubbing.strip_frame_variables(event)
+        return scrubbing.redact(event, _given_strings(running.job))
+
+
+def _given_strings(job: Any) -> Iterable[str]:
+    try:
+        return scrubbing.secret_strings(job.args, job.kwargs, job.description)
+    except Exception:  # cannot deserialize: nothing of it reached the event through the job either
+        return scrubbing.secret_strings(job.description)
+
+
+def _tag_job(event: dict[str, Any], hint: dict[str, Any], running: RunningJob) -> None:
+    job = running.job
+    tags = event.setdefault("tags", {})
+    tags["rq.job_id"] = job.id
+    tags["rq.queue"] = running.queue.name
+    tags["rq.attempt"] = str(running.attempt)
+    try:
+        tags["rq.func"] = job.func_name
+    except Exception:
+        tags["rq.func"] = "<cannot deserialize>"
+    if _ends_the_job(event):
+        exception = hint.get("exc_info", (None, None))[1]
+        tags["rq.outcome"] = next((name for kind, name in OUTCOMES if isinstance(exception, kind)), "failed")
+
+
+def _ends_the_job(event: dict[str, Any]) -> bool:
+    """Captured by the rq integrations when the job ended, not by the job's own code or logging."""
+    values = (event.get("exception") or {}).get("values") or []
+    return bool(values) and (values[-1].get("mechanism") or {}).get("type") == "rq"
+
+
+def _tag_alert(event: dict[str, Any]) -> None:
+    extra = event.get("extra") or {}
+    kind = extra.get("alert")
+    if event.get("logger") != alerts.LOGGER_NAME or not isinstance(kind, str):
+        return
+    event.setdefault("tags", {})["rq_gevent.alert"] = kind
+    event["fingerprint"] = ["rq-gevent", "alert", kind]

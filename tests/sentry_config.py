@@ -1,0 +1,7 @@
+"""A worker --config module with Sentry settings (the DSN comes from TEST_SENTRY_DSN)."""
+
+import os
+
+SENTRY_DSN = os.environ["TEST_SENTRY_DSN"]
+SENTRY_ENVIRONMENT = "from-config"
+SENTRY_SENSITIVE_JOBS = ["sentryjobs.leak_by_*"]

@@ -1,0 +1,55 @@
+"""Job functions for the Sentry tests: each leaves its own marks (tag, breadcrumb) before failing."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+
+import sentry_sdk
+
+from rq_gevent import sensitive
+
+log = logging.getLogger("tests.sentryjobs")
+
+
+def fail_marked(marker: str, seconds: float = 0.0) -> None:
+    """Tag and breadcrumb with ``marker``, wait (so that many run at once), then fail."""
+    sentry_sdk.set_tag("test.marker", marker)
+    log.info("breadcrumb of %s", marker)
+    time.sleep(seconds)
+    log.info("still %s", marker)
+    raise ValueError(f"boom {marker}")
+
+
+def sleep_long(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def also_sleep_long(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _leak(user: str, password: str) -> None:
+    """Put ``password`` everywhere a careless job does: a log line, a command line, a local, a message."""
+    log.warning("logging in %s with %s", user, password)
+    command = [sys.executable, "-c", "import sys; sys.exit(3)", password]
+    try:
+        subprocess.run(command, check=True)
+    except subprocess.CalledProcessError as error:
+        raise RuntimeError(f"login of {user} failed with password {password}: {error}") from error
+
+
+@sensitive
+def leak_marked(user: str, password: str) -> None:
+    _leak(user, password)
+
+
+def leak_by_pattern(user: str, password: str) -> None:
+    """Sensitive through SENTRY_SENSITIVE_JOBS in tests/sentry_config.py."""
+    _leak(user, password)
+
+
+def leak_unmarked(user: str, password: str) -> None:
+    _leak(user, password)
