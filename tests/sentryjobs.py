@@ -17,9 +17,9 @@ log = logging.getLogger("tests.sentryjobs")
 def fail_marked(marker: str, seconds: float = 0.0) -> None:
     """Tag and breadcrumb with ``marker``, wait (so that many run at once), then fail."""
     sentry_sdk.set_tag("test.marker", marker)
-    log.info("breadcrumb of %s", marker)
+    log.warning("breadcrumb of %s", marker)  # INFO would be filtered by the root logger's level
     time.sleep(seconds)
-    log.info("still %s", marker)
+    log.warning("still %s", marker)
     raise ValueError(f"boom {marker}")
 
 

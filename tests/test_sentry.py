@@ -1,0 +1,324 @@
+"""Sentry reporting end to end: real workers, real signals, a real HTTP server speaking Sentry's
+envelope protocol in its own process (scripts/peers/sentry_sink.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+import pytest
+import redis
+import sentryjobs
+import testjobs
+from conftest import REPO_DIR, wait_until
+from rq import Queue, Retry
+from rq.command import send_stop_job_command
+from rq.job import JobStatus
+
+from rq_gevent import __version__
+from rq_gevent.embedded_redis import EmbeddedRedis, free_port
+
+RELEASE = f"rq-gevent@{__version__}"
+
+
+def tags(event: dict) -> dict:
+    return event.get("tags") or {}
+
+
+def exception_text(event: dict) -> str:
+    return "\n".join(f"{value['type']}: {value.get('value', '')}" for value in event["exception"]["values"])
+
+
+def breadcrumb_messages(event: dict) -> list[str]:
+    return [crumb.get("message") or "" for crumb in (event.get("breadcrumbs") or {}).get("values", [])]
+
+
+def timestamp(job, field: str) -> datetime:
+    job.refresh()
+    return getattr(job, field)
+
+
+def job_events(sink) -> list[dict]:
+    return [event for event in sink.events() if "rq.job_id" in tags(event)]
+
+
+def test_concurrent_failures_each_carry_only_their_own_tags_and_breadcrumbs(
+    connection, redis_url, worker_process, sentry_sink
+):
+    sink = sentry_sink()
+    queue = Queue("mail", connection=connection)
+    jobs = {f"m{n:02d}": queue.enqueue(sentryjobs.fail_marked, f"m{n:02d}", 0.5) for n in range(20)}
+    worker = worker_process(
+        "-u", redis_url, "--burst", "-c", "20", "--name", "tagger", "--sentry-dsn", sink.dsn(),
+        "--sentry-environment", "staging", "mail",
+    )  # fmt: skip
+    assert worker.wait(60) == 0, worker.output()
+
+    # They really ran at once: every job started before the first one ended.
+    assert max(timestamp(job, "started_at") for job in jobs.values()) < min(
+        timestamp(job, "ended_at") for job in jobs.values()
+    )
+    events = sink.events()
+    assert len(events) == 20
+    for event in events:
+        marker = tags(event)["test.marker"]  # set by the job's own code
+        job = jobs[marker]
+        assert exception_text(event) == f"ValueError: boom {marker}"
+        assert tags(event) == {
+            "test.marker": marker,
+            "rq.job_id": job.id,
+            "rq.func": "sentryjobs.fail_marked",
+            "rq.queue": "mail",
+            "rq.worker": "tagger",
+            "rq.attempt": "1",
+            "rq.outcome": "failed",
+        }
+        marked = [message for message in breadcrumb_messages(event) if message.startswith(("breadcrumb of", "still"))]
+        assert marked == [f"breadcrumb of {marker}", f"still {marker}"], breadcrumb_messages(event)
+        assert event["release"] == RELEASE and event["environment"] == "staging"
+        assert event["extra"]["rq-job"]["job_id"] == job.id
+    # No Redis-command breadcrumbs: the Redis integration is off (it costs throughput, see README).
+    assert not any(crumb.startswith(("HSET", "PERSIST")) for event in events for crumb in breadcrumb_messages(event))
+
+
+def test_a_retried_job_reports_once_on_its_final_failure(connection, redis_url, worker_process, sentry_sink):
+    sink = sentry_sink()
+    queue = Queue(connection=connection)
+    retried = queue.enqueue(sentryjobs.fail_marked, "retried", retry=Retry(max=2))
+    recovered = queue.enqueue(testjobs.fail_then_succeed, "test:recovers", 1, retry=Retry(max=2))
+    worker = worker_process("-u", redis_url, "--burst", "--sentry-dsn", sink.dsn())
+    assert worker.wait(60) == 0, worker.output()
+
+    assert retried.get_status(refresh=True) == JobStatus.FAILED
+    assert recovered.get_status(refresh=True) == JobStatus.FINISHED
+    assert worker.output().count("enqueued for retry") == 3  # two of one job, one of the other
+    events = sink.events()
+    assert len(events) == 1
+    assert tags(events[0])["rq.job_id"] == retried.id
+    assert tags(events[0])["rq.attempt"] == "3"
+
+
+def test_timeouts_are_grouped_per_function(connection, redis_url, worker_process, sentry_sink):
+    sink = sentry_sink()
+    queue = Queue(connection=connection)
+    first = [queue.enqueue(sentryjobs.sleep_long, 30, job_timeout=1) for _ in range(2)]
+    other = queue.enqueue(sentryjobs.also_sleep_long, 30, job_timeout=1)
+    worker = worker_process("-u", redis_url, "--burst", "--sentry-dsn", sink.dsn())
+    assert worker.wait(60) == 0, worker.output()
+
+    by_job = {tags(event)["rq.job_id"]: event for event in sink.events()}
+    assert set(by_job) == {job.id for job in [*first, other]}
+    for job in first:
+        assert by_job[job.id]["fingerprint"] == ["rq", "JobTimeoutException", "sentryjobs.sleep_long"]
+    assert by_job[other.id]["fingerprint"] == ["rq", "JobTimeoutException", "sentryjobs.also_sleep_long"]
+    assert {tags(event)["rq.outcome"] for event in by_job.values()} == {"timeout"}
+
+
+def test_a_stopped_job_is_reported_apart_from_crashes(connection, redis_url, worker_process, sentry_sink):
+    sink = sentry_sink()
+    queue = Queue(connection=connection)
+    stopped = queue.enqueue(sentryjobs.sleep_long, 60)
+    crashed = queue.enqueue(sentryjobs.fail_marked, "crash", 0.5)
+    worker = worker_process("-u", redis_url, "--sentry-dsn", sink.dsn())
+    wait_until(lambda: stopped.get_status(refresh=True) == JobStatus.STARTED, what="job started")
+    send_stop_job_command(connection, stopped.id)
+    wait_until(lambda: stopped.get_status(refresh=True) == JobStatus.STOPPED, what="job stopped")
+    wait_until(lambda: crashed.get_status(refresh=True) == JobStatus.FAILED, what="job failed")
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(15) == 0, worker.output()
+
+    by_job = {tags(event)["rq.job_id"]: event for event in sink.events()}
+    assert set(by_job) == {stopped.id, crashed.id}
+    stop, crash = by_job[stopped.id], by_job[crashed.id]
+    assert stop["level"] == "warning" and tags(stop)["rq.outcome"] == "stopped"
+    assert stop["exception"]["values"][-1]["type"] == "JobStopped"
+    assert stop["fingerprint"] == ["rq-gevent", "stopped", "sentryjobs.sleep_long"]
+    assert crash["level"] == "error" and tags(crash)["rq.outcome"] == "failed"
+
+
+@pytest.mark.parametrize("shutdown", ["warm", "cold"])
+def test_failures_just_before_a_shutdown_are_delivered(connection, redis_url, worker_process, sentry_sink, shutdown):
+    sink = sentry_sink("slow:0.2")  # each delivery takes a while: events are still queued at the signal
+    queue = Queue(connection=connection)
+    long_running = queue.enqueue(sentryjobs.sleep_long, 2 if shutdown == "warm" else 60)
+    failing = [queue.enqueue(sentryjobs.fail_marked, f"late{n}") for n in range(5)]
+    worker = worker_process("-u", redis_url, "-c", "10", "--sentry-dsn", sink.dsn())
+    wait_until(lambda: all(job.get_status(refresh=True) == JobStatus.FAILED for job in failing), what="failures")
+    os.kill(worker.pid, signal.SIGTERM)
+    if shutdown == "cold":
+        wait_until(lambda: "Send it again for a cold shutdown" in worker.output(), what="warm shutdown begun")
+        time.sleep(1.1)  # a second signal within 1 s is taken for a duplicate, as rq does
+        os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+
+    assert sorted(tags(event)["rq.job_id"] for event in sink.events()) == sorted(job.id for job in failing)
+    expected = JobStatus.FINISHED if shutdown == "warm" else JobStatus.QUEUED  # cold: requeued, no event
+    assert long_running.get_status(refresh=True) == expected
+
+
+def test_each_pre_forked_child_reports_and_flushes_before_it_is_recycled(
+    connection, redis_url, worker_process, sentry_sink
+):
+    sink = sentry_sink("slow:0.2")
+    queue = Queue(connection=connection)
+    failing = [queue.enqueue(sentryjobs.fail_marked, f"r{n}") for n in range(8)]
+    master = worker_process("-u", redis_url, "-n", "2", "--max-jobs-per-child", "2", "--sentry-dsn", sink.dsn())
+    wait_until(lambda: all(job.get_status(refresh=True) == JobStatus.FAILED for job in failing), what="failures")
+    wait_until(lambda: len(sink.events()) == 8, timeout=15, what="8 events")
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0, master.output()
+
+    events = sink.events()
+    assert sorted(tags(event)["rq.job_id"] for event in events) == sorted(job.id for job in failing)
+    # At most 2 jobs (+10 % jitter) per process: at least 4 processes, each one initialised Sentry itself.
+    assert len({tags(event)["rq.worker"] for event in events}) >= 4
+    assert master.output().count("recycled after") >= 3
+
+
+def test_the_master_reports_a_watchdog_kill(connection, redis_url, worker_process, sentry_sink):
+    sink = sentry_sink()
+    queue = Queue(connection=connection)
+    spinner = queue.enqueue(testjobs.spin, 600)
+    master = worker_process("-u", redis_url, "-n", "2", "--hub-timeout", "2", "--sentry-dsn", sink.dsn())
+    wait_until(lambda: spinner.get_status(refresh=True) == JobStatus.STARTED, what="spinning job started")
+    wait_until(lambda: sink.events(), timeout=20, what="the watchdog alert")
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0, master.output()
+
+    [event] = sink.events()
+    assert tags(event)["rq_gevent.alert"] == "watchdog-kill"
+    assert event["fingerprint"] == ["rq-gevent", "alert", "watchdog-kill"]
+    assert "killed by the master" in event["logentry"]["message"]
+    assert "watchdog: its event loop has not run" in str(event["logentry"]["params"])
+    assert event["level"] == "error"
+
+
+def test_the_master_reports_a_crash_loop_before_it_exits(worker_process, sentry_sink):
+    sink = sentry_sink()
+    master = worker_process("-u", "redis://127.0.0.1:1/0", "-n", "2", "--sentry-dsn", sink.dsn())
+    assert master.wait(60) == 1
+
+    [event] = sink.events()  # delivered before the master exited
+    assert tags(event)["rq_gevent.alert"] == "crash-loop"
+    assert "failed at start-up 5 times in a row" in str(event["logentry"])
+
+
+def test_redis_unreachable_for_longer_than_the_threshold_is_reported_once(worker_process, sentry_sink):
+    sink = sentry_sink()
+    with EmbeddedRedis() as private_redis:
+        queue = Queue(connection=redis.Redis.from_url(private_redis.url))
+        worker = worker_process("-u", private_redis.url, "--redis-alert-after", "2", "--sentry-dsn", sink.dsn())
+        wait_until(lambda: "Listening on" in worker.output(), what="worker listening")
+        private_redis.restart(down_for=5)
+        wait_until(lambda: "Redis reachable again" in worker.output(), timeout=30, what="reconnection")
+        done = queue.enqueue(testjobs.green_sleep, 0, "after the outage")
+        wait_until(lambda: done.get_status(refresh=True) == JobStatus.FINISHED, what="serving again")
+        os.kill(worker.pid, signal.SIGTERM)
+        assert worker.wait(15) == 0, worker.output()
+
+    [event] = sink.events()
+    assert tags(event)["rq_gevent.alert"] == "redis-unreachable"
+    assert tags(event)["rq.worker"] in worker.output()
+    assert "Redis unreachable for" in str(event["logentry"])
+
+
+def test_no_secret_given_to_a_sensitive_job_reaches_sentry(connection, redis_url, worker_process, sentry_sink):
+    sink = sentry_sink()
+    queue = Queue(connection=connection)
+    marked_secret, pattern_secret, control_secret = "Marked-S3cret-1", "Pattern-S3cret-2", "Control-S3cret-3"
+    marked = queue.enqueue(sentryjobs.leak_marked, "alice", marked_secret)
+    by_pattern = queue.enqueue(sentryjobs.leak_by_pattern, "bob", pattern_secret)
+    control = queue.enqueue(sentryjobs.leak_unmarked, "carol", control_secret)
+    worker = worker_process(
+        "-u", redis_url, "--burst", "--config", "sentry_config", env={"TEST_SENTRY_DSN": sink.dsn()}
+    )
+    assert worker.wait(60) == 0, worker.output()
+
+    by_job = {tags(event)["rq.job_id"]: event for event in sink.events()}
+    assert set(by_job) == {marked.id, by_pattern.id, control.id}
+    received = b"".join(sink.received())
+    # Control: a job that is not marked shows the secret in its description, message, breadcrumbs.
+    assert received.count(control_secret.encode()) >= 3
+    assert control_secret in by_job[control.id]["extra"]["rq-job"]["description"]
+    for job in (marked, by_pattern):
+        event = by_job[job.id]
+        assert event["extra"]["rq-job"]["description"] == "[Filtered]"
+        assert "failed with password [Filtered]" in exception_text(event)
+        assert "python [Filtered]" in breadcrumb_messages(event)  # the subprocess, without its argv
+        assert not any("vars" in frame for value in event["exception"]["values"] for frame in
+                       value["stacktrace"]["frames"])  # fmt: skip
+    for secret in (marked_secret, pattern_secret):
+        assert secret.encode() not in received
+    assert event["environment"] == "from-config"
+
+
+@pytest.mark.parametrize("answer", ["hang", "slow:5", "429", "500", "refused"])
+def test_a_broken_sentry_endpoint_costs_no_job(connection, redis_url, worker_process, sentry_sink, answer):
+    if answer == "refused":
+        dsn = f"http://publickey@127.0.0.1:{free_port()}/1"  # nothing listens there
+    else:
+        dsn = sentry_sink(answer).dsn()
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.fail if n % 2 else testjobs.green_sleep, 0.05) for n in range(200)]
+    worker = worker_process("-u", redis_url, "--burst", "-c", "50", "--sentry-dsn", dsn)
+    assert worker.wait(60) == 0, worker.output()
+    exited = time.time()
+
+    statuses = [job.get_status(refresh=True) for job in jobs]
+    assert statuses.count(JobStatus.FAILED) == 100 and statuses.count(JobStatus.FINISHED) == 100
+    last_ended = max(timestamp(job, "ended_at") for job in jobs).timestamp()
+    # Exit waits for delivery at most rq_gevent.sentry.FLUSH_SECONDS (2 s), whatever the endpoint does.
+    assert exited - last_ended < 2 + 3
+
+
+@pytest.mark.parametrize("source", ["option", "environment", "config"])
+def test_the_dsn_comes_from_the_option_the_environment_or_the_config_module(
+    connection, redis_url, worker_process, sentry_sink, source
+):
+    sink = sentry_sink()
+    dsn = sink.dsn(secret_key="raven-style-secret")  # a DSN written for raven, with a secret key
+    queue = Queue(connection=connection)
+    job = queue.enqueue(sentryjobs.fail_marked, source)
+    args, env = ["-u", redis_url, "--burst"], {}
+    if source == "option":
+        args += ["--sentry-dsn", dsn]
+    elif source == "environment":
+        env["SENTRY_DSN"] = dsn
+    else:
+        args += ["--config", "sentry_config"]
+        env["TEST_SENTRY_DSN"] = dsn
+    worker = worker_process(*args, env=env)
+    assert worker.wait(60) == 0, worker.output()
+
+    [event] = sink.events()
+    assert tags(event)["rq.job_id"] == job.id
+    assert "sentry_secret=raven-style-secret" in sink.requests_headers()[0]["X-Sentry-Auth"]
+    assert "raven-style-secret" not in worker.output()
+    assert f"reporting errors to Sentry at http://127.0.0.1:{sink.port}/1" in worker.output()
+    assert "sys.argv" not in event.get("extra", {})  # argv may hold credentials
+
+
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (["--sentry-dsn", "ftp://key:hidden-secret@host/1"], {}, "invalid Sentry DSN: Unsupported scheme 'ftp'"),
+        (["--sentry-dsn", "http://key:hidden-secret@host/project"], {}, "invalid Sentry DSN: Invalid project"),
+        (["--config", "sentry_config"], {"TEST_SENTRY_DSN": "http://@host/1"}, "invalid Sentry DSN: Missing public"),
+    ],
+)
+def test_bad_sentry_settings_are_one_clear_line(args, env, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "rq_gevent", "worker", "-P", "tests", "-u", "redis://127.0.0.1:1/0", *args],
+        capture_output=True,
+        text=True,
+        cwd=str(REPO_DIR),
+        env=dict(os.environ, **env),
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"rq-gevent: error: {message}"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "hidden-secret" not in result.stderr + result.stdout
