@@ -533,7 +533,8 @@ class GeventWorker(Worker):
         if isinstance(reason, JobStopped):
             self.log.warning("Worker %s: job %s stopped by user, moving it to FailedJobRegistry", self.name, job.id)
             try:
-                job.execute_stopped_callback(self.death_penalty_class)
+                if job.stopped_callback:  # rq < 2.4 calls it unchecked, and logs the TypeError as an error
+                    job.execute_stopped_callback(self.death_penalty_class)
             except Exception:
                 self.log.error("Worker %s: stopped callback of job %s failed", self.name, job.id, exc_info=True)
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)

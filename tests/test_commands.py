@@ -100,7 +100,7 @@ def test_shutdown_command_is_a_warm_shutdown(connection):
     assert not connection.sismember("rq:workers", worker.key)
 
 
-def test_stop_before_the_job_code_starts_is_delivered_when_it_does(connection):
+def test_stop_before_the_job_code_starts_is_delivered_when_it_does(connection, caplog):
     """An interruption that arrives while rq prepares the job waits for the job's own code."""
     queue = Queue(connection=connection)
     job = queue.enqueue(testjobs.green_sleep, 5, "never finishes")
@@ -117,6 +117,8 @@ def test_stop_before_the_job_code_starts_is_delivered_when_it_does(connection):
 
     assert job.get_status(refresh=True) == JobStatus.STOPPED
     assert job.id in FailedJobRegistry(queue=queue)
+    # A job without a stopped callback: rq < 2.4 would call None and log the TypeError as an error.
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == []
 
 
 def test_stop_after_the_job_code_returned_is_ignored(connection):
