@@ -604,8 +604,12 @@ class GeventWorker(Worker):
             gevent.sleep(self.job_monitoring_interval)
             try:
                 self.send_heartbeats()
+                self._redis_reachable()
             except redis.exceptions.RedisError as exc:
                 self.log.warning("Worker %s: heartbeat failed (%s); retrying next beat", self.name, exc)
+                if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+                    # The loop may be waiting for a free slot, not touching Redis: count this too.
+                    self._redis_unreachable(exc)
             except Exception:
                 # Never let the heartbeat die: without it every running job would look abandoned.
                 self.log.exception("Worker %s: heartbeat failed; retrying next beat", self.name)

@@ -18,6 +18,7 @@ from conftest import REPO_DIR, wait_until
 from rq import Queue, Retry
 from rq.command import send_stop_job_command
 from rq.job import JobStatus
+from rq.worker import Worker
 
 from jobs.discuz.sync import sync_discuz_user
 from jobs.sealing import seal
@@ -331,3 +332,20 @@ def test_bad_sentry_settings_are_one_clear_line(args, env, message):
     assert result.stderr.startswith(f"rq-gevent: error: {message}"), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "hidden-secret" not in result.stderr + result.stdout
+
+
+def test_the_master_reports_a_worker_process_that_died_on_its_own(connection, redis_url, worker_process, sentry_sink):
+    sink = sentry_sink()
+    master = worker_process("-u", redis_url, "-n", "2", "--sentry-dsn", sink.dsn())
+    wait_until(lambda: len(Worker.all(connection=connection)) == 2, what="2 workers registered")
+    victim = Worker.all(connection=connection)[0].pid
+    time.sleep(1.5)  # let it prove itself alive to the master (a death at start-up is not this alert)
+    os.kill(victim, signal.SIGKILL)  # as the OOM killer would
+    wait_until(lambda: sink.events(), timeout=15, what="the alert")
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0, master.output()
+
+    [event] = sink.events()
+    assert tags(event)["rq_gevent.alert"] == "worker-died"
+    assert f"(pid {victim})" in str(event["logentry"]["params"])
+    assert "killed by signal SIGKILL" in str(event["logentry"]["params"])
