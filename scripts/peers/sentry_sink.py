@@ -20,8 +20,10 @@ import sys
 import threading
 import time
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from serving import serve_http
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -93,14 +95,7 @@ def main() -> int:
     options.store.mkdir(parents=True, exist_ok=True)
     Handler.store = options.store
     Handler.answer_with = options.answer
-    server = ThreadingHTTPServer(("127.0.0.1", options.port), Handler)
-    server.daemon_threads = True
-    print(f"ready {options.port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return serve_http(Handler, "127.0.0.1", options.port)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,13 @@ import os
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from serving import serve_http  # noqa: E402
 
 from jobs.discuz import authcode, hashing, rules  # noqa: E402
 from jobs.discuz.codes import (  # noqa: E402
@@ -193,14 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         key, options.appid, options.version, options.charset, options.censor, options.email_domain, options.unique_email
     )
     Handler.latency = options.latency
-    server = ThreadingHTTPServer((options.host, options.port), Handler)
-    server.daemon_threads = True
-    print(f"ready {server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return serve_http(Handler, options.host, options.port)
 
 
 if __name__ == "__main__":
