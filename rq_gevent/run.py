@@ -16,6 +16,7 @@ from rq.utils import import_attribute
 
 from rq_gevent.cli import DEFAULT_QUEUE, UserError
 from rq_gevent.connections import describe, redact_url
+from rq_gevent.sensitivity import SensitiveJobs
 from rq_gevent.worker import DEFAULT_CONCURRENCY, GeventWorker
 
 if TYPE_CHECKING:
@@ -34,8 +35,9 @@ def run_worker(options: dict[str, Any], before_work: Callable[[GeventWorker], No
     log_format = options["log_format"] or DEFAULT_LOGGING_FORMAT
     setup_loghandlers(level, date_format, log_format, name="rq.worker")
     sentry = sentry_settings(options, settings)
+    sensitive_jobs = _sensitive_jobs(settings)
     connection = _connect(options, settings)
-    worker = _build_worker(options, settings, connection)
+    worker = _build_worker(options, settings, connection, sensitive_jobs)
     if options["pid_file"]:
         with open(options["pid_file"], "w") as pid_file:
             pid_file.write(str(os.getpid()))
@@ -167,7 +169,16 @@ def _concurrency(options: dict[str, Any], settings: dict[str, Any]) -> int:
     return value
 
 
-def _build_worker(options: dict[str, Any], settings: dict[str, Any], connection: redis.Redis) -> GeventWorker:
+def _sensitive_jobs(settings: dict[str, Any]) -> SensitiveJobs:
+    try:
+        return SensitiveJobs(settings.get("SENSITIVE_JOBS") or ())
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def _build_worker(
+    options: dict[str, Any], settings: dict[str, Any], connection: redis.Redis, sensitive_jobs: SensitiveJobs
+) -> GeventWorker:
     worker_class = GeventWorker
     if options["worker_class"]:
         worker_class = _import("worker class", options["worker_class"])
@@ -179,6 +190,7 @@ def _build_worker(options: dict[str, Any], settings: dict[str, Any], connection:
         "concurrency": _concurrency(options, settings),
         "graceful_timeout": options["graceful_timeout"],
         "redis_alert_after": options["redis_alert_after"],
+        "sensitive_jobs": sensitive_jobs,
         "job_monitoring_interval": options["job_monitoring_interval"],
         "maintenance_interval": options["maintenance_interval"],
         "log_job_description": not options["disable_job_desc_logging"],

@@ -1,8 +1,10 @@
-"""Which jobs are *sensitive*: their arguments may hold secrets, so error reports must not show them.
+"""Which jobs are *sensitive*: their arguments may hold secrets, so logs and error reports don't show them.
 
 A job is sensitive when its function is decorated with :func:`sensitive`, or when its function's
-dotted name matches one of the worker's ``SENTRY_SENSITIVE_JOBS`` patterns (``fnmatch`` style, e.g.
-``"myapp.billing.*"``).  Imports nothing heavy, so job modules can use the decorator freely.
+dotted name matches one of the worker's ``SENSITIVE_JOBS`` patterns (``fnmatch`` style, e.g.
+``"myapp.billing.*"``).  The worker then logs its id and function instead of its description, and
+Sentry events (:mod:`rq_gevent.sentry`) carry none of its arguments.  Imports nothing heavy, so job
+modules can use the decorator freely.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ _MARK = "__rq_gevent_sensitive__"
 
 
 def sensitive(func: F) -> F:
-    """Mark a job function sensitive: reports of its failures never carry its arguments.
+    """Mark a job function sensitive: logs and error reports never carry its arguments.
 
     ::
 
@@ -36,7 +38,10 @@ class SensitiveJobs:
     """Decides whether a job is sensitive, from its function's mark or its dotted name."""
 
     def __init__(self, patterns: Iterable[str] = ()):
-        self.patterns = tuple(patterns)
+        patterns = tuple(patterns) if isinstance(patterns, (list, tuple)) else patterns
+        if not isinstance(patterns, tuple) or not all(isinstance(pattern, str) for pattern in patterns):
+            raise ValueError(f"SENSITIVE_JOBS must be a list of dotted function names or patterns, got {patterns!r}")
+        self.patterns = patterns
 
     def __call__(self, job: Any) -> bool:
         try:

@@ -18,10 +18,9 @@ or rate-limiting drops events, never jobs.  :func:`close` waits at most ``FLUSH_
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sentry_sdk
@@ -36,8 +35,6 @@ from . import __version__, alerts, scrubbing
 from .exceptions import JobKilled, JobStopped
 from .sensitivity import SensitiveJobs
 from .worker import GeventWorker, RunningJob, running_job
-
-log = logging.getLogger("rq.worker")
 
 # Longest a worker process waits at exit for queued events to be delivered.
 FLUSH_SECONDS = 2.0
@@ -60,7 +57,7 @@ class SentrySettings:
     dsn: str | None = None
     environment: str | None = None
     release: str = f"rq-gevent@{__version__}"
-    sensitive_jobs: tuple[str, ...] = ()
+    sensitive_jobs: SensitiveJobs = field(default_factory=SensitiveJobs)
 
     @classmethod
     def resolve(cls, options: Mapping[str, Any], settings: Mapping[str, Any]) -> SentrySettings:
@@ -70,13 +67,14 @@ class SentrySettings:
             _check_dsn(dsn)
         environment = options.get("sentry_environment") or settings.get("SENTRY_ENVIRONMENT") or None
         release = os.environ.get("SENTRY_RELEASE") or settings.get("SENTRY_RELEASE") or cls.release
-        patterns = settings.get("SENTRY_SENSITIVE_JOBS") or ()
-        if isinstance(patterns, str) or not all(isinstance(pattern, str) for pattern in patterns):
-            raise SentryConfigError("SENTRY_SENSITIVE_JOBS must be a list of dotted function names or patterns")
+        try:
+            sensitive_jobs = SensitiveJobs(settings.get("SENSITIVE_JOBS") or ())
+        except ValueError as error:
+            raise SentryConfigError(str(error)) from None
         for name, value in (("SENTRY_ENVIRONMENT", environment), ("SENTRY_RELEASE", release)):
             if value is not None and not isinstance(value, str):
                 raise SentryConfigError(f"{name} must be a string, got {type(value).__name__}")
-        return cls(dsn=dsn, environment=environment, release=release, sensitive_jobs=tuple(patterns))
+        return cls(dsn=dsn, environment=environment, release=release, sensitive_jobs=sensitive_jobs)
 
 
 def _check_dsn(dsn: object) -> None:
@@ -108,7 +106,7 @@ def init_sentry(settings: SentrySettings, worker_name: str | None = None) -> boo
         disabled_integrations=[ArgvIntegration(), RedisIntegration()],
         include_local_variables=False,
         send_default_pii=False,
-        before_send=_Scrubber(SensitiveJobs(settings.sensitive_jobs)),
+        before_send=_Scrubber(settings.sensitive_jobs),
         shutdown_timeout=FLUSH_SECONDS,
     )
     if worker_name:

@@ -51,6 +51,7 @@ from .connections import dequeue_client, ensure_pool_capacity, unblock_clients
 from .exceptions import ColdShutdown, JobInterrupted, JobKilled, JobStopped
 from .heartbeats import JobHeartbeats
 from .scheduler import GreenletScheduler
+from .sensitivity import SensitiveJobs
 
 DEFAULT_CONCURRENCY = 20
 
@@ -99,7 +100,9 @@ class GeventWorker(Worker):
     * ``graceful_timeout``: seconds a warm shutdown waits for running jobs before it turns cold
       (default ``None``: wait for them however long they take);
     * ``redis_alert_after``: seconds of Redis being unreachable before the worker raises an alert
-      (:mod:`rq_gevent.alerts`; default 60).
+      (:mod:`rq_gevent.alerts`; default 60);
+    * ``sensitive_jobs``: patterns of job functions whose descriptions are never logged, besides
+      functions marked with :func:`rq_gevent.sensitive` (:mod:`rq_gevent.sensitivity`).
     """
 
     death_penalty_class = timeouts.GeventDeathPenalty
@@ -118,6 +121,7 @@ class GeventWorker(Worker):
         concurrency: int = DEFAULT_CONCURRENCY,
         graceful_timeout: float | None = None,
         redis_alert_after: float = DEFAULT_REDIS_ALERT_SECONDS,
+        sensitive_jobs: SensitiveJobs | list[str] | tuple[str, ...] = (),
         **kwargs: Any,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
@@ -129,6 +133,9 @@ class GeventWorker(Worker):
         self.concurrency = concurrency
         self.graceful_timeout = graceful_timeout
         self.redis_alert_after = redis_alert_after
+        self.sensitive_jobs = (
+            sensitive_jobs if isinstance(sensitive_jobs, SensitiveJobs) else SensitiveJobs(sensitive_jobs)
+        )
         self._redis_down_since: float | None = None
         self._redis_alerted = False
         self._local = gevent.local.local()
@@ -399,7 +406,7 @@ class GeventWorker(Worker):
                 continue
             self.reorder_queues(reference_queue=queue)
             job.redis_server_version = self.get_redis_server_version()
-            if self.log_job_description:
+            if self.log_job_description and not self.sensitive_jobs(job):
                 self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
             else:
                 self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)

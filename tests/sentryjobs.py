@@ -47,7 +47,7 @@ def leak_marked(user: str, password: str) -> None:
 
 
 def leak_by_pattern(user: str, password: str) -> None:
-    """Sensitive through SENTRY_SENSITIVE_JOBS in tests/sentry_config.py."""
+    """Sensitive through SENSITIVE_JOBS in tests/sentry_config.py."""
     _leak(user, password)
 
 

@@ -263,6 +263,10 @@ def test_no_secret_given_to_a_sensitive_job_reaches_sentry(connection, redis_url
     assert "DISCUZ_BACKEND is not set" in exception_text(by_job[discuz.id])
     for secret in (marked_secret, pattern_secret, forum_address):
         assert secret.encode() not in received
+    # The worker logs a sensitive job by id, an ordinary one by description.
+    assert f"default: {marked.id}\n" in worker.output() and f"default: {by_pattern.id}\n" in worker.output()
+    assert "leak_marked('alice'" not in worker.output() and "leak_by_pattern('bob'" not in worker.output()
+    assert f"default: sentryjobs.leak_unmarked('carol', '{control_secret}') ({control.id})" in worker.output()
     assert event["environment"] == "from-config"
 
 
@@ -318,6 +322,7 @@ def test_the_dsn_comes_from_the_option_the_environment_or_the_config_module(
         (["--sentry-dsn", "ftp://key:hidden-secret@host/1"], {}, "invalid Sentry DSN: Unsupported scheme 'ftp'"),
         (["--sentry-dsn", "http://key:hidden-secret@host/project"], {}, "invalid Sentry DSN: Invalid project"),
         (["--config", "sentry_config"], {"TEST_SENTRY_DSN": "http://@host/1"}, "invalid Sentry DSN: Missing public"),
+        (["--config", "bad_sensitive_config"], {}, "SENSITIVE_JOBS must be a list of dotted function names"),
     ],
 )
 def test_bad_sentry_settings_are_one_clear_line(args, env, message):
