@@ -2,13 +2,14 @@
 
 They print with the worker's other log lines (the logger is a child of ``rq.worker``), and Sentry's
 logging integration turns them into events, which :mod:`rq_gevent.sentry` tags with
-``rq_gevent.alert: <kind>`` and groups per kind.  Imports nothing but :mod:`logging`, so the
-launcher can name the kinds too.
+``rq_gevent.alert: <kind>`` and groups per kind.  Imports only the standard library, so
+the launcher can name the kinds too.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 LOGGER_NAME = "rq.worker.alerts"
@@ -23,3 +24,39 @@ CRASH_LOOP = "crash-loop"
 def alert(kind: str, message: str, *args: Any, **details: Any) -> None:
     """Log ``message % args`` at ERROR, marked as an alert of ``kind`` with ``details``."""
     logging.getLogger(LOGGER_NAME).error(message, *args, extra={"alert": kind, "alert_details": details})
+
+
+class RedisOutage:
+    """How long Redis has been unreachable for one worker; one alert per outage past ``alert_after`` s."""
+
+    def __init__(self, worker_name: str, alert_after: float, log: logging.Logger):
+        self.worker_name = worker_name
+        self.alert_after = alert_after
+        self.log = log
+        self.down_since: float | None = None
+        self.alerted = False
+
+    def failed(self, error: Exception) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+        down_for = time.monotonic() - self.down_since
+        if down_for >= self.alert_after and not self.alerted:
+            self.alerted = True
+            alert(
+                REDIS_UNREACHABLE,
+                "Worker %s: Redis unreachable for %.0f s (%s)",
+                self.worker_name,
+                down_for,
+                type(error).__name__,
+                worker=self.worker_name,
+                seconds=round(down_for),
+            )
+
+    def succeeded(self) -> None:
+        if self.down_since is None:
+            return
+        if self.alerted:
+            down_for = time.monotonic() - self.down_since
+            self.log.warning("Worker %s: Redis reachable again after %.0f s", self.worker_name, down_for)
+        self.down_since = None
+        self.alerted = False

@@ -2,9 +2,9 @@
 
 A job is sensitive when its function is decorated with :func:`sensitive`, or when its function's
 dotted name matches one of the worker's ``SENSITIVE_JOBS`` patterns (``fnmatch`` style, e.g.
-``"myapp.billing.*"``).  The worker then logs its id and function instead of its description, and
-Sentry events (:mod:`rq_gevent.sentry`) carry none of its arguments.  Imports nothing heavy, so job
-modules can use the decorator freely.
+``"myapp.billing.*"``).  The worker then logs its id instead of its description, and Sentry events
+(:mod:`rq_gevent.sentry`) carry none of its arguments.  Imports nothing heavy, so job modules can
+use the decorator freely.
 """
 
 from __future__ import annotations

@@ -136,8 +136,6 @@ class GeventWorker(Worker):
         self.sensitive_jobs = (
             sensitive_jobs if isinstance(sensitive_jobs, SensitiveJobs) else SensitiveJobs(sensitive_jobs)
         )
-        self._redis_down_since: float | None = None
-        self._redis_alerted = False
         self._local = gevent.local.local()
         self._running: dict[str, RunningJob] = {}
         self._stopped_job_ids: set[str] = set()
@@ -156,6 +154,7 @@ class GeventWorker(Worker):
         self._dequeuing = False
         self._max_idle_time: int | None = None
         self._job_heartbeats: JobHeartbeats | None = None
+        self._redis_outage = alerts.RedisOutage(self.name, redis_alert_after, self.log)
 
     # -- per-job state that rq keeps on the worker --------------------------------------------------
 
@@ -289,38 +288,12 @@ class GeventWorker(Worker):
                 if not self._dequeue_step(burst, max_jobs):
                     return
                 backoff = 1.0
-                self._redis_reachable()
+                self._redis_outage.succeeded()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 self.log.error("Worker %s: Redis connection problem (%s); retrying in %.0f s", self.name, exc, backoff)
-                self._redis_unreachable(exc)
+                self._redis_outage.failed(exc)
                 gevent.sleep(backoff)
                 backoff = min(backoff * self.exponential_backoff_factor, self.max_connection_wait_time)
-
-    def _redis_unreachable(self, exc: Exception) -> None:
-        if self._redis_down_since is None:
-            self._redis_down_since = time.monotonic()
-        down_for = time.monotonic() - self._redis_down_since
-        if down_for >= self.redis_alert_after and not self._redis_alerted:
-            self._redis_alerted = True
-            alerts.alert(
-                alerts.REDIS_UNREACHABLE,
-                "Worker %s: Redis unreachable for %.0f s (%s)",
-                self.name,
-                down_for,
-                type(exc).__name__,
-                worker=self.name,
-                seconds=round(down_for),
-            )
-
-    def _redis_reachable(self) -> None:
-        if self._redis_down_since is None:
-            return
-        if self._redis_alerted:
-            self.log.warning(
-                "Worker %s: Redis reachable again after %.0f s", self.name, time.monotonic() - self._redis_down_since
-            )
-        self._redis_down_since = None
-        self._redis_alerted = False
 
     def _dequeue_step(self, burst: bool, max_jobs: int | None) -> bool:
         """One turn of the loop: admit at most one job.  False when the worker should stop dequeuing."""
@@ -611,12 +584,12 @@ class GeventWorker(Worker):
             gevent.sleep(self.job_monitoring_interval)
             try:
                 self.send_heartbeats()
-                self._redis_reachable()
+                self._redis_outage.succeeded()
             except redis.exceptions.RedisError as exc:
                 self.log.warning("Worker %s: heartbeat failed (%s); retrying next beat", self.name, exc)
                 if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
                     # The loop may be waiting for a free slot, not touching Redis: count this too.
-                    self._redis_unreachable(exc)
+                    self._redis_outage.failed(exc)
             except Exception:
                 # Never let the heartbeat die: without it every running job would look abandoned.
                 self.log.exception("Worker %s: heartbeat failed; retrying next beat", self.name)
