@@ -18,7 +18,10 @@ or rate-limiting drops events, never jobs.  :func:`close` waits at most ``FLUSH_
 
 from __future__ import annotations
 
+import logging
 import os
+import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +32,7 @@ from sentry_sdk.integrations import Integration
 from sentry_sdk.integrations.argv import ArgvIntegration
 from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.integrations.rq import RqIntegration
+from sentry_sdk.transport import HttpTransport
 from sentry_sdk.utils import Dsn, event_from_exception
 
 from . import __version__, alerts, scrubbing
@@ -38,6 +42,10 @@ from .worker import GeventWorker, RunningJob, running_job
 
 # Longest a worker process waits at exit for queued events to be delivered.
 FLUSH_SECONDS = 2.0
+# Events that could not be delivered are logged at once, then summed up at most this often.
+LOST_EVENTS_LOG_INTERVAL = 60.0
+
+log = logging.getLogger("rq.worker")  # ignored by sentry-sdk's logging integration: no feedback loop
 
 OUTCOMES: list[tuple[type[BaseException], str]] = [
     (JobTimeoutException, "timeout"),
@@ -108,6 +116,7 @@ def init_sentry(settings: SentrySettings, worker_name: str | None = None) -> boo
         send_default_pii=False,
         before_send=_Scrubber(settings.sensitive_jobs),
         shutdown_timeout=FLUSH_SECONDS,
+        transport=LoggingHttpTransport,
     )
     if worker_name:
         sentry_sdk.get_global_scope().set_tag("rq.worker", worker_name)
@@ -122,6 +131,38 @@ def close(timeout: float = FLUSH_SECONDS) -> None:
     client = sentry_sdk.get_client()
     if client.is_active():
         client.close(timeout=timeout)
+
+
+class LoggingHttpTransport(HttpTransport):
+    """sentry-sdk's HTTP transport, plus a warning in the worker's log when error events are lost.
+
+    sentry-sdk drops what it cannot send (endpoint down, rate-limited, its queue full) and says so
+    only in debug mode; an operator should know that failures are going unreported.
+    """
+
+    def __init__(self, options: dict[str, Any]):
+        super().__init__(options)
+        self._lost: Counter[str] = Counter()
+        self._logged_at = float("-inf")
+
+    def record_lost_event(self, reason: str, data_category: Any = None, item: Any = None, *, quantity: int = 1) -> None:
+        category = item.data_category if item is not None else data_category
+        if category == "error":
+            self._lost[reason] += 1
+            if time.monotonic() - self._logged_at >= LOST_EVENTS_LOG_INTERVAL:
+                self._log_lost()
+        super().record_lost_event(reason, data_category, item, quantity=quantity)
+
+    def kill(self) -> None:
+        if self._lost:
+            self._log_lost()
+        super().kill()
+
+    def _log_lost(self) -> None:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in self._lost.most_common())
+        log.warning("Sentry: %d error event(s) not delivered (%s)", sum(self._lost.values()), reasons)
+        self._lost.clear()
+        self._logged_at = time.monotonic()
 
 
 class RqGeventIntegration(Integration):
