@@ -20,6 +20,7 @@ __all__ = [
     "ATTEMPT_META_KEY",
     "StopRequested",
     "count_attempt",
+    "never_started",
     "requeue_at_front",
     "seconds_since",
     "skip_failure_callback",
@@ -74,6 +75,16 @@ def skip_failure_callback(job: Any) -> None:
     ``Job.failure_callback`` caches is cleared.
     """
     job._failure_callback = None
+
+
+# What rq's IntermediateQueue.cleanup passes to handle_job_failure for an id left in
+# ``:intermediate`` for over a minute with no execution (rq 2.3.3 to 2.12).
+STUCK_IN_INTERMEDIATE = "Job was stuck in intermediate queue."
+
+
+def never_started(job: Any, exc_string: str) -> bool:
+    """rq's maintenance is about to fail ``job`` because it was popped but never started."""
+    return exc_string == STUCK_IN_INTERMEDIATE and job.get_status(refresh=False) == "queued"
 
 
 def requeue_at_front(queue: Any, job: Any, pipeline: Any) -> None:

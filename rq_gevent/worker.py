@@ -510,6 +510,9 @@ class GeventWorker(Worker):
         if isinstance(reason, ColdShutdown):
             self._requeue_interrupted(job, queue)
             return
+        if compat.never_started(job, exc_string):
+            self._requeue_never_started(job, queue)
+            return
         if isinstance(reason, JobStopped):
             self.log.warning("Worker %s: job %s stopped by user, moving it to FailedJobRegistry", self.name, job.id)
             try:
@@ -518,6 +521,20 @@ class GeventWorker(Worker):
             except Exception:
                 self.log.error("Worker %s: stopped callback of job %s failed", self.name, job.id, exc_info=True)
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
+
+    def _requeue_never_started(self, job: Job, queue: Queue) -> None:
+        """rq's maintenance found ``job`` popped but never started (its worker lost the connection
+        or died in between): it has not run, so it goes back to the front of its queue, not to
+        the failed registry as rq would put it."""
+        with self.connection.pipeline() as pipeline:
+            compat.requeue_at_front(queue, job, pipeline)
+            pipeline.execute()
+        self.log.warning(
+            "Worker %s: job %s was dequeued but never started; requeued at the front of %s",
+            self.name,
+            job.id,
+            queue.name,
+        )
 
     def _requeue_interrupted(self, job: Job, queue: Queue) -> None:
         """Cold shutdown: put the job back at the front of its queue, as if it never started."""

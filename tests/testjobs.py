@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 
+from redis.exceptions import ConnectionError
 from rq import Retry, get_current_job
 
 
@@ -113,3 +114,16 @@ def hog_memory(megabytes: int, hold_seconds: float = 0.5) -> int:
 def report_pid(seconds: float = 0.0) -> int:
     time.sleep(seconds)
     return os.getpid()
+
+
+def ledger_job(seconds: float) -> str:
+    """Count this run in ``ledger:runs:<job id>`` (tests/ledger.py), then wait like a network call."""
+    job = get_current_job()
+    for _attempt in range(10):  # the fault may be hitting this job's own connection too
+        try:
+            job.connection.incr(f"ledger:runs:{job.id}")
+            break
+        except ConnectionError:
+            time.sleep(0.2)
+    time.sleep(seconds)
+    return job.id

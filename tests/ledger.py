@@ -1,0 +1,150 @@
+"""A ledger for fault tests: jobs with unique ids, then an account of every one of them from Redis.
+
+Every job ends up in exactly one line of the account:
+
+* ``finished``;
+* ``failed: <reason>`` (the last line of its stored exception: a timeout, an abandoned job, a stop, bad
+  input...); a failed job without a stated reason counts as lost;
+* ``pending``: queued in its queue or rq's intermediate list, scheduled, deferred, or started with a
+  live execution that rq's maintenance would reap;
+* ``lost``: anything else (no job hash, queued but in no list, started but in no registry...).
+
+Each run of a job increments ``ledger:runs:<id>``, so at-least-once re-runs are counted as
+``duplicates`` (jobs that ran more than once).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+
+import gevent
+import testjobs
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+RUNS_KEY = "ledger:runs:{}"
+
+
+@dataclass
+class Account:
+    lines: dict[str, int] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    pending: int = 0
+    pending_ids: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        parts = [f"{count} {line}" for line, count in sorted(self.lines.items())]
+        pending = f" {self.pending_ids[:5]}" if self.pending_ids else ""
+        return f"{'; '.join(parts)}{pending}; duplicates {self.duplicates}; lost {len(self.lost)} {self.lost[:5]}"
+
+
+class Ledger:
+    def __init__(self, connection, queue_name: str = "ledger", prefix: str = "ledger"):
+        self.connection = connection
+        self.queue = Queue(queue_name, connection=connection)
+        self.prefix = prefix
+        self.job_ids: list[str] = []
+
+    def enqueue(self, count: int, seconds: float = 0.1, **options) -> list[str]:
+        """``count`` jobs of ``testjobs.ledger_job(seconds)``, ids ``<prefix>-<n>``."""
+        start = len(self.job_ids)
+        ids = [f"{self.prefix}-{n:06d}" for n in range(start, start + count)]
+        with self.connection.pipeline() as pipeline:
+            for job_id in ids:
+                self.queue.enqueue(testjobs.ledger_job, seconds, job_id=job_id, pipeline=pipeline, **options)
+            pipeline.execute()
+        self.job_ids += ids
+        return ids
+
+    def account(self) -> Account:
+        queued = set(self._list(self.queue.key)) | set(self._list(f"{self.queue.key}:intermediate"))
+        # cleanup=False: the ledger observes; reaping is the workers' job.
+        started = set(StartedJobRegistry(queue=self.queue).get_job_ids(cleanup=False))
+        waiting = set(ScheduledJobRegistry(queue=self.queue).get_job_ids(cleanup=False))
+        waiting |= set(DeferredJobRegistry(queue=self.queue).get_job_ids(cleanup=False))
+        lines: collections.Counter[str] = collections.Counter()
+        account = Account()
+        for job_id in self.job_ids:
+            line = self._line(job_id, queued, started, waiting)
+            if line == "lost":
+                account.lost.append(self._describe(job_id, queued, started, waiting))
+            elif line.startswith("pending"):
+                account.pending += 1
+                account.pending_ids.append(job_id)
+            lines[line] += 1
+            runs = int(self.connection.get(RUNS_KEY.format(job_id)) or 0)
+            if runs > 1:
+                account.duplicates += 1
+        account.lines = dict(lines)
+        return account
+
+    def _line(self, job_id: str, queued: set[str], started: set[str], waiting: set[str]) -> str:
+        try:
+            job = Job.fetch(job_id, connection=self.connection)
+        except Exception:
+            return "lost"
+        status = job.get_status(refresh=False)
+        if status == JobStatus.FINISHED:
+            return "finished"
+        if status in (JobStatus.FAILED, JobStatus.STOPPED):
+            reason = _reason(job)
+            return f"failed: {reason}" if reason else "lost"
+        if status == JobStatus.QUEUED and job_id in queued:
+            return "pending: queued"
+        if status == JobStatus.STARTED and job_id in started:
+            return "pending: started"
+        if status in (JobStatus.SCHEDULED, JobStatus.DEFERRED) and job_id in waiting:
+            return f"pending: {status}"
+        return "lost"
+
+    def _describe(self, job_id: str, queued: set[str], started: set[str], waiting: set[str]) -> str:
+        """A lost job, with what Redis still knows of it."""
+        fields = self.connection.hmget(f"rq:job:{job_id}", "status", "started_at", "ended_at", "worker_name")
+        status, started_at, ended_at, worker = (value.decode() if value else None for value in fields)
+        lists = (("queue", queued), ("started", started), ("waiting", waiting))
+        places = [name for name, ids in lists if job_id in ids]
+        runs = int(self.connection.get(RUNS_KEY.format(job_id)) or 0)
+        return (
+            f"{job_id} (status {status}, started {started_at}, ended {ended_at}, worker {worker}, "
+            f"in {places or 'nothing'}, ran {runs} times)"
+        )
+
+    def _list(self, key: str) -> list[str]:
+        return [value.decode() for value in self.connection.lrange(key, 0, -1)]
+
+    def settle(self, timeout: float) -> None:
+        """Wait until every job is finished or failed (at most ``timeout`` s).
+
+        Workers keep changing Redis meanwhile, and the ledger's reads are not one snapshot: take
+        the account that counts after they have stopped.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            account = self.account()
+            if account.pending == 0 and not account.lost:
+                return
+            gevent.sleep(0.5)
+
+
+REASONS = [  # (text in the stored exception, the ledger's name for it)
+    ("AbandonedJobError", "abandoned"),
+    ("JobTimeoutException", "timeout"),
+    ("stuck in intermediate queue", "stuck in intermediate queue"),
+    ("JobStopped", "stopped"),
+    ("JobKilled", "killed"),
+]
+
+
+def _reason(job: Job) -> str:
+    """Why a job failed, in a few words; empty if rq stored no reason at all."""
+    result = job.latest_result()
+    text = (result.exc_string if result is not None else None) or job.exc_info or ""
+    for needle, name in REASONS:
+        if needle in text:
+            return name
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].split(":", 1)[0] if lines else ""

@@ -1,0 +1,94 @@
+"""Faults under load, accounted for with the ledger (tests/ledger.py): no job may be lost.
+
+Real redis-server, real ``rq-gevent`` processes, real signals.  Each test prints its account.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import gevent
+import testjobs
+from conftest import wait_until
+from ledger import Ledger
+from rq import Queue
+from rq.job import JobStatus
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.worker import Worker
+
+from rq_gevent import GeventWorker
+
+# Executions of killed workers expire in ~2 s and are reaped every second.
+FAST_REAPING = ["--worker-class", "testworkers.ShortTTLWorker", "--job-monitoring-interval", "1"]
+FAST_REAPING += ["--maintenance-interval", "1"]
+
+
+def assert_nothing_lost(account) -> None:
+    print(f"ledger: {account}")
+    assert account.pending == 0, account
+    assert account.lost == [], account
+
+
+def test_kill_9_of_a_worker_process_under_load(connection, redis_url, worker_process):
+    ledger = Ledger(connection)
+    ledger.enqueue(300, seconds=0.2)
+    master = worker_process("-u", redis_url, "-n", "2", "-c", "20", *FAST_REAPING, "ledger")
+    wait_until(lambda: len(Worker.all(connection=connection)) == 2, what="2 workers")
+    wait_until(lambda: len(StartedJobRegistry(queue=ledger.queue)) >= 30, what="jobs running")
+    victim = Worker.all(connection=connection)[0].pid
+    os.kill(victim, signal.SIGKILL)
+
+    ledger.settle(timeout=60)
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0, master.output()
+    account = ledger.account()
+    assert_nothing_lost(account)
+    assert account.lines.get("finished", 0) >= 250  # only the killed process's jobs (<= 20) are abandoned
+    assert set(account.lines) <= {"finished", "failed: abandoned"}, account
+
+
+def test_client_kill_of_the_workers_connections_repeatedly(connection, redis_url, worker_process):
+    ledger = Ledger(connection)
+    ledger.enqueue(400, seconds=0.05)
+    worker = worker_process("-u", redis_url, "-c", "20", *FAST_REAPING, "ledger")
+    wait_until(lambda: len(Worker.all(connection=connection)) == 1, what="worker")
+    kills = 0
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        gevent.sleep(0.3)
+        kills += connection.client_kill_filter(_type="normal", skipme=True)
+        kills += connection.client_kill_filter(_type="pubsub", skipme=True)
+    # A pop whose answer died with its connection leaves its job in rq's intermediate list: rq's
+    # maintenance finds it after a minute, and the worker requeues it (it never ran).
+    ledger.settle(timeout=120)
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(15) == 0, worker.output()
+    account = ledger.account()
+    print(f"{kills} connections killed")
+    assert kills >= 20
+    assert_nothing_lost(account)
+    # Not yet good enough: a job whose bookkeeping hits a killed connection before its code runs
+    # still fails (rq fails a job on any error inside perform_job, and maintenance may later
+    # restate it as stuck), or is reaped as abandoned when its outcome cannot be recorded.
+    # These should be requeued; until then each is at least failed with its reason.
+    infrastructure = {"failed: redis.exceptions.ConnectionError", "failed: stuck in intermediate queue"}
+    assert set(account.lines) <= {"finished", "failed: abandoned", *infrastructure}, account
+
+
+def test_a_job_popped_but_never_started_is_requeued_not_failed(connection):
+    """A pop whose answer died with its connection leaves the job in rq's intermediate list; rq's
+    maintenance would fail it after a minute, the worker puts it back instead (it never ran)."""
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 0, "ran once")
+    connection.lmove(queue.key, queue.intermediate_queue_key)
+    first_seen = queue.intermediate_queue.get_first_seen_key(job.id)
+    connection.set(first_seen, time.time() - 120)  # seen there two minutes ago
+
+    GeventWorker([queue], connection=connection).work(burst=True)  # maintenance runs first
+
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    assert job.return_value() == "ran once"
+    assert job.id not in FailedJobRegistry(queue=queue)
+    assert connection.llen(queue.intermediate_queue_key) == 0
