@@ -75,6 +75,10 @@ class RunningJob:
     greenlet: Greenlet
     execution: Execution | None = None
     attempt: int = 1
+    # True once rq has marked the job started (prepare_job_execution): its code runs right after.
+    prepared: bool = False
+    # True once a job that never ran (Redis failed before) is back on its queue.
+    requeued: bool = False
     # True once the job's own code has returned or raised: from then on only rq's bookkeeping and
     # callbacks run, and nothing may interrupt it.
     finishing: bool = False
@@ -438,13 +442,16 @@ class GeventWorker(Worker):
                 self.perform_job(job, queue)
         except Exception:
             # perform_job handles every failure of the job itself; this is rq's bookkeeping failing,
-            # e.g. Redis gone for longer than redis-py's retries.  rq's maintenance reaps the job.
-            self.log.error(
-                "Worker %s: could not record the outcome of job %s; rq will treat it as abandoned",
-                self.name,
-                job_id,
-                exc_info=True,
-            )
+            # e.g. Redis gone for longer than redis-py's retries.
+            if running.prepared:
+                self.log.error(
+                    "Worker %s: could not record the outcome of job %s; rq will treat it as abandoned",
+                    self.name,
+                    job_id,
+                    exc_info=True,
+                )
+            elif not running.requeued:
+                self._requeue_when_redis_is_back(running)
         finally:
             timeouts.forget_pending(running.greenlet)
             self._stopped_job_ids.discard(job_id)
@@ -483,7 +490,16 @@ class GeventWorker(Worker):
             yield
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        """rq marks the job started; if Redis fails it here, the job has not run and is requeued."""
+        running = self._running.get(job.id) if job.id == self._current_job_id else None
+        try:
+            super().prepare_job_execution(job, remove_from_intermediate_queue)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            if running is not None:
+                compat.skip_failure_callback(job)  # not a failure of the job: it never ran
+            raise
+        if running is not None:
+            running.prepared = True
         self.procline(f"Running {len(self._running)} of {self.concurrency} jobs")
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
@@ -500,7 +516,15 @@ class GeventWorker(Worker):
             # Deliberate, like rq's stop-job and cold shutdown: not an error for exception handlers.
             self.log.info("Worker %s: job %s interrupted: %s", self.name, job.id, exception)
             return
+        if self._never_ran(job):
+            self.log.warning("Worker %s: Redis failed before job %s started (%s)", self.name, job.id, exception)
+            return
         super().handle_exception(job, *exc_info)
+
+    def _never_ran(self, job: Job) -> bool:
+        """In the job's greenlet: rq's bookkeeping failed before the job was marked started."""
+        running = self._running.get(job.id) if job.id == self._current_job_id else None
+        return running is not None and not running.prepared and running.interrupted_by is None
 
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
@@ -508,10 +532,15 @@ class GeventWorker(Worker):
         running = self._running.get(job.id) if job.id == self._current_job_id else None
         reason = running.interrupted_by if running is not None else None
         if isinstance(reason, ColdShutdown):
-            self._requeue_interrupted(job, queue)
+            self._requeue(job, queue, "interrupted by cold shutdown")
+            return
+        if self._never_ran(job):
+            assert running is not None
+            self._requeue_when_redis_is_back(running)
             return
         if compat.never_started(job, exc_string):
-            self._requeue_never_started(job, queue)
+            # rq's maintenance, in the main greenlet: popped by a worker that never started it.
+            self._requeue(job, queue, "dequeued but never started", remove_from_intermediate_queue=True)
             return
         if isinstance(reason, JobStopped):
             self.log.warning("Worker %s: job %s stopped by user, moving it to FailedJobRegistry", self.name, job.id)
@@ -522,32 +551,40 @@ class GeventWorker(Worker):
                 self.log.error("Worker %s: stopped callback of job %s failed", self.name, job.id, exc_info=True)
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
 
-    def _requeue_never_started(self, job: Job, queue: Queue) -> None:
-        """rq's maintenance found ``job`` popped but never started (its worker lost the connection
-        or died in between): it has not run, so it goes back to the front of its queue, not to
-        the failed registry as rq would put it."""
-        with self.connection.pipeline() as pipeline:
-            compat.requeue_at_front(queue, job, pipeline)
-            pipeline.execute()
-        self.log.warning(
-            "Worker %s: job %s was dequeued but never started; requeued at the front of %s",
-            self.name,
-            job.id,
-            queue.name,
-        )
-
-    def _requeue_interrupted(self, job: Job, queue: Queue) -> None:
-        """Cold shutdown: put the job back at the front of its queue, as if it never started."""
+    def _requeue(self, job: Job, queue: Queue, why: str, remove_from_intermediate_queue: bool = False) -> None:
+        """Put ``job`` back at the front of its queue as if it had never started (it did not run, or
+        a cold shutdown interrupted it): no failure, no retry used."""
         with self.connection.pipeline() as pipeline:
             self.cleanup_execution(job, pipeline=pipeline)
             job.started_at = None
             job.ended_at = None
             job.worker_name = None
+            if remove_from_intermediate_queue:
+                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
             compat.requeue_at_front(queue, job, pipeline)
             pipeline.execute()
-        self.log.warning(
-            "Worker %s: job %s interrupted by cold shutdown, requeued at the front of %s", self.name, job.id, queue.name
-        )
+        self.log.warning("Worker %s: job %s %s, requeued at the front of %s", self.name, job.id, why, queue.name)
+
+    def _requeue_when_redis_is_back(self, running: RunningJob) -> None:
+        """The job never ran because Redis failed rq's bookkeeping: requeue it, retrying until Redis
+        answers.  Given up only by a cold shutdown: with one queue the job then waits in rq's
+        intermediate list for maintenance; popped from several queues, it would be lost."""
+        backoff = 1.0
+        while True:
+            self.execution = running.execution  # cleanup_execution forgets it even when Redis fails
+            try:
+                self._requeue(running.job, running.queue, "never started (Redis failed)", True)
+                running.requeued = True
+                return
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                if self._cold.is_set():
+                    self.log.error(
+                        "Worker %s: could not requeue job %s (%s); giving up", self.name, running.job.id, exc
+                    )
+                    return
+                self.log.warning("Worker %s: cannot requeue job %s yet (%s)", self.name, running.job.id, exc)
+                self._cold.wait(backoff)
+                backoff = min(backoff * 2, self.max_connection_wait_time)
 
     # -- interrupting jobs ----------------------------------------------------------------------------
 

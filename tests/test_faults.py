@@ -10,15 +10,17 @@ import signal
 import time
 
 import gevent
+import redis
 import testjobs
 from conftest import wait_until
 from ledger import Ledger
-from rq import Queue
+from rq import Callback, Queue
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.worker import Worker
 
 from rq_gevent import GeventWorker
+from rq_gevent.embedded_redis import EmbeddedRedis
 
 # Executions of killed workers expire in ~2 s and are reaped every second.
 FAST_REAPING = ["--worker-class", "testworkers.ShortTTLWorker", "--job-monitoring-interval", "1"]
@@ -40,7 +42,9 @@ def test_kill_9_of_a_worker_process_under_load(connection, redis_url, worker_pro
     victim = Worker.all(connection=connection)[0].pid
     os.kill(victim, signal.SIGKILL)
 
-    ledger.settle(timeout=60)
+    # Jobs the killed process had popped but not yet started wait in rq's intermediate list until
+    # maintenance finds them there a minute later and requeues them.
+    ledger.settle(timeout=120)
     os.kill(master.pid, signal.SIGTERM)
     assert master.wait(15) == 0, master.output()
     account = ledger.account()
@@ -92,3 +96,28 @@ def test_a_job_popped_but_never_started_is_requeued_not_failed(connection):
     assert job.return_value() == "ran once"
     assert job.id not in FailedJobRegistry(queue=queue)
     assert connection.llen(queue.intermediate_queue_key) == 0
+
+
+def test_a_job_whose_bookkeeping_fails_before_it_runs_is_requeued_when_redis_is_back(worker_process, tmp_path):
+    with EmbeddedRedis(appendonly=True) as private_redis:
+        connection = redis.Redis.from_url(private_redis.url)
+        queue = Queue("gated", connection=connection)
+        job = queue.enqueue(testjobs.ledger_job, 0, on_failure=Callback(testjobs.record_failure))
+        worker = worker_process(
+            "-u", private_redis.url, "--worker-class", "testworkers.GatedPrepareWorker", "gated",
+            env={"TEST_GATE_DIR": str(tmp_path)},
+        )  # fmt: skip
+        wait_until(lambda: (tmp_path / "reached").exists(), what="the job about to be marked started")
+        private_redis.stop()
+        (tmp_path / "go").touch()
+        wait_until(lambda: "cannot requeue job" in worker.output(), timeout=60, what="requeue retried")
+        private_redis.start()
+        wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=60, what="job finished")
+        os.kill(worker.pid, signal.SIGTERM)
+        assert worker.wait(15) == 0, worker.output()
+
+        assert connection.get(f"ledger:runs:{job.id}") == b"1"  # it ran once, after the outage
+        assert connection.lrange("test:callbacks", 0, -1) == []  # no failure callback: it never failed
+        assert job.id not in FailedJobRegistry(queue=queue)
+        assert connection.llen(queue.intermediate_queue_key) == 0
+        assert f"job {job.id} never started (Redis failed), requeued" in worker.output()
