@@ -10,6 +10,7 @@ import signal
 import time
 
 import gevent
+import pytest
 import redis
 import testjobs
 from conftest import wait_until
@@ -121,3 +122,33 @@ def test_a_job_whose_bookkeeping_fails_before_it_runs_is_requeued_when_redis_is_
         assert job.id not in FailedJobRegistry(queue=queue)
         assert connection.llen(queue.intermediate_queue_key) == 0
         assert f"job {job.id} never started (Redis failed), requeued" in worker.output()
+
+
+@pytest.mark.parametrize("shutdown", ["warm", "cold"])
+def test_sigterm_with_jobs_in_flight_leaves_nothing_started(connection, redis_url, worker_process, shutdown):
+    ledger = Ledger(connection)
+    ledger.enqueue(120, seconds=1.5)
+    worker = worker_process("-u", redis_url, "-c", "40", "ledger")
+    wait_until(lambda: len(StartedJobRegistry(queue=ledger.queue)) == 40, what="40 jobs running")
+    os.kill(worker.pid, signal.SIGTERM)
+    if shutdown == "cold":
+        wait_until(lambda: "Send it again for a cold shutdown" in worker.output(), what="warm shutdown begun")
+        time.sleep(1.1)  # a second signal within 1 s is taken for a duplicate, as rq does
+        os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+
+    # Nothing is left STARTED for rq's reaper: warm finished its 40, cold put them back.
+    assert StartedJobRegistry(queue=ledger.queue).get_job_ids(cleanup=False) == []
+    after_shutdown = ledger.account()
+    print(f"after the {shutdown} shutdown: {after_shutdown}")
+    assert after_shutdown.lost == []
+    expected = {"finished": 40, "pending: queued": 80} if shutdown == "warm" else {"pending: queued": 120}
+    assert after_shutdown.lines == expected, after_shutdown
+
+    successor = worker_process("-u", redis_url, "-c", "40", "--burst", "ledger")
+    assert successor.wait(60) == 0, successor.output()
+    account = ledger.account()
+    assert_nothing_lost(account)
+    assert account.lines == {"finished": 120}
+    # Cold: the 40 interrupted jobs ran again from the start (at least once, reported as duplicates).
+    assert account.duplicates == (40 if shutdown == "cold" else 0)
