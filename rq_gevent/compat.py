@@ -6,6 +6,7 @@ Supported: the rq versions declared in setup.cfg (each tested by CI).  rq's mast
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,12 +15,15 @@ try:  # rq >= 2.6
 except ImportError:  # rq < 2.6 defines it next to the worker
     from rq.worker import StopRequested  # type: ignore[no-redef,attr-defined]
 
+from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.utils import now, utcformat
 
 __all__ = [
     "ATTEMPT_META_KEY",
     "StopRequested",
     "count_attempt",
+    "count_requeue",
+    "fail_unloadable",
     "never_started",
     "requeue_at_front",
     "seconds_since",
@@ -82,9 +86,36 @@ def skip_failure_callback(job: Any) -> None:
 STUCK_IN_INTERMEDIATE = "Job was stuck in intermediate queue."
 
 
+REQUEUES_META_KEY = "rq_gevent_requeues"
+# A job popped but never started this many times is failed as rq would (a poison job that kills
+# its worker every time must not loop forever).
+MAX_REQUEUES = 3
+
+
 def never_started(job: Any, exc_string: str) -> bool:
-    """rq's maintenance is about to fail ``job`` because it was popped but never started."""
-    return exc_string == STUCK_IN_INTERMEDIATE and job.get_status(refresh=False) == "queued"
+    """rq's maintenance is about to fail ``job`` because it was popped but never started (and it
+    has not been requeued for that ``MAX_REQUEUES`` times already)."""
+    if exc_string != STUCK_IN_INTERMEDIATE or job.get_status(refresh=False) != "queued":
+        return False
+    requeues = job.meta.get(REQUEUES_META_KEY)
+    return not isinstance(requeues, int) or requeues < MAX_REQUEUES
+
+
+def count_requeue(job: Any) -> None:
+    """Saved with the job when it is requeued (``_enqueue_job`` saves meta)."""
+    requeues = job.meta.get(REQUEUES_META_KEY)
+    job.meta[REQUEUES_META_KEY] = (requeues if isinstance(requeues, int) else 0) + 1
+
+
+def fail_unloadable(connection: Any, queue: Any, job_id: str, reason: str) -> None:
+    """A popped job whose hash rq cannot load: out of the intermediate list and into the failed
+    registry, its hash saying why (rq's own cleanup would crash on it every time)."""
+    registry = queue.failed_job_registry
+    with connection.pipeline() as pipeline:
+        pipeline.lrem(queue.intermediate_queue_key, 1, job_id)
+        pipeline.zadd(registry.key, {job_id: time.time() + DEFAULT_FAILURE_TTL})
+        pipeline.hset(queue.job_class.key_for(job_id), mapping={"status": "failed", "exc_info": reason})
+        pipeline.execute()
 
 
 def requeue_at_front(queue: Any, job: Any, pipeline: Any) -> None:

@@ -77,7 +77,9 @@ class RunningJob:
     attempt: int = 1
     # True once rq has marked the job started (prepare_job_execution): its code runs right after.
     prepared: bool = False
-    # True once a job that never ran (Redis failed before) is back on its queue.
+    # True if Redis failed rq's bookkeeping before the job was marked started (it has not run).
+    redis_failed_before_start: bool = False
+    # True once such a job is back on its queue.
     requeued: bool = False
     # True once the job's own code has returned or raised: from then on only rq's bookkeeping and
     # callbacks run, and nothing may interrupt it.
@@ -326,6 +328,18 @@ class GeventWorker(Worker):
             return False
         return True
 
+    def run_maintenance_tasks(self) -> None:
+        """rq's registry clean-ups; an error in them (a job hash rq cannot load...) is logged and
+        retried at the next interval, never allowed to stop the worker."""
+        try:
+            super().run_maintenance_tasks()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            raise
+        except Exception:
+            self.log.error("Worker %s: maintenance failed; retrying in %s s", self.name, self.maintenance_interval,
+                           exc_info=True)  # fmt: skip
+            self.last_cleaned_at = now()
+
     def check_for_suspension(self, burst: bool) -> None:
         """rq's ``rq suspend`` check, keeping the worker state truthful while jobs end meanwhile."""
         if not is_suspended(self.connection, self):
@@ -411,14 +425,12 @@ class GeventWorker(Worker):
         except NoSuchJobError:
             self.log.warning("Worker %s: job %s was deleted while queued; skipping it", self.name, job_id)
             queue.intermediate_queue.remove(job_id)
-        except Exception:
-            self.log.error(
-                "Worker %s: job %s from %s cannot be loaded; left for rq's cleanup to fail it",
-                self.name,
-                job_id,
-                queue.name,
-                exc_info=True,
-            )
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            raise  # the loop backs off; with one queue the id waits in the intermediate list
+        except Exception as exc:
+            reason = f"rq-gevent: job {job_id} cannot be loaded: {type(exc).__name__}: {exc}"
+            self.log.error("Worker %s: %s; moved to the failed registry of %s", self.name, reason, queue.name)
+            compat.fail_unloadable(self.connection, queue, job_id, reason)
         return None
 
     # -- running one job ------------------------------------------------------------------------------
@@ -440,18 +452,23 @@ class GeventWorker(Worker):
             running.execution = self.execution
             with self._serialised_if_async(job):
                 self.perform_job(job, queue)
-        except Exception:
+        except Exception as exc:
             # perform_job handles every failure of the job itself; this is rq's bookkeeping failing,
             # e.g. Redis gone for longer than redis-py's retries.
-            if running.prepared:
+            redis_failed = isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
+            if redis_failed and not running.prepared:
+                running.redis_failed_before_start = True
+            if running.requeued:
+                pass
+            elif running.redis_failed_before_start:
+                self._requeue_when_redis_is_back(running)
+            else:
                 self.log.error(
                     "Worker %s: could not record the outcome of job %s; rq will treat it as abandoned",
                     self.name,
                     job_id,
                     exc_info=True,
                 )
-            elif not running.requeued:
-                self._requeue_when_redis_is_back(running)
         finally:
             timeouts.forget_pending(running.greenlet)
             self._stopped_job_ids.discard(job_id)
@@ -496,6 +513,7 @@ class GeventWorker(Worker):
             super().prepare_job_execution(job, remove_from_intermediate_queue)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             if running is not None:
+                running.redis_failed_before_start = True
                 compat.skip_failure_callback(job)  # not a failure of the job: it never ran
             raise
         if running is not None:
@@ -524,7 +542,7 @@ class GeventWorker(Worker):
     def _never_ran(self, job: Job) -> bool:
         """In the job's greenlet: rq's bookkeeping failed before the job was marked started."""
         running = self._running.get(job.id) if job.id == self._current_job_id else None
-        return running is not None and not running.prepared and running.interrupted_by is None
+        return running is not None and running.redis_failed_before_start
 
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
@@ -540,6 +558,7 @@ class GeventWorker(Worker):
             return
         if compat.never_started(job, exc_string):
             # rq's maintenance, in the main greenlet: popped by a worker that never started it.
+            compat.count_requeue(job)
             self._requeue(job, queue, "dequeued but never started", remove_from_intermediate_queue=True)
             return
         if isinstance(reason, JobStopped):

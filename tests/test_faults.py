@@ -15,9 +15,9 @@ import redis
 import testjobs
 from conftest import wait_until
 from ledger import Ledger
-from rq import Callback, Queue
+from rq import Callback, Queue, Retry
 from rq.job import JobStatus
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.worker import Worker
 
 from rq_gevent import GeventWorker
@@ -82,20 +82,37 @@ def test_client_kill_of_the_workers_connections_repeatedly(connection, redis_url
     assert set(account.lines) <= {"finished", "failed: abandoned", *infrastructure}, account
 
 
+def pop_and_abandon(connection, queue, job) -> None:
+    """What a worker that lost its pop's answer (or died right after it) leaves behind: the id in
+    rq's intermediate list, seen there by maintenance two minutes ago."""
+    connection.lmove(queue.key, queue.intermediate_queue_key)
+    connection.set(queue.intermediate_queue.get_first_seen_key(job.id), time.time() - 120)
+
+
 def test_a_job_popped_but_never_started_is_requeued_not_failed(connection):
-    """A pop whose answer died with its connection leaves the job in rq's intermediate list; rq's
-    maintenance would fail it after a minute, the worker puts it back instead (it never ran)."""
+    """rq's maintenance would fail it as stuck; the worker puts it back instead (it never ran)."""
     queue = Queue(connection=connection)
     job = queue.enqueue(testjobs.green_sleep, 0, "ran once")
-    connection.lmove(queue.key, queue.intermediate_queue_key)
-    first_seen = queue.intermediate_queue.get_first_seen_key(job.id)
-    connection.set(first_seen, time.time() - 120)  # seen there two minutes ago
+    pop_and_abandon(connection, queue, job)
 
     GeventWorker([queue], connection=connection).work(burst=True)  # maintenance runs first
 
     assert job.get_status(refresh=True) == JobStatus.FINISHED
     assert job.return_value() == "ran once"
     assert job.id not in FailedJobRegistry(queue=queue)
+    assert connection.llen(queue.intermediate_queue_key) == 0
+
+
+def test_a_job_that_never_starts_again_and_again_ends_failed(connection):
+    """A poison job (say, one that kills its worker every time) is requeued 3 times, then failed."""
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 0, "never", meta={"rq_gevent_requeues": 3})
+    pop_and_abandon(connection, queue, job)
+
+    GeventWorker([queue], connection=connection).work(burst=True)
+
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    assert "stuck in intermediate queue" in job.exc_info
     assert connection.llen(queue.intermediate_queue_key) == 0
 
 
@@ -152,3 +169,56 @@ def test_sigterm_with_jobs_in_flight_leaves_nothing_started(connection, redis_ur
     assert account.lines == {"finished": 120}
     # Cold: the 40 interrupted jobs ran again from the start (at least once, reported as duplicates).
     assert account.duplicates == (40 if shutdown == "cold" else 0)
+
+
+def test_bad_input_ends_each_job_with_a_clear_reason_and_the_worker_keeps_running(connection):
+    queue = Queue("bad", connection=connection)
+    garbage_data = queue.enqueue(testjobs.green_sleep, 0, "x")
+    connection.hset(garbage_data.key, "data", b"\x00not a pickle")
+    garbage_date = queue.enqueue(testjobs.green_sleep, 0, "x")
+    connection.hset(garbage_date.key, "created_at", "not a date")
+    missing_function = queue.enqueue("testjobs.no_such_function")
+    missing_module = queue.enqueue("no_such_module.function")
+    unpicklable = queue.enqueue(testjobs.unpicklable_result)
+    ten_megabytes = queue.enqueue(testjobs.green_sleep, 0, "y" * 10_000_000)
+    deleted = queue.enqueue(testjobs.green_sleep, 0, "deleted")
+    connection.delete(deleted.key)
+    far_retry = queue.enqueue(testjobs.fail, "boom", retry=Retry(max=1, interval=10**9))
+    last = queue.enqueue(testjobs.green_sleep, 0, "still serving")
+
+    started = time.monotonic()
+    GeventWorker([queue], connection=connection, maintenance_interval=1).work(burst=True)
+    assert time.monotonic() - started < 30
+
+    def reason(job):
+        job.refresh()
+        assert job.get_status() == JobStatus.FAILED, job.id
+        return (job.exc_info or "").strip().splitlines()[-1]
+
+    assert reason(garbage_data).startswith("rq.exceptions.DeserializationError")
+    assert "Invalid attribute name: no_such_function" in reason(missing_function)
+    assert "no_such_module" in reason(missing_module)
+    assert "pickle" in reason(unpicklable).lower()
+    assert last.get_status(refresh=True) == JobStatus.FINISHED
+    assert ten_megabytes.get_status(refresh=True) == JobStatus.FINISHED
+    assert far_retry.get_status(refresh=True) == JobStatus.SCHEDULED  # retrying, in 31 years
+    assert far_retry.id in ScheduledJobRegistry(queue=queue)
+    # A hash rq cannot load at all: failed by the worker, with the reason in the hash.
+    assert garbage_date.id in FailedJobRegistry(queue=queue).get_job_ids(cleanup=False)
+    fields = connection.hgetall(garbage_date.key)
+    assert fields[b"status"] == b"failed"
+    assert b"cannot be loaded: ValueError" in fields[b"exc_info"]
+    assert connection.llen(queue.intermediate_queue_key) == 0 and connection.llen(queue.key) == 0
+
+
+def test_a_job_rq_cannot_load_does_not_stop_maintenance_or_the_worker(connection, caplog):
+    queue = Queue("bad", connection=connection)
+    broken = queue.enqueue(testjobs.green_sleep, 0, "x")
+    connection.hset(broken.key, "created_at", "not a date")
+    connection.lmove(queue.key, queue.intermediate_queue_key)  # popped by a worker that then died
+    served = queue.enqueue(testjobs.green_sleep, 0, "served")
+
+    GeventWorker([queue], connection=connection).work(burst=True)  # maintenance runs first
+
+    assert served.get_status(refresh=True) == JobStatus.FINISHED
+    assert any("maintenance failed; retrying in" in record.getMessage() for record in caplog.records)

@@ -127,3 +127,7 @@ def ledger_job(seconds: float) -> str:
             time.sleep(0.2)
     time.sleep(seconds)
     return job.id
+
+
+def unpicklable_result() -> object:
+    return (line for line in ["a generator cannot be pickled"])
