@@ -9,6 +9,7 @@ from rq_gevent import patch
 patch()
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -79,6 +80,14 @@ class WorkerProcess:
     def output(self) -> str:
         self.log_file.flush()
         return self.log_path.read_text(errors="replace")
+
+    def shut_down(self, cold: bool = False) -> None:
+        """SIGTERM (warm); for a cold shutdown, a second one once the warm one has begun."""
+        os.kill(self.pid, signal.SIGTERM)
+        if cold:
+            wait_until(lambda: "Send it again for a cold shutdown" in self.output(), what="warm shutdown begun")
+            time.sleep(1.1)  # a second signal within 1 s is taken for a duplicate, as rq does
+            os.kill(self.pid, signal.SIGTERM)
 
     def wait(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout

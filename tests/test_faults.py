@@ -147,11 +147,7 @@ def test_sigterm_with_jobs_in_flight_leaves_nothing_started(connection, redis_ur
     ledger.enqueue(120, seconds=1.5)
     worker = worker_process("-u", redis_url, "-c", "40", "ledger")
     wait_until(lambda: len(StartedJobRegistry(queue=ledger.queue)) == 40, what="40 jobs running")
-    os.kill(worker.pid, signal.SIGTERM)
-    if shutdown == "cold":
-        wait_until(lambda: "Send it again for a cold shutdown" in worker.output(), what="warm shutdown begun")
-        time.sleep(1.1)  # a second signal within 1 s is taken for a duplicate, as rq does
-        os.kill(worker.pid, signal.SIGTERM)
+    worker.shut_down(cold=shutdown == "cold")
     assert worker.wait(30) == 0, worker.output()
 
     # Nothing is left STARTED for rq's reaper: warm finished its 40, cold put them back.

@@ -153,11 +153,7 @@ def test_failures_just_before_a_shutdown_are_delivered(connection, redis_url, wo
     failing = [queue.enqueue(sentryjobs.fail_marked, f"late{n}") for n in range(5)]
     worker = worker_process("-u", redis_url, "-c", "10", "--sentry-dsn", sink.dsn())
     wait_until(lambda: all(job.get_status(refresh=True) == JobStatus.FAILED for job in failing), what="failures")
-    os.kill(worker.pid, signal.SIGTERM)
-    if shutdown == "cold":
-        wait_until(lambda: "Send it again for a cold shutdown" in worker.output(), what="warm shutdown begun")
-        time.sleep(1.1)  # a second signal within 1 s is taken for a duplicate, as rq does
-        os.kill(worker.pid, signal.SIGTERM)
+    worker.shut_down(cold=shutdown == "cold")
     assert worker.wait(30) == 0, worker.output()
 
     assert sorted(tags(event)["rq.job_id"] for event in sink.events()) == sorted(job.id for job in failing)
