@@ -222,9 +222,14 @@ class Arbiter:
     def _children(self) -> list[Child]:
         return [*self.slots.values(), *self.retiring]
 
-    def _child_options(self) -> dict[str, Any]:
+    def _worker_options(self) -> dict[str, Any]:
+        """The command's options as a worker process (or the alert reporter) reads them."""
         options = dict(self.options, **{key: None for key in MASTER_ONLY_OPTIONS})
         options["processes"] = 1
+        return options
+
+    def _child_options(self) -> dict[str, Any]:
+        options = self._worker_options()
         per_child = self.options.get("max_jobs_per_child")
         if per_child:
             options["max_jobs"] = per_child + random.randint(0, int(per_child * JITTER))
@@ -348,9 +353,8 @@ class Arbiter:
         """Hand an alert to a reporter process (the master itself never talks to Sentry)."""
         if not (self.options.get("sentry_dsn") or self.options.get("config")):
             return  # Sentry can only be configured by one of these
-        options = dict(self.options, **{key: None for key in MASTER_ONLY_OPTIONS})
         payload = {
-            "options": options,
+            "options": self._worker_options(),
             "kind": kind,
             "message": message,
             "args": [child.name, detail],

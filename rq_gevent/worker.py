@@ -458,10 +458,9 @@ class GeventWorker(Worker):
             redis_failed = isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
             if redis_failed and not running.prepared:
                 running.redis_failed_before_start = True
-            if running.requeued:
-                pass
-            elif running.redis_failed_before_start:
-                self._requeue_when_redis_is_back(running)
+            if running.redis_failed_before_start:
+                if not running.requeued:
+                    self._requeue_when_redis_is_back(running)
             else:
                 self.log.error(
                     "Worker %s: could not record the outcome of job %s; rq will treat it as abandoned",
