@@ -25,6 +25,7 @@ __all__ = [
     "count_requeue",
     "fail_unloadable",
     "never_started",
+    "outcome_recorded",
     "requeue_at_front",
     "seconds_since",
     "skip_failure_callback",
@@ -121,3 +122,12 @@ def fail_unloadable(connection: Any, queue: Any, job_id: str, reason: str) -> No
 def requeue_at_front(queue: Any, job: Any, pipeline: Any) -> None:
     """Put ``job`` back at the front of ``queue`` as QUEUED, its dependencies already met."""
     queue._enqueue_job(job, pipeline=pipeline, at_front=True)
+
+
+def outcome_recorded(connection: Any, job: Any, execution: Any) -> bool:
+    """Whether the outcome of this run of ``job`` is in Redis.
+
+    Each of rq's transactions that record an outcome (success, failure, retry, stop) removes the
+    execution from the started registry; so does rq's clean-up when it declares the job abandoned.
+    """
+    return connection.zscore(job.started_job_registry.key, execution.composite_key) is None

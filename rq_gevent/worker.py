@@ -20,12 +20,13 @@ require_patched()
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import gevent
 import gevent.event
@@ -50,10 +51,13 @@ from .compat import StopRequested
 from .connections import dequeue_client, ensure_pool_capacity, unblock_clients
 from .exceptions import ColdShutdown, JobInterrupted, JobKilled, JobStopped
 from .heartbeats import JobHeartbeats
+from .redis_waits import REDIS_DOWN, when_redis_answers
 from .scheduler import GreenletScheduler
 from .sensitivity import SensitiveJobs
 
 DEFAULT_CONCURRENCY = 20
+
+T = TypeVar("T")
 
 # After a cold shutdown has interrupted every job, how long their own bookkeeping (putting them back
 # on their queues) may take before the worker exits anyway.
@@ -177,6 +181,10 @@ class GeventWorker(Worker):
     def _current_job_id(self) -> str | None:
         return getattr(self._local, "job_id", None)
 
+    def _own_running(self, job: Job) -> RunningJob | None:
+        """``job``'s entry when called from that job's own greenlet (not from maintenance)."""
+        return self._running.get(job.id) if job.id == self._current_job_id else None
+
     @property
     def _stopped_job_id(self) -> str | None:  # type: ignore[override]
         job_id = self._current_job_id
@@ -295,7 +303,7 @@ class GeventWorker(Worker):
                     return
                 backoff = 1.0
                 self._redis_outage.succeeded()
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            except REDIS_DOWN as exc:
                 self.log.error("Worker %s: Redis connection problem (%s); retrying in %.0f s", self.name, exc, backoff)
                 self._redis_outage.failed(exc)
                 gevent.sleep(backoff)
@@ -333,7 +341,7 @@ class GeventWorker(Worker):
         retried at the next interval, never allowed to stop the worker."""
         try:
             super().run_maintenance_tasks()
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        except REDIS_DOWN:
             raise
         except Exception:
             self.log.error("Worker %s: maintenance failed; retrying in %s s", self.name, self.maintenance_interval,
@@ -425,7 +433,7 @@ class GeventWorker(Worker):
         except NoSuchJobError:
             self.log.warning("Worker %s: job %s was deleted while queued; skipping it", self.name, job_id)
             queue.intermediate_queue.remove(job_id)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        except REDIS_DOWN:
             raise  # the loop backs off; with one queue the id waits in the intermediate list
         except Exception as exc:
             reason = f"rq-gevent: job {job_id} cannot be loaded: {type(exc).__name__}: {exc}"
@@ -455,7 +463,7 @@ class GeventWorker(Worker):
         except Exception as exc:
             # perform_job handles every failure of the job itself; this is rq's bookkeeping failing,
             # e.g. Redis gone for longer than redis-py's retries.
-            redis_failed = isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
+            redis_failed = isinstance(exc, REDIS_DOWN)
             if redis_failed and not running.prepared:
                 running.redis_failed_before_start = True
             if running.redis_failed_before_start:
@@ -507,10 +515,10 @@ class GeventWorker(Worker):
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """rq marks the job started; if Redis fails it here, the job has not run and is requeued."""
-        running = self._running.get(job.id) if job.id == self._current_job_id else None
+        running = self._own_running(job)
         try:
             super().prepare_job_execution(job, remove_from_intermediate_queue)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        except REDIS_DOWN:
             if running is not None:
                 running.redis_failed_before_start = True
                 compat.skip_failure_callback(job)  # not a failure of the job: it never ran
@@ -520,12 +528,63 @@ class GeventWorker(Worker):
         self.procline(f"Running {len(self._running)} of {self.concurrency} jobs")
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
-        """The job's own code is over: from here on nothing may interrupt it."""
+        """The job's own code is over: from here on nothing may interrupt it, and what rq records
+        about it waits for Redis if Redis is away."""
         running = self._running.get(job.id)
         if running is not None:
             running.finishing = True
         timeouts.forget_pending(gevent.getcurrent())
-        super().handle_execution_ended(job, queue, heartbeat_ttl)
+        record = functools.partial(super().handle_execution_ended, job, queue, heartbeat_ttl)
+        if self._ran(job):
+            self._when_redis_answers(record, f"record that job {job.id} ended")
+        else:
+            record()
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any) -> None:
+        self._record_outcome(job, functools.partial(super().handle_job_success, job, queue, started_job_registry))
+
+    def handle_job_retry(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        self._record_outcome(job, functools.partial(super().handle_job_retry, job, queue, *args, **kwargs))
+
+    def _record_outcome(self, job: Job, record: Callable[[], Any], confirm: bool = False) -> None:
+        """Run ``record``, one of rq's steps that record how a job ended (one transaction each).
+
+        If Redis is unreachable, wait for it and run the step again, unless it had applied after
+        all (only its answer was lost): a job whose code ran is not left to rq's reaper as
+        abandoned because Redis was away when it ended.  ``confirm`` checks even when no error
+        was raised (rq's ``handle_job_failure`` swallows them).  A cold shutdown gives up.
+        """
+        running = self._own_running(job)
+        if running is None or running.execution is None or not self._ran(job):
+            record()
+            return
+        execution = running.execution
+        before = dict(job.__dict__)
+        was_stopped = job.id in self._stopped_job_ids
+        retried = False
+        while True:
+            try:
+                record()
+                if not confirm:
+                    break
+            except REDIS_DOWN:
+                if self._cold.is_set():
+                    raise
+            recorded = self._when_redis_answers(
+                functools.partial(compat.outcome_recorded, self.connection, job, execution),
+                f"record the outcome of job {job.id}",
+            )
+            if recorded:
+                break
+            # rq's step changed the job and the worker in memory as if it had applied: undo that.
+            job.__dict__.clear()
+            job.__dict__.update(before)
+            if was_stopped:
+                self._stopped_job_ids.add(job.id)
+            self.execution = execution
+            retried = True
+        if retried:
+            self.log.warning("Worker %s: outcome of job %s recorded now that Redis answers", self.name, job.id)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         exception = exc_info[1] if len(exc_info) > 1 else None
@@ -538,15 +597,24 @@ class GeventWorker(Worker):
             return
         super().handle_exception(job, *exc_info)
 
+    def _ran(self, job: Job) -> bool:
+        """In the job's greenlet: rq marked it started, so its code ran (or began to)."""
+        running = self._own_running(job)
+        return running is not None and running.prepared and not running.redis_failed_before_start
+
+    def _when_redis_answers(self, call: Callable[[], T], to_do: str) -> T:
+        """``call()`` until Redis answers it; a cold shutdown gives up (raising Redis's error)."""
+        return when_redis_answers(call, self._cold, self.log, f"Worker {self.name}", to_do)
+
     def _never_ran(self, job: Job) -> bool:
         """In the job's greenlet: rq's bookkeeping failed before the job was marked started."""
-        running = self._running.get(job.id) if job.id == self._current_job_id else None
+        running = self._own_running(job)
         return running is not None and running.redis_failed_before_start
 
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
     ) -> None:
-        running = self._running.get(job.id) if job.id == self._current_job_id else None
+        running = self._own_running(job)
         reason = running.interrupted_by if running is not None else None
         if isinstance(reason, ColdShutdown):
             self._requeue(job, queue, "interrupted by cold shutdown")
@@ -567,7 +635,10 @@ class GeventWorker(Worker):
                     job.execute_stopped_callback(self.death_penalty_class)
             except Exception:
                 self.log.error("Worker %s: stopped callback of job %s failed", self.name, job.id, exc_info=True)
-        super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
+        record = functools.partial(
+            super().handle_job_failure, job, queue, started_job_registry=started_job_registry, exc_string=exc_string
+        )
+        self._record_outcome(job, record, confirm=True)
 
     def _requeue(self, job: Job, queue: Queue, why: str, remove_from_intermediate_queue: bool = False) -> None:
         """Put ``job`` back at the front of its queue as if it had never started (it did not run, or
@@ -587,22 +658,16 @@ class GeventWorker(Worker):
         """The job never ran because Redis failed rq's bookkeeping: requeue it, retrying until Redis
         answers.  Given up only by a cold shutdown: with one queue the job then waits in rq's
         intermediate list for maintenance; popped from several queues, it would be lost."""
-        backoff = 1.0
-        while True:
+
+        def requeue() -> None:
             self.execution = running.execution  # cleanup_execution forgets it even when Redis fails
-            try:
-                self._requeue(running.job, running.queue, "never started (Redis failed)", True)
-                running.requeued = True
-                return
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                if self._cold.is_set():
-                    self.log.error(
-                        "Worker %s: could not requeue job %s (%s); giving up", self.name, running.job.id, exc
-                    )
-                    return
-                self.log.warning("Worker %s: cannot requeue job %s yet (%s)", self.name, running.job.id, exc)
-                self._cold.wait(backoff)
-                backoff = min(backoff * 2, self.max_connection_wait_time)
+            self._requeue(running.job, running.queue, "never started (Redis failed)", True)
+
+        try:
+            self._when_redis_answers(requeue, f"requeue job {running.job.id}")
+            running.requeued = True
+        except REDIS_DOWN as exc:
+            self.log.error("Worker %s: could not requeue job %s (%s); giving up", self.name, running.job.id, exc)
 
     # -- interrupting jobs ----------------------------------------------------------------------------
 
@@ -659,7 +724,7 @@ class GeventWorker(Worker):
                 self._redis_outage.succeeded()
             except redis.exceptions.RedisError as exc:
                 self.log.warning("Worker %s: heartbeat failed (%s); retrying next beat", self.name, exc)
-                if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+                if isinstance(exc, REDIS_DOWN):
                     # The loop may be waiting for a free slot, not touching Redis: count this too.
                     self._redis_outage.failed(exc)
             except Exception:

@@ -15,18 +15,38 @@ class ShortTTLWorker(GeventWorker):
     heartbeat_ttl_margin = 1
 
 
-class GatedPrepareWorker(GeventWorker):
-    """Before rq marks its first job started, waits for the test (files in ``$TEST_GATE_DIR``:
-    it writes ``reached``, then waits for ``go``), which stops Redis meanwhile: rq's bookkeeping
-    then fails before the job has run."""
+def wait_at_gate() -> None:
+    """Once per process: write ``reached`` in ``$TEST_GATE_DIR`` and wait for the test to write ``go``
+    (the test stops Redis meanwhile)."""
+    gate = Path(os.environ["TEST_GATE_DIR"])
+    if (gate / "reached").exists():
+        return
+    (gate / "reached").touch()
+    while not (gate / "go").exists():
+        gevent.sleep(0.05)
 
-    gate_used = False
+
+class GatedPrepareWorker(GeventWorker):
+    """Stops at the gate before rq marks its first job started: rq's bookkeeping then fails before
+    the job has run."""
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue=False):
-        if not GatedPrepareWorker.gate_used:
-            GatedPrepareWorker.gate_used = True
-            gate = Path(os.environ["TEST_GATE_DIR"])
-            (gate / "reached").touch()
-            while not (gate / "go").exists():
-                gevent.sleep(0.05)
+        wait_at_gate()
         super().prepare_job_execution(job, remove_from_intermediate_queue)
+
+
+class GatedOutcomeWorker(GeventWorker):
+    """Stops at the gate after its first job's code ran and rq noted its end, just before rq records
+    its outcome: that transaction then meets a Redis that is down."""
+
+    def handle_job_success(self, job, queue, started_job_registry):
+        wait_at_gate()
+        super().handle_job_success(job, queue, started_job_registry)
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
+        wait_at_gate()
+        super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
+
+    def handle_job_retry(self, job, queue, *args, **kwargs):
+        wait_at_gate()
+        super().handle_job_retry(job, queue, *args, **kwargs)
