@@ -25,6 +25,7 @@ __all__ = [
     "count_requeue",
     "fail_unloadable",
     "never_started",
+    "on_function_call",
     "outcome_recorded",
     "requeue_at_front",
     "seconds_since",
@@ -131,3 +132,18 @@ def outcome_recorded(connection: Any, job: Any, execution: Any) -> bool:
     execution from the started registry; so does rq's clean-up when it declares the job abandoned.
     """
     return connection.zscore(job.started_job_registry.key, execution.composite_key) is None
+
+
+def on_function_call(job: Any, callback: Any) -> None:
+    """Call ``callback()`` when rq is about to call ``job``'s function.
+
+    ``Job.perform`` makes one Redis call (PERSIST of the job hash) after the job was marked started
+    and before it calls the function via ``Job._execute``; this tells the two apart.
+    """
+    execute = job._execute
+
+    def execute_after_callback(*args: Any, **kwargs: Any) -> Any:
+        callback()
+        return execute(*args, **kwargs)
+
+    job._execute = execute_after_callback

@@ -43,6 +43,18 @@ def ensure_pool_capacity(connection: Redis, jobs: int) -> None:
     pool.max_connections = needed
 
 
+def reconnect_if_timeout_changed(connection: Redis, socket_timeout_before: float | None) -> None:
+    """rq's worker raises the pool's socket timeout for connections made from then on; one already
+    open (the one that checked Redis at start-up) would still wait forever on a dead path."""
+    pool = connection.connection_pool
+    if pool.connection_kwargs.get("socket_timeout") != socket_timeout_before:
+        pool.reset()
+
+
+def socket_timeout(connection: Redis) -> float | None:
+    return connection.connection_pool.connection_kwargs.get("socket_timeout")
+
+
 def dequeue_client(connection: Redis, client_name: str, socket_timeout: float) -> Redis:
     """A client with one connection of its own, for blocking pops only."""
     pool = connection.connection_pool

@@ -23,6 +23,7 @@ import contextvars
 import functools
 import inspect
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -48,9 +49,16 @@ from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
 from . import alerts, compat, timeouts
 from .compat import StopRequested
-from .connections import dequeue_client, ensure_pool_capacity, unblock_clients
+from .connections import (
+    dequeue_client,
+    ensure_pool_capacity,
+    reconnect_if_timeout_changed,
+    socket_timeout,
+    unblock_clients,
+)
 from .exceptions import ColdShutdown, JobInterrupted, JobKilled, JobStopped
 from .heartbeats import JobHeartbeats
+from .listener import PROBE_COMMAND, ListenerWatch
 from .redis_waits import REDIS_DOWN, when_redis_answers
 from .scheduler import GreenletScheduler
 from .sensitivity import SensitiveJobs
@@ -79,8 +87,10 @@ class RunningJob:
     greenlet: Greenlet
     execution: Execution | None = None
     attempt: int = 1
-    # True once rq has marked the job started (prepare_job_execution): its code runs right after.
+    # True once rq has marked the job started (prepare_job_execution).
     prepared: bool = False
+    # True once the job's function has been called (rq makes one more Redis call before that).
+    code_started: bool = False
     # True if Redis failed rq's bookkeeping before the job was marked started (it has not run).
     redis_failed_before_start: bool = False
     # True once such a job is back on its queue.
@@ -159,6 +169,8 @@ class GeventWorker(Worker):
         self._ended_count = 0
         self._dequeue_connection: Any = None
         self._heartbeat_greenlet: gevent.Greenlet | None = None
+        self._listener_watch: ListenerWatch | None = None
+        self._listener_greenlet: gevent.Greenlet | None = None
         self._idle_since = time.monotonic()
         self._signal_handlers: list[Any] = []
         self._dequeuing = False
@@ -227,7 +239,9 @@ class GeventWorker(Worker):
     # -- connections ----------------------------------------------------------------------------------
 
     def _set_connection(self, connection: Any) -> Any:
-        connection = super()._set_connection(connection)
+        timeout_before = socket_timeout(connection)
+        connection = super()._set_connection(connection)  # a socket timeout of at least connection_timeout
+        reconnect_if_timeout_changed(connection, timeout_before)
         ensure_pool_capacity(connection, self.concurrency)
         return connection
 
@@ -273,6 +287,7 @@ class GeventWorker(Worker):
             self._start_scheduler(burst, logging_level, date_format, log_format)
         self._install_signal_handlers()
         self._heartbeat_greenlet = gevent.spawn(self._heartbeat_loop)
+        self._watch_listener()
         try:
             self._dequeuing = True
             try:
@@ -285,8 +300,9 @@ class GeventWorker(Worker):
                 self._dequeuing = False
             self._drain()
         finally:
-            if self._heartbeat_greenlet is not None:
-                self._heartbeat_greenlet.kill()
+            for greenlet in (self._heartbeat_greenlet, self._listener_greenlet):
+                if greenlet is not None:
+                    greenlet.kill()
             try:
                 self.teardown()
             except redis.exceptions.RedisError as exc:
@@ -455,6 +471,7 @@ class GeventWorker(Worker):
         job, queue = running.job, running.queue
         self._local.job_id = job_id
         _running_job.set(running)
+        compat.on_function_call(job, functools.partial(setattr, running, "code_started", True))
         try:
             self.prepare_execution(job)
             running.execution = self.execution
@@ -530,9 +547,13 @@ class GeventWorker(Worker):
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         """The job's own code is over: from here on nothing may interrupt it, and what rq records
         about it waits for Redis if Redis is away."""
-        running = self._running.get(job.id)
+        running = self._own_running(job)
         if running is not None:
             running.finishing = True
+            if not running.code_started and isinstance(sys.exc_info()[1], REDIS_DOWN):
+                # Called from rq's except block: Redis failed rq's last call before the function.
+                running.redis_failed_before_start = True
+                compat.skip_failure_callback(job)  # not a failure of the job: it never ran
         timeouts.forget_pending(gevent.getcurrent())
         record = functools.partial(super().handle_execution_ended, job, queue, heartbeat_ttl)
         if self._ran(job):
@@ -545,6 +566,16 @@ class GeventWorker(Worker):
 
     def handle_job_retry(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         self._record_outcome(job, functools.partial(super().handle_job_retry, job, queue, *args, **kwargs))
+
+    def cleanup_execution(self, job: Job, pipeline: Any) -> None:
+        """rq forgets the execution once it has queued its deletion on ``pipeline``.  If that
+        transaction is then run again (rq retries it after a WatchError, which redis-py raises when
+        the connection drops while watching; we retry it when Redis was away), the second run would
+        leave the execution in the started registry and the finished job is reaped as abandoned."""
+        running = self._own_running(job)
+        if self.execution is None and running is not None:
+            self.execution = running.execution
+        super().cleanup_execution(job, pipeline)
 
     def _record_outcome(self, job: Job, record: Callable[[], Any], confirm: bool = False) -> None:
         """Run ``record``, one of rq's steps that record how a job ended (one transaction each).
@@ -581,7 +612,6 @@ class GeventWorker(Worker):
             job.__dict__.update(before)
             if was_stopped:
                 self._stopped_job_ids.add(job.id)
-            self.execution = execution
             retried = True
         if retried:
             self.log.warning("Worker %s: outcome of job %s recorded now that Redis answers", self.name, job.id)
@@ -659,10 +689,7 @@ class GeventWorker(Worker):
         answers.  Given up only by a cold shutdown: with one queue the job then waits in rq's
         intermediate list for maintenance; popped from several queues, it would be lost."""
 
-        def requeue() -> None:
-            self.execution = running.execution  # cleanup_execution forgets it even when Redis fails
-            self._requeue(running.job, running.queue, "never started (Redis failed)", True)
-
+        requeue = functools.partial(self._requeue, running.job, running.queue, "never started (Redis failed)", True)
         try:
             self._when_redis_answers(requeue, f"requeue job {running.job.id}")
             running.requeued = True
@@ -835,6 +862,34 @@ class GeventWorker(Worker):
 
     # -- commands, scheduler --------------------------------------------------------------------------
 
+    def _watch_listener(self) -> None:
+        """Prove the command listener hears, twice per socket timeout (:mod:`rq_gevent.listener`)."""
+        if getattr(self, "pubsub_thread", None) is None:
+            return
+        period = (socket_timeout(self.connection) or self.connection_timeout) / 2
+        self._listener_watch = ListenerWatch(
+            self.connection, self.pubsub_channel_name, period, self._subscribe_again, self.log
+        )
+        self._listener_greenlet = gevent.spawn(self._listener_watch.run)
+
+    def _subscribe_again(self) -> None:
+        try:
+            self.unsubscribe()
+        except redis.exceptions.RedisError as exc:
+            self.log.debug("Worker %s: unsubscribing a dead listener failed (%s)", self.name, exc)
+        try:
+            self.subscribe()
+        except redis.exceptions.RedisError as exc:
+            self.log.warning("Worker %s: could not subscribe again yet (%s)", self.name, exc)
+
+    def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+        """rq retries a lost listener connection but lets a socket timeout end the listener."""
+        if not isinstance(exc, REDIS_DOWN):
+            super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+            return
+        self.log.error("Worker %s: command listener lost Redis (%s); retrying in 2 s", self.name, exc)
+        gevent.sleep(2)
+
     def handle_payload(self, message: dict[str, Any]) -> None:
         """rq's pub/sub commands, mapped onto greenlets instead of a horse process."""
         try:
@@ -843,6 +898,10 @@ class GeventWorker(Worker):
             self.log.warning("Worker %s: ignoring malformed command %r", self.name, message.get("data"))
             return
         command = payload.get("command")
+        if command == PROBE_COMMAND:
+            if self._listener_watch is not None:
+                self._listener_watch.heard(payload)
+            return
         self.log.info("Worker %s: received command %s", self.name, command)
         if command == "shutdown":
             self.request_stop()

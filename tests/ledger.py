@@ -9,7 +9,8 @@ Every job ends up in exactly one line of the account:
   live execution that rq's maintenance would reap;
 * ``lost``: anything else (no job hash, queued but in no list, started but in no registry...).
 
-Each run of a job increments ``ledger:runs:<id>``, so at-least-once re-runs are counted as
+Each run of a job adds a token of its own to the set ``ledger:runs:<id>`` (idempotent, so a command
+redis-py resends after a dropped connection counts once), and at-least-once re-runs are counted as
 ``duplicates`` (jobs that ran more than once).
 """
 
@@ -26,6 +27,11 @@ from rq.job import Job, JobStatus
 from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 RUNS_KEY = "ledger:runs:{}"
+
+
+def runs_of(connection, job_id: str) -> int:
+    """How many times ``testjobs.ledger_job`` ran as job ``job_id``."""
+    return connection.scard(RUNS_KEY.format(job_id))
 
 
 @dataclass
@@ -76,7 +82,7 @@ class Ledger:
                 account.pending += 1
                 account.pending_ids.append(job_id)
             lines[line] += 1
-            runs = int(self.connection.get(RUNS_KEY.format(job_id)) or 0)
+            runs = runs_of(self.connection, job_id)
             if runs > 1:
                 account.duplicates += 1
         account.lines = dict(lines)
@@ -107,7 +113,7 @@ class Ledger:
         status, started_at, ended_at, worker = (value.decode() if value else None for value in fields)
         lists = (("queue", queued), ("started", started), ("waiting", waiting))
         places = [name for name, ids in lists if job_id in ids]
-        runs = int(self.connection.get(RUNS_KEY.format(job_id)) or 0)
+        runs = runs_of(self.connection, job_id)
         return (
             f"{job_id} (status {status}, started {started_at}, ended {ended_at}, worker {worker}, "
             f"in {places or 'nothing'}, ran {runs} times)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 
 from redis.exceptions import ConnectionError
 from rq import Retry, get_current_job
@@ -119,9 +120,10 @@ def report_pid(seconds: float = 0.0) -> int:
 def ledger_job(seconds: float) -> str:
     """Count this run in ``ledger:runs:<job id>`` (tests/ledger.py), then wait like a network call."""
     job = get_current_job()
+    run_token = uuid.uuid4().hex  # the same token if redis-py resends the command: one run, one member
     for _attempt in range(10):  # the fault may be hitting this job's own connection too
         try:
-            job.connection.incr(f"ledger:runs:{job.id}")
+            job.connection.sadd(f"ledger:runs:{job.id}", run_token)
             break
         except ConnectionError:
             time.sleep(0.2)

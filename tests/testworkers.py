@@ -35,6 +35,15 @@ class GatedPrepareWorker(GeventWorker):
         super().prepare_job_execution(job, remove_from_intermediate_queue)
 
 
+class GatedPerformWorker(GeventWorker):
+    """Stops at the gate after rq marked its first job started, before rq's ``Job.perform`` makes its
+    last Redis call and calls the job's function."""
+
+    def prepare_job_execution(self, job, remove_from_intermediate_queue=False):
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        wait_at_gate()
+
+
 class GatedOutcomeWorker(GeventWorker):
     """Stops at the gate after its first job's code ran and rq noted its end, just before rq records
     its outcome: that transaction then meets a Redis that is down."""

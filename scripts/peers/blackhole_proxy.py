@@ -1,0 +1,97 @@
+"""A TCP proxy that can stop forwarding without closing anything: a path to Redis that silently died.
+
+    python scripts/peers/blackhole_proxy.py --target 127.0.0.1:6379 [--port 0]
+
+Prints ``ready <port>``, then forwards every connection to the target.
+
+* SIGUSR1: black-hole.  Every open connection, and every one accepted from now on, is kept open
+  and its bytes are read and dropped in both directions: no answer, no FIN, no RST (what a NAT or
+  a firewall that forgot the connection does).
+* SIGUSR2: heal.  Connections accepted from now on are forwarded again; the black-holed ones stay
+  dead, as they would behind a NAT that lost them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+
+class Link:
+    """One client connection and its connection to the target."""
+
+    def __init__(self) -> None:
+        self.dead = False
+
+
+class Proxy:
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.blackholing = False
+        self.links: set[Link] = set()
+
+    def blackhole(self) -> None:
+        self.blackholing = True
+        for link in self.links:
+            link.dead = True
+
+    def heal(self) -> None:
+        self.blackholing = False
+
+    async def serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        link = Link()
+        link.dead = self.blackholing
+        self.links.add(link)
+        try:
+            if link.dead:
+                await self._drain(client_reader)
+                return
+            target_reader, target_writer = await asyncio.open_connection(*self.target)
+            await asyncio.gather(
+                self._pipe(client_reader, target_writer, link),
+                self._pipe(target_reader, client_writer, link),
+            )
+            target_writer.close()
+        except OSError:
+            pass
+        finally:
+            self.links.discard(link)
+            client_writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link) -> None:
+        while data := await reader.read(65536):
+            if link.dead:
+                continue
+            writer.write(data)
+            await writer.drain()
+        if not link.dead:
+            writer.close()
+
+    @staticmethod
+    async def _drain(reader: asyncio.StreamReader) -> None:
+        while await reader.read(65536):
+            pass
+
+
+async def main(options: argparse.Namespace) -> None:
+    host, _, port = options.target.rpartition(":")
+    proxy = Proxy(host, int(port))
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, proxy.blackhole)
+    loop.add_signal_handler(signal.SIGUSR2, proxy.heal)
+    server = await asyncio.start_server(proxy.serve, "127.0.0.1", options.port, backlog=1024)
+    print(f"ready {server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", required=True, help="host:port to forward to")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    try:
+        asyncio.run(main(parser.parse_args()))
+    except KeyboardInterrupt:
+        sys.exit(0)
