@@ -27,7 +27,8 @@ def alert(kind: str, message: str, *args: Any, **details: Any) -> None:
 
 
 class RedisOutage:
-    """How long Redis has been unreachable for one worker; one alert per outage past ``alert_after`` s."""
+    """How long Redis has been unavailable (unreachable, or refusing writes) to one worker; one alert per
+    outage past ``alert_after`` s."""
 
     def __init__(self, worker_name: str, alert_after: float, log: logging.Logger):
         self.worker_name = worker_name
@@ -44,7 +45,7 @@ class RedisOutage:
             self.alerted = True
             alert(
                 REDIS_UNREACHABLE,
-                "Worker %s: Redis unreachable for %.0f s (%s)",
+                "Worker %s: Redis unavailable for %.0f s (%s)",
                 self.worker_name,
                 down_for,
                 type(error).__name__,

@@ -9,9 +9,22 @@ from typing import TypeVar
 import gevent.event
 import redis.exceptions
 
-# What redis-py raises when Redis cannot be reached (after its own retries); any other Redis error
-# is an answer and retrying it would not help.
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# What redis-py raises when Redis cannot take a command now but may later: unreachable (after
+# redis-py's own retries), or out of memory under ``maxmemory-policy noeviction`` (writes are refused
+# until memory frees).  Any other Redis error is an answer, and retrying it would not help.
+REDIS_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+)
+
+
+def why_unavailable(error: Exception) -> str:
+    """``error`` (one of ``REDIS_UNAVAILABLE``) for a log line an operator can act on."""
+    if isinstance(error, redis.exceptions.OutOfMemoryError):
+        return "Redis is out of memory and refuses writes (maxmemory reached, noeviction)"
+    return f"Redis unreachable ({error})"
+
 
 T = TypeVar("T")
 
@@ -24,9 +37,9 @@ def when_redis_answers(
     to_do: str,
     max_backoff: float = 5.0,
 ) -> T:
-    """``call()`` again and again, backing off, until it does not fail with ``REDIS_DOWN``.
+    """``call()`` again and again, backing off, until it does not fail with ``REDIS_UNAVAILABLE``.
 
-    The first failure is logged as a warning: "``who``: Redis unreachable (...); will ``to_do`` when
+    The first failure is logged as a warning: "``who``: Redis unreachable (...); will ``to_do`` once
     it answers".  Once ``give_up`` is set the last error is raised instead (a cold shutdown).
     """
     backoff = 0.5
@@ -34,11 +47,11 @@ def when_redis_answers(
     while True:
         try:
             return call()
-        except REDIS_DOWN as exc:
+        except REDIS_UNAVAILABLE as exc:
             if give_up.is_set():
                 raise
             if not warned:
-                log.warning("%s: Redis unreachable (%s); will %s when it answers", who, exc, to_do)
+                log.warning("%s: %s; will %s once it answers", who, why_unavailable(exc), to_do)
                 warned = True
             give_up.wait(backoff)
             backoff = min(backoff * 2, max_backoff)

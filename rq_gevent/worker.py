@@ -59,7 +59,7 @@ from .connections import (
 from .exceptions import ColdShutdown, JobInterrupted, JobKilled, JobStopped
 from .heartbeats import JobHeartbeats
 from .listener import PROBE_COMMAND, ListenerWatch
-from .redis_waits import REDIS_DOWN, when_redis_answers
+from .redis_waits import REDIS_UNAVAILABLE, when_redis_answers, why_unavailable
 from .scheduler import GreenletScheduler
 from .sensitivity import SensitiveJobs
 
@@ -319,8 +319,8 @@ class GeventWorker(Worker):
                     return
                 backoff = 1.0
                 self._redis_outage.succeeded()
-            except REDIS_DOWN as exc:
-                self.log.error("Worker %s: Redis connection problem (%s); retrying in %.0f s", self.name, exc, backoff)
+            except REDIS_UNAVAILABLE as exc:
+                self.log.error("Worker %s: %s; retrying in %.0f s", self.name, why_unavailable(exc), backoff)
                 self._redis_outage.failed(exc)
                 gevent.sleep(backoff)
                 backoff = min(backoff * self.exponential_backoff_factor, self.max_connection_wait_time)
@@ -357,7 +357,7 @@ class GeventWorker(Worker):
         retried at the next interval, never allowed to stop the worker."""
         try:
             super().run_maintenance_tasks()
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             raise
         except Exception:
             self.log.error("Worker %s: maintenance failed; retrying in %s s", self.name, self.maintenance_interval,
@@ -382,10 +382,26 @@ class GeventWorker(Worker):
         self.set_state(WorkerStatus.BUSY if self._running else WorkerStatus.IDLE)
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
-        """While ``rq suspend`` is in force the state stays SUSPENDED, whatever jobs start or end."""
+        """While ``rq suspend`` is in force the state stays SUSPENDED, whatever jobs start or end.
+        A state Redis cannot take now is skipped: the next one is recorded."""
         if self._suspended and state != WorkerStatus.SUSPENDED:
             return
-        super().set_state(state, pipeline=pipeline)
+        if pipeline is not None:
+            super().set_state(state, pipeline=pipeline)
+            return
+        try:
+            super().set_state(state)
+        except REDIS_UNAVAILABLE as exc:
+            self.log.warning("Worker %s: could not record state %s: %s", self.name, state, why_unavailable(exc))
+
+    def register_birth(self) -> None:
+        """rq's registration.  While Redis is unavailable (unreachable, out of memory) a starting
+        worker waits here rather than crash, which the launcher would count toward a crash loop."""
+        self._when_redis_answers(super().register_birth, "register")
+
+    def subscribe(self) -> None:
+        """rq's command listener, waiting like :meth:`register_birth`."""
+        self._when_redis_answers(super().subscribe, "subscribe to its command channel")
 
     def _wait_for_free_slot(self) -> bool:
         """Block until the pool has room; False if a stop was requested meanwhile."""
@@ -449,7 +465,7 @@ class GeventWorker(Worker):
         except NoSuchJobError:
             self.log.warning("Worker %s: job %s was deleted while queued; skipping it", self.name, job_id)
             queue.intermediate_queue.remove(job_id)
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             raise  # the loop backs off; with one queue the id waits in the intermediate list
         except Exception as exc:
             reason = f"rq-gevent: job {job_id} cannot be loaded: {type(exc).__name__}: {exc}"
@@ -480,7 +496,7 @@ class GeventWorker(Worker):
         except Exception as exc:
             # perform_job handles every failure of the job itself; this is rq's bookkeeping failing,
             # e.g. Redis gone for longer than redis-py's retries.
-            redis_failed = isinstance(exc, REDIS_DOWN)
+            redis_failed = isinstance(exc, REDIS_UNAVAILABLE)
             if redis_failed and not running.prepared:
                 running.redis_failed_before_start = True
             if running.redis_failed_before_start:
@@ -535,7 +551,7 @@ class GeventWorker(Worker):
         running = self._own_running(job)
         try:
             super().prepare_job_execution(job, remove_from_intermediate_queue)
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             if running is not None:
                 running.redis_failed_before_start = True
                 compat.skip_failure_callback(job)  # not a failure of the job: it never ran
@@ -550,7 +566,7 @@ class GeventWorker(Worker):
         running = self._own_running(job)
         if running is not None:
             running.finishing = True
-            if not running.code_started and isinstance(sys.exc_info()[1], REDIS_DOWN):
+            if not running.code_started and isinstance(sys.exc_info()[1], REDIS_UNAVAILABLE):
                 # Called from rq's except block: Redis failed rq's last call before the function.
                 running.redis_failed_before_start = True
                 compat.skip_failure_callback(job)  # not a failure of the job: it never ran
@@ -598,7 +614,7 @@ class GeventWorker(Worker):
                 record()
                 if not confirm:
                     break
-            except REDIS_DOWN:
+            except REDIS_UNAVAILABLE:
                 if self._cold.is_set():
                     raise
             recorded = self._when_redis_answers(
@@ -693,7 +709,7 @@ class GeventWorker(Worker):
         try:
             self._when_redis_answers(requeue, f"requeue job {running.job.id}")
             running.requeued = True
-        except REDIS_DOWN as exc:
+        except REDIS_UNAVAILABLE as exc:
             self.log.error("Worker %s: could not requeue job %s (%s); giving up", self.name, running.job.id, exc)
 
     # -- interrupting jobs ----------------------------------------------------------------------------
@@ -751,7 +767,7 @@ class GeventWorker(Worker):
                 self._redis_outage.succeeded()
             except redis.exceptions.RedisError as exc:
                 self.log.warning("Worker %s: heartbeat failed (%s); retrying next beat", self.name, exc)
-                if isinstance(exc, REDIS_DOWN):
+                if isinstance(exc, REDIS_UNAVAILABLE):
                     # The loop may be waiting for a free slot, not touching Redis: count this too.
                     self._redis_outage.failed(exc)
             except Exception:
@@ -884,10 +900,10 @@ class GeventWorker(Worker):
 
     def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
         """rq retries a lost listener connection but lets a socket timeout end the listener."""
-        if not isinstance(exc, REDIS_DOWN):
+        if not isinstance(exc, REDIS_UNAVAILABLE):
             super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
             return
-        self.log.error("Worker %s: command listener lost Redis (%s); retrying in 2 s", self.name, exc)
+        self.log.error("Worker %s: command listener: %s; retrying in 2 s", self.name, why_unavailable(exc))
         gevent.sleep(2)
 
     def handle_payload(self, message: dict[str, Any]) -> None:

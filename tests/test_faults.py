@@ -5,6 +5,7 @@ Real redis-server, real ``rq-gevent`` processes, real signals.  Each test prints
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -184,7 +185,7 @@ def test_a_job_whose_bookkeeping_fails_before_it_runs_is_requeued_when_redis_is_
         wait_until(lambda: (tmp_path / "reached").exists(), what="the job about to be marked started")
         private_redis.stop()
         (tmp_path / "go").touch()
-        wait_until(lambda: f"will requeue job {job.id} when it answers" in worker.output(), timeout=20, what="retrying")
+        wait_until(lambda: f"will requeue job {job.id} once it answers" in worker.output(), timeout=20, what="retrying")
         private_redis.start()
         wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=60, what="job finished")
         os.kill(worker.pid, signal.SIGTERM)
@@ -229,7 +230,7 @@ def test_an_outcome_redis_refuses_is_recorded_once_redis_is_back(worker_process,
         os.kill(worker.pid, signal.SIGTERM)
         assert worker.wait(15) == 0, worker.output()
 
-        assert f"will record the outcome of job {job.id} when it answers" in worker.output()
+        assert f"will record the outcome of job {job.id} once it answers" in worker.output()
         assert f"outcome of job {job.id} recorded now that Redis answers" in worker.output()
         # Each run recorded once: no run lost, no second requeue of a retry.
         assert connection.get(run_counter.format(id=job.id)) == str(runs).encode()
@@ -266,6 +267,50 @@ def test_sigterm_with_jobs_in_flight_leaves_nothing_started(connection, redis_ur
     assert account.lines == {"finished": 120}
     # Cold: the 40 interrupted jobs ran again from the start (at least once, reported as duplicates).
     assert account.duplicates == (40 if shutdown == "cold" else 0)
+
+
+@pytest.mark.parametrize("blocker", [testjobs.spin, testjobs.block_in_c], ids=["cpu spin", "blocking C call"])
+def test_a_job_that_blocks_its_process_is_abandoned_while_the_fleet_serves(
+    connection, redis_url, worker_process, blocker
+):
+    ledger = Ledger(connection)
+    ledger.enqueue(100, seconds=0.1)
+    stuck = ledger.queue.enqueue(blocker, 3600)
+    ledger.enqueue(200, seconds=0.1)
+    master = worker_process("-u", redis_url, "-n", "2", "-c", "10", "--hub-timeout", "3", *FAST_REAPING, "ledger")
+    # Jobs the stuck process had popped wait in rq's intermediate list until maintenance requeues them.
+    ledger.settle(timeout=150)
+    wait_until(lambda: stuck.get_status(refresh=True) == JobStatus.FAILED, timeout=30, what="stuck job ended")
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0, master.output()
+
+    assert "watchdog: its event loop has not run" in master.output()
+    assert "AbandonedJobError" in (stuck.latest_result().exc_string or "")
+    account = ledger.account()
+    assert_nothing_lost(account)
+    # Only the jobs sharing the stuck process (at most 9 besides it) die with it.
+    assert set(account.lines) <= {"finished", "failed: abandoned"}, account
+    assert account.lines["finished"] >= 300 - 9, account
+
+
+def test_a_leaking_job_is_contained_by_recycling_its_process(connection, redis_url, worker_process):
+    ledger = Ledger(connection)
+    leaks = []
+    for _ in range(4):
+        ledger.enqueue(50, seconds=0.05)
+        leaks += [ledger.queue.enqueue(testjobs.hog_memory, 40, 0.2) for _ in range(2)]
+    master = worker_process("-u", redis_url, "-n", "2", "-c", "5", "--max-memory-per-child", "150", "ledger")
+    ledger.settle(timeout=120)
+    wait_until(
+        lambda: all(job.get_status(refresh=True) == JobStatus.FINISHED for job in leaks), timeout=60, what="leaks"
+    )
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0, master.output()
+
+    assert "recycled: memory" in master.output()
+    account = ledger.account()
+    assert_nothing_lost(account)
+    assert account.lines == {"finished": 200}, account  # a recycle is a warm shutdown: nothing cut short
 
 
 def test_bad_input_ends_each_job_with_a_clear_reason_and_the_worker_keeps_running(connection):
@@ -319,6 +364,38 @@ def test_a_job_rq_cannot_load_does_not_stop_maintenance_or_the_worker(connection
 
     assert served.get_status(refresh=True) == JobStatus.FINISHED
     assert any("maintenance failed; retrying in" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("workers_start", ["before", "while full"])
+def test_redis_out_of_memory_refuses_writes_then_processing_resumes(worker_process, workers_start):
+    with EmbeddedRedis() as private_redis:  # its configuration changes stay its own
+        connection = redis.Redis.from_url(private_redis.url)
+        ledger = Ledger(connection)
+        ledger.enqueue(300, seconds=0.2)
+        start_workers = functools.partial(worker_process, "-u", private_redis.url, "-n", "2", "-c", "20", "ledger")
+        if workers_start == "before":
+            master = start_workers()
+            wait_until(lambda: len(StartedJobRegistry(queue=ledger.queue)) >= 30, what="jobs running")
+        connection.config_set("maxmemory-policy", "noeviction")
+        connection.config_set("maxmemory", 1)  # far below what is used: every write that needs memory fails
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            connection.set("probe", "x")
+        if workers_start == "while full":
+            master = start_workers()
+        gevent.sleep(8)
+        finished_while_full = ledger.account().lines.get("finished", 0)
+        connection.config_set("maxmemory", 0)
+        ledger.settle(timeout=120)
+        os.kill(master.pid, signal.SIGTERM)
+        assert master.wait(30) == 0, master.output()
+
+        output = master.output()
+        assert "Redis is out of memory and refuses writes (maxmemory reached, noeviction)" in output
+        assert "unhandled exception" not in output and "Traceback" not in output
+        account = ledger.account()
+        assert_nothing_lost(account)
+        assert account.lines == {"finished": 300}, account
+        assert finished_while_full < 300  # the workers were held up for a while
 
 
 @pytest.mark.parametrize("down_for", [1, 30], ids=["restart", "unreachable-30s"])

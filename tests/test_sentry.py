@@ -224,7 +224,7 @@ def test_redis_unreachable_for_longer_than_the_threshold_is_reported_once(worker
     [event] = sink.events()
     assert tags(event)["rq_gevent.alert"] == "redis-unreachable"
     assert tags(event)["rq.worker"] in worker.output()
-    assert "Redis unreachable for" in str(event["logentry"])
+    assert "Redis unavailable for" in str(event["logentry"])
 
 
 def test_no_secret_given_to_a_sensitive_job_reaches_sentry(connection, redis_url, worker_process, sentry_sink):

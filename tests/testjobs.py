@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 
+import gevent.monkey
 from redis.exceptions import ConnectionError
 from rq import Retry, get_current_job
 
@@ -75,6 +76,11 @@ def spin(seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         pass
+
+
+def block_in_c(seconds: float) -> None:
+    """Block the whole process in C, as an unpatched library would (the hub cannot run meanwhile)."""
+    gevent.monkey.get_original("time", "sleep")(seconds)
 
 
 async def async_sleep(seconds: float, value: object) -> object:
