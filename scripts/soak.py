@@ -1,0 +1,250 @@
+"""Soak: many jobs through a pre-forked pool while faults hit it at random times; no job may be lost.
+
+    python scripts/soak.py [--jobs 100000] [--minutes 10] [--processes 2] [--concurrency 50]
+                           [--fault-every 15:45] [--seed N] [--job-seconds 0.02]
+
+Starts its own redis-server (AOF on, so a restart keeps the data) and ``rq-gevent worker -n P -c C``,
+enqueues ``--jobs`` jobs of the test suite's ledger (tests/ledger.py: unique ids, each run counted)
+spread evenly over ``--minutes``, and meanwhile injects, at random intervals within
+``--fault-every`` seconds, one of these (each once per round of five, in a random order):
+
+* ``kill -9`` of a worker process mid-job (the launcher replaces it);
+* Redis restarted (down 1-5 s; one time in five, 30 s);
+* ``CLIENT KILL`` of every worker connection, five times in two seconds;
+* SIGTERM of the pool (warm shutdown), or SIGTERM twice (cold), then a new pool.
+
+Then it lets the system recover, stops the pool and prints the ledger: every job finished, failed
+with its reason, still pending, or lost; and the duplicates (jobs that ran more than once).
+Exits 1 if any job is lost or still pending, 0 otherwise.  The workers' log is kept in a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = REPO / "tests"
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(TESTS))
+
+import redis  # noqa: E402
+from ledger import Ledger  # noqa: E402
+
+from rq_gevent.embedded_redis import EmbeddedRedis  # noqa: E402
+
+# Results and failures outlive the soak, so the final account can read every job.
+KEEP = {"result_ttl": 24 * 3600, "failure_ttl": 24 * 3600}
+BATCH = 500
+# Executions of killed workers expire 65 s after their last heartbeat; maintenance every 30 s.
+WORKER_ARGS = ["--job-monitoring-interval", "5", "--maintenance-interval", "30"]
+
+
+class Pool:
+    """``rq-gevent worker -n P -c C`` as a subprocess; the soak stops and starts it again."""
+
+    def __init__(self, url: str, processes: int, concurrency: int, log_path: Path) -> None:
+        self.command = [
+            sys.executable, "-m", "rq_gevent", "worker", "-P", str(TESTS), "-u", url,
+            "-n", str(processes), "-c", str(concurrency), *WORKER_ARGS, "ledger",
+        ]  # fmt: skip
+        self.log = open(log_path, "ab")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+
+    def children(self) -> list[int]:
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [int(pid) for pid in path.read_text().split()]
+        except OSError:
+            return []
+
+    def shut_down(self, cold: bool = False, timeout: float = 120) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        if cold:
+            time.sleep(1.1)  # a second signal within 1 s is taken for a duplicate
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            print(f"soak: pool did not stop within {timeout} s; killing it", flush=True)
+            self.process.kill()
+            return self.process.wait()
+
+
+class Faults:
+    def __init__(self, rng: random.Random, pool: Pool, server: EmbeddedRedis, connection: redis.Redis) -> None:
+        self.rng = rng
+        self.pool = pool
+        self.server = server
+        self.connection = connection
+        self.done: Counter[str] = Counter()
+        self.connections_killed = 0
+        self._order: list[str] = []
+
+    def inject_one(self) -> None:
+        kinds = {
+            "kill -9": self._kill_9,
+            "Redis restart": self._redis_restart,
+            "CLIENT KILL": self._client_kill,
+            "SIGTERM warm": self._sigterm_warm,
+            "SIGTERM cold": self._sigterm_cold,
+        }
+        if not self._order:  # every kind once per round, in a random order
+            self._order = self.rng.sample(sorted(kinds), len(kinds))
+        kind = self._order.pop()
+        kinds[kind]()
+        self.done[kind] += 1
+        print(f"soak: fault injected: {kind}", flush=True)
+
+    def _kill_9(self) -> None:
+        children = self.pool.children()
+        if children:
+            os.kill(self.rng.choice(children), signal.SIGKILL)
+
+    def _redis_restart(self) -> None:
+        down_for = 30 if self.rng.random() < 0.2 else self.rng.uniform(1, 5)
+        self.server.restart(down_for=down_for)
+        self.done[f"Redis down {down_for:.0f} s"] += 1
+
+    def _client_kill(self) -> None:
+        for _ in range(5):
+            for kind in ("normal", "pubsub"):
+                try:
+                    self.connections_killed += self.connection.client_kill_filter(_type=kind, skipme=True)
+                except redis.RedisError:
+                    pass
+            time.sleep(0.4)
+
+    def _sigterm_warm(self) -> None:
+        self.pool.shut_down()
+        self.pool.start()
+
+    def _sigterm_cold(self) -> None:
+        self.pool.shut_down(cold=True)
+        self.pool.start()
+
+
+def enqueue_spread(ledger: Ledger, total: int, seconds: float, job_seconds: float, stop: threading.Event) -> None:
+    """Enqueue ``total`` jobs in batches spread evenly over ``seconds``, riding out Redis faults."""
+    started = time.monotonic()
+    batches = max(1, -(-total // BATCH))
+    for number in range(batches):
+        time.sleep(max(0.0, started + number * seconds / batches - time.monotonic()))
+        if stop.is_set():
+            return
+        count = min(BATCH, total - len(ledger.job_ids))
+        while True:
+            try:
+                ledger.enqueue(count, seconds=job_seconds, **KEEP)
+                break
+            except redis.RedisError:
+                time.sleep(0.5)
+                # One MULTI: it applied entirely or not at all. Only its answer may have been lost.
+                if _exists(ledger.connection, f"rq:job:{ledger.next_ids(count)[0]}"):
+                    ledger.job_ids += ledger.next_ids(count)
+                    break
+
+
+def _exists(connection: redis.Redis, key: str) -> bool:
+    while True:
+        try:
+            return bool(connection.exists(key))
+        except redis.RedisError:
+            time.sleep(0.5)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--minutes", type=float, default=10.0, help="spread the jobs over this long")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--fault-every", default="15:45", help="MIN:MAX seconds between faults")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--job-seconds", type=float, default=0.02, help="each job waits this long (green)")
+    parser.add_argument("--settle-minutes", type=float, default=10.0, help="time allowed to recover at the end")
+    options = parser.parse_args()
+    low, _, high = options.fault_every.partition(":")
+    fault_every = (float(low), float(high or low))
+    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(10**6)
+    rng = random.Random(seed)
+
+    work_dir = Path(tempfile.mkdtemp(prefix="rq-gevent-soak-"))
+    log_path = work_dir / "workers.log"
+    print(f"soak: {options.jobs} jobs over {options.minutes} min, {options.processes} processes x "
+          f"{options.concurrency} greenlets, faults every {options.fault_every} s, seed {seed}; log {log_path}",
+          flush=True)  # fmt: skip
+    with EmbeddedRedis(appendonly=True) as server:
+        connection = redis.Redis.from_url(server.url)
+        ledger = Ledger(connection)
+        pool = Pool(server.url, options.processes, options.concurrency, log_path)
+        faults = Faults(rng, pool, server, connection)
+        pool.start()
+        started = time.monotonic()
+        stop = threading.Event()
+        producer = threading.Thread(
+            target=enqueue_spread,
+            args=(ledger, options.jobs, options.minutes * 60, options.job_seconds, stop),
+            daemon=True,
+        )
+        producer.start()
+        next_fault = started + rng.uniform(*fault_every)
+        next_report = started + 30
+        while producer.is_alive():
+            time.sleep(0.2)
+            now = time.monotonic()
+            if now >= next_fault:
+                faults.inject_one()
+                next_fault = time.monotonic() + rng.uniform(*fault_every)
+            if now >= next_report:
+                _report_progress(connection, ledger, started)
+                next_report = now + 30
+        enqueued_in = time.monotonic() - started
+
+        print(f"soak: all {len(ledger.job_ids)} enqueued; letting the pool recover", flush=True)
+        ledger.settle(timeout=options.settle_minutes * 60)
+        elapsed = time.monotonic() - started
+        exit_code = pool.shut_down()
+        account = ledger.account()
+
+    log_text = log_path.read_text(errors="replace")
+    crashes = log_text.count("unhandled exception in the work loop")
+    tracebacks = log_text.count("Traceback (most recent call last)")
+    print()
+    print(f"soak: {len(ledger.job_ids)} jobs enqueued over {enqueued_in:.0f} s, all settled after {elapsed:.0f} s "
+          f"({len(ledger.job_ids) / elapsed:.0f} jobs/s); seed {seed}")  # fmt: skip
+    print(f"faults: {', '.join(f'{count} {kind}' for kind, count in sorted(faults.done.items()))}; "
+          f"{faults.connections_killed} connections killed")  # fmt: skip
+    print(f"ledger: {account}")
+    print(f"pool exit code {exit_code}; work-loop crashes {crashes}; tracebacks in the log {tracebacks} ({log_path})")
+    for lost in account.lost[:20]:
+        print(f"  lost: {lost}")
+    if account.lost or account.pending:
+        print(f"soak: FAILED: {len(account.lost)} lost, {account.pending} still pending")
+        return 1
+    print("soak: no job lost")
+    return 0
+
+
+def _report_progress(connection: redis.Redis, ledger: Ledger, started: float) -> None:
+    try:
+        finished = connection.zcard("rq:finished:ledger")
+    except redis.RedisError:
+        finished = "?"
+    print(f"soak: {time.monotonic() - started:.0f} s: {len(ledger.job_ids)} enqueued, {finished} finished", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
