@@ -24,6 +24,7 @@ __all__ = [
     "count_attempt",
     "count_requeue",
     "fail_unloadable",
+    "left_behind_in_intermediate",
     "never_started",
     "on_function_call",
     "outcome_recorded",
@@ -101,6 +102,12 @@ def never_started(job: Any, exc_string: str) -> bool:
         return False
     requeues = job.meta.get(REQUEUES_META_KEY)
     return not isinstance(requeues, int) or requeues < MAX_REQUEUES
+
+
+def left_behind_in_intermediate(job: Any, exc_string: str) -> bool:
+    """rq's maintenance is about to fail ``job`` as stuck in the intermediate list, but the job is not
+    waiting to start there (rq would overwrite, say, a finished job with a failure)."""
+    return exc_string == STUCK_IN_INTERMEDIATE and job.get_status(refresh=False) != "queued"
 
 
 def count_requeue(job: Any) -> None:

@@ -669,10 +669,16 @@ class GeventWorker(Worker):
             assert running is not None
             self._requeue_when_redis_is_back(running)
             return
+        if compat.left_behind_in_intermediate(job, exc_string):
+            # rq's maintenance found the job's id in :intermediate, but the job itself has moved on
+            # (finished, failed, running...): only the id is stale, and rq removes it.
+            self.log.info("Worker %s: stale id of job %s (%s) in the intermediate list", self.name, job.id,
+                          job.get_status(refresh=False))  # fmt: skip
+            return
         if compat.never_started(job, exc_string):
             # rq's maintenance, in the main greenlet: popped by a worker that never started it.
             compat.count_requeue(job)
-            self._requeue(job, queue, "dequeued but never started", remove_from_intermediate_queue=True)
+            self._requeue(job, queue, "dequeued but never started")
             return
         if isinstance(reason, JobStopped):
             self.log.warning("Worker %s: job %s stopped by user, moving it to FailedJobRegistry", self.name, job.id)
@@ -686,16 +692,17 @@ class GeventWorker(Worker):
         )
         self._record_outcome(job, record, confirm=True)
 
-    def _requeue(self, job: Job, queue: Queue, why: str, remove_from_intermediate_queue: bool = False) -> None:
+    def _requeue(self, job: Job, queue: Queue, why: str) -> None:
         """Put ``job`` back at the front of its queue as if it had never started (it did not run, or
-        a cold shutdown interrupted it): no failure, no retry used."""
+        a cold shutdown interrupted it): no failure, no retry used.  Its id leaves rq's intermediate
+        list (a job interrupted before rq marked it started is still there), and it is queued once."""
         with self.connection.pipeline() as pipeline:
             self.cleanup_execution(job, pipeline=pipeline)
             job.started_at = None
             job.ended_at = None
             job.worker_name = None
-            if remove_from_intermediate_queue:
-                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+            pipeline.lrem(queue.intermediate_queue_key, 0, job.id)
+            pipeline.lrem(queue.key, 0, job.id)
             compat.requeue_at_front(queue, job, pipeline)
             pipeline.execute()
         self.log.warning("Worker %s: job %s %s, requeued at the front of %s", self.name, job.id, why, queue.name)
@@ -705,7 +712,7 @@ class GeventWorker(Worker):
         answers.  Given up only by a cold shutdown: with one queue the job then waits in rq's
         intermediate list for maintenance; popped from several queues, it would be lost."""
 
-        requeue = functools.partial(self._requeue, running.job, running.queue, "never started (Redis failed)", True)
+        requeue = functools.partial(self._requeue, running.job, running.queue, "never started (Redis failed)")
         try:
             self._when_redis_answers(requeue, f"requeue job {running.job.id}")
             running.requeued = True

@@ -37,6 +37,20 @@ def assert_nothing_lost(account) -> None:
     assert account.lost == [], account
 
 
+def test_the_ledger_reports_a_lost_job_and_a_duplicate(connection):
+    """The instrument can fail: a job with no hash, and one queued but in no list, are lost."""
+    ledger = Ledger(connection)
+    gone, dropped, fine = ledger.enqueue(3)
+    connection.delete(f"rq:job:{gone}")
+    connection.lrem(ledger.queue.key, 1, dropped)
+    connection.sadd(f"ledger:runs:{fine}", "run 1", "run 2")
+
+    account = ledger.account()
+    assert [line.split()[0] for line in account.lost] == [gone, dropped]
+    assert account.lines == {"lost": 2, "pending: queued": 1}
+    assert account.duplicates == 1
+
+
 def test_kill_9_of_a_worker_process_under_load(connection, redis_url, worker_process):
     ledger = Ledger(connection)
     ledger.enqueue(300, seconds=0.2)
@@ -164,6 +178,35 @@ def test_a_job_that_never_starts_again_and_again_ends_failed(connection):
     assert job.get_status(refresh=True) == JobStatus.FAILED
     assert "stuck in intermediate queue" in job.exc_info
     assert connection.llen(queue.intermediate_queue_key) == 0
+
+
+def test_a_stale_id_in_the_intermediate_list_does_not_fail_a_finished_job(connection):
+    """rq's maintenance would overwrite the finished job with "stuck in intermediate queue"."""
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 0, "done")
+    GeventWorker([queue], connection=connection).work(burst=True)
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    connection.rpush(queue.intermediate_queue_key, job.id)
+    connection.set(queue.intermediate_queue.get_first_seen_key(job.id), time.time() - 120)
+
+    GeventWorker([queue], connection=connection).work(burst=True)  # maintenance runs first
+
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    assert job.return_value() == "done"
+    assert connection.llen(queue.intermediate_queue_key) == 0
+
+
+def test_a_queued_job_with_a_stale_id_in_the_intermediate_list_runs_once(connection):
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.ledger_job, 0)  # on the queue, and its id also left in :intermediate
+    connection.rpush(queue.intermediate_queue_key, job.id)
+    connection.set(queue.intermediate_queue.get_first_seen_key(job.id), time.time() - 120)
+
+    GeventWorker([queue], connection=connection).work(burst=True)  # maintenance requeues it first
+
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    assert runs_of(connection, job.id) == 1
+    assert connection.llen(queue.intermediate_queue_key) == 0 and connection.llen(queue.key) == 0
 
 
 @pytest.mark.parametrize(
