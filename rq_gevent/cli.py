@@ -79,7 +79,7 @@ def cli() -> None:
     default=60,
     show_default=True,
     metavar="SECONDS",
-    help="Log an alert (a Sentry event) once Redis has been unreachable this long.",
+    help="Log an alert (a Sentry event) once Redis has been unreachable (or out of memory) this long.",
 )
 @click.option(
     "--sentry-dsn",
