@@ -1,7 +1,7 @@
 """Soak: many jobs through a pre-forked pool while faults hit it at random times; no job may be lost.
 
     python scripts/soak.py [--jobs 100000] [--minutes 10] [--processes 2] [--concurrency 50]
-                           [--fault-every 15:45] [--seed N] [--job-seconds 0.02]
+                           [--fault-every 15:45] [--seed N] [--job-seconds 0.25]
 
 Starts its own redis-server (AOF on, so a restart keeps the data) and ``rq-gevent worker -n P -c C``,
 enqueues ``--jobs`` jobs of the test suite's ledger (tests/ledger.py: unique ids, each run counted)
@@ -44,7 +44,7 @@ from rq_gevent.embedded_redis import EmbeddedRedis  # noqa: E402
 
 # Results and failures outlive the soak, so the final account can read every job.
 KEEP = {"result_ttl": 24 * 3600, "failure_ttl": 24 * 3600}
-BATCH = 500
+BATCH = 100
 # Executions of killed workers expire 65 s after their last heartbeat; maintenance every 30 s.
 WORKER_ARGS = ["--job-monitoring-interval", "5", "--maintenance-interval", "30"]
 
@@ -173,7 +173,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--fault-every", default="15:45", help="MIN:MAX seconds between faults")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--job-seconds", type=float, default=0.02, help="each job waits this long (green)")
+    parser.add_argument("--job-seconds", type=float, default=0.25, help="each job waits this long (green)")
     parser.add_argument("--settle-minutes", type=float, default=10.0, help="time allowed to recover at the end")
     options = parser.parse_args()
     low, _, high = options.fault_every.partition(":")
