@@ -45,6 +45,7 @@ from rq_gevent.embedded_redis import EmbeddedRedis  # noqa: E402
 # Results and failures outlive the soak, so the final account can read every job.
 KEEP = {"result_ttl": 24 * 3600, "failure_ttl": 24 * 3600}
 BATCH = 100
+LONG_EVERY, LONG_SECONDS = 10, 3.0
 # Executions of killed workers expire 65 s after their last heartbeat; maintenance every 30 s.
 WORKER_ARGS = ["--job-monitoring-interval", "5", "--maintenance-interval", "30"]
 
@@ -137,7 +138,9 @@ class Faults:
 
 
 def enqueue_spread(ledger: Ledger, total: int, seconds: float, job_seconds: float, stop: threading.Event) -> None:
-    """Enqueue ``total`` jobs in batches spread evenly over ``seconds``, riding out Redis faults."""
+    """Enqueue ``total`` jobs in batches spread evenly over ``seconds``, riding out Redis faults.
+    One job in ``LONG_EVERY`` waits ``LONG_SECONDS``, so a cold shutdown (its second SIGTERM comes
+    1.1 s after the first) finds jobs to interrupt."""
     started = time.monotonic()
     batches = max(1, -(-total // BATCH))
     for number in range(batches):
@@ -145,16 +148,22 @@ def enqueue_spread(ledger: Ledger, total: int, seconds: float, job_seconds: floa
         if stop.is_set():
             return
         count = min(BATCH, total - len(ledger.job_ids))
-        while True:
-            try:
-                ledger.enqueue(count, seconds=job_seconds, **KEEP)
-                break
-            except redis.RedisError:
-                time.sleep(0.5)
-                # One MULTI: it applied entirely or not at all. Only its answer may have been lost.
-                if _exists(ledger.connection, f"rq:job:{ledger.next_ids(count)[0]}"):
-                    ledger.job_ids += ledger.next_ids(count)
-                    break
+        long_ones = count // LONG_EVERY
+        _enqueue(ledger, count - long_ones, job_seconds)
+        _enqueue(ledger, long_ones, LONG_SECONDS)
+
+
+def _enqueue(ledger: Ledger, count: int, job_seconds: float) -> None:
+    while count:
+        try:
+            ledger.enqueue(count, seconds=job_seconds, **KEEP)
+            return
+        except redis.RedisError:
+            time.sleep(0.5)
+            # One MULTI: it applied entirely or not at all. Only its answer may have been lost.
+            if _exists(ledger.connection, f"rq:job:{ledger.next_ids(count)[0]}"):
+                ledger.job_ids += ledger.next_ids(count)
+                return
 
 
 def _exists(connection: redis.Redis, key: str) -> bool:
