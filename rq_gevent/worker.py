@@ -278,6 +278,10 @@ class GeventWorker(Worker):
         * ``max_jobs``: admit this many jobs, let them finish, then exit.
         * ``max_idle_time``: exit after this many seconds with no job running and none dequeued.
         """
+        # Before bootstrap: a SIGTERM while the worker registers (say, the launcher's master dying at that
+        # moment) must be a warm shutdown that deregisters, not the default action that leaves the
+        # worker in rq's registry until its TTL.
+        self._install_signal_handlers()
         self.bootstrap(logging_level, date_format, log_format)
         self._dequeue_strategy = dequeue_strategy
         self._max_idle_time = max_idle_time
@@ -285,7 +289,6 @@ class GeventWorker(Worker):
         self.log.info("Worker %s: running up to %d jobs at once", self.name, self.concurrency)
         if with_scheduler:
             self._start_scheduler(burst, logging_level, date_format, log_format)
-        self._install_signal_handlers()
         self._heartbeat_greenlet = gevent.spawn(self._heartbeat_loop)
         self._watch_listener()
         try:
