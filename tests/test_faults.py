@@ -452,7 +452,8 @@ def test_redis_restarted_or_unreachable_mid_run(worker_process, down_for):
         connection = redis.Redis.from_url(private_redis.url)
         ledger = Ledger(connection)
         ledger.enqueue(300, seconds=0.2)
-        master = worker_process("-u", private_redis.url, "-n", "2", "-c", "20", "ledger")
+        # Maintenance every second: a pop whose answer the restart cut off is requeued a minute later.
+        master = worker_process("-u", private_redis.url, "-n", "2", "-c", "20", "--maintenance-interval", "1", "ledger")
         wait_until(lambda: len(StartedJobRegistry(queue=ledger.queue)) >= 30, what="jobs running")
         private_redis.restart(down_for=down_for)  # AOF: the queue, registries and jobs survive
         ledger.settle(timeout=150)
