@@ -6,6 +6,7 @@ Supported: the rq versions declared in setup.cfg (each tested by CI).  rq's mast
 
 from __future__ import annotations
 
+import inspect
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ except ImportError:  # rq < 2.6 defines it next to the worker
     from rq.worker import StopRequested  # type: ignore[no-redef,attr-defined]
 
 from rq.defaults import DEFAULT_FAILURE_TTL
+from rq.executions import Execution
 from rq.utils import now, utcformat
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "StopRequested",
     "count_attempt",
     "count_requeue",
+    "create_execution",
     "fail_unloadable",
     "left_behind_in_intermediate",
     "never_started",
@@ -31,6 +34,7 @@ __all__ = [
     "requeue_at_front",
     "seconds_since",
     "skip_failure_callback",
+    "skip_persist_in_perform",
     "worker_registration_fields",
 ]
 
@@ -154,3 +158,44 @@ def on_function_call(job: Any, callback: Any) -> None:
         return execute(*args, **kwargs)
 
     job._execute = execute_after_callback
+
+
+_EXECUTION_TAKES_WORKER_NAME = "worker_name" in inspect.signature(Execution.create).parameters  # rq >= 2.4
+
+
+def create_execution(job: Any, ttl: int, pipeline: Any, worker_name: str) -> Any:
+    """rq's ``Execution.create`` on ``pipeline`` (the execution names its worker from rq 2.4 on)."""
+    if _EXECUTION_TAKES_WORKER_NAME:
+        return Execution.create(job, ttl, pipeline=pipeline, worker_name=worker_name)
+    return Execution.create(job, ttl, pipeline=pipeline)
+
+
+class _PersistDone:
+    """``job.connection`` while ``Job.perform`` runs up to the function: its PERSIST of the job hash
+    already went out with the job's start (rq_gevent.fast_path); everything else is the connection."""
+
+    def __init__(self, connection: Any):
+        self._connection = connection
+
+    def persist(self, name: Any) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+def skip_persist_in_perform(job: Any) -> None:
+    """Make ``job.perform()`` skip its PERSIST; the real connection is back before the function runs.
+
+    In rq 2.3 to 2.12, ``Job.perform`` calls ``self.connection.persist(self.key)``, then ``self._execute()``.
+    """
+    connection = job.connection
+    execute = job._execute
+
+    def execute_with_connection(*args: Any, **kwargs: Any) -> Any:
+        job.connection = connection
+        job._execute = execute
+        return execute(*args, **kwargs)
+
+    job.connection = _PersistDone(connection)
+    job._execute = execute_with_connection

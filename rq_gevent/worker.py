@@ -43,9 +43,8 @@ from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
-from rq.suspension import is_suspended
 from rq.utils import as_text, get_version, now
-from rq.worker import DequeueStrategy, Worker, WorkerStatus
+from rq.worker import DequeueStrategy, WorkerStatus
 
 from . import alerts, compat, timeouts
 from .compat import StopRequested
@@ -57,6 +56,7 @@ from .connections import (
     unblock_clients,
 )
 from .exceptions import ColdShutdown, JobInterrupted, JobKilled, JobStopped
+from .fast_path import DEQUEUE_BATCH, FastPath
 from .heartbeats import JobHeartbeats
 from .listener import PROBE_COMMAND, ListenerWatch
 from .redis_waits import REDIS_UNAVAILABLE, when_redis_answers, why_unavailable
@@ -110,7 +110,7 @@ def running_job() -> RunningJob | None:
     return _running_job.get()
 
 
-class GeventWorker(Worker):
+class GeventWorker(FastPath):
     """An rq worker that runs up to ``concurrency`` jobs at once, each in its own greenlet.
 
     Use it through the ``rq-gevent worker`` command, or construct it like ``rq.Worker`` (after
@@ -290,6 +290,7 @@ class GeventWorker(Worker):
         if with_scheduler:
             self._start_scheduler(burst, logging_level, date_format, log_format)
         self._heartbeat_greenlet = gevent.spawn(self._heartbeat_loop)
+        self.start_worker_writes()
         self._watch_listener()
         try:
             self._dequeuing = True
@@ -306,6 +307,7 @@ class GeventWorker(Worker):
             for greenlet in (self._heartbeat_greenlet, self._listener_greenlet):
                 if greenlet is not None:
                     greenlet.kill()
+            self.stop_worker_writes()
             try:
                 self.teardown()
             except redis.exceptions.RedisError as exc:
@@ -339,9 +341,13 @@ class GeventWorker(Worker):
             self.log.info("Worker %s: admitted %d jobs (max_jobs), finishing them", self.name, max_jobs)
             return False
         ended_before_pop = self._ended_count
-        result = self._dequeue(burst)
-        if result is not None:
-            self.execute_job(*result)
+        slots = self._pool.free_count()
+        if max_jobs is not None:
+            slots = min(slots, max_jobs - self._admitted_count)
+        popped = self._dequeue(burst, slots)
+        if popped:
+            for job, queue in popped:
+                self.execute_job(job, queue)
             return True
         if burst:
             # A job that ended while the pop was in flight may have requeued itself (a retry) after the
@@ -369,7 +375,7 @@ class GeventWorker(Worker):
 
     def check_for_suspension(self, burst: bool) -> None:
         """rq's ``rq suspend`` check, keeping the worker state truthful while jobs end meanwhile."""
-        if not is_suspended(self.connection, self):
+        if not self.is_suspended_now():
             return
         if burst:
             self.log.info("Worker %s: suspended in burst mode, exiting once running jobs end", self.name)
@@ -378,7 +384,7 @@ class GeventWorker(Worker):
         self._suspended = True
         self.set_state(WorkerStatus.SUSPENDED)
         try:
-            while not self._stop_requested and is_suspended(self.connection, self):
+            while not self._stop_requested and self.is_suspended_now():
                 self._cold.wait(1)
         finally:
             self._suspended = False
@@ -423,34 +429,55 @@ class GeventWorker(Worker):
             return 0.0
         return time.monotonic() - self._idle_since
 
-    def _dequeue(self, burst: bool) -> tuple[Job, Queue] | None:
-        """Pop one job (blocking unless ``burst``); ``None`` when the queues stayed empty."""
+    def _dequeue(self, burst: bool, slots: int) -> list[tuple[Job, Queue]]:
+        """Pop up to ``slots`` jobs: at once what is queued (one queue), else one job, blocking unless
+        ``burst``; an empty list when the queues stayed empty."""
+        popped = self._pop_batch(slots) if slots > 1 else []
+        if popped:
+            return popped
         timeout: int | None = None
         if not burst:
             timeout = self.dequeue_timeout
             if self._max_idle_time is not None and not self._running:
                 timeout = max(1, min(timeout, int(self._max_idle_time - self._idle_for()) + 1))
         while True:
-            popped = self._pop_job_id(timeout)
-            if popped is None:
-                return None
-            queue, job_id = popped
+            popped_id = self._pop_job_id(timeout)
+            if popped_id is None:
+                return []
+            queue, job_id = popped_id
             job = self._fetch_popped_job(queue, job_id)
-            if job is None:
-                continue
-            self.reorder_queues(reference_queue=queue)
-            job.redis_server_version = self.get_redis_server_version()
-            if self.log_job_description and not self.sensitive_jobs(job):
-                self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
-            else:
-                self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
-            return job, queue
+            if job is not None:
+                return [self._admitting(job, queue)]
+
+    def _single_queue_lmove(self) -> bool:
+        return len(self._ordered_queues) == 1 and get_version(self.connection) >= (6, 2, 0)
+
+    def _pop_batch(self, slots: int) -> list[tuple[Job, Queue]]:
+        """Non-blocking: up to ``slots`` (at most ``DEQUEUE_BATCH``) jobs with their hashes, one round trip."""
+        if not self._single_queue_lmove():
+            return []
+        queue = self._ordered_queues[0]
+        admitted = []
+        for job_id, fields in self.pop_with_hashes(queue, min(slots, DEQUEUE_BATCH)):
+            job = self._load_popped_job(queue, job_id, fields)
+            if job is not None:
+                admitted.append(self._admitting(job, queue))
+        return admitted
+
+    def _admitting(self, job: Job, queue: Queue) -> tuple[Job, Queue]:
+        self.reorder_queues(reference_queue=queue)
+        job.redis_server_version = self.get_redis_server_version()
+        if self.log_job_description and not self.sensitive_jobs(job):
+            self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
+        else:
+            self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
+        return job, queue
 
     def _pop_job_id(self, timeout: int | None) -> tuple[Queue, str] | None:
         """BLMOVE into ``:intermediate`` (one queue, Redis >= 6.2) or BLPOP, on the dequeue client."""
         queue_keys = [queue.key for queue in self._ordered_queues]
         try:
-            if len(queue_keys) == 1 and get_version(self.connection) >= (6, 2, 0):
+            if self._single_queue_lmove():
                 popped = self.queue_class.lmove(self._dequeue_connection, queue_keys[0], timeout)
             else:
                 popped = self.queue_class.lpop(queue_keys, timeout, connection=self._dequeue_connection)
@@ -464,12 +491,22 @@ class GeventWorker(Worker):
 
     def _fetch_popped_job(self, queue: Queue, job_id: str) -> Job | None:
         try:
-            return self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+            fields = self.connection.hgetall(self.job_class.key_for(job_id))
+        except REDIS_UNAVAILABLE:
+            raise  # the loop backs off; with one queue the id waits in the intermediate list
+        return self._load_popped_job(queue, job_id, fields)
+
+    def _load_popped_job(self, queue: Queue, job_id: str, fields: dict[bytes, bytes]) -> Job | None:
+        """The job of a popped id from its hash; ``None`` (and the id dealt with) if there is none to run."""
+        try:
+            if not fields:
+                raise NoSuchJobError(job_id)
+            job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
+            job.restore(fields)
+            return job
         except NoSuchJobError:
             self.log.warning("Worker %s: job %s was deleted while queued; skipping it", self.name, job_id)
             queue.intermediate_queue.remove(job_id)
-        except REDIS_UNAVAILABLE:
-            raise  # the loop backs off; with one queue the id waits in the intermediate list
         except Exception as exc:
             reason = f"rq-gevent: job {job_id} cannot be loaded: {type(exc).__name__}: {exc}"
             self.log.error("Worker %s: %s; moved to the failed registry of %s", self.name, reason, queue.name)

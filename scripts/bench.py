@@ -1,0 +1,584 @@
+"""rq-gevent against the workers users would pick instead, in one run on one machine.
+
+    pip install -e '.[bench]'
+    python scripts/bench.py [--jobs 2000] [--concurrency 100] [--processes 2] [--threads 50]
+                            [--systems a,b,...] [--workloads noop,io50,mail] [--out scripts/bench_results]
+
+Starts its own redis-server (and, for the ``mail`` workload, a local SMTP server), then for each
+workload runs the same ``--jobs`` jobs through each system, one system at a time:
+
+==================  =====================================================
+``rq-gevent``       ``rq-gevent worker -c C`` (one process)
+``rq-gevent-nP``    ``rq-gevent worker -n P -c C`` (the pre-fork launcher)
+``rq``              ``rq worker`` (forks a work horse per job)
+``rq-simple``       ``rq worker -w rq.worker.SimpleWorker``
+``rq-pool``         ``rq worker-pool -n P``
+``celery``          ``celery worker -P gevent -c C`` (Redis broker, no result backend)
+``dramatiq``        ``dramatiq-gevent -p 1 -t T`` (Redis broker)
+==================  =====================================================
+
+Workloads: ``noop``; ``io50``, a 50 ms ``time.sleep`` (green where gevent patched the process);
+``mail``, one real mail to the local SMTP server.  Every job body is the same function
+(``scripts/benchjobs.py``) and records itself with one RPUSH (enqueued, started, ended).  Every
+system logs at WARNING.  The queue is filled before the worker starts.  Per run:
+
+* jobs/s: jobs / (worker spawned -> last job ended); steady: from the first job's end to the last's;
+* CPU ms per job of the worker's process tree and of redis-server, over the steady window;
+* peak RSS of the worker's process tree (RSS summed over processes);
+* Redis commands and round trips per job over the steady window, from ``INFO commandstats`` and
+  ``total_reads_processed`` (one read event per request or pipeline the server receives), minus
+  the jobs' own RPUSH and this script's polling.
+
+Then, per system, enqueue-to-start latency of an idle worker (``--latency-jobs`` no-op jobs, one at a
+time, timed from just before the enqueue call), and the peak RSS of one rq-gevent process running
+1,000 jobs at once.  Writes ``bench.json``, ``bench.md`` (the tables) and ``bench.png`` (the chart)
+to ``--out``; prints the tables and the targets.  Exits 1 if a target is missed or a run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(SCRIPTS))
+
+import psutil  # noqa: E402
+import redis  # noqa: E402
+from benchjobs import DONE_KEY  # noqa: E402
+from rq import Queue  # noqa: E402
+from rq.registry import StartedJobRegistry  # noqa: E402
+
+from rq_gevent.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+
+RQ_QUEUE = "bench"
+BIN = Path(sys.executable).parent
+WORKLOADS = ["noop", "io50", "mail"]
+IO_SECONDS = 0.05
+INFLIGHT_JOBS = 1000
+INFLIGHT_JOB_SECONDS = 5.0
+
+
+@dataclass
+class Options:
+    jobs: int
+    concurrency: int
+    processes: int
+    threads: int
+    latency_jobs: int
+
+
+@dataclass
+class System:
+    name: str
+    family: str  # how jobs are enqueued: rq, celery or dramatiq
+    command: Callable[[str, Options], list[str]]
+
+
+SYSTEMS = [
+    System("rq-gevent", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
+                                              "-c", str(o.concurrency), RQ_QUEUE]),
+    System("rq-gevent-nP", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
+                                                 "-n", str(o.processes), "-c", str(o.concurrency), RQ_QUEUE]),
+    System("rq", "rq", lambda url, o: [str(BIN / "rq"), "worker", "-u", url, "-q", RQ_QUEUE]),
+    System("rq-simple", "rq", lambda url, o: [str(BIN / "rq"), "worker", "-u", url, "-q",
+                                              "-w", "rq.worker.SimpleWorker", RQ_QUEUE]),
+    System("rq-pool", "rq", lambda url, o: [str(BIN / "rq"), "worker-pool", "-u", url, "-q",
+                                            "-n", str(o.processes), RQ_QUEUE]),
+    System("celery", "celery", lambda url, o: [str(BIN / "celery"), "-A", "benchapp_celery", "worker",
+                                               "-P", "gevent", "-c", str(o.concurrency), "--loglevel", "WARNING"]),
+    System("dramatiq", "dramatiq", lambda url, o: [str(BIN / "dramatiq-gevent"), "benchapp_dramatiq",
+                                                   "-p", "1", "-t", str(o.threads)]),
+]  # fmt: skip
+
+
+def label(system: System, options: Options) -> str:
+    """The command a reader would type, shortened: ``rq-gevent -n 2 -c 100``."""
+    return {
+        "rq-gevent": f"rq-gevent -c {options.concurrency}",
+        "rq-gevent-nP": f"rq-gevent -n {options.processes} -c {options.concurrency}",
+        "rq": "rq worker",
+        "rq-simple": "rq worker -w SimpleWorker",
+        "rq-pool": f"rq worker-pool -n {options.processes}",
+        "celery": f"celery -P gevent -c {options.concurrency}",
+        "dramatiq": f"dramatiq-gevent -p 1 -t {options.threads}",
+    }[system.name]
+
+
+# -- enqueueing, in each system's own API ------------------------------------------------------------
+
+
+class Enqueuer:
+    def __init__(self, family: str, connection: redis.Redis, smtp_port: int) -> None:
+        self.family = family
+        self.smtp_port = smtp_port
+        if family == "rq":
+            self.queue = Queue(RQ_QUEUE, connection=connection)
+        elif family == "celery":
+            import benchapp_celery
+
+            self.app = benchapp_celery
+        else:
+            import benchapp_dramatiq
+
+            self.app = benchapp_dramatiq
+
+    def args(self, workload: str, enqueued_at: float) -> tuple:
+        return {
+            "noop": (enqueued_at,),
+            "io50": (IO_SECONDS, enqueued_at),
+            "inflight": (INFLIGHT_JOB_SECONDS, enqueued_at),
+            "mail": (self.smtp_port, enqueued_at),
+        }[workload]
+
+    def function(self, workload: str) -> str:
+        return {"noop": "noop", "io50": "io", "inflight": "io", "mail": "mail"}[workload]
+
+    def many(self, workload: str, count: int) -> None:
+        function = self.function(workload)
+        if self.family == "rq":
+            for start in range(0, count, 500):
+                self.queue.enqueue_many([
+                    Queue.prepare_data(f"benchjobs.bench_{function}", args=self.args(workload, time.time()))
+                    for _ in range(min(500, count - start))
+                ])  # fmt: skip
+            return
+        for _ in range(count):
+            self.one(workload, function)
+
+    def one(self, workload: str, function: str | None = None) -> None:
+        function = function or self.function(workload)
+        args = self.args(workload, time.time())
+        if self.family == "rq":
+            self.queue.enqueue(f"benchjobs.bench_{function}", args=args)
+        elif self.family == "celery":
+            getattr(self.app, function).apply_async(args)
+        else:
+            getattr(self.app, function).send(*args)
+
+
+# -- watching the worker's processes -----------------------------------------------------------------
+
+
+class ProcessTree:
+    """CPU and memory of a process and all its descendants (forked children included)."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def processes(self) -> list[psutil.Process]:
+        try:
+            return [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu_seconds(self) -> float:
+        """CPU of the live processes plus, through their children_* times, of those already reaped."""
+        total = 0.0
+        for process in self.processes():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+        return total
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            rss = 0
+            for process in self.processes():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    rss += process.memory_info().rss
+            self.peak_rss = max(self.peak_rss, rss)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@contextlib.contextmanager
+def running(system: System, url: str, options: Options, log: Path) -> Iterator[subprocess.Popen]:
+    env = dict(os.environ, BENCH_REDIS_URL=url, PYTHONPATH=os.pathsep.join([str(SCRIPTS), str(REPO)]))
+    with open(log, "ab") as log_file:
+        process = subprocess.Popen(system.command(url, options), stdout=log_file, stderr=subprocess.STDOUT,
+                                   env=env, cwd=SCRIPTS, start_new_session=True)  # fmt: skip
+        try:
+            yield process
+        finally:
+            stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # stray children of a master that exited
+
+
+# -- one throughput run ------------------------------------------------------------------------------
+
+
+@dataclass
+class RedisSnapshot:
+    commands: int
+    reads: int
+    cpu: float
+    own_requests: int  # this script's own requests (polls) so far
+
+    @classmethod
+    def take(cls, connection: redis.Redis, own_requests: int) -> RedisSnapshot:
+        info = connection.info("all")
+        commands = sum(value["calls"] for key, value in info.items() if key.startswith("cmdstat_"))
+        return cls(commands, info["total_reads_processed"], info["used_cpu_user"] + info["used_cpu_sys"], own_requests)
+
+
+@dataclass
+class Run:
+    system: str
+    label: str
+    workload: str
+    jobs: int
+    error: str = ""
+    jobs_per_s: float = 0.0
+    steady_jobs_per_s: float = 0.0
+    cpu_ms_per_job: float = 0.0
+    redis_cpu_ms_per_job: float = 0.0
+    peak_rss_mb: float = 0.0
+    redis_commands_per_job: float = 0.0
+    round_trips_per_job: float = 0.0
+
+
+def throughput_run(system: System, workload: str, url: str, options: Options, smtp_port: int, log: Path) -> Run:
+    connection = redis.Redis.from_url(url)
+    connection.flushall()
+    run = Run(system.name, label(system, options), workload, options.jobs)
+    Enqueuer(system.family, connection, smtp_port).many(workload, options.jobs)
+    deadline = time.monotonic() + 60 + options.jobs / 5
+    requests = 0
+    spawned = time.time()
+    with running(system, url, options, log) as process:
+        tree = ProcessTree(process.pid)
+        first: tuple[int, float, RedisSnapshot] | None = None
+        done = 0
+        while done < options.jobs:
+            if time.monotonic() > deadline or process.poll() is not None:
+                run.error = f"{done} of {options.jobs} jobs done, " + (
+                    f"worker exited {process.returncode}" if process.poll() is not None else "timed out")
+                break
+            time.sleep(0.05)
+            done = connection.llen(DONE_KEY)
+            requests += 1
+            if first is None and done:
+                first = (done, tree.cpu_seconds(), RedisSnapshot.take(connection, requests))
+                requests += 1
+        last = (done, tree.cpu_seconds(), RedisSnapshot.take(connection, requests))
+        tree.stop()
+    run.peak_rss_mb = tree.peak_rss / 2**20
+    if run.error or first is None:
+        return run
+    ended = sorted(float(record.split()[2]) for record in connection.lrange(DONE_KEY, 0, -1))
+    run.jobs_per_s = len(ended) / (ended[-1] - spawned)
+    run.steady_jobs_per_s = (len(ended) - 1) / (ended[-1] - ended[0]) if ended[-1] > ended[0] else 0.0
+    jobs = last[0] - first[0]
+    if jobs > 0:
+        before, after = first[2], last[2]
+        own = after.own_requests - before.own_requests
+        run.cpu_ms_per_job = (last[1] - first[1]) / jobs * 1000
+        run.redis_cpu_ms_per_job = (after.cpu - before.cpu) / jobs * 1000
+        run.redis_commands_per_job = (after.commands - before.commands - own - jobs) / jobs
+        run.round_trips_per_job = (after.reads - before.reads - own - jobs) / jobs
+    return run
+
+
+# -- latency of an idle worker, and memory with many jobs in flight ---------------------------------
+
+
+@dataclass
+class Latency:
+    system: str
+    label: str
+    jobs: int
+    error: str = ""
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    samples_ms: list[float] = field(default_factory=list, repr=False)
+
+
+def latency_run(system: System, url: str, options: Options, log: Path) -> Latency:
+    connection = redis.Redis.from_url(url)
+    connection.flushall()
+    result = Latency(system.name, label(system, options), options.latency_jobs)
+    enqueuer = Enqueuer(system.family, connection, 0)
+    with running(system, url, options, log):
+        enqueuer.one("noop")  # warm up: the worker is up once this is done
+        if connection.blpop([DONE_KEY], 120) is None:
+            result.error = "the worker ran no job within 120 s"
+            return result
+        time.sleep(1.0)
+        rng = random.Random(7)
+        for _ in range(options.latency_jobs):
+            enqueuer.one("noop")
+            popped = connection.blpop([DONE_KEY], 30)
+            if popped is None:
+                result.error = "a job did not run within 30 s"
+                return result
+            enqueued, started, _ = (float(part) for part in popped[1].split())
+            result.samples_ms.append((started - enqueued) * 1000)
+            time.sleep(rng.uniform(0.01, 0.05))
+    samples = sorted(result.samples_ms)
+    result.p50_ms = statistics.median(samples)
+    result.p90_ms = samples[int(len(samples) * 0.9) - 1]
+    result.p99_ms = samples[max(int(len(samples) * 0.99) - 1, 0)]
+    return result
+
+
+def inflight_run(url: str, options: Options, log: Path) -> dict:
+    """Peak RSS of one rq-gevent process with ``INFLIGHT_JOBS`` jobs running at once."""
+    connection = redis.Redis.from_url(url)
+    connection.flushall()
+    Enqueuer("rq", connection, 0).many("inflight", INFLIGHT_JOBS)
+    system = next(s for s in SYSTEMS if s.name == "rq-gevent")
+    wide = Options(INFLIGHT_JOBS, INFLIGHT_JOBS, 1, options.threads, options.latency_jobs)
+    started_key = StartedJobRegistry(RQ_QUEUE, connection=connection).key
+    most = 0
+    with running(system, url, wide, log) as process:
+        tree = ProcessTree(process.pid)
+        deadline = time.monotonic() + 120
+        while connection.llen(DONE_KEY) < INFLIGHT_JOBS and time.monotonic() < deadline:
+            most = max(most, connection.zcard(started_key))
+            time.sleep(0.1)
+        tree.stop()
+    done = connection.llen(DONE_KEY)
+    return {"label": label(system, wide), "jobs": INFLIGHT_JOBS, "job_seconds": INFLIGHT_JOB_SECONDS,
+            "most_in_flight": most, "done": done, "peak_rss_mb": tree.peak_rss / 2**20}  # fmt: skip
+
+
+@contextlib.contextmanager
+def smtp_server(workdir: Path) -> Iterator[int]:
+    port = free_port()
+    sink = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "peers" / "smtp_sink.py"), "--port", str(port), "--maildir", str(workdir / "mail")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        if not sink.stdout.readline().startswith("ready"):
+            raise SystemExit("bench: the SMTP server did not start")
+        yield port
+    finally:
+        sink.terminate()
+        sink.wait()
+
+
+# -- targets and report ------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    what: str
+    measured: float
+    goal: float
+    higher_is_better: bool = True
+
+    @property
+    def met(self) -> bool:
+        return self.measured >= self.goal if self.higher_is_better else self.measured <= self.goal
+
+
+def targets(runs: list[Run], latencies: list[Latency], inflight: dict | None) -> list[Target]:
+    def steady(system: str, workload: str) -> float | None:
+        run = next((r for r in runs if r.system == system and r.workload == workload and not r.error), None)
+        return run.steady_jobs_per_s if run else None
+
+    def ratio(workload: str, mine: str, theirs: str) -> float | None:
+        a, b = steady(mine, workload), steady(theirs, workload)
+        return a / b if a and b else None
+
+    found: list[Target] = []
+    for what, value, goal in [
+        ("io50: rq-gevent / SimpleWorker", ratio("io50", "rq-gevent", "rq-simple"), 20),
+        ("io50: rq-gevent / celery -P gevent", ratio("io50", "rq-gevent", "celery"), 2),
+        ("io50: rq-gevent / dramatiq-gevent", ratio("io50", "rq-gevent", "dramatiq"), 1),
+        ("noop: rq-gevent / SimpleWorker", ratio("noop", "rq-gevent", "rq-simple"), 2),
+        ("noop: rq-gevent -n P / rq-gevent", ratio("noop", "rq-gevent-nP", "rq-gevent"), 1.6),
+    ]:
+        if value is not None:
+            found.append(Target(what, value, goal))
+    for run in runs:
+        if run.system == "rq-gevent" and not run.error and run.workload in ("noop", "io50"):
+            found.append(Target(f"{run.workload}: Redis round trips per job", run.round_trips_per_job, 11, False))
+    for latency in latencies:
+        if latency.system == "rq-gevent" and not latency.error:
+            found.append(Target("idle enqueue-to-start p50 (ms)", latency.p50_ms, 5, False))
+    if inflight is not None:
+        found.append(Target(f"RSS with {inflight['most_in_flight']} jobs in flight (MB)", inflight["peak_rss_mb"], 150,
+                            False))  # fmt: skip
+    return found
+
+
+def markdown(runs: list[Run], latencies: list[Latency], inflight: dict | None, found: list[Target]) -> str:
+    lines = ["| workload | system | jobs/s | steady jobs/s | CPU ms/job | Redis CPU ms/job | peak RSS MB "
+             "| Redis commands/job | round trips/job |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for run in runs:
+        if run.error:
+            lines.append(f"| {run.workload} | `{run.label}` | failed: {run.error} | | | | | | |")
+            continue
+        lines.append(
+            f"| {run.workload} | `{run.label}` | {run.jobs_per_s:.1f} | {run.steady_jobs_per_s:.1f} "
+            f"| {run.cpu_ms_per_job:.2f} | {run.redis_cpu_ms_per_job:.2f} | {run.peak_rss_mb:.0f} "
+            f"| {run.redis_commands_per_job:.1f} | {run.round_trips_per_job:.1f} |"
+        )
+    if latencies:
+        lines += ["", "| idle worker | enqueue-to-start p50 ms | p90 ms | p99 ms |", "| --- | ---: | ---: | ---: |"]
+        for latency in latencies:
+            if latency.error:
+                lines.append(f"| `{latency.label}` | failed: {latency.error} | | |")
+            else:
+                lines.append(f"| `{latency.label}` | {latency.p50_ms:.1f} | {latency.p90_ms:.1f} | {latency.p99_ms:.1f} |")
+    if inflight is not None:
+        lines += ["", f"`{inflight['label']}` with {inflight['most_in_flight']} jobs of {inflight['job_seconds']:.0f} s "
+                  f"in flight: peak RSS {inflight['peak_rss_mb']:.0f} MB ({inflight['done']} of {inflight['jobs']} done)."]  # fmt: skip
+    if found:
+        lines += ["", "| target | measured | goal | |", "| --- | ---: | ---: | --- |"]
+        for target in found:
+            sign = ">=" if target.higher_is_better else "<="
+            lines.append(f"| {target.what} | {target.measured:.2f} | {sign} {target.goal:g} | "
+                         f"{'met' if target.met else 'MISSED'} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def chart(runs: list[Run], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = [w for w in WORKLOADS if any(r.workload == w for r in runs)]
+    labels = list(dict.fromkeys(r.label for r in runs))
+    figure, axes = plt.subplots(figsize=(11, 5.5))
+    width = 0.8 / max(len(labels), 1)
+    for index, name in enumerate(labels):
+        values = [next((r.steady_jobs_per_s for r in runs if r.label == name and r.workload == w), 0.0)
+                  for w in workloads]  # fmt: skip
+        positions = [w + (index - (len(labels) - 1) / 2) * width for w in range(len(workloads))]
+        bars = axes.bar(positions, values, width, label=name)
+        axes.bar_label(bars, labels=[f"{v:.0f}" if v else "" for v in values], fontsize=7, padding=2)
+    axes.set_xticks(range(len(workloads)), [{"noop": "no-op", "io50": "I/O wait 50 ms", "mail": "real mail (SMTP)"}
+                                             [w] for w in workloads])  # fmt: skip
+    axes.set_yscale("log")
+    axes.set_ylabel("steady jobs/s (log scale)")
+    axes.set_title("Jobs per second, one run on one 2-core machine (scripts/bench.py)")
+    axes.legend(fontsize=8, ncols=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def versions(url: str) -> dict[str, str]:
+    found = {"python": platform.python_version(), "cpus": str(os.cpu_count()),
+             "redis-server": redis.Redis.from_url(url).info("server")["redis_version"]}  # fmt: skip
+    for package in ("rq-gevent", "rq", "redis", "hiredis", "gevent", "celery", "kombu", "dramatiq"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[package] = metadata.version(package)
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs per system and workload (default 2000)")
+    parser.add_argument("--concurrency", type=int, default=100, help="rq-gevent -c and celery -c (default 100)")
+    parser.add_argument("--processes", type=int, default=2, help="rq-gevent -n and rq worker-pool -n (default 2)")
+    parser.add_argument("--threads", type=int, default=50, help="dramatiq-gevent -t (default 50)")
+    parser.add_argument("--latency-jobs", type=int, default=200, help="jobs timed one at a time per system")
+    parser.add_argument("--systems", default=",".join(s.name for s in SYSTEMS), help="comma-separated subset")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
+    parser.add_argument("--no-latency", action="store_true", help="skip the idle-latency runs")
+    parser.add_argument("--no-inflight", action="store_true", help="skip the 1,000-jobs-in-flight run")
+    parser.add_argument("--out", type=Path, default=SCRIPTS / "bench_results", help="where results are written")
+    args = parser.parse_args()
+    for value, name in ((args.jobs, "--jobs"), (args.concurrency, "--concurrency"), (args.processes, "--processes"),
+                        (args.threads, "--threads"), (args.latency_jobs, "--latency-jobs")):  # fmt: skip
+        if value < 1:
+            parser.error(f"{name} must be at least 1")
+    by_name = {s.name: s for s in SYSTEMS}
+    unknown = [n for n in args.systems.split(",") if n not in by_name] + [
+        w for w in args.workloads.split(",") if w not in WORKLOADS]  # fmt: skip
+    if unknown:
+        parser.error(f"unknown system or workload: {', '.join(unknown)} (systems: {', '.join(by_name)}; "
+                     f"workloads: {', '.join(WORKLOADS)})")  # fmt: skip
+    systems = [by_name[n] for n in args.systems.split(",")]
+    options = Options(args.jobs, args.concurrency, args.processes, args.threads, args.latency_jobs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs: list[Run] = []
+    latencies: list[Latency] = []
+    inflight = None
+    with tempfile.TemporaryDirectory(prefix="rq-gevent-bench-") as tmp, EmbeddedRedis() as server:
+        workdir = Path(tmp)
+        log = args.out / "workers.log"
+        log.unlink(missing_ok=True)
+        machine = versions(server.url)
+        os.environ["BENCH_REDIS_URL"] = server.url  # the Celery and Dramatiq apps' broker, here and in workers
+        print("bench:", ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
+        with smtp_server(workdir) as smtp_port:
+            for workload in args.workloads.split(","):
+                for system in systems:
+                    run = throughput_run(system, workload, server.url, options, smtp_port, log)
+                    runs.append(run)
+                    print(f"  {workload:5} {run.label:28} " + (f"FAILED: {run.error}" if run.error else
+                          f"{run.jobs_per_s:7.1f} jobs/s, steady {run.steady_jobs_per_s:7.1f}, "
+                          f"CPU {run.cpu_ms_per_job:5.2f} ms/job, {run.round_trips_per_job:4.1f} round trips/job"),
+                          flush=True)  # fmt: skip
+        if not args.no_latency:
+            for system in systems:
+                latency = latency_run(system, server.url, options, log)
+                latencies.append(latency)
+                print(f"  latency {latency.label:28} " + (f"FAILED: {latency.error}" if latency.error else
+                      f"p50 {latency.p50_ms:.1f} ms, p90 {latency.p90_ms:.1f}, p99 {latency.p99_ms:.1f}"),
+                      flush=True)  # fmt: skip
+        if not args.no_inflight and "rq-gevent" in by_name and "rq-gevent" in args.systems.split(","):
+            inflight = inflight_run(server.url, options, log)
+            print(f"  in flight: {inflight['most_in_flight']} jobs, peak RSS {inflight['peak_rss_mb']:.0f} MB", flush=True)
+    found = targets(runs, latencies, inflight)
+    table = markdown(runs, latencies, inflight, found)
+    print()
+    print(table)
+    (args.out / "bench.md").write_text(table)
+    report = {"machine": machine, "options": asdict(options), "runs": [asdict(r) for r in runs],
+              "latency": [asdict(r) for r in latencies], "inflight": inflight,
+              "targets": [dict(asdict(t), met=t.met) for t in found]}  # fmt: skip
+    (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    if runs:
+        chart(runs, args.out / "bench.png")
+    print(f"bench: wrote {args.out / 'bench.md'}, bench.json and bench.png")
+    failed = any(r.error for r in runs) or any(latency.error for latency in latencies)
+    return 1 if failed or not all(t.met for t in found) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
