@@ -99,6 +99,7 @@ class FastPath(Worker):
             # From idle to busy: what ``rq info`` shows changes now, not at the next tick.
             self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
             Worker.set_current_job_id(self, job.id, pipeline=pipeline)
+            self.set_current_job_working_time(0, pipeline=pipeline)
         self._local.start_pipeline = pipeline
         return self.execution
 
@@ -192,9 +193,10 @@ class FastPath(Worker):
 
     # -- suspension -----------------------------------------------------------------------------------
 
-    def is_suspended_now(self) -> bool:
-        """rq's ``rq suspend`` flag, read at most once a second (the heartbeat keeps the worker alive)."""
-        if time.monotonic() - self._suspension_checked_at >= SUSPENSION_CHECK_SECONDS or self._suspended_flag:
+    def is_suspended_now(self, max_age: float = SUSPENSION_CHECK_SECONDS) -> bool:
+        """rq's ``rq suspend`` flag, read at most every ``max_age`` seconds (the heartbeat keeps the
+        worker alive).  Read it afresh before a blocking pop, which may wait long."""
+        if time.monotonic() - self._suspension_checked_at >= max_age or self._suspended_flag:
             self._suspended_flag = bool(is_suspended(self.connection))
             self._suspension_checked_at = time.monotonic()
         return self._suspended_flag

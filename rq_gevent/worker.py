@@ -209,17 +209,6 @@ class GeventWorker(FastPath):
         elif self._current_job_id is not None:
             self._stopped_job_ids.discard(self._current_job_id)
 
-    def set_current_job_id(self, job_id: str | None = None, pipeline: Any = None) -> None:
-        """Keep ``current_job`` in the worker hash naming a job that is still running.
-
-        rq clears it when a job ends (``job_id=None``); with several jobs running, it then names
-        the most recently started of the others.
-        """
-        if job_id is None:
-            others = [other for other in self._running if other != self._current_job_id]
-            job_id = others[-1] if others else None
-        super().set_current_job_id(job_id, pipeline=pipeline)
-
     @property
     def admitted_job_count(self) -> int:
         """Jobs this worker has taken off its queues since ``work()`` started."""
@@ -433,7 +422,7 @@ class GeventWorker(FastPath):
         """Pop up to ``slots`` jobs: at once what is queued (one queue), else one job, blocking unless
         ``burst``; an empty list when the queues stayed empty."""
         popped = self._pop_batch(slots) if slots > 1 else []
-        if popped:
+        if popped or self.is_suspended_now(max_age=0):
             return popped
         timeout: int | None = None
         if not burst:

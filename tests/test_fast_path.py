@@ -1,0 +1,137 @@
+"""rq_gevent.fast_path: fewer round trips, and Redis left exactly as rq's own worker leaves it."""
+
+import re
+
+import gevent
+import testjobs
+from conftest import start_worker_greenlet, wait_until
+from rq import Queue, Retry
+from rq.job import Job
+from rq.worker import SimpleWorker, Worker
+
+from rq_gevent import GeventWorker
+
+EXECUTION_ID = re.compile(rb"[0-9a-f]{32}")
+# Hash fields whose values must match; the others (timestamps, pickled data) only by name.
+COMPARED_VALUES = {b"status", b"origin", b"worker_name", b"retries_left", b"number_of_retries", b"state",
+                   b"successful_job_count", b"failed_job_count", b"current_job", b"queues", b"type"}  # fmt: skip
+
+
+def enqueue_every_outcome(connection) -> Queue:
+    queue = Queue("fast", connection=connection)
+    queue.enqueue(testjobs.green_sleep, 0, "value", job_id="ok")
+    queue.enqueue(testjobs.green_sleep, 0, "dropped", job_id="zero-ttl", result_ttl=0)
+    queue.enqueue(testjobs.green_sleep, 0, "forever", job_id="no-expiry", result_ttl=-1)
+    queue.enqueue(testjobs.fail, "boom", job_id="failed")
+    queue.enqueue(testjobs.fail, "again", job_id="retried", retry=Retry(max=1))
+    queue.enqueue(testjobs.return_retry_until, 2, job_id="returns-retry")
+    parent = queue.enqueue(testjobs.green_sleep, 0, "parent", job_id="parent")
+    queue.enqueue(testjobs.green_sleep, 0, "child", job_id="child", depends_on=parent)
+    for n in range(30):
+        queue.enqueue(testjobs.green_sleep, 0, n, job_id=f"batch-{n}")
+    return queue
+
+
+def redis_state(connection) -> dict:
+    """Every key (execution ids masked) with its type, whether it expires, and its contents: hash
+    field names (values of ``COMPARED_VALUES``), list/set/zset members, stream entries' fields."""
+
+    def mask(value: bytes) -> bytes:
+        return EXECUTION_ID.sub(b"<execution>", value)
+
+    state = {}
+    for key in connection.keys("*"):
+        kind = connection.type(key).decode()
+        contents: object
+        if kind == "hash":
+            # ``meta`` is the one addition: a retried job carries its attempt number (rq_gevent.compat).
+            contents = {field: connection.hget(key, field) if field in COMPARED_VALUES else "-"
+                        for field in connection.hkeys(key) if field != b"meta"}  # fmt: skip
+            if b"total_working_time" in contents:  # the worker's: jobs ran, so it is positive
+                contents[b"total_working_time"] = float(connection.hget(key, b"total_working_time")) > 0
+        elif kind == "list":
+            contents = [mask(member) for member in connection.lrange(key, 0, -1)]
+        elif kind in ("set", "zset"):
+            members = connection.smembers(key) if kind == "set" else connection.zrange(key, 0, -1)
+            contents = sorted(mask(member) for member in members)
+        elif kind == "stream":
+            contents = [sorted(fields) for _, fields in connection.xrange(key)]
+        else:
+            contents = connection.get(key)
+        state[mask(key)] = (kind, connection.ttl(key) == -1, contents)
+    return state
+
+
+def test_redis_state_after_every_outcome_matches_rqs_simple_worker(connection):
+    queue = enqueue_every_outcome(connection)
+    SimpleWorker([queue], connection=connection, name="same-name").work(burst=True)
+    rq_state = redis_state(connection)
+
+    connection.flushall()
+    queue = enqueue_every_outcome(connection)
+    GeventWorker([queue], connection=connection, name="same-name", concurrency=10).work(burst=True)
+    our_state = redis_state(connection)
+
+    assert Job.fetch("ok", connection=connection).return_value() == "value"
+    assert Job.fetch("returns-retry", connection=connection).return_value() == "done after 2 attempts"
+    assert our_state == rq_state
+
+
+def test_a_finished_job_keeps_its_last_heartbeat_from_its_end(connection):
+    queue = Queue("fast", connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 0.3)
+    GeventWorker([queue], connection=connection).work(burst=True)
+    job = Job.fetch(job.id, connection=connection)
+    assert job.last_heartbeat >= job.ended_at
+
+
+def test_worker_counters_and_current_job_reach_redis_while_it_runs(connection):
+    queue = Queue("fast", connection=connection)
+    for n in range(5):
+        queue.enqueue(testjobs.green_sleep, 0, n)
+    long_one = queue.enqueue(testjobs.green_sleep, 3, "long")
+    worker = GeventWorker([queue], connection=connection, name="counting", concurrency=10)
+    greenlet = start_worker_greenlet(worker, burst=True)
+
+    def seen() -> Worker:
+        return Worker.find_by_key(worker.key, connection=connection)
+
+    wait_until(lambda: seen().successful_job_count == 5, timeout=5, what="the five short jobs counted")
+    assert seen().get_current_job_id() == long_one.id
+    assert seen().get_state() == "busy"
+    greenlet.join(10)
+    assert greenlet.successful()
+    assert seen().successful_job_count == 6
+
+
+def test_a_busy_worker_makes_at_most_five_round_trips_per_job(connection):
+    queue = Queue("fast", connection=connection)
+    jobs = 300
+    queue.enqueue_many([Queue.prepare_data(testjobs.green_sleep, args=(0,)) for _ in range(jobs)])
+    worker = GeventWorker([queue], connection=connection, concurrency=50)
+    reads_before = connection.info("stats")["total_reads_processed"]
+    worker.work(burst=True)
+    reads = connection.info("stats")["total_reads_processed"] - reads_before
+    # rq's SimpleWorker: 18 per job.  Here: the start pipeline, WATCH and SMEMBERS of the job's
+    # dependents, the outcome transaction, and a share of a batched pop, of ticks and of start-up.
+    assert len(queue.finished_job_registry) == jobs
+    assert reads / jobs <= 5, reads / jobs
+
+
+def test_rq_suspend_and_resume_are_obeyed(connection):
+    from rq.suspension import resume, suspend
+
+    queue = Queue("fast", connection=connection)
+    suspend(connection)
+    worker = GeventWorker([queue], connection=connection, name="suspendable")
+    greenlet = start_worker_greenlet(worker)
+    try:
+        wait_until(lambda: worker.get_state() == "suspended", timeout=3, what="suspended")
+        job = queue.enqueue(testjobs.green_sleep, 0)
+        gevent.sleep(1.5)
+        assert job.get_status() == "queued"
+        resume(connection)
+        wait_until(lambda: job.get_status() == "finished", timeout=5, what="the job ran after resume")
+    finally:
+        worker.request_stop()
+        greenlet.join(10)
