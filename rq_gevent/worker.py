@@ -643,9 +643,11 @@ class GeventWorker(FastPath):
                 record()
                 if not confirm:
                     break
-            except REDIS_UNAVAILABLE:
+            except REDIS_UNAVAILABLE as exc:
                 if self._cold.is_set():
                     raise
+                self.log.warning("Worker %s: %s; will record the outcome of job %s once it answers", self.name,
+                                 why_unavailable(exc), job.id)  # fmt: skip
             recorded = self._when_redis_answers(
                 functools.partial(compat.outcome_recorded, self.connection, job, execution),
                 f"record the outcome of job {job.id}",

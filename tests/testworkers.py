@@ -36,8 +36,7 @@ class GatedPrepareWorker(GeventWorker):
 
 
 class GatedPerformWorker(GeventWorker):
-    """Stops at the gate after rq marked its first job started, before rq's ``Job.perform`` makes its
-    last Redis call and calls the job's function."""
+    """Stops at the gate after rq marked its first job started, before its function is called."""
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue=False):
         super().prepare_job_execution(job, remove_from_intermediate_queue)
