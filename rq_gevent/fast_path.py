@@ -69,6 +69,12 @@ class WorkerWrites:
     def pending(self) -> bool:
         return bool(self.successful or self.failed or self.working_seconds or self.current_job_changed)
 
+    def add(self, other: WorkerWrites) -> None:
+        self.successful += other.successful
+        self.failed += other.failed
+        self.working_seconds += other.working_seconds
+        self.current_job_changed = self.current_job_changed or other.current_job_changed
+
     def queue_on(self, pipeline: Any, key: str) -> None:
         if self.successful:
             pipeline.hincrby(key, "successful_job_count", self.successful)
@@ -166,10 +172,7 @@ class FastPath(Worker):
                 Worker.set_current_job_id(self, newest, pipeline=pipeline)
                 pipeline.execute()
         except REDIS_UNAVAILABLE:
-            self._worker_writes.successful += writes.successful
-            self._worker_writes.failed += writes.failed
-            self._worker_writes.working_seconds += writes.working_seconds
-            self._worker_writes.current_job_changed = True
+            self._worker_writes.add(writes)  # kept for the next tick
             raise
 
     def _write_worker_state_every_second(self) -> None:

@@ -479,10 +479,8 @@ class GeventWorker(FastPath):
         return queue, job_id
 
     def _fetch_popped_job(self, queue: Queue, job_id: str) -> Job | None:
-        try:
-            fields = self.connection.hgetall(self.job_class.key_for(job_id))
-        except REDIS_UNAVAILABLE:
-            raise  # the loop backs off; with one queue the id waits in the intermediate list
+        # If Redis is unavailable the loop backs off; with one queue the id waits in the intermediate list.
+        fields = self.connection.hgetall(self.job_class.key_for(job_id))
         return self._load_popped_job(queue, job_id, fields)
 
     def _load_popped_job(self, queue: Queue, job_id: str, fields: dict[bytes, bytes]) -> Job | None:
@@ -825,8 +823,6 @@ class GeventWorker(FastPath):
                     # EXISTS first: rq's own heartbeat commands differ between releases.
                     pipeline.exists(self.key)
                     self.heartbeat(worker_ttl, pipeline=pipeline)
-                    newest = next(reversed(self._running), None)
-                    super().set_current_job_id(newest, pipeline=pipeline)
                 beat_time = now()
                 for item in batch:
                     assert item.execution is not None
@@ -845,6 +841,7 @@ class GeventWorker(FastPath):
         pipeline.expire(self.key, ttl)
         worker_registration.register(self, pipeline)
         pipeline.execute()
+        self._worker_writes.current_job_changed = True  # the next tick names the running job again
 
     # -- shutdown -------------------------------------------------------------------------------------
 
