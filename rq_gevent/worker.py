@@ -820,8 +820,10 @@ class GeventWorker(FastPath):
         for index, batch in enumerate(batches):
             with self.connection.pipeline(transaction=False) as pipeline:
                 if index == 0:
-                    # EXISTS first: rq's own heartbeat commands differ between releases.
-                    pipeline.exists(self.key)
+                    # Checked first: rq's own heartbeat commands differ between releases.  "birth",
+                    # not the key: the counters' tick may have re-created a hash without it.
+                    pipeline.hexists(self.key, "birth")
+                    pipeline.sismember(worker_registration.REDIS_WORKER_KEYS, self.key)
                     self.heartbeat(worker_ttl, pipeline=pipeline)
                 beat_time = now()
                 for item in batch:
@@ -830,12 +832,12 @@ class GeventWorker(FastPath):
                         pipeline, item.execution, item.job, self.get_heartbeat_ttl(item.job), beat_time
                     )
                 results = pipeline.execute()
-                if index == 0 and results[0] == 0:
+                if index == 0 and not (results[0] and results[1]):
                     # The worker hash had expired (e.g. Redis restarted without persistence).
                     self._reregister(pipeline, worker_ttl)
 
     def _reregister(self, pipeline: Any, ttl: int) -> None:
-        self.log.warning("Worker %s: worker key had expired; registering again", self.name)
+        self.log.warning("Worker %s: worker key had expired or lost its registration; registering again", self.name)
         pipeline.hset(self.key, mapping=compat.worker_registration_fields(self))
         pipeline.hset(self.key, "state", self.get_state())
         pipeline.expire(self.key, ttl)

@@ -3,6 +3,7 @@
 import time
 
 import gevent
+import pytest
 import testjobs
 from conftest import start_worker_greenlet, wait_until
 from rq import Callback, Queue
@@ -93,7 +94,8 @@ def test_jobs_outlive_their_heartbeat_ttl_many_times_over(connection):
     assert connection.keys("rq:execution*") == []
 
 
-def test_heartbeat_registers_the_worker_again_if_its_key_vanished(connection):
+@pytest.mark.parametrize("recreated_by_a_counter", [False, True], ids=["key gone", "key re-created by a counter"])
+def test_heartbeat_registers_the_worker_again_if_its_key_vanished(connection, recreated_by_a_counter):
     queue = Queue(connection=connection)
     job = queue.enqueue(testjobs.green_sleep, 3, "kept alive")
     worker = GeventWorker([queue], connection=connection, job_monitoring_interval=1, name="comes-back")
@@ -102,6 +104,9 @@ def test_heartbeat_registers_the_worker_again_if_its_key_vanished(connection):
 
     connection.delete(worker.key)  # as after a Redis restart without persistence
     connection.srem("rq:workers", worker.key)
+    if recreated_by_a_counter:
+        # What the once-a-second counters write does to a vanished worker hash.
+        connection.hincrby(worker.key, "successful_job_count", 1)
     wait_until(lambda: connection.sismember("rq:workers", worker.key), timeout=5, what="re-registered")
     fields = connection.hgetall(worker.key)
     assert fields[b"queues"] == b"default" and fields[b"state"] == b"busy"
