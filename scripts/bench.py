@@ -532,7 +532,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=100, help="rq-gevent -c and celery -c (default 100)")
     parser.add_argument("--processes", type=int, default=2, help="rq-gevent -n and rq worker-pool -n (default 2)")
     parser.add_argument("--threads", type=int, default=50, help="dramatiq-gevent -t (default 50)")
-    parser.add_argument("--latency-jobs", type=int, default=200, help="jobs timed one at a time per system")
+    parser.add_argument("--latency-jobs", type=int, default=200, help="jobs timed one by one per system (default 200)")
     parser.add_argument("--systems", default=",".join(s.name for s in SYSTEMS), help="comma-separated subset")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
     parser.add_argument("--no-latency", action="store_true", help="skip the idle-latency runs")
