@@ -2,10 +2,12 @@
 
     pip install -e '.[bench]'
     python scripts/bench.py [--jobs 2000] [--concurrency 100] [--processes 2] [--threads 50]
-                            [--systems a,b,...] [--workloads noop,io50,mail] [--out scripts/bench_results]
+                            [--repeat 1] [--systems a,b,...] [--workloads noop,io50,mail]
+                            [--out scripts/bench_results]
 
 Starts its own redis-server (and, for the ``mail`` workload, a local SMTP server), then for each
-workload runs the same ``--jobs`` jobs through each system, one system at a time:
+workload runs the same ``--jobs`` jobs through each system, one system at a time (``--repeat``
+rounds of that; each system's run with the median jobs/s is reported, with the range beside it):
 
 ==================  =====================================================
 ``rq-gevent``       ``rq-gevent worker -c C`` (one process)
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -273,6 +276,18 @@ class Run:
     peak_rss_mb: float = 0.0
     redis_commands_per_job: float = 0.0
     round_trips_per_job: float = 0.0
+    jobs_per_s_of_each_run: list[float] = field(default_factory=list)
+
+
+def median_run(repeats: list[Run]) -> Run:
+    """The run with the median jobs/s (a failed run wins: failures are reported, not averaged away)."""
+    failed = [r for r in repeats if r.error]
+    if failed:
+        return failed[0]
+    ranked = sorted(repeats, key=lambda r: r.jobs_per_s)
+    median = ranked[(len(ranked) - 1) // 2]
+    median.jobs_per_s_of_each_run = [r.jobs_per_s for r in repeats]
+    return median
 
 
 def throughput_run(system: System, workload: str, url: str, options: Options, smtp_port: int, log: Path) -> Run:
@@ -458,8 +473,10 @@ def markdown(runs: list[Run], latencies: list[Latency], inflight: dict | None, f
         if run.error:
             lines.append(f"| {run.workload} | `{run.label}` | failed: {run.error} | | | | | | |")
             continue
+        each = run.jobs_per_s_of_each_run
+        spread = f" ({min(each):.0f}-{max(each):.0f})" if len(each) > 1 else ""
         lines.append(
-            f"| {run.workload} | `{run.label}` | {run.jobs_per_s:.1f} | {run.steady_jobs_per_s:.1f} "
+            f"| {run.workload} | `{run.label}` | {run.jobs_per_s:.1f}{spread} | {run.steady_jobs_per_s:.1f} "
             f"| {run.cpu_ms_per_job:.2f} | {run.redis_cpu_ms_per_job:.2f} | {run.peak_rss_mb:.0f} "
             f"| {run.redis_commands_per_job:.1f} | {run.round_trips_per_job:.1f} |"
         )
@@ -533,6 +550,12 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=2, help="rq-gevent -n and rq worker-pool -n (default 2)")
     parser.add_argument("--threads", type=int, default=50, help="dramatiq-gevent -t (default 50)")
     parser.add_argument("--latency-jobs", type=int, default=200, help="jobs timed one by one per system (default 200)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="throughput runs per system and workload, in rounds; the median is reported (default 1)",
+    )
     parser.add_argument("--systems", default=",".join(s.name for s in SYSTEMS), help="comma-separated subset")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
     parser.add_argument("--no-latency", action="store_true", help="skip the idle-latency runs")
@@ -540,7 +563,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=SCRIPTS / "bench_results", help="where results are written")
     args = parser.parse_args()
     for value, name in ((args.jobs, "--jobs"), (args.concurrency, "--concurrency"), (args.processes, "--processes"),
-                        (args.threads, "--threads"), (args.latency_jobs, "--latency-jobs")):  # fmt: skip
+                        (args.threads, "--threads"), (args.latency_jobs, "--latency-jobs"),
+                        (args.repeat, "--repeat")):  # fmt: skip
         if value < 1:
             parser.error(f"{name} must be at least 1")
     by_name = {s.name: s for s in SYSTEMS}
@@ -564,13 +588,15 @@ def main() -> int:
         print("bench:", ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
         with smtp_server(workdir) as smtp_port:
             for workload in args.workloads.split(","):
-                for system in systems:
+                repeats: dict[str, list[Run]] = {system.name: [] for system in systems}
+                for _, system in itertools.product(range(args.repeat), systems):
                     run = throughput_run(system, workload, server.url, options, smtp_port, log)
-                    runs.append(run)
+                    repeats[system.name].append(run)
                     print(f"  {workload:5} {run.label:28} " + (f"FAILED: {run.error}" if run.error else
                           f"{run.jobs_per_s:7.1f} jobs/s, steady {run.steady_jobs_per_s:7.1f}, "
                           f"CPU {run.cpu_ms_per_job:5.2f} ms/job, {run.round_trips_per_job:4.1f} round trips/job"),
                           flush=True)  # fmt: skip
+                runs += [median_run(of_system) for of_system in repeats.values()]
         if not args.no_latency:
             for system in systems:
                 latency = latency_run(system, server.url, options, log)
