@@ -474,7 +474,8 @@ def markdown(runs: list[Run], latencies: list[Latency], inflight: dict | None, f
             lines.append(f"| {run.workload} | `{run.label}` | failed: {run.error} | | | | | | |")
             continue
         each = run.jobs_per_s_of_each_run
-        spread = f" ({min(each):.0f}-{max(each):.0f})" if len(each) > 1 else ""
+        digits = 0 if min(each, default=0) >= 100 else 1
+        spread = f" ({min(each):.{digits}f}-{max(each):.{digits}f})" if len(each) > 1 else ""
         lines.append(
             f"| {run.workload} | `{run.label}` | {run.jobs_per_s:.1f}{spread} | {run.steady_jobs_per_s:.1f} "
             f"| {run.cpu_ms_per_job:.2f} | {run.redis_cpu_ms_per_job:.2f} | {run.peak_rss_mb:.0f} "
