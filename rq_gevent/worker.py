@@ -833,7 +833,7 @@ class GeventWorker(FastPath):
                     )
                 results = pipeline.execute()
                 if index == 0 and not (results[0] and results[1]):
-                    # The worker hash had expired (e.g. Redis restarted without persistence).
+                    # The worker hash had expired (e.g. Redis restarted without persistence) or was re-created.
                     self._reregister(pipeline, worker_ttl)
 
     def _reregister(self, pipeline: Any, ttl: int) -> None:
