@@ -8,7 +8,7 @@ import time
 import uuid
 
 import gevent.monkey
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, OutOfMemoryError, TimeoutError
 from rq import Retry, get_current_job
 
 
@@ -131,7 +131,7 @@ def ledger_job(seconds: float) -> str:
         try:
             job.connection.sadd(f"ledger:runs:{job.id}", run_token)
             break
-        except (ConnectionError, TimeoutError):
+        except (ConnectionError, TimeoutError, OutOfMemoryError):  # a full Redis refuses the job's write too
             time.sleep(0.2)
     time.sleep(seconds)
     return job.id
