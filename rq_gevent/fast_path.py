@@ -51,7 +51,10 @@ for _ = 1, tonumber(ARGV[1]) do
     local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
     if not id then break end
     popped[#popped + 1] = id
-    popped[#popped + 1] = redis.call('HGETALL', ARGV[2] .. id)
+    -- HGETALL's only error is WRONGTYPE: sent back as nil for that id, not as the script's error.
+    local fields = redis.pcall('HGETALL', ARGV[2] .. id)
+    if fields.err then fields = false end
+    popped[#popped + 1] = fields
 end
 return popped
 """
@@ -206,9 +209,9 @@ class FastPath(Worker):
 
     # -- dequeue --------------------------------------------------------------------------------------
 
-    def pop_with_hashes(self, queue: Any, count: int) -> Iterator[tuple[str, dict[bytes, bytes]]]:
+    def pop_with_hashes(self, queue: Any, count: int) -> Iterator[tuple[str, dict[bytes, bytes] | None]]:
         """Move up to ``count`` ids from ``queue`` to its ``:intermediate`` list, with each job's hash
-        (empty if the job was deleted), in one round trip."""
+        (empty if the job was deleted, ``None`` if its key is not a hash), in one round trip."""
         if self._pop_script is None:
             self._pop_script = self.connection.register_script(_POP_WITH_HASHES)
         prefix = self.job_class.redis_job_namespace_prefix
@@ -216,4 +219,4 @@ class FastPath(Worker):
                                   client=self._dequeue_connection)  # fmt: skip
         for index in range(0, len(popped), 2):
             fields = popped[index + 1]
-            yield popped[index].decode(), dict(zip(fields[::2], fields[1::2], strict=True))
+            yield popped[index].decode(), None if fields is None else dict(zip(fields[::2], fields[1::2], strict=True))

@@ -480,11 +480,25 @@ class GeventWorker(FastPath):
 
     def _fetch_popped_job(self, queue: Queue, job_id: str) -> Job | None:
         # If Redis is unavailable the loop backs off; with one queue the id waits in the intermediate list.
-        fields = self.connection.hgetall(self.job_class.key_for(job_id))
+        fields: dict[bytes, bytes] | None
+        try:
+            fields = self.connection.hgetall(self.job_class.key_for(job_id))
+        except redis.exceptions.ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            fields = None
         return self._load_popped_job(queue, job_id, fields)
 
-    def _load_popped_job(self, queue: Queue, job_id: str, fields: dict[bytes, bytes]) -> Job | None:
-        """The job of a popped id from its hash; ``None`` (and the id dealt with) if there is none to run."""
+    def _load_popped_job(self, queue: Queue, job_id: str, fields: dict[bytes, bytes] | None) -> Job | None:
+        """The job of a popped id from its hash (``None`` if its key is not a hash); ``None`` (and the id
+        dealt with) if there is no job to run."""
+        if fields is None:
+            # Not failed: rq's registries and tools would each raise on fetching such a job.
+            key = self.job_class.key_for(job_id)
+            self.log.error("Worker %s: queue %s held id %s whose key %s is not a job hash; dropped from the "
+                           "queue, the key left as it is", self.name, queue.name, job_id, key)  # fmt: skip
+            queue.intermediate_queue.remove(job_id)
+            return None
         try:
             if not fields:
                 raise NoSuchJobError(job_id)

@@ -421,6 +421,27 @@ def test_a_job_rq_cannot_load_does_not_stop_maintenance_or_the_worker(connection
     assert any("maintenance failed; retrying in" in record.getMessage() for record in caplog.records)
 
 
+@pytest.mark.parametrize("pop", ["batched", "one at a time"])
+def test_an_id_whose_key_is_not_a_job_hash_is_dropped_and_the_worker_keeps_running(connection, caplog, pop):
+    queue = Queue("bad", connection=connection)
+    before = queue.enqueue(testjobs.green_sleep, 0, "before")
+    connection.set("rq:job:not-a-hash", "someone else's value")
+    connection.rpush(queue.key, "not-a-hash")
+    after = queue.enqueue(testjobs.green_sleep, 0, "after")
+    # Several queues are popped one id at a time (BLPOP); one queue in batches (the Lua pop).
+    queues = [queue] if pop == "batched" else [queue, Queue("other", connection=connection)]
+
+    GeventWorker(queues, connection=connection).work(burst=True)
+
+    assert before.return_value() == "before" and after.return_value() == "after"
+    assert connection.get("rq:job:not-a-hash") == b"someone else's value"  # not ours to change
+    assert connection.llen(queue.key) == 0 and connection.llen(queue.intermediate_queue_key) == 0
+    assert "not-a-hash" not in FailedJobRegistry(queue=queue).get_job_ids(cleanup=False)  # rq could not list it
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("not-a-hash" in m and "not a job hash" in m and "dropped" in m for m in messages), messages
+    assert not any("unhandled exception" in m for m in messages)
+
+
 @pytest.mark.parametrize("workers_start", ["before", "while full"])
 def test_redis_out_of_memory_refuses_writes_then_processing_resumes(worker_process, workers_start):
     with EmbeddedRedis() as private_redis:  # its configuration changes stay its own
