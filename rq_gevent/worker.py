@@ -344,7 +344,8 @@ class GeventWorker(FastPath):
             if not self._running and self._ended_count == ended_before_pop:
                 self.log.info("Worker %s: done, quitting", self.name)
                 return False
-            self._wait_for_a_job_to_end()
+            if self._running:  # else the job that ended during the pop: pop again at once
+                self._wait_for_a_job_to_end()
         elif self._max_idle_time is not None and self._idle_for() >= self._max_idle_time:
             self.log.info("Worker %s: idle for %d seconds, quitting", self.name, self._max_idle_time)
             return False
@@ -421,7 +422,7 @@ class GeventWorker(FastPath):
     def _dequeue(self, burst: bool, slots: int) -> list[tuple[Job, Queue]]:
         """Pop up to ``slots`` jobs: at once what is queued (one queue), else one job, blocking unless
         ``burst``; an empty list when the queues stayed empty."""
-        popped = self._pop_batch(slots) if slots > 1 else []
+        popped = self._pop_batch(slots)
         if popped or self.is_suspended_now(max_age=0):
             return popped
         timeout: int | None = None

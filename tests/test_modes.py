@@ -31,6 +31,36 @@ def test_burst_runs_what_running_jobs_enqueue(connection):
     assert len(queue) == 0
 
 
+class JobEndsDuringTheLastPopWorker(GeventWorker):
+    """The last running job ends while the (empty) pop is in flight; records what the loop waits on."""
+
+    waited_with_running: list[int]
+
+    def _dequeue(self, burst, slots):
+        popped = super()._dequeue(burst, slots)
+        if not popped:
+            while self._running:
+                self._job_done.wait(1)
+        return popped
+
+    def _wait_for_a_job_to_end(self, timeout=1.0):
+        self.waited_with_running.append(len(self._running))
+        super()._wait_for_a_job_to_end(timeout)
+
+
+def test_burst_pops_again_at_once_when_the_last_job_ended_during_the_pop(connection):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 0.2, i) for i in range(3)]
+    worker = JobEndsDuringTheLastPopWorker([queue], connection=connection, concurrency=10)
+    worker.waited_with_running = []
+
+    worker.work(burst=True)
+
+    assert [job.return_value() for job in jobs] == [0, 1, 2]
+    # Waiting for a job to end with none running would sleep the full second for nothing.
+    assert 0 not in worker.waited_with_running
+
+
 def test_max_jobs_admits_that_many_and_lets_them_finish(connection):
     queue = Queue(connection=connection)
     jobs = [queue.enqueue(testjobs.green_sleep, 0.3, i) for i in range(10)]
