@@ -410,9 +410,10 @@ class GeventWorker(FastPath):
                 return False
         return not self._stop_requested
 
-    def _wait_for_a_job_to_end(self, timeout: float = 1.0) -> None:
+    def _wait_for_a_job_to_end(self, timeout: float = 1.0) -> bool:
+        """False if none ended within ``timeout``."""
         self._job_done.clear()
-        self._job_done.wait(timeout)
+        return self._job_done.wait(timeout)
 
     def _idle_for(self) -> float:
         if self._running:
@@ -521,6 +522,9 @@ class GeventWorker(FastPath):
         """Admit ``job`` to the pool (a slot must be free) and return at once."""
         self._admitted_count += 1
         greenlet = self._pool.spawn(self._run_job, job.id)
+        # The pool frees the slot in a link of its own, run after the greenlet exits and before this one:
+        # a wake-up from inside the greenlet would find the pool still full and wait on.
+        greenlet.rawlink(self._slot_freed)
         # Registered before the greenlet first runs, so the loop counts it as running at once.
         self._running[job.id] = RunningJob(job=job, queue=queue, greenlet=greenlet, attempt=compat.count_attempt(job))
 
@@ -559,7 +563,9 @@ class GeventWorker(FastPath):
             self._ended_count += 1
             if not self._running:
                 self._became_idle()
-            self._job_done.set()
+
+    def _slot_freed(self, _greenlet: Greenlet) -> None:
+        self._job_done.set()
 
     def _became_idle(self) -> None:
         self._idle_since = time.monotonic()
@@ -919,7 +925,8 @@ class GeventWorker(FastPath):
             if deadline is not None and wait == 0.0:
                 self.log.warning("Worker %s: graceful timeout of %s s reached", self.name, self.graceful_timeout)
                 break
-            self._cold.wait(wait)
+            self._job_done.clear()
+            gevent.wait([self._cold, self._job_done], timeout=wait, count=1)
         if not self._running:
             return
         for running in list(self._running.values()):

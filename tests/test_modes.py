@@ -31,11 +31,21 @@ def test_burst_runs_what_running_jobs_enqueue(connection):
     assert len(queue) == 0
 
 
-class JobEndsDuringTheLastPopWorker(GeventWorker):
-    """The last running job ends while the (empty) pop is in flight; records what the loop waits on."""
+class WaitRecordingWorker(GeventWorker):
+    """Records each time the loop waits for a job to end: (jobs running, whether one ended in time)."""
 
-    waited_with_running: list[int]
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.waits: list[tuple[int, bool]] = []
 
+    def _wait_for_a_job_to_end(self, timeout=1.0):
+        running = len(self._running)
+        ended = super()._wait_for_a_job_to_end(timeout)
+        self.waits.append((running, ended))
+        return ended
+
+
+class JobEndsDuringTheLastPopWorker(WaitRecordingWorker):
     def _dequeue(self, burst, slots):
         popped = super()._dequeue(burst, slots)
         if not popped:
@@ -43,22 +53,30 @@ class JobEndsDuringTheLastPopWorker(GeventWorker):
                 self._job_done.wait(1)
         return popped
 
-    def _wait_for_a_job_to_end(self, timeout=1.0):
-        self.waited_with_running.append(len(self._running))
-        super()._wait_for_a_job_to_end(timeout)
-
 
 def test_burst_pops_again_at_once_when_the_last_job_ended_during_the_pop(connection):
     queue = Queue(connection=connection)
     jobs = [queue.enqueue(testjobs.green_sleep, 0.2, i) for i in range(3)]
     worker = JobEndsDuringTheLastPopWorker([queue], connection=connection, concurrency=10)
-    worker.waited_with_running = []
 
     worker.work(burst=True)
 
     assert [job.return_value() for job in jobs] == [0, 1, 2]
     # Waiting for a job to end with none running would sleep the full second for nothing.
-    assert 0 not in worker.waited_with_running
+    assert all(running for running, _ in worker.waits), worker.waits
+
+
+def test_a_full_pool_takes_the_next_job_as_soon_as_a_slot_is_free(connection):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 0, i) for i in range(5)]
+    worker = WaitRecordingWorker([queue], connection=connection, concurrency=1)
+
+    worker.work(burst=True)
+
+    assert [job.return_value() for job in jobs] == list(range(5))
+    assert len(worker.waits) >= 4  # the pool was full after each admission
+    # Each wait ends when the job's slot is free: a missed wake-up would wait out its 1 s timeout.
+    assert all(ended for _, ended in worker.waits), worker.waits
 
 
 def test_max_jobs_admits_that_many_and_lets_them_finish(connection):
