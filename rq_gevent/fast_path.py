@@ -18,6 +18,8 @@ Redis, never what they are:
 * **Dequeue, up to ``DEQUEUE_BATCH`` jobs per round trip** (one queue, Redis >= 6.2): a script
   moves ids from the queue to rq's ``:intermediate`` list, as rq's own LMOVE does, and returns each
   job's hash with it; the blocking LMOVE is used only when the queue is empty.
+* **rq's serializer check, skipped for rq's own serializers** (:func:`compat.resolve_rq_serializers_quickly`):
+  CPU, not round trips.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class FastPath(Worker):
     """The round-trip savings; see the module docstring.  Not a worker on its own."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        compat.resolve_rq_serializers_quickly()
         super().__init__(*args, **kwargs)
         self._worker_writes = WorkerWrites()
         self._suspension_checked_at = float("-inf")
