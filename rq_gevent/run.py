@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis
-from rq.cli.helpers import get_redis_from_config, read_config_file
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.logutils import setup_loghandlers
 from rq.serializers import resolve_serializer
@@ -79,6 +78,8 @@ def read_settings(module: str | None) -> dict[str, Any]:
     """The ``--config`` module's upper-case settings (empty without one); exported to jobs too."""
     if not module:
         return {}
+    from rq.cli.helpers import read_config_file  # rq's CLI package: ~50 ms of imports, needed only here
+
     try:
         settings = read_config_file(module)
     except Exception as error:
@@ -141,6 +142,8 @@ def _connect(options: dict[str, Any], settings: dict[str, Any]) -> redis.Redis:
         if url:
             connection = connection_class.from_url(url)
         else:
+            from rq.cli.helpers import get_redis_from_config
+
             connection = get_redis_from_config(settings, connection_class)
     except (ValueError, TypeError) as error:
         shown = redact_url(url) if url else "from the config module"
