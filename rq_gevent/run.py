@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,11 @@ def run_worker(options: dict[str, Any], before_work: Callable[[GeventWorker], No
         raise UserError(f"lost Redis at {describe(connection)} while starting: {error}") from None
     finally:
         if sentry is not None:
-            # Events of the last jobs, before this process exits (shutdown, recycling, burst).
+            # Events of the last jobs, before this process exits (shutdown, recycling, burst).  The
+            # worker has stopped: a stop signal now (a launcher shutting down, systemd) would only
+            # kill the flush, which its own timeout already bounds.
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_IGN)
             from rq_gevent.sentry import close
 
             close()

@@ -161,6 +161,20 @@ def test_failures_just_before_a_shutdown_are_delivered(connection, redis_url, wo
     assert long_running.get_status(refresh=True) == expected
 
 
+def test_a_stop_signal_during_the_last_flush_does_not_cut_it_short(connection, redis_url, worker_process, sentry_sink):
+    sink = sentry_sink("slow:0.4")  # three deliveries: ~1.2 s of flushing after the worker stopped
+    queue = Queue(connection=connection)
+    failing = [queue.enqueue(sentryjobs.fail_marked, f"flush{n}") for n in range(3)]
+    worker = worker_process("-u", redis_url, "--burst", "--sentry-dsn", sink.dsn())
+    wait_until(lambda: all(job.get_status(refresh=True) == JobStatus.FAILED for job in failing), what="failures")
+    wait_until(lambda: not Worker.all(connection=connection), what="the worker to stop and deregister")
+    assert len(sink.events()) < 3, "the flush was over before the signal: the test proves nothing"
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+
+    assert sorted(tags(event)["rq.job_id"] for event in sink.events()) == sorted(job.id for job in failing)
+
+
 def test_each_pre_forked_child_reports_and_flushes_before_it_is_recycled(
     connection, redis_url, worker_process, sentry_sink
 ):
@@ -170,6 +184,8 @@ def test_each_pre_forked_child_reports_and_flushes_before_it_is_recycled(
     master = worker_process("-u", redis_url, "-n", "2", "--max-jobs-per-child", "2", "--sentry-dsn", sink.dsn())
     wait_until(lambda: all(job.get_status(refresh=True) == JobStatus.FAILED for job in failing), what="failures")
     wait_until(lambda: len(sink.events()) == 8, timeout=15, what="8 events")
+    # A child's events reach the sink before it exits and the master notes the recycling.
+    wait_until(lambda: master.output().count("recycled after") >= 3, timeout=15, what="3 recycled children")
     os.kill(master.pid, signal.SIGTERM)
     assert master.wait(15) == 0, master.output()
 
