@@ -50,6 +50,7 @@ class JobEndsDuringTheLastPopWorker(WaitRecordingWorker):
         popped = super()._dequeue(burst, slots)
         if not popped:
             while self._running:
+                self._job_done.clear()
                 self._job_done.wait(1)
         return popped
 
