@@ -355,6 +355,8 @@ class GeventWorker(FastPath):
         """rq's registry clean-ups; an error in them (a job hash rq cannot load...) is logged and
         retried at the next interval, never allowed to stop the worker."""
         try:
+            for queue in self.queues:
+                self._drop_ids_that_are_not_jobs(queue)
             super().run_maintenance_tasks()
         except REDIS_UNAVAILABLE:
             raise
@@ -362,6 +364,28 @@ class GeventWorker(FastPath):
             self.log.error("Worker %s: maintenance failed; retrying in %s s", self.name, self.maintenance_interval,
                            exc_info=True)  # fmt: skip
             self.last_cleaned_at = now()
+
+    def _drop_ids_that_are_not_jobs(self, queue: Queue) -> None:
+        """Ids in ``queue``'s intermediate list whose key is not a job hash (a worker died between popping
+        such an id and dropping it, or rq's own worker crashed on it): rq's clean-up of that list raises
+        on the first of them, every time, and never reaches the ids after it."""
+        job_ids = [as_text(job_id) for job_id in self.connection.lrange(queue.intermediate_queue_key, 0, -1)]
+        if not job_ids:
+            return
+        with self.connection.pipeline(transaction=False) as pipeline:
+            for job_id in job_ids:
+                pipeline.type(self.job_class.key_for(job_id))
+            key_types = pipeline.execute()
+        for job_id, key_type in zip(job_ids, key_types, strict=True):
+            if as_text(key_type) not in ("hash", "none"):
+                self._drop_non_job(queue, job_id)
+
+    def _drop_non_job(self, queue: Queue, job_id: str) -> None:
+        # Not failed: rq's registries and tools would each raise on fetching such a job.
+        key = self.job_class.key_for(job_id)
+        self.log.error("Worker %s: queue %s held id %s whose key %s is not a job hash; dropped from the "
+                       "queue, the key left as it is", self.name, queue.name, job_id, key)  # fmt: skip
+        queue.intermediate_queue.remove(job_id)
 
     def check_for_suspension(self, burst: bool) -> None:
         """rq's ``rq suspend`` check, keeping the worker state truthful while jobs end meanwhile."""
@@ -495,11 +519,7 @@ class GeventWorker(FastPath):
         """The job of a popped id from its hash (``None`` if its key is not a hash); ``None`` (and the id
         dealt with) if there is no job to run."""
         if fields is None:
-            # Not failed: rq's registries and tools would each raise on fetching such a job.
-            key = self.job_class.key_for(job_id)
-            self.log.error("Worker %s: queue %s held id %s whose key %s is not a job hash; dropped from the "
-                           "queue, the key left as it is", self.name, queue.name, job_id, key)  # fmt: skip
-            queue.intermediate_queue.remove(job_id)
+            self._drop_non_job(queue, job_id)
             return None
         try:
             if not fields:

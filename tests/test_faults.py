@@ -442,6 +442,22 @@ def test_an_id_whose_key_is_not_a_job_hash_is_dropped_and_the_worker_keeps_runni
     assert not any("unhandled exception" in m for m in messages)
 
 
+def test_an_id_that_is_not_a_job_left_in_the_intermediate_list_does_not_stop_maintenance(connection, caplog):
+    queue = Queue("bad", connection=connection)
+    connection.set("rq:job:not-a-hash", "someone else's value")
+    connection.rpush(queue.intermediate_queue_key, "not-a-hash")  # popped by a worker that then crashed on it
+    served = queue.enqueue(testjobs.green_sleep, 0, "served")
+
+    GeventWorker([queue], connection=connection).work(burst=True)  # maintenance runs first
+
+    assert served.return_value() == "served"
+    assert connection.lrange(queue.intermediate_queue_key, 0, -1) == []
+    assert connection.get("rq:job:not-a-hash") == b"someone else's value"
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("not-a-hash" in m and "not a job hash" in m for m in messages), messages
+    assert not any("maintenance failed" in m for m in messages), messages
+
+
 @pytest.mark.parametrize("workers_start", ["before", "while full"])
 def test_redis_out_of_memory_refuses_writes_then_processing_resumes(worker_process, workers_start):
     with EmbeddedRedis() as private_redis:  # its configuration changes stay its own
