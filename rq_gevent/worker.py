@@ -369,7 +369,7 @@ class GeventWorker(FastPath):
         """Ids in ``queue``'s intermediate list whose key is not a job hash (a worker died between popping
         such an id and dropping it, or rq's own worker crashed on it): rq's clean-up of that list raises
         on the first of them, every time, and never reaches the ids after it."""
-        job_ids = [as_text(job_id) for job_id in self.connection.lrange(queue.intermediate_queue_key, 0, -1)]
+        job_ids = queue.intermediate_queue.get_job_ids()
         if not job_ids:
             return
         with self.connection.pipeline(transaction=False) as pipeline:
