@@ -1,19 +1,37 @@
 """The whole test suite, as CI runs it: ``python3 -m pip install nox && python3 -m nox``.
 
-The tests run against the oldest and the newest rq release that setup.cfg allows; keep the two in
-step.  Each session builds its own virtualenv under .nox/.
+The tests run against each end of the rq range that setup.cfg declares, and rq 3.0 on the oldest
+and the newest Python that setup.cfg declares; keep the three in step.  Each session builds its own
+virtualenv under .nox/.
 """
+
+import glob
+import os
+import shutil
+import subprocess
 
 import nox
 
-# setup.cfg declares rq >= 2.3.3, < 2.13: exactly these two ends are tested.
-RQ_VERSIONS = ["2.3.3", "2.12.0"]
+# setup.cfg declares rq >= 2.3.3, < 3.1 and Python >= 3.11, < 3.14: (rq, Python) pairs tested.
+OLDEST_PYTHON, NEWEST_PYTHON = "3.11", "3.13"
+MATRIX = [("2.3.3", OLDEST_PYTHON), ("2.12.0", OLDEST_PYTHON), ("3.0.0", OLDEST_PYTHON), ("3.0.0", NEWEST_PYTHON)]
 # setup.cfg declares sentry-sdk >= 2.20 (extra "sentry"): the oldest rq runs with the oldest
-# sentry-sdk, the newest with the newest.
-SENTRY_SDK_WITH_RQ = {"2.3.3": "sentry-sdk==2.20.0", "2.12.0": "sentry-sdk"}
+# sentry-sdk, the others with the newest.
+SENTRY_SDK_WITH_RQ = {"2.3.3": "sentry-sdk==2.20.0"}
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
+
+
+def interpreter(version: str) -> str:
+    """``python3.X`` if it runs, else pyenv's install of it (the machine image has 3.10 to 3.13 under
+    pyenv, not on PATH), else the bare version for nox to report as missing."""
+    found = shutil.which(f"python{version}")
+    if found and subprocess.run([found, "--version"], capture_output=True).returncode == 0:
+        return found
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates = sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", f"python{version}")))
+    return candidates[-1] if candidates else version
 
 
 @nox.session
@@ -24,7 +42,9 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
-@nox.parametrize("rq", RQ_VERSIONS)
-def tests(session: nox.Session, rq: str) -> None:
-    session.install("-e", ".[test]", f"rq=={rq}", SENTRY_SDK_WITH_RQ[rq])
+@nox.parametrize(("rq", "python"), [(rq, interpreter(python)) for rq, python in MATRIX], ids=[
+    f"rq{rq}-py{python}" for rq, python in MATRIX
+])  # fmt: skip
+def tests(session: nox.Session, rq: str, python: str) -> None:
+    session.install("-e", ".[test]", f"rq=={rq}", SENTRY_SDK_WITH_RQ.get(rq, "sentry-sdk"))
     session.run("pytest", *session.posargs)

@@ -7,7 +7,9 @@ their handlers and handled in the master's loop, which every quarter second also
 
 * reaps exited workers and replaces them (backing off, then giving up, when they keep failing
   at start-up),
-* kills a worker whose liveness file has not been touched for ``--hub-timeout`` seconds,
+* kills a worker whose liveness file has not been touched for ``--hub-timeout`` seconds: SIGABRT
+  first, so that its ``faulthandler`` prints where the event loop is stuck, then SIGKILL
+  ``ABORT_GRACE_SECONDS`` later if it is still there (gunicorn does the same),
 * recycles a worker over ``--max-memory-per-child`` (warm; SIGKILL at twice the limit),
 * rolls all workers on SIGHUP, one at a time, each replacement up before the next old one stops.
 
@@ -33,11 +35,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from rq_gevent import alerts
+from rq_gevent.options import WorkerOptions
 from rq_gevent.supervision import (
     DEFAULT_HUB_TIMEOUT,
     INDEX_ENV,
     LIVENESS_ENV,
-    RECYCLE_AFTER_MAX_JOBS,
     STATUS_ENV,
     read_status,
     rss_mb,
@@ -50,7 +52,8 @@ MAX_STARTUP_FAILURES = 5
 MAX_RESPAWN_DELAY = 5.0
 JITTER = 0.10
 REPORT_WAIT_SECONDS = 10.0
-MASTER_ONLY_OPTIONS = ("processes", "hub_timeout", "max_jobs_per_child", "max_memory_per_child", "pid_file")
+# A worker sent SIGABRT by the watchdog gets this long to print its tracebacks and die.
+ABORT_GRACE_SECONDS = 2.0
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
 
 
@@ -66,6 +69,7 @@ class Child:
     retiring: str | None = None  # why the master asked it to stop, if it did
     killed_by_master: str | None = None
     kill_alert: str = ""  # the alert kind of that kill
+    aborted_at: float | None = None  # when the watchdog sent it SIGABRT
 
     @property
     def pid(self) -> int:
@@ -77,10 +81,10 @@ class Child:
 
 
 class Arbiter:
-    def __init__(self, options: dict[str, Any]):
+    def __init__(self, options: WorkerOptions):
         self.options = options
-        self.target = options["processes"]
-        self.hub_timeout = options.get("hub_timeout") or DEFAULT_HUB_TIMEOUT
+        self.target = options.processes
+        self.hub_timeout = options.hub_timeout or DEFAULT_HUB_TIMEOUT
         self.slots: dict[int, Child] = {}
         self.retiring: list[Child] = []
         self.finished: set[int] = set()
@@ -101,8 +105,8 @@ class Arbiter:
 
     def run(self) -> int:
         self._setup_logging()
-        if self.options.get("pid_file"):
-            with open(self.options["pid_file"], "w") as pid_file:
+        if self.options.pid_file:
+            with open(self.options.pid_file, "w") as pid_file:
                 pid_file.write(str(os.getpid()))
         self._install_signals()
         log.info("master started: %d worker processes", self.target)
@@ -119,9 +123,9 @@ class Arbiter:
             self._wait_for_reporters()
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
-            if self.options.get("pid_file"):
+            if self.options.pid_file:
                 try:
-                    os.unlink(self.options["pid_file"])
+                    os.unlink(self.options.pid_file)
                 except OSError:
                     pass
         exit_code = self._exit_code()
@@ -148,7 +152,7 @@ class Arbiter:
 
     def _setup_logging(self) -> None:
         handler = logging.StreamHandler(sys.stderr)
-        date_format = self.options.get("date_format") or "%H:%M:%S"
+        date_format = self.options.date_format or "%H:%M:%S"
         handler.setFormatter(logging.Formatter("%(asctime)s [master pid %(process)d] %(message)s", date_format))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
@@ -222,18 +226,12 @@ class Arbiter:
     def _children(self) -> list[Child]:
         return [*self.slots.values(), *self.retiring]
 
-    def _worker_options(self) -> dict[str, Any]:
-        """The command's options as a worker process (or the alert reporter) reads them."""
-        options = dict(self.options, **{key: None for key in MASTER_ONLY_OPTIONS})
-        options["processes"] = 1
-        return options
-
-    def _child_options(self) -> dict[str, Any]:
-        options = self._worker_options()
-        per_child = self.options.get("max_jobs_per_child")
+    def _child_options(self) -> WorkerOptions:
+        options = self.options.for_worker_process()
+        per_child = self.options.max_jobs_per_child
         if per_child:
-            options["max_jobs"] = per_child + random.randint(0, int(per_child * JITTER))
-            options[RECYCLE_AFTER_MAX_JOBS] = True
+            jittered = per_child + random.randint(0, int(per_child * JITTER))
+            options = options.replace(max_jobs=jittered, recycle_after_max_jobs=True)
         return options
 
     def _spawn(self, index: int) -> None:
@@ -251,9 +249,9 @@ class Arbiter:
             start_new_session=True,  # terminal signals reach the master only; it forwards them
         )
         assert process.stdin is not None
-        process.stdin.write(json.dumps(self._child_options()).encode())
+        process.stdin.write(self._child_options().to_json().encode())
         process.stdin.close()
-        limit = self.options.get("max_memory_per_child")
+        limit = self.options.max_memory_per_child
         memory_limit = limit * (1 - random.uniform(0, JITTER)) if limit else None
         self.slots[index] = Child(index, process, liveness_file, status_file, started_mtime, memory_limit)
         self.finished.discard(index)
@@ -265,11 +263,19 @@ class Arbiter:
         except ProcessLookupError:
             pass
 
-    def _kill(self, child: Child, kind: str, reason: str) -> None:
+    def _kill(self, child: Child, kind: str, reason: str, first: signal.Signals = signal.SIGKILL) -> None:
         child.killed_by_master = reason
         child.kill_alert = kind
         log.warning("killing %s: %s", child.name, reason)
-        self._signal(child, signal.SIGKILL)
+        if first == signal.SIGABRT:
+            child.aborted_at = time.monotonic()
+        self._signal(child, first)
+
+    def _kill_if_abort_ignored(self, child: Child) -> None:
+        if child.aborted_at is not None and time.monotonic() - child.aborted_at > ABORT_GRACE_SECONDS:
+            child.aborted_at = None
+            log.warning("%s still alive %.0f s after SIGABRT; sending SIGKILL", child.name, ABORT_GRACE_SECONDS)
+            self._signal(child, signal.SIGKILL)
 
     def _retire(self, child: Child, reason: str, replace: bool = True) -> None:
         """Ask ``child`` to finish its running jobs and exit; start its replacement at once."""
@@ -351,10 +357,10 @@ class Arbiter:
 
     def _report(self, kind: str, message: str, child: Child, detail: str) -> None:
         """Hand an alert to a reporter process (the master itself never talks to Sentry)."""
-        if not (self.options.get("sentry_dsn") or self.options.get("config")):
+        if not (self.options.sentry_dsn or self.options.config):
             return  # Sentry can only be configured by one of these
         payload = {
-            "options": self._worker_options(),
+            "options": json.loads(self.options.for_worker_process().to_json()),
             "kind": kind,
             "message": message,
             "args": [child.name, detail],
@@ -395,6 +401,7 @@ class Arbiter:
         now = time.time()
         for child in self._children():
             if child.killed_by_master:
+                self._kill_if_abort_ignored(child)
                 continue
             try:
                 touched = os.stat(child.liveness_file).st_mtime
@@ -409,6 +416,7 @@ class Arbiter:
                     child,
                     alerts.WATCHDOG_KILL,
                     f"watchdog: its event loop has not run for {silent:.0f} s (--hub-timeout)",
+                    first=signal.SIGABRT,
                 )
                 continue
             if child.memory_limit_mb is None:

@@ -1,4 +1,4 @@
-"""A worker process started by the launcher: ``python -m rq_gevent.child`` (options as JSON on stdin).
+"""A worker process started by the launcher: ``python -m rq_gevent.child`` (WorkerOptions as JSON on stdin).
 
 It patches gevent first, like the ``rq-gevent`` command, then runs one GeventWorker.
 """
@@ -8,7 +8,7 @@ from rq_gevent.patching import patch
 patch()
 
 import ctypes
-import json
+import faulthandler
 import os
 import signal
 import sys
@@ -16,15 +16,8 @@ from typing import Any
 
 import gevent
 
-from rq_gevent.cli import UserError
-from rq_gevent.supervision import (
-    INDEX_ENV,
-    LIVENESS_ENV,
-    LIVENESS_INTERVAL,
-    RECYCLE_AFTER_MAX_JOBS,
-    STATUS_ENV,
-    write_status,
-)
+from rq_gevent.options import UserError, WorkerOptions
+from rq_gevent.supervision import INDEX_ENV, LIVENESS_ENV, LIVENESS_INTERVAL, STATUS_ENV, write_status
 
 
 def prefixed_log_format(log_format: str | None, index: str) -> str:
@@ -58,13 +51,11 @@ def die_with_parent() -> None:
 
 def main() -> None:
     die_with_parent()
-    options: dict[str, Any] = json.load(sys.stdin)
+    # The launcher's watchdog sends SIGABRT to a process whose event loop is stuck: print where.
+    faulthandler.enable(all_threads=True)
     index = os.environ.get(INDEX_ENV, "?")
     liveness_file = os.environ.get(LIVENESS_ENV)
     status_file = os.environ.get(STATUS_ENV)
-    options["log_format"] = prefixed_log_format(options.get("log_format"), index)
-    if options.get("name"):
-        options["name"] = f"{options['name']}.{index}.{os.getpid()}"
 
     def start_liveness(worker: Any) -> None:
         if liveness_file:
@@ -73,6 +64,10 @@ def main() -> None:
     from rq_gevent.run import run_worker
 
     try:
+        options = WorkerOptions.from_json(sys.stdin.read())
+        options = options.replace(log_format=prefixed_log_format(options.log_format, index))
+        if options.name:
+            options = options.replace(name=f"{options.name}.{index}.{os.getpid()}")
         worker = run_worker(options, before_work=start_liveness)
     except UserError as error:
         write_status(status_file, f"start-up error: {error}")
@@ -81,8 +76,8 @@ def main() -> None:
     except BaseException as error:
         write_status(status_file, f"crashed: {type(error).__name__}: {error}")
         raise
-    max_jobs = options.get("max_jobs")
-    if options.get(RECYCLE_AFTER_MAX_JOBS) and worker.admitted_job_count >= max_jobs:
+    max_jobs = options.max_jobs
+    if options.recycle_after_max_jobs and max_jobs is not None and worker.admitted_job_count >= max_jobs:
         write_status(status_file, f"recycled after {max_jobs} jobs (--max-jobs-per-child)")
     sys.exit(0)
 

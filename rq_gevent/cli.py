@@ -12,12 +12,7 @@ from typing import Any
 import click
 
 from rq_gevent import __version__
-
-DEFAULT_QUEUE = "default"
-
-
-class UserError(Exception):
-    """Bad input or environment: printed as one line on stderr, exit code 1, no traceback."""
+from rq_gevent.options import UserError, WorkerOptions
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -159,7 +154,7 @@ def cli() -> None:
     "its running jobs first, and is killed at twice the limit.",
 )
 @click.option("--pid", "pid_file", type=click.Path(dir_okay=False, writable=True), help="Write the PID to this file.")
-def worker(**options: Any) -> None:
+def worker(**parsed: Any) -> None:
     """Run a GeventWorker on QUEUES (default: "default"), highest priority first.
 
     \b
@@ -169,7 +164,7 @@ def worker(**options: Any) -> None:
     """
     from rq_gevent.supervision import needs_arbiter, resolve_processes
 
-    options["processes"] = resolve_processes(options["processes"])
+    options = WorkerOptions.from_command(dict(parsed, processes=resolve_processes(parsed["processes"])))
     if needs_arbiter(options):
         from rq_gevent.arbiter import Arbiter
 

@@ -1,7 +1,11 @@
-"""The places where rq-gevent relies on rq internals; one module, so a new rq release is one diff.
+"""Every place where rq-gevent relies on rq internals or on what differs between rq releases; one
+module, so a new rq release is one diff.
 
-Supported: the rq versions declared in setup.cfg (each tested by CI).  rq's master branch turns
-``worker.execution`` into a dict and passes executions explicitly; that will land here.
+Supported: the rq versions declared in setup.cfg (each tested by CI), 2.3.3 to 3.0.x.  What rq 3
+changed for a worker: it holds several executions (``worker.executions``, a per-worker executions
+set in Redis), passes each explicitly (``perform_job``, ``handle_job_*``, ``cleanup_execution``), no
+longer writes the worker hash's ``current_job``, and makes the job key persistent before, not in,
+``Job.perform``.
 """
 
 from __future__ import annotations
@@ -16,28 +20,16 @@ try:  # rq >= 2.6
 except ImportError:  # rq < 2.6 defines it next to the worker
     from rq.worker import StopRequested  # type: ignore[no-redef,attr-defined]
 
+import rq
 from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.executions import Execution
-from rq.utils import now, utcformat
+from rq.utils import current_timestamp, now, utcformat
 
-__all__ = [
-    "ATTEMPT_META_KEY",
-    "StopRequested",
-    "count_attempt",
-    "count_requeue",
-    "create_execution",
-    "fail_unloadable",
-    "left_behind_in_intermediate",
-    "never_started",
-    "on_function_call",
-    "outcome_recorded",
-    "requeue_at_front",
-    "resolve_rq_serializers_quickly",
-    "seconds_since",
-    "skip_failure_callback",
-    "skip_persist_in_perform",
-    "worker_registration_fields",
-]
+RQ_VERSION = tuple(int(part) for part in rq.__version__.split(".")[:2])
+# rq >= 3: a worker holds several executions, each passed explicitly.
+EXPLICIT_EXECUTIONS = RQ_VERSION >= (3, 0)
+
+__all__ = ["EXPLICIT_EXECUTIONS", "RQ_VERSION", "StopRequested"]
 
 
 ATTEMPT_META_KEY = "rq_gevent_attempt"
@@ -212,8 +204,11 @@ class _PersistDone:
 def skip_persist_in_perform(job: Any) -> None:
     """Make ``job.perform()`` skip its PERSIST; the real connection is back before the function runs.
 
-    In rq 2.3 to 2.12, ``Job.perform`` calls ``self.connection.persist(self.key)``, then ``self._execute()``.
+    In rq 2.3 to 2.12, ``Job.perform`` calls ``self.connection.persist(self.key)``, then ``self._execute()``;
+    rq 3 makes the key persistent in ``prepare_job_execution`` and ``Job.perform`` makes no Redis call.
     """
+    if EXPLICIT_EXECUTIONS:
+        return
     connection = job.connection
     execute = job._execute
 
@@ -224,3 +219,141 @@ def skip_persist_in_perform(job: Any) -> None:
 
     job.connection = _PersistDone(connection)
     job._execute = execute_with_connection
+
+
+# -- executions, rq 2 (one per worker, ``worker.execution``) and rq 3 (several, passed explicitly) ----
+
+
+def perform_job(worker: Any, job: Any, queue: Any, execution: Any) -> bool:
+    """rq's ``perform_job`` (rq 2 reads the execution from ``worker.execution``)."""
+    if EXPLICIT_EXECUTIONS:
+        return worker.perform_job(job, queue, execution)
+    return worker.perform_job(job, queue)
+
+
+def execution_kwargs(execution: Any) -> dict[str, Any]:
+    """What to add to a call of rq's ``handle_job_failure`` for ``execution``."""
+    return {"execution": execution} if EXPLICIT_EXECUTIONS else {}
+
+
+def track_execution(worker: Any, execution: Any) -> None:
+    """``worker.executions`` as rq 3's ``prepare_execution`` keeps it (kept on rq 2 too, where only we read it)."""
+    worker.executions[execution.id] = execution
+
+
+def cleanup_execution(worker: Any, job: Any, pipeline: Any, execution: Any) -> None:
+    """rq's clean-up of one execution on ``pipeline``: out of the started registry, the job's
+    execution registry and (rq 3) the worker's executions set, its hash deleted."""
+    if EXPLICIT_EXECUTIONS:
+        from rq.executions import cleanup_execution as rq_cleanup_execution
+
+        rq_cleanup_execution(worker, job, pipeline, execution)
+        return
+    # rq 2.3 to 2.12: ``BaseWorker.cleanup_execution`` does this with ``worker.execution``.
+    worker.set_current_job_id(None, pipeline=pipeline)
+    if execution is not None:
+        execution.delete(job=job, pipeline=pipeline)
+        worker.executions.pop(execution.id, None)
+
+
+def write_current_job(worker_class: Any, worker: Any, job_id: str | None, pipeline: Any) -> None:
+    """The worker hash's ``current_job`` (rq < 3; rq 3 keeps the worker's executions set instead)."""
+    if not EXPLICIT_EXECUTIONS:
+        worker_class.set_current_job_id(worker, job_id, pipeline=pipeline)
+
+
+def write_busy_since_now(worker_class: Any, worker: Any, job_id: str, pipeline: Any) -> None:
+    """From idle to busy: rq < 3 names the job and zeroes ``current_job_working_time``."""
+    if not EXPLICIT_EXECUTIONS:
+        worker_class.set_current_job_id(worker, job_id, pipeline=pipeline)
+        worker.set_current_job_working_time(0, pipeline=pipeline)
+
+
+def execute_stopped_callback(job: Any, death_penalty_class: Any) -> None:
+    """rq's stopped callback of ``job``, if it has one (a Job method before rq 3, ``rq.callbacks`` since)."""
+    if job.stopped_callback is None:  # rq < 2.4 calls it unchecked
+        return
+    if EXPLICIT_EXECUTIONS:
+        from rq.callbacks import execute_stopped_callback as rq_execute_stopped_callback
+
+        rq_execute_stopped_callback(job, death_penalty_class)
+    else:
+        job.execute_stopped_callback(death_penalty_class)
+
+
+def restore_after_retried_step(job: Any, snapshot: dict[str, Any]) -> None:
+    """Undo what one of rq's outcome steps changed on ``job`` in memory before its transaction failed
+    (rq sets status, result, retry counters... on the Job object as it queues the writes)."""
+    job.__dict__.clear()
+    job.__dict__.update(snapshot)
+
+
+def snapshot(job: Any) -> dict[str, Any]:
+    return dict(job.__dict__)
+
+
+def move_last_command_first(pipeline: Any) -> None:
+    """Make the command just queued on ``pipeline`` its first (redis-py's ``command_stack``)."""
+    pipeline.command_stack.insert(0, pipeline.command_stack.pop())
+
+
+# -- heartbeats -----------------------------------------------------------------------------------
+
+# rq's heartbeat writes for one running job (``Execution.heartbeat``: the execution hash, the started
+# registry with ``add_execution(xx=True)``, the job's ``ExecutionRegistry.add`` (XX from rq 3 on);
+# ``Job.heartbeat``), atomic and only while the execution still exists.  With many jobs ending at
+# once, Redis reads a large heartbeat pipeline in chunks interleaved with the jobs' own clean-up
+# pipelines, so rq's unconditional HSET would re-create an execution hash that was just deleted.
+# KEYS: execution hash, started registry, job's execution registry, job hash
+# ARGV: ttl, started-registry score, execution id, composite key, execution-registry score,
+#       heartbeat timestamp (float), heartbeat time (rq's string format), "XX" or ""
+_BEAT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local ttl = tonumber(ARGV[1])
+redis.call('HSET', KEYS[1], 'last_heartbeat', ARGV[6])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[4])
+if ARGV[8] == 'XX' then
+    redis.call('ZADD', KEYS[3], 'XX', ARGV[5], ARGV[3])
+else
+    redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
+end
+redis.call('EXPIRE', KEYS[3], ttl + 60)
+if redis.call('EXISTS', KEYS[4]) == 1 then
+    redis.call('HSET', KEYS[4], 'last_heartbeat', ARGV[7])
+end
+return 1
+"""
+
+
+class JobHeartbeats:
+    """rq's per-job heartbeat writes, as one script call per running job."""
+
+    def __init__(self, connection: Any):
+        self._script = connection.register_script(_BEAT)
+
+    def beat(self, pipeline: Any, execution: Any, job: Any, ttl: int, beat_time: Any) -> None:
+        """Queue one running job's heartbeat on ``pipeline``."""
+        now_ts = current_timestamp()
+        started_score = "+inf" if ttl < 0 else now_ts + ttl
+        keys = [execution.key, job.started_job_registry.key, job.execution_registry.key, job.key]
+        args = [ttl, started_score, execution.id, execution.composite_key, now_ts + ttl + 60,
+                beat_time.timestamp(), utcformat(beat_time), "XX" if EXPLICIT_EXECUTIONS else ""]  # fmt: skip
+        self._script(keys=keys, args=args, client=pipeline)
+
+
+# -- the scheduler --------------------------------------------------------------------------------
+
+
+def mark_scheduler_started(scheduler: Any, process: Any) -> None:
+    """What rq's ``RQScheduler.start`` records, for a scheduler run in a greenlet instead of a process."""
+    scheduler._status = scheduler.Status.STARTED
+    scheduler._process = process
+
+
+def scheduler_process(scheduler: Any) -> Any:
+    return scheduler._process
+
+
+def scheduler_queue_names(scheduler: Any) -> list[str]:
+    return sorted(scheduler._queue_names)

@@ -17,10 +17,12 @@ from typing import Any
 import gevent
 import redis.exceptions
 
+from .background import Background
+
 PROBE_COMMAND = "rq-gevent-probe"
 
 
-class ListenerWatch:
+class ListenerWatch(Background):
     def __init__(
         self,
         connection: Any,

@@ -17,15 +17,15 @@ import sys
 from typing import Any
 
 from rq_gevent.alerts import LOGGER_NAME, alert
-from rq_gevent.cli import UserError
+from rq_gevent.options import UserError, WorkerOptions
 from rq_gevent.run import add_paths, read_settings, sentry_settings
 
 
 def report(payload: dict[str, Any]) -> bool:
     """Send the alert in ``payload``; False if Sentry is not configured."""
-    options = payload["options"]
-    add_paths(options.get("paths") or [])
-    sentry = sentry_settings(options, read_settings(options.get("config")))
+    options = WorkerOptions.from_command(payload["options"])
+    add_paths(list(options.paths))
+    sentry = sentry_settings(options, read_settings(options.config))
     if sentry is None:
         return False
     from rq_gevent.sentry import close, init_sentry

@@ -14,8 +14,8 @@ from rq.logutils import setup_loghandlers
 from rq.serializers import resolve_serializer
 from rq.utils import import_attribute
 
-from rq_gevent.cli import DEFAULT_QUEUE, UserError
 from rq_gevent.connections import describe, redact_url
+from rq_gevent.options import DEFAULT_QUEUE, UserError, WorkerOptions
 from rq_gevent.sensitivity import SensitiveJobs
 from rq_gevent.worker import DEFAULT_CONCURRENCY, GeventWorker
 
@@ -26,20 +26,20 @@ if TYPE_CHECKING:
 CONFIG_MODULE_VARIABLE = "RQ_GEVENT_CONFIG"
 
 
-def run_worker(options: dict[str, Any], before_work: Callable[[GeventWorker], None] | None = None) -> GeventWorker:
+def run_worker(options: WorkerOptions, before_work: Callable[[GeventWorker], None] | None = None) -> GeventWorker:
     """Build the worker the options describe and run it until it stops; returns it."""
-    add_paths(options["paths"])
-    settings = read_settings(options["config"])
+    add_paths(options.paths)
+    settings = read_settings(options.config)
     level = _logging_level(options)
-    date_format = options["date_format"] or DEFAULT_LOGGING_DATE_FORMAT
-    log_format = options["log_format"] or DEFAULT_LOGGING_FORMAT
+    date_format = options.date_format or DEFAULT_LOGGING_DATE_FORMAT
+    log_format = options.log_format or DEFAULT_LOGGING_FORMAT
     setup_loghandlers(level, date_format, log_format, name="rq.worker")
     sentry = sentry_settings(options, settings)
     sensitive_jobs = _sensitive_jobs(settings)
     connection = _connect(options, settings)
     worker = _build_worker(options, settings, connection, sensitive_jobs)
-    if options["pid_file"]:
-        with open(options["pid_file"], "w") as pid_file:
+    if options.pid_file:
+        with open(options.pid_file, "w") as pid_file:
             pid_file.write(str(os.getpid()))
     if sentry is not None:
         _start_sentry(sentry, worker)
@@ -47,14 +47,14 @@ def run_worker(options: dict[str, Any], before_work: Callable[[GeventWorker], No
         before_work(worker)
     try:
         worker.work(
-            burst=options["burst"],
+            burst=options.burst,
             logging_level=level,
             date_format=date_format,
             log_format=log_format,
-            max_jobs=options["max_jobs"],
-            max_idle_time=options["max_idle_time"],
-            with_scheduler=options["with_scheduler"],
-            dequeue_strategy=options["dequeue_strategy"],
+            max_jobs=options.max_jobs,
+            max_idle_time=options.max_idle_time,
+            with_scheduler=options.with_scheduler,
+            dequeue_strategy=options.dequeue_strategy,
         )
     except ValueError as error:
         # rq's register_birth: "There exists an active worker named ... already"
@@ -93,9 +93,9 @@ def read_settings(module: str | None) -> dict[str, Any]:
     return settings
 
 
-def sentry_settings(options: dict[str, Any], settings: dict[str, Any]) -> SentrySettings | None:
+def sentry_settings(options: WorkerOptions, settings: dict[str, Any]) -> SentrySettings | None:
     """Sentry's settings if a DSN is configured anywhere, else ``None``; bad ones are a UserError."""
-    if not (options.get("sentry_dsn") or settings.get("SENTRY_DSN")):
+    if not (options.sentry_dsn or settings.get("SENTRY_DSN")):
         return None
     try:
         from rq_gevent.sentry import SentryConfigError, SentrySettings
@@ -108,9 +108,10 @@ def sentry_settings(options: dict[str, Any], settings: dict[str, Any]) -> Sentry
 
 
 def _start_sentry(sentry: SentrySettings, worker: GeventWorker) -> None:
-    from rq_gevent.sentry import describe_dsn, init_sentry
+    from rq_gevent.sentry import describe_dsn, init_sentry, report_stopped_job
 
     init_sentry(sentry, worker_name=worker.name)
+    worker.push_interrupted_job_handler(report_stopped_job)
     assert sentry.dsn is not None
     worker.log.info(
         "Worker %s: reporting errors to Sentry at %s (environment %s, release %s)",
@@ -121,14 +122,14 @@ def _start_sentry(sentry: SentrySettings, worker: GeventWorker) -> None:
     )
 
 
-def _logging_level(options: dict[str, Any]) -> str:
-    if options["verbose"] and options["quiet"]:
+def _logging_level(options: WorkerOptions) -> str:
+    if options.verbose and options.quiet:
         raise UserError("--verbose and --quiet cannot be used together")
-    if options["verbose"]:
+    if options.verbose:
         return "DEBUG"
-    if options["quiet"]:
+    if options.quiet:
         return "WARNING"
-    return options["logging_level"].upper()
+    return options.logging_level.upper()
 
 
 def _import(kind: str, dotted_path: str) -> Any:
@@ -138,11 +139,11 @@ def _import(kind: str, dotted_path: str) -> Any:
         raise UserError(f"cannot import {kind} {dotted_path!r}: {type(error).__name__}: {error}") from None
 
 
-def _connect(options: dict[str, Any], settings: dict[str, Any]) -> redis.Redis:
+def _connect(options: WorkerOptions, settings: dict[str, Any]) -> redis.Redis:
     connection_class = redis.Redis
-    if options["connection_class"]:
-        connection_class = _import("connection class", options["connection_class"])
-    url = options["url"] or settings.get("REDIS_URL")
+    if options.connection_class:
+        connection_class = _import("connection class", options.connection_class)
+    url = options.url or settings.get("REDIS_URL")
     try:
         if url:
             connection = connection_class.from_url(url)
@@ -162,16 +163,16 @@ def _connect(options: dict[str, Any], settings: dict[str, Any]) -> redis.Redis:
     return connection
 
 
-def _queue_names(options: dict[str, Any], settings: dict[str, Any]) -> list[str]:
-    names = list(options["queues"]) or list(settings.get("QUEUES") or [DEFAULT_QUEUE])
+def _queue_names(options: WorkerOptions, settings: dict[str, Any]) -> list[str]:
+    names = list(options.queues) or list(settings.get("QUEUES") or [DEFAULT_QUEUE])
     for name in names:
         if not isinstance(name, str) or not name.strip():
             raise UserError(f"queue names must be non-empty strings, got {name!r} ({type(name).__name__})")
     return names
 
 
-def _concurrency(options: dict[str, Any], settings: dict[str, Any]) -> int:
-    value = options["concurrency"] or settings.get("CONCURRENCY", DEFAULT_CONCURRENCY)
+def _concurrency(options: WorkerOptions, settings: dict[str, Any]) -> int:
+    value = options.concurrency or settings.get("CONCURRENCY", DEFAULT_CONCURRENCY)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise UserError(f"concurrency must be a whole number of at least 1, got {value!r}")
     return value
@@ -185,39 +186,39 @@ def _sensitive_jobs(settings: dict[str, Any]) -> SensitiveJobs:
 
 
 def _build_worker(
-    options: dict[str, Any], settings: dict[str, Any], connection: redis.Redis, sensitive_jobs: SensitiveJobs
+    options: WorkerOptions, settings: dict[str, Any], connection: redis.Redis, sensitive_jobs: SensitiveJobs
 ) -> GeventWorker:
     worker_class = GeventWorker
-    if options["worker_class"]:
-        worker_class = _import("worker class", options["worker_class"])
+    if options.worker_class:
+        worker_class = _import("worker class", options.worker_class)
         if not (isinstance(worker_class, type) and issubclass(worker_class, GeventWorker)):
-            raise UserError(f"worker class {options['worker_class']!r} is not a subclass of rq_gevent.GeventWorker")
+            raise UserError(f"worker class {options.worker_class!r} is not a subclass of rq_gevent.GeventWorker")
     kwargs: dict[str, Any] = {
-        "name": options["name"] or settings.get("NAME"),
+        "name": options.name or settings.get("NAME"),
         "connection": connection,
         "concurrency": _concurrency(options, settings),
-        "graceful_timeout": options["graceful_timeout"],
-        "redis_alert_after": options["redis_alert_after"],
+        "graceful_timeout": options.graceful_timeout,
+        "redis_alert_after": options.redis_alert_after,
         "sensitive_jobs": sensitive_jobs,
-        "job_monitoring_interval": options["job_monitoring_interval"],
-        "maintenance_interval": options["maintenance_interval"],
-        "log_job_description": not options["disable_job_desc_logging"],
-        "disable_default_exception_handler": options["disable_default_exception_handler"],
-        "exception_handlers": [_import("exception handler", path) for path in options["exception_handlers"]] or None,
+        "job_monitoring_interval": options.job_monitoring_interval,
+        "maintenance_interval": options.maintenance_interval,
+        "log_job_description": not options.disable_job_desc_logging,
+        "disable_default_exception_handler": options.disable_default_exception_handler,
+        "exception_handlers": [_import("exception handler", path) for path in options.exception_handlers] or None,
     }
-    if options["results_ttl"] is not None:
-        kwargs["default_result_ttl"] = options["results_ttl"]
-    if options["worker_ttl"] is not None:
-        kwargs["worker_ttl"] = options["worker_ttl"]
-    if options["job_class"]:
-        kwargs["job_class"] = _import("job class", options["job_class"])
-    if options["queue_class"]:
-        kwargs["queue_class"] = _import("queue class", options["queue_class"])
-    if options["serializer"]:
+    if options.results_ttl is not None:
+        kwargs["default_result_ttl"] = options.results_ttl
+    if options.worker_ttl is not None:
+        kwargs["worker_ttl"] = options.worker_ttl
+    if options.job_class:
+        kwargs["job_class"] = _import("job class", options.job_class)
+    if options.queue_class:
+        kwargs["queue_class"] = _import("queue class", options.queue_class)
+    if options.serializer:
         try:
-            kwargs["serializer"] = resolve_serializer(options["serializer"])
+            kwargs["serializer"] = resolve_serializer(options.serializer)
         except Exception as error:
-            raise UserError(f"cannot use serializer {options['serializer']!r}: {error}") from None
+            raise UserError(f"cannot use serializer {options.serializer!r}: {error}") from None
     try:
         return worker_class(_queue_names(options, settings), **kwargs)
     except (TypeError, ValueError) as error:

@@ -12,6 +12,8 @@ import logging
 import gevent
 from rq.scheduler import RQScheduler
 
+from . import compat
+
 log = logging.getLogger("rq.scheduler")
 
 
@@ -27,16 +29,32 @@ class _SchedulerGreenlet:
 
 
 class GreenletScheduler(RQScheduler):
+    def run_in_greenlet(self, burst: bool) -> None:
+        """What rq's worker does with ``--with-scheduler``: take the queues' scheduler locks if free,
+        then move due jobs once (burst) or keep doing so in a greenlet."""
+        self.acquire_locks()
+        if not self.acquired_locks:
+            return
+        if burst:
+            try:
+                self.register_birth()
+                self.enqueue_scheduled_jobs()
+            finally:
+                self.release_locks()
+                self.register_death()
+        else:
+            self.start()
+
     def start(self) -> _SchedulerGreenlet:  # type: ignore[override]
-        self._status = self.Status.STARTED
-        self._process = _SchedulerGreenlet(self)
-        return self._process
+        process = _SchedulerGreenlet(self)
+        compat.mark_scheduler_started(self, process)
+        return process
 
     def _install_signal_handlers(self) -> None:
         """The worker owns the process's signals and stops the scheduler itself."""
 
     def run_logged(self) -> None:
-        log.info("Scheduler for %s started in a greenlet", ", ".join(sorted(self._queue_names)))
+        log.info("Scheduler for %s started in a greenlet", ", ".join(compat.scheduler_queue_names(self)))
         try:
             self.work()
         except Exception:
@@ -47,7 +65,7 @@ class GreenletScheduler(RQScheduler):
     def stop_and_wait(self, timeout: float) -> None:
         """Ask the loop to stop (it releases its locks and deregisters); kill it after ``timeout``."""
         self.request_stop()
-        process = self._process
+        process = compat.scheduler_process(self)
         if process is None:
             return
         process.greenlet.join(timeout)

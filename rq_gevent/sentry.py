@@ -28,7 +28,6 @@ from typing import Any
 
 import sentry_sdk
 from rq.timeouts import JobTimeoutException
-from sentry_sdk.integrations import Integration
 from sentry_sdk.integrations.argv import ArgvIntegration
 from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.integrations.rq import RqIntegration
@@ -37,8 +36,8 @@ from sentry_sdk.utils import Dsn, event_from_exception
 
 from . import __version__, alerts, scrubbing
 from .exceptions import JobKilled, JobStopped
+from .running import RunningJob, running_job
 from .sensitivity import SensitiveJobs
-from .worker import GeventWorker, RunningJob, running_job
 
 # Longest a worker process waits at exit for queued events to be delivered.
 FLUSH_SECONDS = 2.0
@@ -68,12 +67,12 @@ class SentrySettings:
     sensitive_jobs: SensitiveJobs = field(default_factory=SensitiveJobs)
 
     @classmethod
-    def resolve(cls, options: Mapping[str, Any], settings: Mapping[str, Any]) -> SentrySettings:
+    def resolve(cls, options: Any, settings: Mapping[str, Any]) -> SentrySettings:
         """``options``: the command's (``sentry_dsn``, ``sentry_environment``); ``settings``: the config module's."""
-        dsn = options.get("sentry_dsn") or settings.get("SENTRY_DSN") or None
+        dsn = options.sentry_dsn or settings.get("SENTRY_DSN") or None
         if dsn is not None:
             _check_dsn(dsn)
-        environment = options.get("sentry_environment") or settings.get("SENTRY_ENVIRONMENT") or None
+        environment = options.sentry_environment or settings.get("SENTRY_ENVIRONMENT") or None
         release = os.environ.get("SENTRY_RELEASE") or settings.get("SENTRY_RELEASE") or cls.release
         try:
             sensitive_jobs = SensitiveJobs(settings.get("SENSITIVE_JOBS") or ())
@@ -108,7 +107,7 @@ def init_sentry(settings: SentrySettings, worker_name: str | None = None) -> boo
         dsn=settings.dsn,
         environment=settings.environment,
         release=settings.release,
-        integrations=[RqIntegration(), RqGeventIntegration()],
+        integrations=[RqIntegration()],
         # argv can hold --url / --sentry-dsn credentials; a breadcrumb and span per Redis command
         # (rq's own bookkeeping, about 18 per job) costs about a fifth of a worker's throughput.
         disabled_integrations=[ArgvIntegration(), RedisIntegration()],
@@ -165,22 +164,11 @@ class LoggingHttpTransport(HttpTransport):
         self._logged_at = time.monotonic()
 
 
-class RqGeventIntegration(Integration):
-    """Reports jobs stopped with ``stop-job``, which rq (and so ``RqIntegration``) treats as no error."""
-
-    identifier = "rq_gevent"
-
-    @staticmethod
-    def setup_once() -> None:
-        original = GeventWorker.handle_exception
-
-        def handle_exception(self: GeventWorker, job: Any, *exc_info: Any) -> None:
-            if len(exc_info) > 1 and isinstance(exc_info[1], JobStopped):
-                if sentry_sdk.get_client().get_integration(RqGeventIntegration) is not None:
-                    _capture_stopped(job, exc_info)
-            original(self, job, *exc_info)
-
-        GeventWorker.handle_exception = handle_exception  # type: ignore[method-assign]
+def report_stopped_job(job: Any, *exc_info: Any) -> None:
+    """A :meth:`GeventWorker.push_interrupted_job_handler` handler: an event at level warning for a
+    job stopped with ``stop-job``, which rq (and so ``RqIntegration``) treats as no error."""
+    if len(exc_info) > 1 and isinstance(exc_info[1], JobStopped) and sentry_sdk.get_client().is_active():
+        _capture_stopped(job, exc_info)
 
 
 def _capture_stopped(job: Any, exc_info: Any) -> None:

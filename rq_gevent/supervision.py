@@ -1,7 +1,7 @@
 """What the launcher and its worker processes agree on; imports nothing network-related.
 
-* Options travel to a worker process as JSON on its standard input (never in argv, where a Redis
-  password would show in ``ps``).
+* Options (:class:`rq_gevent.options.WorkerOptions`) travel to a worker process as JSON on its
+  standard input (never in argv, where a Redis password would show in ``ps``).
 * Each worker process touches a *liveness file* from its event loop; a file that stops changing
   means the hub is blocked.
 * A worker process writes why it is about to exit (a start-up error, recycling) to a *status file*
@@ -11,9 +11,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from rq_gevent.cli import UserError
+from rq_gevent.options import UserError, WorkerOptions
 
 DEFAULT_HUB_TIMEOUT = 30.0
 LIVENESS_INTERVAL = 1.0
@@ -24,9 +23,6 @@ MIN_MEMORY_PER_CHILD_MB = 64
 INDEX_ENV = "RQ_GEVENT_CHILD_INDEX"
 LIVENESS_ENV = "RQ_GEVENT_LIVENESS_FILE"
 STATUS_ENV = "RQ_GEVENT_STATUS_FILE"
-# Set in a child's options when its max_jobs comes from --max-jobs-per-child (replace it) rather than
-# from --max-jobs (it is done).
-RECYCLE_AFTER_MAX_JOBS = "recycle_after_max_jobs"
 
 SUPERVISION_OPTIONS = ("hub_timeout", "max_jobs_per_child", "max_memory_per_child")
 
@@ -44,10 +40,10 @@ def resolve_processes(value: str | int) -> int:
     return number
 
 
-def needs_arbiter(options: dict[str, Any]) -> bool:
+def needs_arbiter(options: WorkerOptions) -> bool:
     """One process and no supervision option: the worker runs in this process, as ``rq worker`` does."""
-    if options["processes"] > 1 or any(options.get(name) is not None for name in SUPERVISION_OPTIONS):
-        memory = options.get("max_memory_per_child")
+    if options.processes > 1 or any(getattr(options, name) is not None for name in SUPERVISION_OPTIONS):
+        memory = options.max_memory_per_child
         if memory is not None and memory < MIN_MEMORY_PER_CHILD_MB:
             raise UserError(
                 f"--max-memory-per-child {memory} MB is below a worker process's baseline; "

@@ -28,9 +28,9 @@ def test_500_jobs_at_once_fit_in_the_connection_pool(connection):
 
 def test_dequeue_uses_its_own_connection_with_a_longer_socket_timeout(connection):
     worker = GeventWorker(["default"], connection=connection)
-    worker._open_dequeue_connection()
-    kwargs = worker._dequeue_connection.connection_pool.connection_kwargs
-    assert worker._dequeue_connection.connection_pool is not connection.connection_pool
+    worker.dequeuer.open()
+    kwargs = worker.dequeuer.client.connection_pool.connection_kwargs
+    assert worker.dequeuer.client.connection_pool is not connection.connection_pool
     assert kwargs["socket_timeout"] > worker.dequeue_timeout
     assert kwargs["socket_keepalive"] is True
 

@@ -1,6 +1,7 @@
 """The pre-fork launcher (``rq-gevent worker -n N``): real processes, real signals, real Redis."""
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -155,6 +156,10 @@ def test_watchdog_kills_a_child_whose_hub_is_stuck_while_others_serve(connection
     )
     assert connection.llen(queue.intermediate_queue_key) <= 1
     wait_until(lambda: "watchdog: its event loop has not run" in master.output(), timeout=15, what="watchdog kill")
+    wait_until(lambda: "exited: killed by signal SIGABRT" in master.output(), timeout=10, what="the abort")
+    # faulthandler in the child printed where its event loop was stuck: in the job's own code.
+    assert "Fatal Python error: Aborted" in master.output()
+    assert re.search(r'testjobs\.py", line \d+ in spin', master.output()), master.output()
     wait_until(lambda: spinner.get_status(refresh=True) == JobStatus.FAILED, timeout=30, what="abandoned job failed")
     assert "AbandonedJobError" in (spinner.latest_result().exc_string or "")
 
@@ -211,6 +216,7 @@ def test_workers_shut_down_when_the_master_is_killed(connection, redis_url, work
     master = worker_process("-u", redis_url, "-n", "2")
     wait_until(lambda: len(Worker.all(connection=connection)) == 2)
     workers = children(master.pid)
+    assert len(workers) == 2, workers
 
     os.kill(master.pid, signal.SIGKILL)
     master.wait(5)

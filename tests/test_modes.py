@@ -37,22 +37,31 @@ class WaitRecordingWorker(GeventWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.waits: list[tuple[int, bool]] = []
+        wait = self.admission.wait_for_a_job_to_end
 
-    def _wait_for_a_job_to_end(self, timeout=1.0):
-        running = len(self._running)
-        ended = super()._wait_for_a_job_to_end(timeout)
-        self.waits.append((running, ended))
-        return ended
+        def recorded_wait(timeout=1.0):
+            running = len(self.jobs)
+            ended = wait(timeout)
+            self.waits.append((running, ended))
+            return ended
+
+        self.admission.wait_for_a_job_to_end = recorded_wait
 
 
 class JobEndsDuringTheLastPopWorker(WaitRecordingWorker):
-    def _dequeue(self, burst, slots):
-        popped = super()._dequeue(burst, slots)
-        if not popped:
-            while self._running:
-                self._job_done.clear()
-                self._job_done.wait(1)
-        return popped
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        pop = self.loop._pop
+
+        def pop_while_the_last_job_ends(burst, slots):
+            popped = pop(burst, slots)
+            if not popped:
+                while self.jobs:
+                    self.admission.job_ended.clear()
+                    self.admission.job_ended.wait(1)
+            return popped
+
+        self.loop._pop = pop_while_the_last_job_ends
 
 
 def test_burst_pops_again_at_once_when_the_last_job_ended_during_the_pop(connection):

@@ -86,8 +86,9 @@ def test_jobs_outlive_their_heartbeat_ttl_many_times_over(connection):
     assert all(score > current_timestamp() for score in later_scores.values())
     assert connection.hget(worker.key, "last_heartbeat") != first_worker_heartbeat
     assert connection.ttl(worker.key) > 60
-    for execution in jobs[0].get_executions():
-        assert connection.ttl(execution.key) > 0
+    executions = [execution for job in jobs for execution in job.get_executions()]
+    assert len(executions) == 60
+    assert all(connection.ttl(execution.key) > 0 for execution in executions)
 
     greenlet.join(15)
     assert [job.return_value() for job in jobs] == list(range(60))

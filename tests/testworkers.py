@@ -47,13 +47,13 @@ class GatedOutcomeWorker(GeventWorker):
     """Stops at the gate after its first job's code ran and rq noted its end, just before rq records
     its outcome: that transaction then meets a Redis that is down."""
 
-    def handle_job_success(self, job, queue, started_job_registry):
+    def handle_job_success(self, job, queue, *args, **kwargs):
         wait_at_gate()
-        super().handle_job_success(job, queue, started_job_registry)
+        super().handle_job_success(job, queue, *args, **kwargs)
 
-    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
+    def handle_job_failure(self, job, queue, *args, **kwargs):
         wait_at_gate()
-        super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
+        super().handle_job_failure(job, queue, *args, **kwargs)
 
     def handle_job_retry(self, job, queue, *args, **kwargs):
         wait_at_gate()

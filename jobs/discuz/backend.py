@@ -1,27 +1,15 @@
-"""The three ways uc_client itself creates a member, behind one small interface."""
+"""The three ways uc_client itself creates a member, behind one small interface, and the factory that
+picks one from the settings (each backend imports only :mod:`jobs.discuz.account`)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
-from jobs.sealing import Secret
+from jobs.discuz.account import Credential, ForumAccount
 from jobs.settings import SettingsError, required_setting, setting
 
 BACKENDS = ("http", "database", "php")
 CHARSETS = ("utf-8", "gbk", "big5")
-
-
-class ForumAccount(NamedTuple):
-    uid: int
-    username: str
-    email: str
-
-
-class Credential(NamedTuple):
-    """Exactly one of: the password, or a prepared hash (database backend only); both masked in reprs."""
-
-    password: Secret | None = None
-    prepared_hash: Secret | None = None
 
 
 class ForumBackend(Protocol):

@@ -7,7 +7,8 @@ import logging
 from rq import Retry
 
 from jobs.discuz import rules
-from jobs.discuz.backend import Credential, ForumAccount, ForumBackend, backend_from_settings
+from jobs.discuz.account import Credential, ForumAccount
+from jobs.discuz.backend import ForumBackend, backend_from_settings
 from jobs.discuz.codes import EMAIL_EXISTS, USERNAME_EXISTS
 from jobs.discuz.errors import ForumConflict, ForumRejected
 from jobs.outcomes import PermanentError, TransientError, retry_later

@@ -12,7 +12,7 @@ import logging
 import subprocess
 from pathlib import Path
 
-from jobs.discuz.backend import Credential, ForumAccount
+from jobs.discuz.account import Credential, ForumAccount
 from jobs.discuz.errors import ForumConfigError, ForumUnavailable
 from jobs.sealing import Secret
 from jobs.settings import required_setting, setting

@@ -12,7 +12,7 @@ import time
 import pymysql
 
 from jobs.discuz import hashing
-from jobs.discuz.backend import Credential, ForumAccount
+from jobs.discuz.account import Credential, ForumAccount
 from jobs.discuz.codes import EMAIL_EXISTS, USERNAME_EXISTS
 from jobs.discuz.errors import ForumConfigError, ForumUnavailable
 from jobs.sealing import Secret

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ElementTree
 from urllib.parse import urlencode
 
 from jobs.discuz import authcode
-from jobs.discuz.backend import Credential, ForumAccount
+from jobs.discuz.account import Credential, ForumAccount
 from jobs.discuz.errors import ForumConfigError, ForumUnavailable
 from jobs.sealing import Secret
 from jobs.settings import required_setting, setting

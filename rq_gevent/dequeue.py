@@ -1,0 +1,175 @@
+"""Taking jobs off the worker's queues, on a Redis client of its own.
+
+* **Up to ``DEQUEUE_BATCH`` jobs per round trip** (one queue, Redis >= 6.2): a script moves ids from
+  the queue to rq's ``:intermediate`` list, as rq's own LMOVE does, and returns each job's hash with
+  it.  The blocking pop (BLMOVE, or BLPOP over several queues) is used only when the queues are empty.
+* The blocking pop has a client of its own (:func:`rq_gevent.connections.dequeue_client`), so that a
+  long block holds no pool connection, and a shutdown can wake it with ``CLIENT UNBLOCK``.
+* Bad input never stops the worker: an id whose job was deleted is skipped, an id whose key is not a
+  hash is dropped (logged), a job hash rq cannot load goes to the failed registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import redis.exceptions
+from rq.exceptions import DequeueTimeout, NoSuchJobError
+from rq.utils import as_text, get_version
+
+from . import compat
+from .connections import dequeue_client, unblock_clients
+
+if TYPE_CHECKING:
+    from .worker import GeventWorker
+
+# At most this many jobs are taken per dequeue round trip (never more than the free slots).
+DEQUEUE_BATCH = 20
+
+# KEYS: queue, intermediate list.  ARGV: how many, job key prefix.
+# Returns id1, hash1 (flat field/value list), id2, hash2...
+_POP_WITH_HASHES = """
+local popped = {}
+for _ = 1, tonumber(ARGV[1]) do
+    local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+    if not id then break end
+    popped[#popped + 1] = id
+    -- HGETALL's only error is WRONGTYPE: sent back as nil for that id, not as the script's error.
+    local fields = redis.pcall('HGETALL', ARGV[2] .. id)
+    if fields.err then fields = false end
+    popped[#popped + 1] = fields
+end
+return popped
+"""
+
+
+class Dequeuer:
+    def __init__(self, worker: GeventWorker) -> None:
+        self.worker = worker
+        self.client: Any = None
+        self._pop_script: Any = None
+
+    @property
+    def client_name(self) -> str:
+        return f"{self.worker.name}:dequeue"
+
+    def open(self) -> None:
+        worker = self.worker
+        self.client = dequeue_client(
+            worker.connection, self.client_name, worker.dequeue_timeout + worker.dequeue_socket_margin
+        )
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def wake(self) -> bool:
+        """Wake a blocked pop as if it had timed out; False if Redis refused (it then ends at its timeout)."""
+        return unblock_clients(self.worker.connection, self.client_name)
+
+    def pop_one(self, timeout: int | None) -> list[tuple[Any, Any]]:
+        """One job, blocking up to ``timeout`` seconds (``None``: not at all); empty if none came."""
+        while True:
+            popped_id = self._pop_job_id(timeout)
+            if popped_id is None:
+                return []
+            queue, job_id = popped_id
+            job = self._fetch_popped_job(queue, job_id)
+            if job is not None:
+                return [self._admitting(job, queue)]
+
+    def pop_batch(self, slots: int) -> list[tuple[Any, Any]]:
+        """Non-blocking: up to ``slots`` (at most ``DEQUEUE_BATCH``) jobs with their hashes, one round trip."""
+        if not self._single_queue_lmove():
+            return []
+        queue = self.worker._ordered_queues[0]
+        admitted = []
+        for job_id, fields in self._pop_with_hashes(queue, min(slots, DEQUEUE_BATCH)):
+            job = self._load_popped_job(queue, job_id, fields)
+            if job is not None:
+                admitted.append(self._admitting(job, queue))
+        return admitted
+
+    def _single_queue_lmove(self) -> bool:
+        return len(self.worker._ordered_queues) == 1 and get_version(self.worker.connection) >= (6, 2, 0)
+
+    def _pop_with_hashes(self, queue: Any, count: int) -> Iterator[tuple[str, dict[bytes, bytes] | None]]:
+        """Move up to ``count`` ids from ``queue`` to its ``:intermediate`` list, with each job's hash
+        (empty if the job was deleted, ``None`` if its key is not a hash), in one round trip."""
+        if self._pop_script is None:
+            self._pop_script = self.worker.connection.register_script(_POP_WITH_HASHES)
+        prefix = self.worker.job_class.redis_job_namespace_prefix
+        popped = self._pop_script(keys=[queue.key, queue.intermediate_queue_key], args=[count, prefix],
+                                  client=self.client)  # fmt: skip
+        for index in range(0, len(popped), 2):
+            fields = popped[index + 1]
+            yield popped[index].decode(), None if fields is None else dict(zip(fields[::2], fields[1::2], strict=True))
+
+    def _admitting(self, job: Any, queue: Any) -> tuple[Any, Any]:
+        worker = self.worker
+        worker.reorder_queues(reference_queue=queue)
+        job.redis_server_version = worker.get_redis_server_version()
+        if worker.log_job_description and not worker.sensitive_jobs(job):
+            worker.log.info("Worker %s: %s: %s (%s)", worker.name, queue.name, job.description, job.id)
+        else:
+            worker.log.info("Worker %s: %s: %s", worker.name, queue.name, job.id)
+        return job, queue
+
+    def _pop_job_id(self, timeout: int | None) -> tuple[Any, str] | None:
+        """(B)LMOVE into ``:intermediate`` (one queue, Redis >= 6.2) or (B)LPOP; ``timeout`` None: no block."""
+        worker = self.worker
+        queue_keys = [queue.key for queue in worker._ordered_queues]
+        try:
+            if self._single_queue_lmove():
+                popped = worker.queue_class.lmove(self.client, queue_keys[0], timeout)
+            else:
+                popped = worker.queue_class.lpop(queue_keys, timeout, connection=self.client)
+        except DequeueTimeout:
+            return None
+        if popped is None:
+            return None
+        queue_key, job_id = (as_text(part) for part in popped)
+        queue = next(queue for queue in worker.queues if queue.key == queue_key)
+        return queue, job_id
+
+    def _fetch_popped_job(self, queue: Any, job_id: str) -> Any:
+        # If Redis is unavailable the loop backs off; with one queue the id waits in the intermediate list.
+        fields: dict[bytes, bytes] | None
+        try:
+            fields = self.worker.connection.hgetall(self.worker.job_class.key_for(job_id))
+        except redis.exceptions.ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            fields = None
+        return self._load_popped_job(queue, job_id, fields)
+
+    def _load_popped_job(self, queue: Any, job_id: str, fields: dict[bytes, bytes] | None) -> Any:
+        """The job of a popped id from its hash; ``None`` (and the id dealt with) if there is no job to run."""
+        worker = self.worker
+        if fields is None:
+            self.drop_non_job(queue, job_id)
+            return None
+        try:
+            if not fields:
+                raise NoSuchJobError(job_id)
+            job = worker.job_class(job_id, connection=worker.connection, serializer=worker.serializer)
+            job.restore(fields)
+            return job
+        except NoSuchJobError:
+            worker.log.warning("Worker %s: job %s was deleted while queued; skipping it", worker.name, job_id)
+            queue.intermediate_queue.remove(job_id)
+        except Exception as exc:
+            reason = f"rq-gevent: job {job_id} cannot be loaded: {type(exc).__name__}: {exc}"
+            worker.log.error("Worker %s: %s; moved to the failed registry of %s", worker.name, reason, queue.name)
+            compat.fail_unloadable(worker.connection, queue, job_id, reason)
+        return None
+
+    def drop_non_job(self, queue: Any, job_id: str) -> None:
+        """An id whose key is not a job hash: dropped, not failed (rq's registries and tools would each
+        raise on fetching such a job)."""
+        worker = self.worker
+        key = worker.job_class.key_for(job_id)
+        worker.log.error("Worker %s: queue %s held id %s whose key %s is not a job hash; dropped from the "
+                         "queue, the key left as it is", worker.name, queue.name, job_id, key)  # fmt: skip
+        queue.intermediate_queue.remove(job_id)

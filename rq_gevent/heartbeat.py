@@ -1,0 +1,78 @@
+"""One greenlet keeps the worker and every running job's execution alive, in batched pipelines."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import redis.exceptions
+from rq import worker_registration
+from rq.utils import now
+
+from . import compat
+from .background import Background
+from .redis_waits import REDIS_UNAVAILABLE
+
+if TYPE_CHECKING:
+    from .worker import GeventWorker
+
+# Heartbeats of this many jobs share one pipeline.
+HEARTBEAT_BATCH = 200
+
+
+class Heartbeat(Background):
+    def __init__(self, worker: GeventWorker) -> None:
+        self.worker = worker
+        self._job_heartbeats: compat.JobHeartbeats | None = None
+
+    def run(self) -> None:
+        worker = self.worker
+        while True:
+            gevent.sleep(worker.job_monitoring_interval)
+            try:
+                self.send()
+                worker.redis_outage.succeeded()
+            except redis.exceptions.RedisError as exc:
+                worker.log.warning("Worker %s: heartbeat failed (%s); retrying next beat", worker.name, exc)
+                if isinstance(exc, REDIS_UNAVAILABLE):
+                    # The loop may be waiting for a free slot, not touching Redis: count this too.
+                    worker.redis_outage.failed(exc)
+            except Exception:
+                # Never let the heartbeat die: without it every running job would look abandoned.
+                worker.log.exception("Worker %s: heartbeat failed; retrying next beat", worker.name)
+
+    def send(self) -> None:
+        """Refresh the worker key and every running job's execution and job hash, in batches."""
+        worker = self.worker
+        worker_ttl = max(worker.worker_ttl, int(worker.job_monitoring_interval)) + 60
+        running = [r for r in worker.jobs if r.beating]
+        if self._job_heartbeats is None:
+            self._job_heartbeats = compat.JobHeartbeats(worker.connection)
+        batches = [running[i : i + HEARTBEAT_BATCH] for i in range(0, len(running), HEARTBEAT_BATCH)] or [[]]
+        for index, batch in enumerate(batches):
+            with worker.connection.pipeline(transaction=False) as pipeline:
+                if index == 0:
+                    # Checked first: rq's own heartbeat commands differ between releases.  "birth",
+                    # not the key: the counters' tick may have re-created a hash without it.
+                    pipeline.hexists(worker.key, "birth")
+                    pipeline.sismember(worker_registration.REDIS_WORKER_KEYS, worker.key)
+                    worker.heartbeat(worker_ttl, pipeline=pipeline)
+                beat_time = now()
+                for item in batch:
+                    ttl = worker.get_heartbeat_ttl(item.job)
+                    self._job_heartbeats.beat(pipeline, item.execution, item.job, ttl, beat_time)
+                results = pipeline.execute()
+                if index == 0 and not (results[0] and results[1]):
+                    # The worker hash had expired (e.g. Redis restarted without persistence) or was re-created.
+                    self._reregister(pipeline, worker_ttl)
+
+    def _reregister(self, pipeline: Any, ttl: int) -> None:
+        worker = self.worker
+        worker.log.warning("Worker %s: worker key had expired or lost its registration; registering again",
+                           worker.name)  # fmt: skip
+        pipeline.hset(worker.key, mapping=compat.worker_registration_fields(worker))
+        pipeline.hset(worker.key, "state", worker.get_state())
+        pipeline.expire(worker.key, ttl)
+        worker_registration.register(worker, pipeline)
+        pipeline.execute()
+        worker.worker_writes.current_job_changed = True  # the next tick names the running job again

@@ -1,0 +1,114 @@
+"""The main loop of ``work()``: wait for a free slot, pop as many jobs as there are free slots, admit
+them, until stopped, drained (burst), ``max_jobs`` admitted or idle for ``max_idle_time``.
+
+While Redis is unavailable the loop backs off (rq's ``exponential_backoff_factor`` up to
+``max_connection_wait_time``) and never exits for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import gevent
+
+from .compat import StopRequested
+from .redis_waits import REDIS_UNAVAILABLE, why_unavailable
+
+if TYPE_CHECKING:
+    from .worker import GeventWorker
+
+
+class WorkLoop:
+    def __init__(self, worker: GeventWorker) -> None:
+        self.worker = worker
+        self.dequeuing = False
+        self.max_idle_time: int | None = None
+
+    def run(self, burst: bool, max_jobs: int | None, max_idle_time: int | None) -> None:
+        """Dequeue until told to stop; errors other than Redis being away stop the loop, logged."""
+        worker = self.worker
+        self.max_idle_time = max_idle_time
+        self.dequeuing = True
+        try:
+            self._loop(burst, max_jobs)
+        except StopRequested:
+            pass
+        except Exception:
+            worker.log.error("Worker %s: unhandled exception in the work loop, stopping", worker.name, exc_info=True)
+        finally:
+            self.dequeuing = False
+
+    def _loop(self, burst: bool, max_jobs: int | None) -> None:
+        worker = self.worker
+        backoff = 1.0
+        while not worker._stop_requested:
+            try:
+                if not self._step(burst, max_jobs):
+                    return
+                backoff = 1.0
+                worker.redis_outage.succeeded()
+            except REDIS_UNAVAILABLE as exc:
+                worker.log.error("Worker %s: %s; retrying in %.0f s", worker.name, why_unavailable(exc), backoff)
+                worker.redis_outage.failed(exc)
+                gevent.sleep(backoff)
+                backoff = min(backoff * worker.exponential_backoff_factor, worker.max_connection_wait_time)
+
+    def _step(self, burst: bool, max_jobs: int | None) -> bool:
+        """One turn: admit what the free slots allow.  False when the worker should stop dequeuing."""
+        worker, admission, jobs = self.worker, self.worker.admission, self.worker.jobs
+        worker.check_for_suspension(burst)
+        if worker.should_run_maintenance_tasks:
+            worker.run_maintenance_tasks()
+        if not self._wait_for_free_slot():
+            return False
+        if max_jobs is not None and admission.admitted >= max_jobs:
+            worker.log.info("Worker %s: admitted %d jobs (max_jobs), finishing them", worker.name, max_jobs)
+            return False
+        ended_before_pop = admission.ended
+        slots = admission.free_slots()
+        if max_jobs is not None:
+            slots = min(slots, max_jobs - admission.admitted)
+        popped = self._pop(burst, slots)
+        if popped:
+            for job, queue in popped:
+                worker.execute_job(job, queue)
+            return True
+        if burst:
+            # A job that ended while the pop was in flight may have requeued itself (a retry) after the
+            # pop looked: only an empty pop with no job ending meanwhile proves the queues are drained.
+            if not jobs and admission.ended == ended_before_pop:
+                worker.log.info("Worker %s: done, quitting", worker.name)
+                return False
+            if jobs:  # else the job that ended during the pop: pop again at once
+                admission.wait_for_a_job_to_end()
+        elif self.max_idle_time is not None and admission.idle_for(bool(jobs)) >= self.max_idle_time:
+            worker.log.info("Worker %s: idle for %d seconds, quitting", worker.name, self.max_idle_time)
+            return False
+        return True
+
+    def _wait_for_free_slot(self) -> bool:
+        """Block until the pool has room; False if a stop was requested meanwhile."""
+        worker = self.worker
+        while worker.admission.full():
+            worker.admission.wait_for_a_job_to_end()
+            if worker._stop_requested:
+                return False
+        return not worker._stop_requested
+
+    def _pop(self, burst: bool, slots: int) -> list:
+        worker = self.worker
+        popped = worker.dequeuer.pop_batch(slots)
+        if popped or worker.suspension.is_suspended_now(max_age=0):
+            return popped
+        timeout: int | None = None
+        if not burst:
+            timeout = worker.dequeue_timeout
+            if self.max_idle_time is not None and not worker.jobs:
+                idle_for = worker.admission.idle_for(False)
+                timeout = max(1, min(timeout, int(self.max_idle_time - idle_for) + 1))
+        return worker.dequeuer.pop_one(timeout)
+
+    def became_idle(self) -> None:
+        """The last running job ended: a pop armed while jobs ran lacks the idle deadline, re-arm it."""
+        if self.max_idle_time is not None and self.dequeuing:
+            self.worker.dequeuer.wake()

@@ -1,0 +1,66 @@
+"""rq's maintenance (registry clean-ups every ``maintenance_interval``), made safe for a worker that
+others share a queue with: an error in it is logged and retried at the next interval, never allowed
+to stop the worker, and what rq's clean-up would get wrong is handled first.
+
+* An id in a queue's intermediate list whose key is not a job hash made rq's clean-up of that list
+  raise on the first of them, every time, and never reach the ids after it: such ids are dropped.
+* rq fails a job whose id it finds in ``:intermediate`` for over a minute.  A job popped but never
+  started (its worker died in between) is requeued instead, up to ``compat.MAX_REQUEUES`` times;
+  the stale id of a job that has moved on (finished, failed, running...) is only removed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rq.utils import as_text, now
+
+from . import compat
+from .redis_waits import REDIS_UNAVAILABLE
+
+if TYPE_CHECKING:
+    from .worker import GeventWorker
+
+
+class Maintenance:
+    def __init__(self, worker: GeventWorker) -> None:
+        self.worker = worker
+
+    def run(self, rq_maintenance: Any) -> None:
+        worker = self.worker
+        try:
+            for queue in worker.queues:
+                self._drop_ids_that_are_not_jobs(queue)
+            rq_maintenance()
+        except REDIS_UNAVAILABLE:
+            raise
+        except Exception:
+            worker.log.error("Worker %s: maintenance failed; retrying in %s s", worker.name,
+                             worker.maintenance_interval, exc_info=True)  # fmt: skip
+            worker.last_cleaned_at = now()
+
+    def _drop_ids_that_are_not_jobs(self, queue: Any) -> None:
+        job_ids = queue.intermediate_queue.get_job_ids()
+        if not job_ids:
+            return
+        with self.worker.connection.pipeline(transaction=False) as pipeline:
+            for job_id in job_ids:
+                pipeline.type(self.worker.job_class.key_for(job_id))
+            key_types = pipeline.execute()
+        for job_id, key_type in zip(job_ids, key_types, strict=True):
+            if as_text(key_type) not in ("hash", "none"):
+                self.worker.dequeuer.drop_non_job(queue, job_id)
+
+    def handled_failure(self, job: Any, queue: Any, exc_string: str) -> bool:
+        """rq's maintenance is about to fail ``job`` as stuck in an intermediate list: True if that
+        was dealt with here instead."""
+        worker = self.worker
+        if compat.left_behind_in_intermediate(job, exc_string):
+            worker.log.info("Worker %s: stale id of job %s (%s) in the intermediate list", worker.name, job.id,
+                            job.get_status(refresh=False))  # fmt: skip
+            return True
+        if compat.never_started(job, exc_string):
+            compat.count_requeue(job)
+            worker.outcomes.requeue(job, queue, "dequeued but never started")
+            return True
+        return False

@@ -1,0 +1,89 @@
+"""The options of ``rq-gevent worker``, typed, and the one error bad input becomes.
+
+Imports only the standard library: the command line, the launcher and each worker process share
+it.  A worker process started by the launcher receives its :class:`WorkerOptions` as JSON on its
+standard input (never in argv, where a Redis password would show in ``ps``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_QUEUE = "default"
+
+
+class UserError(Exception):
+    """Bad input or environment: printed as one line on stderr, exit code 1, no traceback."""
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Everything ``rq-gevent worker`` was told, as its ``--help`` describes it."""
+
+    queues: tuple[str, ...] = ()
+    concurrency: int | None = None
+    url: str | None = None
+    config: str | None = None
+    paths: tuple[str, ...] = (".",)
+    burst: bool = False
+    name: str | None = None
+    results_ttl: int | None = None
+    worker_ttl: int | None = None
+    job_monitoring_interval: int = 30
+    maintenance_interval: int = 600
+    graceful_timeout: float | None = None
+    redis_alert_after: float = 60.0
+    sentry_dsn: str | None = None
+    sentry_environment: str | None = None
+    disable_job_desc_logging: bool = False
+    logging_level: str = "INFO"
+    verbose: bool = False
+    quiet: bool = False
+    log_format: str | None = None
+    date_format: str | None = None
+    max_jobs: int | None = None
+    max_idle_time: int | None = None
+    with_scheduler: bool = False
+    serializer: str | None = None
+    job_class: str | None = None
+    queue_class: str | None = None
+    worker_class: str | None = None
+    connection_class: str | None = None
+    exception_handlers: tuple[str, ...] = ()
+    disable_default_exception_handler: bool = False
+    dequeue_strategy: str = "default"
+    # The launcher's own (-n and supervision); a worker process gets them cleared.
+    processes: int = 1
+    hub_timeout: float | None = None
+    max_jobs_per_child: int | None = None
+    max_memory_per_child: int | None = None
+    pid_file: str | None = None
+    # Set by the launcher when a worker process's max_jobs comes from --max-jobs-per-child (it is then
+    # replaced) rather than from --max-jobs (it is done).
+    recycle_after_max_jobs: bool = False
+
+    @classmethod
+    def from_command(cls, parsed: dict[str, Any]) -> WorkerOptions:
+        """From click's parsed options (its lists become tuples)."""
+        return cls(**{key: tuple(value) if isinstance(value, list | tuple) else value for key, value in parsed.items()})
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> WorkerOptions:
+        try:
+            return cls.from_command(json.loads(text))
+        except (ValueError, TypeError) as error:
+            raise UserError(f"unreadable worker options on standard input: {error}") from None
+
+    def replace(self, **changes: Any) -> WorkerOptions:
+        return dataclasses.replace(self, **changes)
+
+    def for_worker_process(self) -> WorkerOptions:
+        """What a worker process of the launcher (or its alert reporter) is told: no launcher options."""
+        return self.replace(processes=1, hub_timeout=None, max_jobs_per_child=None, max_memory_per_child=None,
+                            pid_file=None)  # fmt: skip

@@ -1,0 +1,100 @@
+"""Recording how a job ended while Redis may be away, and putting back jobs that did not run.
+
+rq records each outcome (success, failure, retry, stop) in one transaction.  If Redis is unreachable
+then, the step waits for it and runs again, unless it had applied after all (only its answer was
+lost): a job whose code ran is never left to rq's reaper as abandoned because Redis was away when
+it ended.  A job that never started (Redis failed rq's bookkeeping before it was marked started), or
+that a cold shutdown interrupted, goes back to the front of its queue: no failure, no retry used.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import compat
+from .redis_waits import REDIS_UNAVAILABLE, when_redis_answers, why_unavailable
+from .running import Phase, RunningJob
+
+if TYPE_CHECKING:
+    from .worker import GeventWorker
+
+T = TypeVar("T")
+
+
+class Outcomes:
+    def __init__(self, worker: GeventWorker) -> None:
+        self.worker = worker
+
+    def when_redis_answers(self, call: Callable[[], T], to_do: str) -> T:
+        """``call()`` until Redis answers it; a cold shutdown gives up (raising Redis's error)."""
+        worker = self.worker
+        return when_redis_answers(call, worker.shutdown.cold, worker.log, f"Worker {worker.name}", to_do)
+
+    def record(self, running: RunningJob | None, record: Callable[[], Any], confirm: bool = False) -> None:
+        """Run ``record``, one of rq's steps that record how ``running`` ended, until Redis has it.
+
+        ``confirm`` checks even when no error was raised (rq's ``handle_job_failure`` swallows them).
+        Without a job of our own that ran (rq's maintenance failing an abandoned job), just run it.
+        """
+        if running is None or running.execution is None or not running.ran:
+            record()
+            return
+        worker, job, execution = self.worker, running.job, running.execution
+        before = compat.snapshot(job)
+        was_stopped = running.stopped
+        retried = False
+        while True:
+            try:
+                record()
+                if not confirm:
+                    break
+            except REDIS_UNAVAILABLE as exc:
+                if worker.shutdown.cold.is_set():
+                    raise
+                worker.log.warning("Worker %s: %s; will record the outcome of job %s once it answers", worker.name,
+                                   why_unavailable(exc), job.id)  # fmt: skip
+            recorded = self.when_redis_answers(
+                functools.partial(compat.outcome_recorded, worker.connection, job, execution),
+                f"record the outcome of job {job.id}",
+            )
+            if recorded:
+                break
+            compat.restore_after_retried_step(job, before)
+            running.stopped = was_stopped
+            retried = True
+        if retried:
+            worker.log.warning("Worker %s: outcome of job %s recorded now that Redis answers", worker.name, job.id)
+
+    def requeue(self, job: Any, queue: Any, why: str, execution: Any = None) -> None:
+        """Put ``job`` back at the front of its queue as if it had never started.  Its id leaves rq's
+        intermediate list (a job interrupted before rq marked it started is still there), and it is
+        queued once."""
+        worker = self.worker
+        with worker.connection.pipeline() as pipeline:
+            worker.cleanup_execution(job, pipeline, execution=execution)
+            job.started_at = None
+            job.ended_at = None
+            job.worker_name = None
+            pipeline.lrem(queue.intermediate_queue_key, 0, job.id)
+            pipeline.lrem(queue.key, 0, job.id)
+            compat.requeue_at_front(queue, job, pipeline)
+            pipeline.execute()
+        worker.log.warning("Worker %s: job %s %s, requeued at the front of %s", worker.name, job.id, why, queue.name)
+
+    def requeue_when_redis_is_back(self, running: RunningJob) -> None:
+        """The job never ran because Redis failed rq's bookkeeping: requeue it, retrying until Redis
+        answers.  Given up only by a cold shutdown: with one queue the job then waits in rq's
+        intermediate list for maintenance; popped from several queues, it would be lost."""
+        worker = self.worker
+        if running.phase is Phase.REQUEUED:
+            return
+        requeue = functools.partial(
+            self.requeue, running.job, running.queue, "never started (Redis failed)", running.execution
+        )
+        try:
+            self.when_redis_answers(requeue, f"requeue job {running.job.id}")
+            running.phase = Phase.REQUEUED
+        except REDIS_UNAVAILABLE as exc:
+            worker.log.error("Worker %s: could not requeue job %s (%s); giving up", worker.name, running.job.id, exc)

@@ -1,0 +1,298 @@
+"""rq's own API and tools on GeventWorker's jobs, on every rq release CI runs (rq 2.x and rq 3).
+
+rq 3 keeps a worker's running executions in a per-worker set that ``Worker.get_current_executions()``,
+``rq info`` and rq-dashboard read; rq 2 names one ``current_job`` in the worker hash.  Where the two
+differ, each test asserts what that release's own worker would show.
+"""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import gevent
+import gevent.pywsgi
+import pytest
+import rq
+import testjobs
+from conftest import start_worker_greenlet, wait_until
+from rq import Callback, Queue, Retry
+from rq.command import send_command, send_stop_job_command
+from rq.job import Dependency, Job, JobStatus
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.results import Result
+from rq.worker import Worker
+
+from rq_gevent import GeventWorker, compat
+
+RQ3 = compat.EXPLICIT_EXECUTIONS
+
+
+def started(queue, count):
+    return lambda: len(StartedJobRegistry(queue=queue)) == count
+
+
+def execution_of(connection, job) -> str:
+    [execution_id] = connection.zrange(f"rq:executions:{job.id}", 0, -1)
+    return execution_id.decode()
+
+
+def test_60_running_jobs_are_60_executions_of_that_worker(connection):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 2, i) for i in range(60)]
+    worker = GeventWorker([queue], connection=connection, concurrency=60, name="sixty")
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(started(queue, 60), what="60 jobs started")
+
+    seen = Worker.find_by_key(worker.key, connection=connection)
+    assert seen.get_state() == "busy"
+    executions = StartedJobRegistry(queue=queue).get_job_and_execution_ids()
+    assert sorted(job_id for job_id, _ in executions) == sorted(job.id for job in jobs)
+    if RQ3:
+        current = seen.get_current_executions()
+        assert len(current) == 60
+        assert {execution.job_id for execution in current} == {job.id for job in jobs}
+        assert {execution.worker_name for execution in current} == {"sixty"}
+        assert {execution.id for execution in current} == {execution_id for _, execution_id in executions}
+        assert seen.current_execution_count == 60
+        assert seen.get_current_job_id() in {job.id for job in jobs}
+        assert len(worker.executions) == 60
+    else:  # rq 2: one job named in the worker hash, the newest admitted
+        assert seen.get_current_job_id() in {job.id for job in jobs}
+
+    greenlet.join(15)
+    assert all(job.get_status(refresh=True) == JobStatus.FINISHED for job in jobs)
+    assert connection.exists(f"rq:worker:{worker.name}:executions") == 0
+    assert StartedJobRegistry(queue=queue).get_job_ids() == []
+    assert connection.llen(queue.intermediate_queue_key) == 0
+    assert connection.keys("rq:execution:*") == []
+    assert worker.executions == {}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_rq_dashboard_shows_a_busy_worker_and_one_of_its_jobs(connection, redis_url):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 3, i) for i in range(5)]
+    worker = GeventWorker([queue], connection=connection, concurrency=5, name="on-the-dashboard")
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(started(queue, 5), what="5 jobs started")
+    port = free_port()
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "rq_dashboard", "--redis-url", redis_url, "--bind", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        workers = None
+        deadline = time.monotonic() + 20
+        while workers is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/0/data/workers.json", timeout=5) as response:
+                    workers = json.load(response)["workers"]
+            except OSError:
+                assert dashboard.poll() is None, dashboard.stderr.read().decode()
+                gevent.sleep(0.2)
+        assert workers is not None, "rq-dashboard did not answer"
+        [shown] = [w for w in workers if w["name"] == "on-the-dashboard"]
+        assert shown["state"] == "busy"
+        assert shown["current_job"] != "idle"
+        assert shown["current_job"]["job_id"] in {job.id for job in jobs}
+    finally:
+        dashboard.kill()
+        dashboard.wait()
+    greenlet.join(15)
+
+
+def test_stop_job_and_stop_execution_commands_stop_exactly_that_job(connection):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 2, i, on_stopped=Callback(testjobs.record_stopped)) for i in range(4)]
+    worker = GeventWorker([queue], connection=connection, concurrency=4)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(started(queue, 4), what="4 jobs started")
+
+    by_job, by_execution = jobs[1], jobs[2]
+    send_stop_job_command(connection, by_job.id)
+    execution_id = execution_of(connection, by_execution)
+    if RQ3:
+        from rq.command import send_stop_execution_command
+
+        send_stop_execution_command(connection, by_execution.id, execution_id)
+    else:  # rq 2 has no sender, but its payload is the same
+        send_command(connection, worker.name, "stop-execution", job_id=by_execution.id, execution_id=execution_id)
+    greenlet.join(15)
+
+    for job in (by_job, by_execution):
+        assert job.get_status(refresh=True) == JobStatus.STOPPED
+        assert job.id in FailedJobRegistry(queue=queue)
+    assert [jobs[0].return_value(), jobs[3].return_value()] == [0, 3]
+    assert sorted(connection.lrange("test:callbacks", 0, -1)) == sorted(
+        f"stopped:{job.id}".encode() for job in (by_job, by_execution)
+    )
+    assert connection.keys("rq:execution:*") == []
+
+
+def test_stop_commands_for_unknown_jobs_and_executions_are_logged_and_ignored(connection, caplog):
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 1, "kept")
+    worker = GeventWorker([queue], connection=connection)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(started(queue, 1))
+    send_command(connection, worker.name, "stop-job", job_id="no-such-job")
+    send_command(connection, worker.name, "stop-execution", job_id=job.id, execution_id="no-such-execution")
+    send_command(connection, worker.name, "stop-execution")
+    greenlet.join(10)
+    assert greenlet.successful()
+    assert job.return_value() == "kept"
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("not running job no-such-job" in message for message in messages), messages
+    assert any("not running execution no-such-execution" in message for message in messages), messages
+
+
+def test_retry_with_intervals_runs_through_the_scheduler(connection):
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.fail_then_succeed, "test:attempts", 2, retry=Retry(max=3, interval=[1, 1]))
+    worker = GeventWorker([queue], connection=connection, name="with-scheduler")
+    greenlet = start_worker_greenlet(worker, with_scheduler=True)
+    try:
+        wait_until(lambda: job.id in ScheduledJobRegistry(queue=queue), timeout=5, what="retry scheduled")
+        wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=15, what="retried to success")
+    finally:
+        worker.request_stop()
+        greenlet.join(15)
+    assert int(connection.get("test:attempts")) == 3
+    job.refresh()
+    assert job.retries_left == 1
+    # As with rq's own worker: the attempts that were retried leave no result, the last one does.
+    assert [result.type for result in job.results()] == [Result.Type.SUCCESSFUL]
+
+
+def test_dependencies_with_and_without_allow_failure(connection):
+    queue = Queue(connection=connection)
+    parent = queue.enqueue(testjobs.fail, "parent failed")
+    tolerant = queue.enqueue(
+        testjobs.green_sleep, 0, "ran anyway", depends_on=Dependency(jobs=[parent], allow_failure=True)
+    )
+    strict = queue.enqueue(testjobs.green_sleep, 0, "never", depends_on=parent)
+    GeventWorker([queue], connection=connection).work(burst=True)
+    assert parent.get_status(refresh=True) == JobStatus.FAILED
+    assert tolerant.return_value() == "ran anyway"
+    assert strict.get_status(refresh=True) == JobStatus.DEFERRED
+
+
+def test_a_second_work_call_counts_its_own_jobs(connection):
+    """Embedding: max_jobs, the idle time and the return value belong to each work() call."""
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 0, i) for i in range(3)]
+    worker = GeventWorker([queue], connection=connection)
+    assert worker.work(burst=True, max_jobs=1) is True
+    assert worker.work(burst=True, max_jobs=1) is True
+    assert [job.get_status(refresh=True) for job in jobs] == [JobStatus.FINISHED, JobStatus.FINISHED, "queued"]
+    assert worker.work(burst=True) is True
+    assert worker.work(burst=True) is False
+
+
+def test_retries_driven_by_successive_work_calls_end_failed(connection):
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.fail, "always", retry=Retry(max=2))
+    worker = GeventWorker([queue], connection=connection)
+    for _ in range(3):
+        assert worker.work(burst=True, max_jobs=1) is True
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    assert job.id in FailedJobRegistry(queue=queue)
+    assert worker.work(burst=True, max_jobs=1) is False
+
+
+def test_a_job_hash_rq_cannot_load_is_failed_and_the_worker_goes_on(connection, caplog):
+    queue = Queue(connection=connection)
+    queue.enqueue(testjobs.green_sleep, 0, "before", job_id="good-1")
+    connection.hset("rq:job:broken", mapping={"status": "queued", "created_at": "not a date", "data": b"\x00junk"})
+    connection.rpush(queue.key, "broken")
+    queue.enqueue(testjobs.green_sleep, 0, "after", job_id="good-2")
+    GeventWorker([queue], connection=connection).work(burst=True)
+    assert Job.fetch("good-1", connection=connection).return_value() == "before"
+    assert Job.fetch("good-2", connection=connection).return_value() == "after"
+    assert "broken" in FailedJobRegistry(queue=queue).get_job_ids()
+    assert connection.llen(queue.intermediate_queue_key) == 0
+    assert any("job broken cannot be loaded" in record.getMessage() for record in caplog.records)
+
+
+# -- rq 3 only: features rq 2 does not have ---------------------------------------------------------
+
+rq3_only = pytest.mark.skipif(not RQ3, reason=f"a feature of rq 3; this run uses rq {rq.__version__}")
+
+
+@rq3_only
+def test_rate_limited_jobs_run_at_most_that_many_at_once_and_free_their_slots(connection):
+    from rq.rate_limit import RateLimit, RateLimitRegistry
+
+    queue = Queue(connection=connection)
+    limit = RateLimit("smtp-provider", concurrency=2)
+    jobs = [queue.enqueue(testjobs.track_concurrency, 0.3, i, rate_limit=limit) for i in range(8)]
+    jobs.append(queue.enqueue(testjobs.fail, "limited and failing", rate_limit=limit))
+    GeventWorker([queue], connection=connection, concurrency=20).work(burst=True)
+    assert [job.return_value() for job in jobs[:8]] == list(range(8))
+    assert jobs[8].get_status(refresh=True) == JobStatus.FAILED
+    assert int(connection.get("test:max_running")) == 2
+    registry = RateLimitRegistry("smtp-provider", connection=connection)
+    assert registry.get_allowed_job_ids() == []
+    assert registry.get_rate_limited_job_ids() == []
+
+
+class WebhookSink:
+    """A real HTTP server that records what rq's webhooks send it."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+        self.server = gevent.pywsgi.WSGIServer(("127.0.0.1", 0), self.app, log=None, error_log=None)
+        self.server.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/hook"
+
+    def app(self, environ, start_response):
+        body = environ["wsgi.input"].read()
+        self.received.append({"method": environ["REQUEST_METHOD"], "body": json.loads(body) if body else None})
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+
+@rq3_only
+def test_webhooks_are_sent_when_jobs_finish_and_fail(connection):
+    from rq.webhook import Webhook
+
+    sink = WebhookSink()
+    try:
+        queue = Queue(connection=connection)
+        ok = queue.enqueue(testjobs.green_sleep, 0, "ok", webhooks=[Webhook(sink.url, "finished", method="POST")])
+        bad = queue.enqueue(testjobs.fail, "bad", webhooks=[Webhook(sink.url, "failed", method="POST")])
+        GeventWorker([queue], connection=connection).work(burst=True)
+        wait_until(lambda: len(sink.received) == 2, timeout=5, what="two webhooks")
+    finally:
+        sink.server.stop()
+    bodies = {hook["body"]["job_id"]: hook["body"] for hook in sink.received}
+    assert set(bodies) == {ok.id, bad.id}
+    assert bodies[ok.id]["status"] == "finished"
+    assert bodies[bad.id]["status"] == "failed"
+    assert {hook["method"] for hook in sink.received} == {"POST"}
+
+
+@rq3_only
+def test_cron_jobs_run_and_stay_in_their_history(connection):
+    from rq.cron import CronScheduler, get_cron_job_ids
+
+    cron = CronScheduler(connection=connection)
+    cron.register(testjobs.green_sleep, "default", args=(0, "from cron"), interval=60, name="nightly")
+    [enqueued] = cron.enqueue_jobs()
+    GeventWorker([Queue(connection=connection)], connection=connection).work(burst=True)
+    [job_id] = get_cron_job_ids("nightly", connection)
+    assert Job.fetch(job_id, connection=connection).return_value() == "from cron"
+    assert enqueued.name == "nightly"
