@@ -189,7 +189,7 @@ def create_execution(job: Any, ttl: int, pipeline: Any, worker_name: str) -> Any
 
 class _PersistDone:
     """``job.connection`` while ``Job.perform`` runs up to the function: its PERSIST of the job hash
-    already went out with the job's start (rq_gevent.fast_path); everything else is the connection."""
+    already went out with the job's start (GeventWorker.prepare_job_execution); everything else is the connection."""
 
     def __init__(self, connection: Any):
         self._connection = connection

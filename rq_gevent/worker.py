@@ -8,6 +8,7 @@ only the rq methods rq itself calls, each a short delegation to the module that 
 ``admission``         the bounded pool and its slots (:mod:`rq_gevent.admission`)
 ``dequeuer``          popping jobs, batched, on a client of its own (:mod:`rq_gevent.dequeue`)
 ``jobs``              every running job and its phase (:mod:`rq_gevent.running`)
+``job_writes``        rq's writes for a job's start and end, in fewer round trips (:mod:`rq_gevent.job_writes`)
 ``outcomes``          recording outcomes while Redis may be away, requeues (:mod:`rq_gevent.outcomes`)
 ``heartbeats``        the worker's and every execution's heartbeat (:mod:`rq_gevent.heartbeat`)
 ``writes_tick``       per-job worker-hash writes, once a second (:mod:`rq_gevent.worker_writes`)
@@ -41,7 +42,6 @@ import redis.exceptions
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.queue import Queue
-from rq.utils import now, utcformat
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
 from . import alerts, compat, timeouts
@@ -51,6 +51,7 @@ from .connections import ensure_pool_capacity, reconnect_if_timeout_changed, soc
 from .dequeue import Dequeuer
 from .exceptions import ColdShutdown, JobStopped
 from .heartbeat import Heartbeat
+from .job_writes import JobWrites
 from .loop import WorkLoop
 from .maintenance import Maintenance
 from .outcomes import Outcomes
@@ -131,6 +132,7 @@ class GeventWorker(Worker):
         self.maintenance = Maintenance(self)
         self.suspension = Suspension(self)
         self.heartbeats = Heartbeat(self)
+        self.job_writes = JobWrites(self)
         self.worker_writes = WorkerWrites()
         self.writes_tick = WorkerWritesTick(self)
         self.redis_outage = alerts.RedisOutage(self.name, redis_alert_after, self.log)
@@ -344,52 +346,16 @@ class GeventWorker(Worker):
             yield
 
     def prepare_execution(self, job: Job) -> Any:
-        """rq's execution, on a pipeline held until :meth:`prepare_job_execution` adds rq's writes that
-        mark the job started: one round trip instead of two."""
-        running = self.jobs.own(job)
-        pipeline = self.connection.pipeline()
-        execution = compat.create_execution(job, self.get_heartbeat_ttl(job), pipeline, self.name)
-        compat.track_execution(self, execution)
-        if self.get_state() != WorkerStatus.BUSY:
-            # From idle to busy: what ``rq info`` shows changes now, not at the next tick.
-            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
-            compat.write_busy_since_now(Worker, self, job.id, pipeline)
-        if running is None:
-            pipeline.execute()
-        else:
-            running.execution = execution
-            running.start_pipeline = pipeline
-        return execution
+        """rq's execution, on a pipeline that :meth:`prepare_job_execution` sends (rq_gevent.job_writes)."""
+        return self.job_writes.create_execution(job)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        """rq's job writes, plus the PERSIST of ``Job.perform`` (rq < 3), on the execution's pipeline.
-        The worker-level writes go to the tick.  If Redis fails here, the job has not run."""
-        running = self.jobs.own(job)
-        pipeline = running.start_pipeline if running is not None and running.start_pipeline else None
-        if running is not None:
-            running.start_pipeline = None
-        try:
-            with pipeline or self.connection.pipeline() as pipeline:
-                job.heartbeat(now(), self.get_heartbeat_ttl(job), pipeline=pipeline)
-                job.prepare_for_execution(self.name, pipeline=pipeline)
-                if remove_from_intermediate_queue:
-                    queue = self.queue_class(job.origin, connection=self.connection)
-                    pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
-                pipeline.persist(job.key)
-                pipeline.execute()
-        except REDIS_UNAVAILABLE:
-            if running is not None:
-                running.failed_before_start()
-            raise
-        compat.skip_persist_in_perform(job)
-        self.worker_writes.current_job_changed = True
-        if running is not None:
-            running.phase = Phase.STARTED
+        """rq's writes that mark the job started, with its execution's (rq_gevent.job_writes)."""
+        self.job_writes.mark_started(job, remove_from_intermediate_queue)
         self.procline(f"Running {len(self.jobs)} of {self.concurrency} jobs")
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
-        """The job's own code is over: from here on nothing may interrupt it.  rq's last heartbeat of
-        the job joins the outcome transaction (:meth:`cleanup_execution`)."""
+        """The job's own code is over: from here on nothing may interrupt it."""
         running = self.jobs.own(job)
         if running is not None:
             if running.phase is Phase.STARTED and isinstance(sys.exc_info()[1], REDIS_UNAVAILABLE):
@@ -397,8 +363,7 @@ class GeventWorker(Worker):
             elif running.ran:
                 running.phase = Phase.FINISHING
         timeouts.forget_pending(gevent.getcurrent())
-        job.ended_at = now()
-        job.last_heartbeat = now()
+        self.job_writes.note_end(job)
 
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         record = functools.partial(super().handle_job_success, job, queue, *args, **kwargs)
@@ -438,13 +403,9 @@ class GeventWorker(Worker):
         execution is the job's own even when rq runs the transaction again (after a WatchError, or
         when Redis was away), so a second run removes it from the started registry as well."""
         running = self.jobs.own(job)
-        if running is not None:
-            execution = execution or running.execution
-            if job.ended_at is not None and job.last_heartbeat is not None:
-                pipeline.hset(job.key, "last_heartbeat", utcformat(job.last_heartbeat))
-                # First in the transaction, where rq's own HSET would have come: the outcome may delete
-                # the job hash (a result TTL of 0), and a later HSET would create it again.
-                compat.move_last_command_first(pipeline)
+        if running is not None and execution is None:
+            execution = running.execution
+        self.job_writes.add_last_heartbeat(job, pipeline)
         compat.cleanup_execution(self, job, pipeline, execution)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:

@@ -223,7 +223,7 @@ def test_a_job_whose_bookkeeping_fails_before_it_runs_is_requeued_when_redis_is_
     worker_process, tmp_path, worker_class, requeued
 ):
     """Redis down while rq marks the job started: the job never ran and is requeued.  Down just after
-    (rq_gevent.fast_path sends ``Job.perform``'s PERSIST with the start, so no Redis call is left
+    (GeventWorker.prepare_job_execution sends ``Job.perform``'s PERSIST with the start, so no Redis call is left
     between the start and the function): the job runs once and its outcome waits for Redis."""
     with EmbeddedRedis(appendonly=True) as private_redis:
         connection = redis.Redis.from_url(private_redis.url)
