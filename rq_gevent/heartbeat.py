@@ -14,6 +14,7 @@ from .background import Background
 from .redis_waits import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
+    from .running import RunningJob
     from .worker import GeventWorker
 
 # Heartbeats of this many jobs share one pipeline.
@@ -62,9 +63,21 @@ class Heartbeat(Background):
                     ttl = worker.get_heartbeat_ttl(item.job)
                     self._job_heartbeats.beat(pipeline, item.execution, item.job, ttl, beat_time)
                 results = pipeline.execute()
+                self._note_lost_executions(batch, results[len(results) - len(batch) :])
                 if index == 0 and not (results[0] and results[1]):
                     # The worker hash had expired (e.g. Redis restarted without persistence) or was re-created.
                     self._reregister(pipeline, worker_ttl)
+
+    def _note_lost_executions(self, batch: list[RunningJob], beats: list[Any]) -> None:
+        """A running job whose execution hash is gone (deleted by hand?): its heartbeat does not re-create
+        it, so say so once; the job runs on and its outcome is recorded as usual."""
+        for running, beat in zip(batch, beats, strict=True):
+            if beat == 0 and not running.execution_lost:
+                running.execution_lost = True
+                worker = self.worker
+                worker.log.warning("Worker %s: execution %s of running job %s is gone from Redis; the job runs on, "
+                                   "but rq's maintenance may fail it as abandoned", worker.name, running.execution.id,
+                                   running.job.id)  # fmt: skip
 
     def _reregister(self, pipeline: Any, ttl: int) -> None:
         worker = self.worker

@@ -45,8 +45,10 @@ class RunningJob:
     interrupted_by: JobInterrupted | None = None
     # rq's "stopped job": its failure is recorded as stopped (rq 3: status STOPPED), with no retry.
     stopped: bool = False
-    # The execution's pipeline, held until rq's writes that mark the job started join it (fast path).
+    # The execution's pipeline, held until rq's writes that mark the job started join it (job_writes).
     start_pipeline: Any = None
+    # Its execution hash vanished from Redis while it ran (logged once by the heartbeat).
+    execution_lost: bool = False
 
     @property
     def ran(self) -> bool:

@@ -4,7 +4,7 @@
                            [--fault-every 15:45] [--seed N] [--job-seconds 0.25]
 
 Starts its own redis-server (AOF on, so a restart keeps the data) and ``rq-gevent worker -n P -c C``,
-enqueues ``--jobs`` jobs of the test suite's ledger (tests/ledger.py: unique ids, each run counted)
+enqueues ``--jobs`` jobs of the ledger (scripts/ledger.py: unique ids, each run counted)
 spread evenly over ``--minutes``, and meanwhile injects, at random intervals within
 ``--fault-every`` seconds, one of these (each once per round of five, in a random order):
 
@@ -33,9 +33,9 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TESTS = REPO / "tests"
+SCRIPTS = REPO / "scripts"
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(SCRIPTS))
 
 import redis  # noqa: E402
 from ledger import Ledger  # noqa: E402
@@ -55,7 +55,7 @@ class Pool:
 
     def __init__(self, url: str, processes: int, concurrency: int, log_path: Path) -> None:
         self.command = [
-            sys.executable, "-m", "rq_gevent", "worker", "-P", str(TESTS), "-u", url,
+            sys.executable, "-m", "rq_gevent", "worker", "-P", str(SCRIPTS), "-u", url,
             "-n", str(processes), "-c", str(concurrency), *WORKER_ARGS, "ledger",
         ]  # fmt: skip
         self.log = open(log_path, "ab")

@@ -22,10 +22,11 @@ import redis
 
 from rq_gevent.embedded_redis import EmbeddedRedis
 
-pytest_plugins = ["tests.peers.fixtures"]
+pytest_plugins = ["peer_fixtures"]
 
 TESTS_DIR = Path(__file__).parent
 REPO_DIR = TESTS_DIR.parent
+SCRIPTS_DIR = REPO_DIR / "scripts"
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +66,7 @@ class WorkerProcess:
         self.log_file = open(self.log_path, "wb")
         full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "rq_gevent", "worker", "-P", str(TESTS_DIR), *args],
+            [sys.executable, "-m", "rq_gevent", "worker", "-P", str(TESTS_DIR), "-P", str(SCRIPTS_DIR), *args],
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

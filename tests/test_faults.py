@@ -1,4 +1,4 @@
-"""Faults under load, accounted for with the ledger (tests/ledger.py): no job may be lost.
+"""Faults under load, accounted for with the ledger (scripts/ledger.py): no job may be lost.
 
 Real redis-server, real ``rq-gevent`` processes, real signals.  Each test prints its account.
 """
@@ -15,7 +15,7 @@ import pytest
 import redis
 import testjobs
 from conftest import wait_until
-from ledger import Ledger, runs_of
+from ledger import Ledger, ledger_job, runs_of
 from peers.processes import PEERS_DIR, ServerProcess, free_port
 from rq import Callback, Queue, Retry
 from rq.command import send_stop_job_command
@@ -203,7 +203,7 @@ def test_a_stale_id_in_the_intermediate_list_does_not_fail_a_finished_job(connec
 
 def test_a_queued_job_with_a_stale_id_in_the_intermediate_list_runs_once(connection):
     queue = Queue(connection=connection)
-    job = queue.enqueue(testjobs.ledger_job, 0)  # on the queue, and its id also left in :intermediate
+    job = queue.enqueue(ledger_job, 0)  # on the queue, and its id also left in :intermediate
     connection.rpush(queue.intermediate_queue_key, job.id)
     connection.set(queue.intermediate_queue.get_first_seen_key(job.id), time.time() - 120)
 
@@ -228,7 +228,7 @@ def test_a_job_whose_bookkeeping_fails_before_it_runs_is_requeued_when_redis_is_
     with EmbeddedRedis(appendonly=True) as private_redis:
         connection = redis.Redis.from_url(private_redis.url)
         queue = Queue("gated", connection=connection)
-        job = queue.enqueue(testjobs.ledger_job, 0, on_failure=Callback(testjobs.record_failure))
+        job = queue.enqueue(ledger_job, 0, on_failure=Callback(testjobs.record_failure))
         worker = worker_process(
             "-u", private_redis.url, "--worker-class", worker_class, "gated",
             env={"TEST_GATE_DIR": str(tmp_path)},

@@ -224,6 +224,25 @@ def test_a_job_hash_rq_cannot_load_is_failed_and_the_worker_goes_on(connection, 
     assert any("job broken cannot be loaded" in record.getMessage() for record in caplog.records)
 
 
+def test_a_running_jobs_execution_deleted_by_hand_is_logged_and_the_job_still_ends(connection, caplog):
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 2.5, "finished anyway")
+    other = queue.enqueue(testjobs.green_sleep, 0.5, "other")
+    worker = GeventWorker([queue], connection=connection, job_monitoring_interval=1)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(started(queue, 2))
+    execution_id = execution_of(connection, job)
+    connection.delete(f"rq:execution:{job.id}:{execution_id}")
+    greenlet.join(15)
+    assert greenlet.successful()
+    assert job.return_value() == "finished anyway" and other.return_value() == "other"
+    assert connection.exists(f"rq:execution:{job.id}:{execution_id}") == 0, "the heartbeat must not re-create it"
+    assert StartedJobRegistry(queue=queue).get_job_ids() == []
+    assert connection.exists(f"rq:worker:{worker.name}:executions") == 0
+    lost = [r.getMessage() for r in caplog.records if f"execution {execution_id} of running job" in r.getMessage()]
+    assert len(lost) == 1, lost
+
+
 # -- rq 3 only: features rq 2 does not have ---------------------------------------------------------
 
 rq3_only = pytest.mark.skipif(not RQ3, reason=f"a feature of rq 3; this run uses rq {rq.__version__}")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 
 import gevent.monkey
-from redis.exceptions import ConnectionError, OutOfMemoryError, TimeoutError
 from rq import Retry, get_current_job
 
 
@@ -121,20 +119,6 @@ def hog_memory(megabytes: int, hold_seconds: float = 0.5) -> int:
 def report_pid(seconds: float = 0.0) -> int:
     time.sleep(seconds)
     return os.getpid()
-
-
-def ledger_job(seconds: float) -> str:
-    """Count this run in ``ledger:runs:<job id>`` (tests/ledger.py), then wait like a network call."""
-    job = get_current_job()
-    run_token = uuid.uuid4().hex  # the same token if redis-py resends the command: one run, one member
-    for _attempt in range(10):  # the fault may be hitting this job's own connection too
-        try:
-            job.connection.sadd(f"ledger:runs:{job.id}", run_token)
-            break
-        except (ConnectionError, TimeoutError, OutOfMemoryError):  # a full Redis refuses the job's write too
-            time.sleep(0.2)
-    time.sleep(seconds)
-    return job.id
 
 
 def unpicklable_result() -> object:

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parents[2]
-PEERS_DIR = REPO_DIR / "scripts" / "peers"
+PEERS_DIR = Path(__file__).resolve().parent
+REPO_DIR = PEERS_DIR.parents[1]
 
 
 def free_port() -> int:

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pymysql.cursors
 import pytest
+from peers.mariadb import MariaDB
+from peers.processes import PEERS_DIR, REPO_DIR, ServerProcess, free_port
+from peers.system_packages import ensure_command
+from peers.tls import make_certificates
+from peers.ucenter_schema import member_tables
 
 from jobs.sealing import KEY_VARIABLE, generate_key
-from tests.peers.mariadb import MariaDB
-from tests.peers.processes import PEERS_DIR, REPO_DIR, ServerProcess, free_port
-from tests.peers.system_packages import ensure_command
-from tests.peers.tls import make_certificates
-from tests.peers.ucenter_schema import member_tables
 
 PHP_UC_CLIENT = REPO_DIR / "tests" / "php" / "uc_client"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pymysql
 
-from tests.peers.processes import free_port
-from tests.peers.system_packages import ensure_command
+from peers.processes import free_port
+from peers.system_packages import ensure_command
 
 SBIN = ("/usr/sbin", "/usr/local/sbin")
 

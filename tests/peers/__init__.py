@@ -1,1 +1,0 @@
-"""Real network peers for the job tests: servers started as separate processes by fixtures."""
