@@ -357,3 +357,29 @@ def scheduler_process(scheduler: Any) -> Any:
 
 def scheduler_queue_names(scheduler: Any) -> list[str]:
     return sorted(scheduler._queue_names)
+
+
+# -- rq's BaseWorker attributes without a public name ----------------------------------------------
+
+
+def stop_requested(worker: Any) -> bool:
+    return worker._stop_requested
+
+
+def record_stop_request(worker: Any) -> None:
+    """What rq's ``request_stop`` records: a stop was asked for, and when."""
+    worker._shutdown_requested_date = now()
+    worker._stop_requested = True
+
+
+def stop_requested_at(worker: Any) -> Any:
+    return worker._shutdown_requested_date
+
+
+def queues_in_order(worker: Any) -> list[Any]:
+    """The worker's queues in the order the dequeue strategy puts them now."""
+    return worker._ordered_queues
+
+
+def set_dequeue_strategy(worker: Any, strategy: Any) -> None:
+    worker._dequeue_strategy = strategy

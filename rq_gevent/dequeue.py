@@ -83,7 +83,7 @@ class Dequeuer:
         """Non-blocking: up to ``slots`` (at most ``DEQUEUE_BATCH``) jobs with their hashes, one round trip."""
         if not self._single_queue_lmove():
             return []
-        queue = self.worker._ordered_queues[0]
+        queue = compat.queues_in_order(self.worker)[0]
         admitted = []
         for job_id, fields in self._pop_with_hashes(queue, min(slots, DEQUEUE_BATCH)):
             job = self._load_popped_job(queue, job_id, fields)
@@ -92,7 +92,7 @@ class Dequeuer:
         return admitted
 
     def _single_queue_lmove(self) -> bool:
-        return len(self.worker._ordered_queues) == 1 and get_version(self.worker.connection) >= (6, 2, 0)
+        return len(compat.queues_in_order(self.worker)) == 1 and get_version(self.worker.connection) >= (6, 2, 0)
 
     def _pop_with_hashes(self, queue: Any, count: int) -> Iterator[tuple[str, dict[bytes, bytes] | None]]:
         """Move up to ``count`` ids from ``queue`` to its ``:intermediate`` list, with each job's hash
@@ -119,7 +119,7 @@ class Dequeuer:
     def _pop_job_id(self, timeout: int | None) -> tuple[Any, str] | None:
         """(B)LMOVE into ``:intermediate`` (one queue, Redis >= 6.2) or (B)LPOP; ``timeout`` None: no block."""
         worker = self.worker
-        queue_keys = [queue.key for queue in worker._ordered_queues]
+        queue_keys = [queue.key for queue in compat.queues_in_order(worker)]
         try:
             if self._single_queue_lmove():
                 popped = worker.queue_class.lmove(self.client, queue_keys[0], timeout)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import gevent
 
+from . import compat
 from .compat import StopRequested
 from .redis_waits import REDIS_UNAVAILABLE, why_unavailable
 
@@ -41,7 +42,7 @@ class WorkLoop:
     def _loop(self, burst: bool, max_jobs: int | None) -> None:
         worker = self.worker
         backoff = 1.0
-        while not worker._stop_requested:
+        while not compat.stop_requested(worker):
             try:
                 if not self._step(burst, max_jobs):
                     return
@@ -91,9 +92,9 @@ class WorkLoop:
         worker = self.worker
         while worker.admission.full():
             worker.admission.wait_for_a_job_to_end()
-            if worker._stop_requested:
+            if compat.stop_requested(worker):
                 return False
-        return not worker._stop_requested
+        return not compat.stop_requested(worker)
 
     def _pop(self, burst: bool, slots: int) -> list:
         worker = self.worker

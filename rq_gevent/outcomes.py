@@ -11,26 +11,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from . import compat
-from .redis_waits import REDIS_UNAVAILABLE, when_redis_answers, why_unavailable
+from .exceptions import ColdShutdown, JobStopped
+from .redis_waits import REDIS_UNAVAILABLE, why_unavailable
 from .running import Phase, RunningJob
 
 if TYPE_CHECKING:
     from .worker import GeventWorker
 
-T = TypeVar("T")
-
 
 class Outcomes:
     def __init__(self, worker: GeventWorker) -> None:
         self.worker = worker
-
-    def when_redis_answers(self, call: Callable[[], T], to_do: str) -> T:
-        """``call()`` until Redis answers it; a cold shutdown gives up (raising Redis's error)."""
-        worker = self.worker
-        return when_redis_answers(call, worker.shutdown.cold, worker.log, f"Worker {worker.name}", to_do)
 
     def record(self, running: RunningJob | None, record: Callable[[], Any], confirm: bool = False) -> None:
         """Run ``record``, one of rq's steps that record how ``running`` ended, until Redis has it.
@@ -55,7 +49,7 @@ class Outcomes:
                     raise
                 worker.log.warning("Worker %s: %s; will record the outcome of job %s once it answers", worker.name,
                                    why_unavailable(exc), job.id)  # fmt: skip
-            recorded = self.when_redis_answers(
+            recorded = worker.wait_for_redis(
                 functools.partial(compat.outcome_recorded, worker.connection, job, execution),
                 f"record the outcome of job {job.id}",
             )
@@ -66,6 +60,30 @@ class Outcomes:
             retried = True
         if retried:
             worker.log.warning("Worker %s: outcome of job %s recorded now that Redis answers", worker.name, job.id)
+
+    def failed(self, running: RunningJob | None, job: Any, queue: Any, exc_string: str, record: Callable[[], Any],
+               execution: Any) -> None:  # fmt: skip
+        """rq's ``handle_job_failure``, routed: a cold shutdown's or a never-started job is requeued, what
+        rq's maintenance gets wrong is handled there, a stopped job gets its stopped callback; the rest
+        is rq's failure (or retry), recorded by :meth:`record`."""
+        worker = self.worker
+        reason = running.interrupted_by if running is not None else None
+        if isinstance(reason, ColdShutdown):
+            self.requeue(job, queue, "interrupted by cold shutdown", execution)
+            return
+        if running is not None and running.never_started:
+            self.requeue_when_redis_is_back(running)
+            return
+        if worker.maintenance.handled_failure(job, queue, exc_string):
+            return
+        if isinstance(reason, JobStopped):
+            # rq's forking worker runs the stopped callback when it reaps the horse, before handle_job_failure.
+            worker.log.warning("Worker %s: job %s stopped by user, moving it to FailedJobRegistry", worker.name, job.id)
+            try:
+                compat.execute_stopped_callback(job, worker.death_penalty_class)
+            except Exception:
+                worker.log.error("Worker %s: stopped callback of job %s failed", worker.name, job.id, exc_info=True)
+        self.record(running, record, confirm=True)
 
     def requeue(self, job: Any, queue: Any, why: str, execution: Any = None) -> None:
         """Put ``job`` back at the front of its queue as if it had never started.  Its id leaves rq's
@@ -94,7 +112,7 @@ class Outcomes:
             self.requeue, running.job, running.queue, "never started (Redis failed)", running.execution
         )
         try:
-            self.when_redis_answers(requeue, f"requeue job {running.job.id}")
+            worker.wait_for_redis(requeue, f"requeue job {running.job.id}")
             running.phase = Phase.REQUEUED
         except REDIS_UNAVAILABLE as exc:
             worker.log.error("Worker %s: could not requeue job %s (%s); giving up", worker.name, running.job.id, exc)

@@ -18,6 +18,7 @@ import gevent.event
 import redis.exceptions
 from rq.utils import now
 
+from . import compat
 from .exceptions import ColdShutdown
 
 if TYPE_CHECKING:
@@ -53,8 +54,7 @@ class Shutdown:
             f" (signal {signal.Signals(signum).name})" if signum else "",
             len(worker.jobs),
         )
-        worker._shutdown_requested_date = now()
-        worker._stop_requested = True
+        compat.record_stop_request(worker)
         if worker.jobs:
             with contextlib.suppress(redis.exceptions.RedisError):
                 worker.set_shutdown_requested_date()
@@ -71,7 +71,7 @@ class Shutdown:
 
     def request_cold(self) -> None:
         worker = self.worker
-        requested = worker._shutdown_requested_date
+        requested = compat.stop_requested_at(worker)
         if requested is not None and (now() - requested).total_seconds() < 1:
             worker.log.debug("Worker %s: second stop within 1 second ignored (duplicate signal)", worker.name)
             return

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rq.suspension import is_suspended
 from rq.worker import WorkerStatus
 
+from . import compat
 from .compat import StopRequested
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class Suspension:
         self.in_force = True  # first: a job ending while SUSPENDED is written must not write IDLE after it
         try:
             worker.set_state(WorkerStatus.SUSPENDED)
-            while not worker._stop_requested and self.is_suspended_now():
+            while not compat.stop_requested(worker) and self.is_suspended_now():
                 worker.shutdown.cold.wait(1)
         finally:
             self.in_force = False

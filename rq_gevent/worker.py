@@ -229,7 +229,7 @@ class GeventWorker(Worker):
         # worker in rq's registry until its TTL.
         self._install_signal_handlers()
         self.bootstrap(logging_level, date_format, log_format)
-        self._dequeue_strategy = dequeue_strategy
+        compat.set_dequeue_strategy(self, dequeue_strategy)
         self.dequeuer.open()
         self.log.info("Worker %s: running up to %d jobs at once", self.name, self.concurrency)
         if with_scheduler:
@@ -379,24 +379,9 @@ class GeventWorker(Worker):
         running = self.jobs.own(job)
         if running is not None and "execution" not in kwargs:
             kwargs.update(compat.execution_kwargs(running.execution))
-        reason = running.interrupted_by if running is not None else None
-        if isinstance(reason, ColdShutdown):
-            self.outcomes.requeue(job, queue, "interrupted by cold shutdown", kwargs.get("execution"))
-            return
-        if running is not None and running.never_started:
-            self.outcomes.requeue_when_redis_is_back(running)
-            return
-        if self.maintenance.handled_failure(job, queue, exc_string):
-            return
-        if isinstance(reason, JobStopped):
-            self.log.warning("Worker %s: job %s stopped by user, moving it to FailedJobRegistry", self.name, job.id)
-            try:
-                compat.execute_stopped_callback(job, self.death_penalty_class)
-            except Exception:
-                self.log.error("Worker %s: stopped callback of job %s failed", self.name, job.id, exc_info=True)
         record = functools.partial(super().handle_job_failure, job, queue, started_job_registry=started_job_registry,
                                    exc_string=exc_string, **kwargs)  # fmt: skip
-        self.outcomes.record(running, record, confirm=True)
+        self.outcomes.failed(running, job, queue, exc_string, record, kwargs.get("execution"))
 
     def cleanup_execution(self, job: Job, pipeline: Any, execution: Any = None) -> None:
         """Every outcome transaction calls this; it carries the job's last heartbeat too.  The
@@ -452,7 +437,7 @@ class GeventWorker(Worker):
 
     def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
         """First request: warm shutdown.  A second one (a second later or more): cold shutdown."""
-        if self._stop_requested:
+        if compat.stop_requested(self):
             self.request_force_stop(signum, frame)
         else:
             self.shutdown.request_warm(signum)
