@@ -45,6 +45,8 @@ def lint(session: nox.Session) -> None:
 @nox.parametrize(("rq", "python"), [(rq, interpreter(python)) for rq, python in MATRIX], ids=[
     f"rq{rq}-py{python}" for rq, python in MATRIX
 ])  # fmt: skip
-def tests(session: nox.Session, rq: str, python: str) -> None:
+def tests(session: nox.Session, rq: str) -> None:
+    # No "python" parameter: nox then takes the parametrized one as the session's interpreter.
     session.install("-e", ".[test]", f"rq=={rq}", SENTRY_SDK_WITH_RQ.get(rq, "sentry-sdk"))
+    session.run("python", "-c", "import sys, rq; print('tests on Python', sys.version.split()[0], 'rq', rq.__version__)")
     session.run("pytest", *session.posargs)
