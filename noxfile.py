@@ -48,5 +48,5 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session, rq: str) -> None:
     # No "python" parameter: nox then takes the parametrized one as the session's interpreter.
     session.install("-e", ".[test]", f"rq=={rq}", SENTRY_SDK_WITH_RQ.get(rq, "sentry-sdk"))
-    session.run("python", "-c", "import sys, rq; print('tests on Python', sys.version.split()[0], 'rq', rq.__version__)")
+    session.run("python", "-c", "import sys, rq; print('Python', sys.version.split()[0], 'rq', rq.__version__)")
     session.run("pytest", *session.posargs)
