@@ -116,7 +116,7 @@ class RunningJobs:
 
     def own(self, job: Any) -> RunningJob | None:
         """``job``'s entry when called from that job's own greenlet (not from maintenance, say)."""
-        current = _current.get()
+        current = running_job()
         if current is not None and current.job.id == job.id and self._by_id.get(job.id) is current:
             return current
         return None
@@ -126,9 +126,8 @@ class RunningJobs:
         """Called first thing in ``running``'s greenlet."""
         _current.set(running)
 
-    @staticmethod
-    def current() -> RunningJob | None:
-        return _current.get()
+    # The running job of the calling greenlet, as the module's public ``running_job()`` gives it.
+    current = staticmethod(running_job)
 
     def ids(self) -> list[str]:
         return list(self._by_id)
