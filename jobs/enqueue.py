@@ -8,8 +8,11 @@
                         password=seal(form.password))
 
 Enqueuing the same activation (same address and link) or the same user's sync again while the first
-job is queued, running or finished returns that job instead of a second one.  No ``Retry`` policy is
-set on purpose: the jobs return ``Retry`` themselves for transient failures only (see jobs.outcomes).
+job is queued, running or finished returns that job instead of a second one.  Once it failed, was
+stopped or canceled, enqueueing it again replaces it with a fresh job: a new attempt budget, out of
+the failed registry.  No ``Retry`` policy is set on purpose: the jobs return ``Retry`` themselves for
+transient failures only (see jobs.outcomes).  Descriptions name the job and its non-personal inputs
+only; both jobs are ``@sensitive``, so workers log them by id anyway.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def enqueue_activation_mail(queue: Queue, to: str, name: str, link: str, locale:
         queue,
         send_activation_mail,
         job_id=f"activation-mail-{activation_digest(to.strip(), link)[:32]}",
-        description=f"send_activation_mail(to={to!r}, locale={locale!r})",
+        description=f"send_activation_mail(locale={locale!r})",
         kwargs={"to": to, "name": name, "link": link, "locale": locale},
     )
 
@@ -58,7 +61,7 @@ def enqueue_discuz_sync(
         queue,
         sync_discuz_user,
         job_id=f"discuz-sync-{user_id}",
-        description=f"sync_discuz_user(user_id={user_id!r}, username={username!r})",
+        description=f"sync_discuz_user(user_id={user_id!r})",
         kwargs={"username": username, "email": email, "regip": regip, **credential},
     )
 
@@ -68,8 +71,10 @@ def _enqueue_once(queue: Queue, function, job_id: str, description: str, kwargs:
         existing = Job.fetch(job_id, connection=queue.connection, serializer=queue.serializer)
     except NoSuchJobError:
         existing = None
-    if existing is not None and existing.get_status(refresh=False) not in _RERUNNABLE:
-        return existing
+    if existing is not None:
+        if existing.get_status(refresh=False) not in _RERUNNABLE:
+            return existing
+        existing.delete()  # its retries, meta and registry entries belong to the attempt that ended
     return queue.enqueue(
         function,
         kwargs=kwargs,

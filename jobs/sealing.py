@@ -14,6 +14,7 @@ import os
 import sys
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from rq import get_current_job
 
 KEY_VARIABLE = "JOBS_SEALING_KEY"
 MASK = "***"
@@ -43,13 +44,30 @@ class Secret:
         raise TypeError("a revealed Secret must not be pickled; enqueue a Sealed value instead")
 
 
-class Sealed:
-    """A Fernet token for a secret; safe to pickle into a job, to log and to show in a description."""
+class Sealed(dict):
+    """A Fernet token for a secret; safe to enqueue, to log and to show in a description.
 
-    __slots__ = ("token",)
+    It is the one-key mapping ``{"sealed": token}``, so rq's ``JSONSerializer`` stores it as a plain
+    JSON object, and a job gets it back as a dict: :meth:`of` turns either form into a ``Sealed``.
+    """
+
+    KEY = "sealed"
 
     def __init__(self, token: str):
-        self.token = token
+        super().__init__({self.KEY: token})
+
+    @property
+    def token(self) -> str:
+        return self[self.KEY]
+
+    @classmethod
+    def of(cls, value: object) -> Sealed | None:
+        """``value`` as a Sealed (it is one, or a JSON round trip of one); None for anything else."""
+        if isinstance(value, Sealed):
+            return value
+        if isinstance(value, dict) and set(value) == {cls.KEY} and isinstance(value[cls.KEY], str):
+            return cls(value[cls.KEY])
+        return None
 
     def open(self, keys: str | None = None) -> Secret:
         """Decrypt with ``JOBS_SEALING_KEY`` (or ``keys``)."""
@@ -70,14 +88,15 @@ class Sealed:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sealed) and other.token == self.token
 
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # type: ignore[override]
         return hash(self.token)
 
-    def __getstate__(self):
-        return self.token
+    def __reduce__(self):
+        return (Sealed, (self.token,))
 
     def __setstate__(self, token: str) -> None:
-        self.token = token
+        # Jobs enqueued before Sealed was a mapping pickled their token as the object's state.
+        self[self.KEY] = token
 
 
 def seal(secret: str, keys: str | None = None) -> Sealed:
@@ -85,6 +104,31 @@ def seal(secret: str, keys: str | None = None) -> Sealed:
     if not isinstance(secret, str):
         raise TypeError(f"seal() takes a str, not {type(secret).__name__}")
     return Sealed(_fernet(keys).encrypt(secret.encode("utf-8")).decode("ascii"))
+
+
+ERASED = "[erased: enqueued unsealed]"
+
+
+def erase_from_current_job(*plaintexts: object) -> None:
+    """Replace each of ``plaintexts`` in the running job's arguments, and its description, in memory.
+
+    rq writes the job back when it records the failure that follows, so the copy in Redis (``data``
+    and ``description``, kept for the failure TTL) no longer holds them.  Call it before raising.
+    """
+    job = get_current_job()
+    if job is None:
+        return
+
+    def erased(value: object) -> object:
+        return (
+            ERASED
+            if any(value is plain or (isinstance(value, str) and value == plain) for plain in plaintexts)
+            else value
+        )
+
+    job.args = [erased(value) for value in job.args]
+    job.kwargs = {name: erased(value) for name, value in job.kwargs.items()}
+    job.description = f"{job.func_name}(arguments erased: a secret was enqueued unsealed)"
 
 
 def generate_key() -> str:

@@ -105,6 +105,20 @@ def skip_failure_callback(job: Any) -> None:
     job._failure_callback = None
 
 
+def callback_names(job: Any) -> dict[str, str | None]:
+    """The dotted names of ``job``'s callbacks, as stored (nothing imported)."""
+    return {
+        "success callback": job._success_callback_name,
+        "failure callback": job._failure_callback_name,
+        "stopped callback": job._stopped_callback_name,
+    }
+
+
+def skip_callbacks(job: Any) -> None:
+    """Make rq skip all of ``job``'s callbacks for this run, without importing them (names untouched)."""
+    job._success_callback = job._failure_callback = job._stopped_callback = None
+
+
 # What rq's IntermediateQueue.cleanup passes to handle_job_failure for an id left in
 # ``:intermediate`` for over a minute with no execution (rq 2.3.3 to 2.12).
 STUCK_IN_INTERMEDIATE = "Job was stuck in intermediate queue."

@@ -14,6 +14,7 @@ from rq.logutils import setup_loghandlers
 from rq.serializers import resolve_serializer
 from rq.utils import import_attribute
 
+from rq_gevent.allowlist import AllowedJobs, job_rules
 from rq_gevent.connections import describe, redact_url
 from rq_gevent.options import DEFAULT_QUEUE, UserError, WorkerOptions
 from rq_gevent.sensitivity import SensitiveJobs
@@ -35,9 +36,9 @@ def run_worker(options: WorkerOptions, before_work: Callable[[GeventWorker], Non
     log_format = options.log_format or DEFAULT_LOGGING_FORMAT
     setup_loghandlers(level, date_format, log_format, name="rq.worker")
     sentry = sentry_settings(options, settings)
-    sensitive_jobs = _sensitive_jobs(settings)
+    rules = _job_rules(settings)
     connection = _connect(options, settings)
-    worker = _build_worker(options, settings, connection, sensitive_jobs)
+    worker = _build_worker(options, settings, connection, rules)
     if options.pid_file:
         with open(options.pid_file, "w") as pid_file:
             pid_file.write(str(os.getpid()))
@@ -178,15 +179,15 @@ def _concurrency(options: WorkerOptions, settings: dict[str, Any]) -> int:
     return value
 
 
-def _sensitive_jobs(settings: dict[str, Any]) -> SensitiveJobs:
+def _job_rules(settings: dict[str, Any]) -> tuple[AllowedJobs, SensitiveJobs]:
     try:
-        return SensitiveJobs(settings.get("SENSITIVE_JOBS") or ())
+        return job_rules(settings)
     except ValueError as error:
         raise UserError(str(error)) from None
 
 
 def _build_worker(
-    options: WorkerOptions, settings: dict[str, Any], connection: redis.Redis, sensitive_jobs: SensitiveJobs
+    options: WorkerOptions, settings: dict[str, Any], connection: redis.Redis, rules: tuple[AllowedJobs, SensitiveJobs]
 ) -> GeventWorker:
     worker_class = GeventWorker
     if options.worker_class:
@@ -199,7 +200,8 @@ def _build_worker(
         "concurrency": _concurrency(options, settings),
         "graceful_timeout": options.graceful_timeout,
         "redis_alert_after": options.redis_alert_after,
-        "sensitive_jobs": sensitive_jobs,
+        "allowed_jobs": rules[0],
+        "sensitive_jobs": rules[1],
         "job_monitoring_interval": options.job_monitoring_interval,
         "maintenance_interval": options.maintenance_interval,
         "log_job_description": not options.disable_job_desc_logging,

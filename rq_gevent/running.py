@@ -49,6 +49,8 @@ class RunningJob:
     start_pipeline: Any = None
     # Its execution hash vanished from Redis while it ran (logged once by the heartbeat).
     execution_lost: bool = False
+    # Its arguments may hold secrets: rq's log lines name it by id, and show none of them.
+    sensitive: bool = True
 
     @property
     def ran(self) -> bool:

@@ -9,6 +9,7 @@ use the decorator freely.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
@@ -35,13 +36,15 @@ def is_marked_sensitive(func: object) -> bool:
 
 
 class SensitiveJobs:
-    """Decides whether a job is sensitive, from its function's mark or its dotted name."""
+    """Decides whether a job is sensitive, from its function's mark or its dotted name.  A job that
+    ``allowed`` refuses is sensitive without its function being imported to read the mark."""
 
-    def __init__(self, patterns: Iterable[str] = ()):
+    def __init__(self, patterns: Iterable[str] = (), allowed: Callable[[Any], bool] | None = None):
         patterns = tuple(patterns) if isinstance(patterns, (list, tuple)) else patterns
         if not isinstance(patterns, tuple) or not all(isinstance(pattern, str) for pattern in patterns):
             raise ValueError(f"SENSITIVE_JOBS must be a list of dotted function names or patterns, got {patterns!r}")
         self.patterns = patterns
+        self.allowed = allowed
 
     def __call__(self, job: Any) -> bool:
         try:
@@ -50,7 +53,33 @@ class SensitiveJobs:
             return True  # cannot even tell what it is: assume the worst
         if any(fnmatchcase(func_name, pattern) for pattern in self.patterns):
             return True
+        if self.allowed is not None and not self.allowed(job):
+            return True
         try:
             return is_marked_sensitive(job.func)
         except Exception:
             return True  # its function cannot be imported, so its mark cannot be read
+
+
+class SensitiveRecordFilter(logging.Filter):
+    """For records logged while ``in_sensitive_job()`` is true: blanks the arguments rq attaches as
+    ``extra`` (a JSON log handler would print them) and the return value rq logs at DEBUG."""
+
+    EXTRA_FIELDS = ("arguments", "kwargs")
+
+    def __init__(self, in_sensitive_job: Callable[[], bool]):
+        super().__init__()
+        self.in_sensitive_job = in_sensitive_job
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.in_sensitive_job():
+            return True
+        for field in self.EXTRA_FIELDS:
+            if hasattr(record, field):
+                setattr(record, field, FILTERED)
+        if isinstance(record.msg, str) and record.msg.lower().endswith("result: %r") and record.args:
+            record.args = (*tuple(record.args)[:-1], FILTERED)
+        return True
+
+
+FILTERED = "[Filtered]"

@@ -35,6 +35,7 @@ from sentry_sdk.transport import HttpTransport
 from sentry_sdk.utils import Dsn, event_from_exception
 
 from . import __version__, alerts, scrubbing
+from .allowlist import job_rules
 from .exceptions import JobKilled, JobStopped
 from .running import RunningJob, running_job
 from .sensitivity import SensitiveJobs
@@ -75,7 +76,7 @@ class SentrySettings:
         environment = options.sentry_environment or settings.get("SENTRY_ENVIRONMENT") or None
         release = os.environ.get("SENTRY_RELEASE") or settings.get("SENTRY_RELEASE") or cls.release
         try:
-            sensitive_jobs = SensitiveJobs(settings.get("SENSITIVE_JOBS") or ())
+            _, sensitive_jobs = job_rules(settings)
         except ValueError as error:
             raise SentryConfigError(str(error)) from None
         for name, value in (("SENTRY_ENVIRONMENT", environment), ("SENTRY_RELEASE", release)):

@@ -46,6 +46,7 @@ from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
 from . import alerts, compat, timeouts
 from .admission import Admission
+from .allowlist import AllowedJobs, JobNotAllowed
 from .commands import Commands
 from .connections import ensure_pool_capacity, reconnect_if_timeout_changed, socket_timeout
 from .dequeue import Dequeuer
@@ -58,7 +59,7 @@ from .outcomes import Outcomes
 from .redis_waits import REDIS_UNAVAILABLE, when_redis_answers, why_unavailable
 from .running import Phase, RunningJob, RunningJobs, running_job
 from .scheduler import GreenletScheduler
-from .sensitivity import SensitiveJobs
+from .sensitivity import SensitiveJobs, SensitiveRecordFilter
 from .shutdown import Shutdown
 from .suspension import Suspension
 from .worker_writes import WorkerWrites, WorkerWritesTick
@@ -73,6 +74,14 @@ DEFAULT_REDIS_ALERT_SECONDS = 60.0
 InterruptedJobHandler = Callable[..., None]
 
 
+def _in_sensitive_job() -> bool:
+    current = running_job()
+    return current is not None and current.sensitive
+
+
+_SENSITIVE_RECORDS = SensitiveRecordFilter(_in_sensitive_job)
+
+
 class GeventWorker(Worker):
     """An rq worker that runs up to ``concurrency`` jobs at once, each in its own greenlet.
 
@@ -84,6 +93,8 @@ class GeventWorker(Worker):
       (default ``None``: wait for them however long they take);
     * ``redis_alert_after``: seconds of Redis being unreachable before the worker raises an alert
       (:mod:`rq_gevent.alerts`; default 60);
+    * ``allowed_jobs``: patterns of the job functions (and callbacks) it may run; others fail with
+      :class:`rq_gevent.allowlist.JobNotAllowed` before they are imported (default: all).
     * ``sensitive_jobs``: patterns of job functions whose descriptions are never logged, besides
       functions marked with :func:`rq_gevent.sensitive` (:mod:`rq_gevent.sensitivity`).
     """
@@ -105,6 +116,7 @@ class GeventWorker(Worker):
         graceful_timeout: float | None = None,
         redis_alert_after: float = DEFAULT_REDIS_ALERT_SECONDS,
         sensitive_jobs: SensitiveJobs | list[str] | tuple[str, ...] = (),
+        allowed_jobs: AllowedJobs | list[str] | tuple[str, ...] | None = None,
         **kwargs: Any,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
@@ -116,9 +128,12 @@ class GeventWorker(Worker):
         self.concurrency = concurrency
         self.graceful_timeout = graceful_timeout
         self.redis_alert_after = redis_alert_after
-        self.sensitive_jobs = (
-            sensitive_jobs if isinstance(sensitive_jobs, SensitiveJobs) else SensitiveJobs(sensitive_jobs)
-        )
+        self.allowed_jobs = allowed_jobs if isinstance(allowed_jobs, AllowedJobs) else AllowedJobs(allowed_jobs)
+        if not isinstance(sensitive_jobs, SensitiveJobs):
+            sensitive_jobs = SensitiveJobs(sensitive_jobs)
+        if sensitive_jobs.allowed is None:
+            sensitive_jobs.allowed = self.allowed_jobs
+        self.sensitive_jobs = sensitive_jobs
         self.jobs = RunningJobs()
         self.executions: dict[str, Any] = {}
         compat.resolve_rq_serializers_quickly()
@@ -138,8 +153,20 @@ class GeventWorker(Worker):
         self.redis_outage = alerts.RedisOutage(self.name, redis_alert_after, self.log)
         self._async_jobs = gevent.lock.Semaphore(1)
         self._interrupted_job_handlers: list[InterruptedJobHandler] = []
+        if _SENSITIVE_RECORDS not in self.log.filters:
+            self.log.addFilter(_SENSITIVE_RECORDS)
 
     # -- per-job state that rq keeps on the worker --------------------------------------------------
+
+    @property
+    def log_job_description(self) -> bool:  # type: ignore[override]
+        """rq's switch for logging job descriptions, off in the greenlet of a sensitive job."""
+        current = running_job()
+        return self._log_job_description and (current is None or not current.sensitive)
+
+    @log_job_description.setter
+    def log_job_description(self, value: bool) -> None:
+        self._log_job_description = value
 
     @property
     def execution(self) -> Any:  # type: ignore[override]
@@ -285,7 +312,9 @@ class GeventWorker(Worker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Admit ``job`` to the pool (a slot must be free) and return at once."""
-        running = RunningJob(job=job, queue=queue, attempt=compat.count_attempt(job))
+        running = RunningJob(
+            job=job, queue=queue, attempt=compat.count_attempt(job), sensitive=self.sensitive_jobs(job)
+        )
         running.greenlet = self.admission.spawn(self._run_job, running)
         self.jobs.add(running)  # before the greenlet first runs: the loop counts it as running at once
 
@@ -316,8 +345,11 @@ class GeventWorker(Worker):
             if not self.jobs:
                 self._became_idle()
 
-    @staticmethod
-    def _function_called(running: RunningJob) -> None:
+    def _function_called(self, running: RunningJob) -> None:
+        refusal = self.allowed_jobs.refusal(running.job)
+        if refusal is not None:
+            compat.skip_callbacks(running.job)
+            raise JobNotAllowed(f"job {running.job.id} refused: {refusal}")
         if running.phase is Phase.STARTED:
             running.phase = Phase.RUNNING
 
@@ -336,7 +368,9 @@ class GeventWorker(Worker):
     def _serialised_if_async(self, job: Job) -> Iterator[None]:
         """Run ``async def`` jobs one at a time: asyncio allows one running loop per OS thread."""
         try:
-            is_async = inspect.iscoroutinefunction(job.func) or asyncio.iscoroutinefunction(job.func)
+            is_async = self.allowed_jobs(job) and (
+                inspect.iscoroutinefunction(job.func) or asyncio.iscoroutinefunction(job.func)
+            )
         except Exception:
             is_async = False
         if not is_async:

@@ -94,6 +94,8 @@ def test_config_module_supplies_url_queues_and_concurrency(connection, redis_url
         (["-u", "redis://127.0.0.1:1/0"], "cannot connect to Redis at 127.0.0.1:1/0"),
         (["-u", "notaurl://what"], "invalid Redis URL notaurl://what"),
         (["-u", "redis://:s3cret-pw@127.0.0.1:1/0"], "cannot connect to Redis at 127.0.0.1:1/0"),
+        (["-u", "redis://:s3cret-pw@127.0.0.1:notaport/0"], "invalid Redis URL redis://:***@127.0.0.1:notaport/0"),
+        (["-u", "redis://:s3cret-pw@127.0.0.1:99999/0"], "invalid Redis URL redis://:***@127.0.0.1:99999/0"),
         (["--worker-class", "no.such.Worker"], "cannot import worker class 'no.such.Worker'"),
         (["--worker-class", "rq.Worker"], "is not a subclass of rq_gevent.GeventWorker"),
         (["--job-class", "rq.job.Nope"], "cannot import job class 'rq.job.Nope'"),

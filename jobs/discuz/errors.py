@@ -11,10 +11,12 @@ class ForumConfigError(PermanentError):
 
 
 class ForumRejected(PermanentError):
-    """UCenter refused the registration itself (its return code)."""
+    """UCenter refused the registration itself (its return code), or would: the input breaks its rules.
 
-    def __init__(self, code: int):
-        super().__init__(f"UCenter refused the registration: {describe(code)}")
+    ``code`` is None for an input UCenter has no code for (a malformed ``regip``)."""
+
+    def __init__(self, code: int | None, reason: str | None = None):
+        super().__init__(f"UCenter refused the registration: {reason or describe(code)}")
         self.code = code
 
 

@@ -1,4 +1,9 @@
-"""UCenter password hashes, over the password's bytes in the forum charset.
+"""UCenter password hashes, over the password's bytes in the forum charset, as UCenter sees them.
+
+UCenter never hashes the password it was given: every argument passes ``uc_addslashes`` (PHP's
+``stripslashes`` then ``addslashes``) and is trimmed (PHP's ``trim``) before it is hashed, at
+registration and at login alike.  :func:`uc_input` does the same to the bytes, so a member created
+here logs in through the real uc_client with the password the app was given, whatever it holds.
 
 1.6: ``md5(md5(password) + salt)`` with a 6-hex-digit salt.  1.7: bcrypt with an empty salt column
 (PHP's ``password_hash``; it verifies Python's ``$2b$``), and it still accepts the 1.6 form, upgrading it
@@ -26,9 +31,45 @@ class HashFormatError(ValueError):
     """A prepared hash is in neither supported form.  The message never includes the value."""
 
 
+_PHP_TRIMMED = b" \t\n\r\0\x0b"
+
+
+def uc_input(text: str, charset: str) -> bytes:
+    """``text`` in ``charset`` as UCenter's code handles its arguments: ``trim(addslashes(stripslashes(x)))``,
+    byte by byte like PHP (so a GBK character whose second byte is a backslash is escaped too)."""
+    return _php_addslashes(_php_stripslashes(text.encode(charset))).strip(_PHP_TRIMMED)
+
+
+def _php_stripslashes(data: bytes) -> bytes:
+    out = bytearray()
+    index = 0
+    while index < len(data):
+        byte = data[index]
+        if byte == 0x5C:  # a backslash: drop it, keep what it escapes ("\0" is NUL); a trailing one goes
+            index += 1
+            if index < len(data):
+                out.append(0 if data[index] == 0x30 else data[index])
+        else:
+            out.append(byte)
+        index += 1
+    return bytes(out)
+
+
+def _php_addslashes(data: bytes) -> bytes:
+    out = bytearray()
+    for byte in data:
+        if byte == 0:
+            out += b"\\0"
+        elif byte in b"'\"\\":
+            out += b"\\" + bytes([byte])
+        else:
+            out.append(byte)
+    return bytes(out)
+
+
 def hash_password(password: str, version: str, charset: str) -> tuple[str, str]:
     """``(password column, salt column)`` for a new member."""
-    data = password.encode(charset)
+    data = uc_input(password, charset)
     if version == "1.6":
         salt = secrets.token_hex(3)
         return salted_md5(data, salt), salt
@@ -59,7 +100,7 @@ def make_prepared_hash(password: str, version: str, charset: str) -> str:
 
 def verify_password(password: str, stored: str, salt: str, charset: str) -> bool:
     """UCenter's login check, for tests and the local forum server."""
-    data = password.encode(charset)
+    data = uc_input(password, charset)
     if salt:
         return hmac.compare_digest(salted_md5(data, salt), stored)
     return bcrypt.checkpw(data[:BCRYPT_MAX_BYTES], stored.encode("ascii"))

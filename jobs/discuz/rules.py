@@ -5,7 +5,9 @@ A rejected input is data, never executed or interpolated anywhere: the result is
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import unicodedata
 
 from jobs.discuz.codes import INVALID_EMAIL, INVALID_USERNAME
 
@@ -26,11 +28,14 @@ def username_length(username: str, charset: str) -> int:
 
 def check_username(username: str, charset: str) -> int:
     """0 when acceptable, else UCenter's code for an invalid username."""
-    if not isinstance(username, str) or not username:
+    if not isinstance(username, str) or not username or len(username) > USERNAME_MAX:
         return INVALID_USERNAME
     try:
+        username.encode(charset)  # strict: a lone surrogate, or a character the forum cannot store
         length = username_length(username, charset)
     except UnicodeEncodeError:
+        return INVALID_USERNAME
+    if any(unicodedata.category(character) in ("Cc", "Cf", "Cs", "Co", "Cn") for character in username):
         return INVALID_USERNAME
     if not USERNAME_MIN <= length <= USERNAME_MAX:
         return INVALID_USERNAME
@@ -40,6 +45,19 @@ def check_username(username: str, charset: str) -> int:
     if any(word in username for word in _GUEST_WORDS):
         return INVALID_USERNAME
     return 0
+
+
+def valid_regip(regip: object) -> bool:
+    """``regip``, the member's sign-up address: empty, or an IPv4/IPv6 address (at most 45 characters)."""
+    if regip == "":
+        return True
+    if not isinstance(regip, str) or len(regip) > 45:
+        return False
+    try:
+        ipaddress.ip_address(regip)
+    except ValueError:
+        return False
+    return True
 
 
 def check_email(email: str, version: str) -> int:

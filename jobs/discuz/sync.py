@@ -12,7 +12,7 @@ from jobs.discuz.backend import ForumBackend, backend_from_settings
 from jobs.discuz.codes import EMAIL_EXISTS, USERNAME_EXISTS
 from jobs.discuz.errors import ForumConflict, ForumRejected
 from jobs.outcomes import PermanentError, TransientError, retry_later
-from jobs.sealing import Sealed
+from jobs.sealing import Sealed, erase_from_current_job
 from rq_gevent import sensitive
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def sync_discuz_user(
     """
     backend = backend_from_settings()
     credential = _credential(password, password_hash, backend.charset)
-    _check_inputs(username, email, backend)
+    _check_inputs(username, email, regip, backend)
     try:
         return _sync(backend, username, email, credential, regip)
     except TransientError as error:
@@ -68,14 +68,18 @@ def _already_there(account: ForumAccount, email: str) -> dict:
     return {"uid": account.uid, "username": account.username, "created": False}
 
 
-def _credential(password: Sealed | None, password_hash: Sealed | None, charset: str) -> Credential:
+def _credential(password: object, password_hash: object, charset: str) -> Credential:
     if (password is None) == (password_hash is None):
+        erase_from_current_job(*(value for value in (password, password_hash) if value is not None))
         raise PermanentError("pass exactly one of password= or password_hash=")
     for name, value in (("password", password), ("password_hash", password_hash)):
-        if value is not None and not isinstance(value, Sealed):
+        if value is not None and Sealed.of(value) is None:
+            erase_from_current_job(value)
             raise PermanentError(
-                f"{name} must be sealed with jobs.sealing.seal() at enqueue time, not a {type(value).__name__}"
+                f"{name} must be sealed with jobs.sealing.seal() at enqueue time, not a {type(value).__name__}; "
+                "the worker erased it from the job"
             )
+    password, password_hash = Sealed.of(password), Sealed.of(password_hash)
     if password is not None:
         secret = password.open()
         if not _encodable(secret.reveal(), charset):
@@ -92,7 +96,9 @@ def _encodable(text: str, charset: str) -> bool:
     return True
 
 
-def _check_inputs(username: str, email: str, backend: ForumBackend) -> None:
+def _check_inputs(username: str, email: str, regip: str, backend: ForumBackend) -> None:
     for code in (rules.check_username(username, backend.charset), rules.check_email(email, backend.version)):
         if code:
             raise ForumRejected(code)
+    if not rules.valid_regip(regip):
+        raise ForumRejected(None, "regip must be empty or an IP address")

@@ -31,7 +31,7 @@ class UCenterDatabaseBackend:
         version: str,
         charset: str,
         table_prefix: str = "pre_ucenter_",
-        unique_email: bool = False,
+        unique_email: bool | None = None,
     ):
         if not table_prefix.replace("_", "").isalnum():
             raise ForumConfigError("DISCUZ_DB_TABLE_PREFIX may hold only letters, digits and underscores")
@@ -40,6 +40,7 @@ class UCenterDatabaseBackend:
         self.charset = charset
         self.members = f"`{table_prefix}members`"
         self.memberfields = f"`{table_prefix}memberfields`"
+        self.settings_table = f"`{table_prefix}settings`"
         self.unique_email = unique_email
 
     @classmethod
@@ -59,7 +60,7 @@ class UCenterDatabaseBackend:
             version=version,
             charset=charset,
             table_prefix=setting("DISCUZ_DB_TABLE_PREFIX", "pre_ucenter_"),
-            unique_email=setting("DISCUZ_UNIQUE_EMAIL", False, cast=boolean),
+            unique_email=setting("DISCUZ_UNIQUE_EMAIL", None, cast=boolean),
         )
 
     def __repr__(self) -> str:
@@ -77,7 +78,8 @@ class UCenterDatabaseBackend:
             try:
                 if self._find(cursor, username):
                     return USERNAME_EXISTS
-                if self.unique_email and cursor.execute(f"SELECT 1 FROM {self.members} WHERE email=%s", (email,)):
+                unique = self._unique_email(cursor)
+                if unique and cursor.execute(f"SELECT 1 FROM {self.members} WHERE email=%s", (email,)):
                     return EMAIL_EXISTS
                 cursor.execute(self._insert_member_sql(), self._member_values(username, password, salt, email, regip))
                 uid = cursor.lastrowid
@@ -89,6 +91,18 @@ class UCenterDatabaseBackend:
                     return USERNAME_EXISTS
                 raise ForumConfigError(f"UCenter tables refused the member: MySQL {error.args[0]}") from None
             return uid
+
+    def _unique_email(self, cursor) -> bool:
+        """``DISCUZ_UNIQUE_EMAIL`` when set, else the forum's own rule: UCenter's ``doublee`` setting
+        (1 allows a second account per e-mail), refusing duplicates when it has none, as UCenter does."""
+        if self.unique_email is not None:
+            return self.unique_email
+        try:
+            cursor.execute(f"SELECT v FROM {self.settings_table} WHERE k='doublee'")
+        except pymysql.err.ProgrammingError:  # no settings table: a bare members schema
+            return True
+        row = cursor.fetchone()
+        return row is None or str(row[0]).strip() != "1"
 
     def _columns(self, credential: Credential) -> tuple[str, str]:
         if credential.prepared_hash is not None:

@@ -9,7 +9,7 @@ from email.headerregistry import Address, HeaderRegistry
 from email_validator import EmailNotValidError, validate_email
 from rq import Retry, get_current_job
 
-from jobs.mail.message import activation_digest, activation_message
+from jobs.mail.message import activation_digest, activation_message, header_text
 from jobs.mail.smtp import SmtpSettings, deliver
 from jobs.outcomes import PermanentError, TransientError, retry_later
 from jobs.settings import required_setting, setting
@@ -17,6 +17,8 @@ from rq_gevent import sensitive
 
 SENT_MARK_TTL = 30 * 24 * 3600  # how long a sent activation is remembered, to drop duplicates
 SENDING_CLAIM_TTL = 300  # a delivery in flight; expires if its worker dies mid-send
+NAME_MAX = 100  # characters of display name kept; header folding costs ~1 ms per character
+LINK_MAX = 8000  # characters: what browsers and servers reliably take in a URL
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +32,11 @@ def send_activation_mail(to: str, name: str, link: str, locale: str = "en") -> d
     when the same activation had already been delivered.
     """
     recipient = recipient_address(to, name)
+    check_link(link)
     message = activation_message(
         sender=sender_address(),
         to=recipient,
-        name=name,
+        name=recipient.display_name,
         link=link,
         locale=locale,
         site_name=setting("MAIL_SITE_NAME", "our site"),
@@ -67,7 +70,27 @@ def recipient_address(to: str, name: str) -> Address:
     except EmailNotValidError as error:
         raise PermanentError(f"invalid recipient address: {error}") from None
     local, _, domain = valid.normalized.rpartition("@")
-    return Address(display_name=" ".join(name.split()), username=local, domain=valid.ascii_domain or domain)
+    return Address(display_name=display_name(name), username=local, domain=valid.ascii_domain or domain)
+
+
+def display_name(name: str) -> str:
+    """``name`` as the greeting and the To header show it: one line, no encoded word, at most NAME_MAX."""
+    shown = header_text(name[: NAME_MAX * 4])
+    if len(shown) > NAME_MAX:
+        log.warning("display name of %d characters shortened to %d", len(name), NAME_MAX)
+        shown = shown[:NAME_MAX].rstrip()
+    return shown
+
+
+def check_link(link: str) -> None:
+    if not isinstance(link, str):
+        raise PermanentError("link must be a string")
+    if len(link) > LINK_MAX:
+        raise PermanentError(f"the activation link has {len(link)} characters; at most {LINK_MAX} are accepted")
+    if not link.startswith(("https://", "http://")):
+        raise PermanentError("the activation link must be an http:// or https:// URL")
+    if any(character.isspace() or not character.isprintable() for character in link):
+        raise PermanentError("the activation link must be one URL, without spaces or control characters")
 
 
 def sender_address() -> Address:

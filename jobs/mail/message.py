@@ -1,5 +1,10 @@
 """Building the activation message: multipart text + HTML, every header encoded as RFC 5322/2047 want.
 
+Everything from user input that reaches a header passes :func:`header_text` first: no control
+character, no line separator and no RFC 2047 encoded word survives it, so no input can add a header
+line, whatever the Python version's ``email`` package does with such text.  Bodies go out 7bit only
+when every line fits SMTP's 998 bytes, else quoted-printable or base64.
+
 Templates are ``string.Template`` files, ``<locale>/activation.subject.txt``, ``activation.txt`` and
 ``activation.html``; ``$name``, ``$link`` and ``$site_name`` are filled in (HTML-escaped in the HTML
 part).  A site overrides any of them by putting files of the same names under ``MAIL_TEMPLATE_DIR``.
@@ -10,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import unicodedata
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -25,6 +31,15 @@ BUILTIN_TEMPLATES = Path(__file__).with_name("templates")
 LOCALES = ("en", "zh")  # built in; MAIL_TEMPLATE_DIR may add more
 _LOCALE = re.compile(r"[a-z]{2,3}(_[A-Za-z]{2,4})?")
 _PARTS = ("activation.subject.txt", "activation.txt", "activation.html")
+SMTP_MAX_LINE = 998  # bytes per line, CRLF excluded (RFC 5321 4.5.3.1.6)
+_ENCODED_WORD_START = re.compile(r"=\s*\?")
+
+
+def header_text(value: str) -> str:
+    """``value`` fit for a header: control, format and separator characters become spaces, runs of
+    whitespace one space, and ``=?`` (which could start an RFC 2047 encoded word) ``= ?``."""
+    cleaned = "".join(" " if unicodedata.category(character)[0] in "CZ" else character for character in value)
+    return _ENCODED_WORD_START.sub("= ?", " ".join(cleaned.split()))
 
 
 def activation_message(sender: Address, to: Address, name: str, link: str, locale: str, site_name: str) -> EmailMessage:
@@ -32,7 +47,7 @@ def activation_message(sender: Address, to: Address, name: str, link: str, local
     plain_values = {"name": name, "link": link, "site_name": site_name}
     html_values = {key: html.escape(value, quote=True) for key, value in plain_values.items()}
     message = EmailMessage(policy=SMTP)
-    message["Subject"] = " ".join(subject.safe_substitute(plain_values).split())
+    message["Subject"] = header_text(subject.safe_substitute(plain_values))
     message["From"] = sender
     message["To"] = to
     message["Date"] = format_datetime(datetime.now(UTC))
@@ -56,8 +71,12 @@ def activation_message_id(address: str, link: str, domain: str) -> str:
 
 
 def _transfer_encoding(body: str) -> str:
-    """7-bit safe on the wire, so no relay without 8BITMIME can mangle a Chinese body."""
-    return "7bit" if body.isascii() else "base64"
+    """7-bit safe on the wire, so no relay without 8BITMIME can mangle a Chinese body, and no line
+    over SMTP's limit (a long activation link, such as a JWT, is wrapped by quoted-printable)."""
+    if not body.isascii():
+        return "base64"
+    fits = all(len(line) <= SMTP_MAX_LINE - 2 for line in body.splitlines())
+    return "7bit" if fits else "quoted-printable"
 
 
 def _template(locale: str, part: str) -> Template:

@@ -8,6 +8,7 @@ byte instead); with ``--auth-user`` it requires AUTH (the password comes from
 ``SMTP_SINK_PASSWORD``, never argv).  A ``--rule`` makes one recipient answer ``550`` / ``451`` (any
 code) or ``sleep:SECONDS`` before answering.  Accepted messages land in the maildir as ``<n>.eml``
 (the exact bytes received); ``events.jsonl`` logs each with its envelope and connection.
+Like a strict MTA, it refuses a message with a line over 998 bytes (RFC 5321 4.5.3.1.6).
 Prints ``ready <port>`` once listening.
 """
 
@@ -26,6 +27,8 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+MAX_LINE = 998
 
 
 class Sink:
@@ -49,6 +52,9 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if any(len(line) > MAX_LINE for line in envelope.original_content.split(b"\r\n")):
+            self.event(event="refused", reason="line too long", rcpt_tos=envelope.rcpt_tos)
+            return "500 5.5.2 Line too long"
         number = next(self.counter)
         path = self.maildir / f"{number}.eml"
         temporary = path.with_suffix(".tmp")
