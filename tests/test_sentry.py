@@ -21,6 +21,7 @@ from rq.job import JobStatus
 from rq.worker import Worker
 
 from jobs.discuz.sync import sync_discuz_user
+from jobs.mail.activation import send_activation_mail
 from jobs.sealing import seal
 from rq_gevent import __version__
 from rq_gevent.embedded_redis import EmbeddedRedis, free_port
@@ -253,13 +254,21 @@ def test_no_secret_given_to_a_sensitive_job_reaches_sentry(connection, redis_url
     # The Discuz sync is sensitive out of the box; without forum settings it fails at once.
     forum_address = "forum-user@example.org"
     discuz = queue.enqueue(sync_discuz_user, "forum-user", forum_address, seal(marked_secret))
+    # Plain enqueues of the mail job (its link is a credential) and of an unsealed password.
+    link, mail_address, unsealed = (
+        "https://example.com/activate?token=Link-S3cret-4",
+        "mail-user@example.org",
+        "Unsealed-5",
+    )
+    mail = queue.enqueue(send_activation_mail, mail_address, "Mail Person", link)
+    plain = queue.enqueue(sync_discuz_user, "plain-user", "plain-user@example.org", unsealed)
     worker = worker_process(
         "-u", redis_url, "--burst", "--config", "sentry_config", env={"TEST_SENTRY_DSN": sink.dsn()}
     )
     assert worker.wait(60) == 0, worker.output()
 
     by_job = {tags(event)["rq.job_id"]: event for event in sink.events()}
-    assert set(by_job) == {marked.id, by_pattern.id, control.id, discuz.id}
+    assert set(by_job) == {marked.id, by_pattern.id, control.id, discuz.id, mail.id, plain.id}
     received = b"".join(sink.received())
     # Control: a job that is not marked shows the secret in its description, message, breadcrumbs.
     assert received.count(control_secret.encode()) >= 3
@@ -274,8 +283,10 @@ def test_no_secret_given_to_a_sensitive_job_reaches_sentry(connection, redis_url
                        value["stacktrace"]["frames"])  # fmt: skip
     assert by_job[discuz.id]["extra"]["rq-job"]["description"] == "[Filtered]"
     assert "DISCUZ_BACKEND is not set" in exception_text(by_job[discuz.id])
-    for secret in (marked_secret, pattern_secret, forum_address):
-        assert secret.encode() not in received
+    for secret in (marked_secret, pattern_secret, forum_address, link, mail_address, "Mail Person", unsealed):
+        assert secret.encode() not in received, secret
+    for secret in (forum_address, link, mail_address, "Mail Person", unsealed):  # the leak_* jobs print theirs
+        assert secret not in worker.output(), secret
     # The worker logs a sensitive job by id, an ordinary one by description.
     assert f"default: {marked.id}\n" in worker.output() and f"default: {by_pattern.id}\n" in worker.output()
     assert "leak_marked('alice'" not in worker.output() and "leak_by_pattern('bob'" not in worker.output()
