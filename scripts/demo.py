@@ -45,7 +45,7 @@ BAD_REGISTRATIONS = [
     ("alice; rm -rf /", "alice@example.org"),
     ("taken", "t@example.org"),
 ]
-EXPECTED_FAILURES = [  # one per failed job, in the order of the sorted summary
+EXPECTED_FAILURES = [  # one per failed job, in any order
     "invalid recipient address",  # mallory's mail
     "-4 (invalid e-mail address)",  # mallory's forum account
     "-1 (invalid username)",  # a shell command as a username is data, and invalid
@@ -198,7 +198,7 @@ def main() -> int:
             and len(mails) == args.users + 2  # the conflicting and the shell-looking user still get their mail
             and len(created) == args.users
             and len(reasons) == len(EXPECTED_FAILURES)
-            and all(want in reason for want, reason in zip(EXPECTED_FAILURES, reasons, strict=False))
+            and all(sum(want in reason for reason in reasons) == 1 for want in EXPECTED_FAILURES)
         )
         if not ok:
             print("demo: unexpected outcome; worker log follows", file=sys.stderr)

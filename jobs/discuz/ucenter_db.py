@@ -7,6 +7,7 @@ all.  The username's unique key settles races between two jobs: the loser sees c
 
 from __future__ import annotations
 
+import re
 import time
 
 import pymysql
@@ -165,5 +166,12 @@ def _classified(error: pymysql.err.MySQLError) -> Exception:
 
 
 def _first_line(error: pymysql.err.MySQLError) -> str:
+    """MySQL's message, without the values it quotes ("Duplicate entry 'bob'", "Incorrect string
+    value: '\\xF0...'"): they are the member's data, and this message reaches the log."""
     message = str(error.args[1]) if len(error.args) > 1 else str(error)
-    return message.splitlines()[0][:160] if message else type(error).__name__
+    if not message:
+        return type(error).__name__
+    return _QUOTED_VALUE.sub(r"\1 '...'", message.splitlines()[0])[:160]
+
+
+_QUOTED_VALUE = re.compile(r"(value:?|entry) '(?:[^'\\]|\\.)*'", re.IGNORECASE)

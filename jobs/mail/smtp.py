@@ -9,6 +9,7 @@ gevent's, so a slow server blocks only the job waiting on it.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 import threading
@@ -176,9 +177,14 @@ def classify(error: BaseException, settings: SmtpSettings) -> PermanentError | T
     return TransientError(f"SMTP error talking to {server}: {type(error).__name__}")
 
 
+_ADDRESS = re.compile(r"[^\s<>\"',;:()\[\]]+@[^\s<>\"',;:()\[\]]+")
+
+
 def _text(raw: bytes | str) -> str:
+    """A server's answer, one line, without the addresses it may quote (they are personal data that
+    would reach the log and Sentry through the job's error)."""
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
-    return " ".join(text.split())[:200]
+    return _ADDRESS.sub("<address>", " ".join(text.split()))[:200]
 
 
 def _close(client: smtplib.SMTP) -> None:

@@ -47,7 +47,9 @@ class Sink:
         if rule and rule.startswith("sleep:"):
             await asyncio.sleep(float(rule.split(":", 1)[1]))
         elif rule:
-            return f"{rule} {'4.3.0 try again later' if rule.startswith('4') else '5.1.1 mailbox unavailable'}"
+            # Quoting the address, as Postfix and Exim do.
+            detail = "4.3.0 try again later" if rule.startswith("4") else "5.1.1 Recipient address rejected"
+            return f"{rule} <{address}>: {detail}"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
