@@ -206,6 +206,14 @@ def test_malformed_inputs_are_refused_clearly(
     assert peer.members() == []
 
 
+def test_an_oversized_password_is_refused(ucenter, worker_process, redis_url, connection):
+    peer = ucenter()
+    job = queue(connection).enqueue(sync_discuz_user, "longpw", "longpw@example.org", seal("p" * 1025))
+    run_burst(worker_process, redis_url, peer.settings())
+    assert outcome(job) == ("failed", "jobs.outcomes.PermanentError: the password has 1025 characters; at most 1024")
+    assert peer.members() == []
+
+
 def test_php_stderr_after_a_call_with_the_password_is_never_logged(
     ucenter, php_uc_client, worker_process, redis_url, connection, tmp_path
 ):

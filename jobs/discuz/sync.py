@@ -16,6 +16,7 @@ from jobs.sealing import Sealed, erase_from_current_job
 from rq_gevent import sensitive
 
 log = logging.getLogger(__name__)
+PASSWORD_MAX = 1024  # characters; uc_client's authcode is pure Python RC4 here, about 1 s per MB
 
 
 @sensitive  # error reports must not carry the account it creates (the password is sealed anyway)
@@ -82,6 +83,8 @@ def _credential(password: object, password_hash: object, charset: str) -> Creden
     password, password_hash = Sealed.of(password), Sealed.of(password_hash)
     if password is not None:
         secret = password.open()
+        if len(secret.reveal()) > PASSWORD_MAX:
+            raise PermanentError(f"the password has {len(secret.reveal())} characters; at most {PASSWORD_MAX}")
         if not _encodable(secret.reveal(), charset):
             raise PermanentError(f"the password has characters the forum charset {charset} cannot store")
         return Credential(password=secret)
