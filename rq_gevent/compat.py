@@ -105,6 +105,12 @@ def skip_failure_callback(job: Any) -> None:
     job._failure_callback = None
 
 
+def listener_stopped(pubsub_thread: Any) -> bool:
+    """redis-py's ``PubSubWorkerThread`` was told to stop (its loop ends after this exception)."""
+    running = getattr(pubsub_thread, "_running", None)
+    return running is not None and not running.is_set()
+
+
 def callback_names(job: Any) -> dict[str, str | None]:
     """The dotted names of ``job``'s callbacks, as stored (nothing imported)."""
     return {

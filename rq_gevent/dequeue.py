@@ -2,7 +2,13 @@
 
 * **Up to ``DEQUEUE_BATCH`` jobs per round trip** (one queue, Redis >= 6.2): a script moves ids from
   the queue to rq's ``:intermediate`` list, as rq's own LMOVE does, and returns each job's hash with
-  it.  The blocking pop (BLMOVE, or BLPOP over several queues) is used only when the queues are empty.
+  it.  Blocking is used only when the queues are empty.
+* **A lost reply loses no job** (one queue): an idle worker blocks in ``BLMOVE q q LEFT LEFT``, which
+  waits for an id and puts it straight back where it was, then takes it with the script.  A blocking
+  pop into ``:intermediate`` whose reply died on a silent path (a NAT that forgot the connection)
+  would leave the id there until rq's maintenance requeues it, up to ``maintenance_interval`` plus a
+  minute later; here it stays in the queue for the next pop.  Over several queues rq's BLPOP is used,
+  with rq's own exposure to a lost reply.
 * The blocking pop has a client of its own (:func:`rq_gevent.connections.dequeue_client`), so that a
   long block holds no pool connection, and a shutdown can wake it with ``CLIENT UNBLOCK``.
 * Bad input never stops the worker: an id whose job was deleted is skipped, an id whose key is not a
@@ -11,6 +17,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +77,8 @@ class Dequeuer:
 
     def pop_one(self, timeout: int | None) -> list[tuple[Any, Any]]:
         """One job, blocking up to ``timeout`` seconds (``None``: not at all); empty if none came."""
+        if self._single_queue_lmove():
+            return self._wait_then_take_one(timeout)
         while True:
             popped_id = self._pop_job_id(timeout)
             if popped_id is None:
@@ -90,6 +99,21 @@ class Dequeuer:
             if job is not None:
                 admitted.append(self._admitting(job, queue))
         return admitted
+
+    def _wait_then_take_one(self, timeout: int | None) -> list[tuple[Any, Any]]:
+        queue = compat.queues_in_order(self.worker)[0]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for job_id, fields in self._pop_with_hashes(queue, 1):
+                job = self._load_popped_job(queue, job_id, fields)
+                if job is not None:
+                    return [self._admitting(job, queue)]
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is None or remaining < 1:
+                return []
+            # Returns the id it saw, left in place; None at the timeout.  Its reply may be lost: nothing moved.
+            if self.client.blmove(queue.key, queue.key, int(remaining), "LEFT", "LEFT") is None:
+                return []
 
     def _single_queue_lmove(self) -> bool:
         return len(compat.queues_in_order(self.worker)) == 1 and get_version(self.worker.connection) >= (6, 2, 0)

@@ -503,7 +503,11 @@ class GeventWorker(Worker):
         return 0
 
     def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
-        """rq retries a lost listener connection but lets a socket timeout end the listener."""
+        """rq retries a lost listener connection but lets a socket timeout end the listener.  A listener
+        already replaced (its connection closed under it) just ends."""
+        if compat.listener_stopped(pubsub_thread):
+            self.log.debug("Worker %s: replaced command listener ended (%s)", self.name, type(exc).__name__)
+            return
         if not isinstance(exc, REDIS_UNAVAILABLE):
             super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
             return

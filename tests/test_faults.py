@@ -151,6 +151,57 @@ def test_a_silently_dead_path_to_redis_is_noticed_and_the_worker_resumes(connect
     assert account.lines == {"finished": 300}, account
 
 
+def test_a_pop_whose_reply_is_lost_loses_no_job(connection, redis_url, worker_process):
+    """An idle worker blocks in its pop; the path then drops Redis's replies only (the command still
+    runs), a job arrives and Redis answers into the void.  At default settings the job must run soon
+    after the path is back, once, and the listener must recover without a traceback."""
+    redis_port = connection.connection_pool.connection_kwargs["port"]
+    proxy_port = free_port()
+    proxy = ServerProcess(
+        PEERS_DIR / "blackhole_proxy.py", ["--target", f"127.0.0.1:{redis_port}", "--port", str(proxy_port)]
+    )
+    try:
+        ledger = Ledger(connection)
+        worker = worker_process("-u", redis_url.replace(f":{redis_port}", f":{proxy_port}"), "ledger")
+        wait_until(lambda: _blocked(connection), what="a client blocked in the pop")
+        os.kill(proxy.pid, signal.SIGHUP)  # replies dropped, requests delivered
+        (job_id,) = ledger.enqueue(1, seconds=0.1)
+        wait_until(lambda: not _blocked(connection), timeout=5, what="Redis answering the pop")
+        time.sleep(2)
+        os.kill(proxy.pid, signal.SIGUSR2)
+        healed_at = time.monotonic()
+        wait_until(lambda: runs_of(connection, job_id) >= 1, timeout=45, what="the job running")
+        ran_after = time.monotonic() - healed_at
+        print(f"job ran {ran_after:.1f} s after the path came back")
+        assert ran_after <= 30
+        ledger.settle(timeout=30)
+        time.sleep(3)
+        assert runs_of(connection, job_id) == 1
+        assert not connection.lrange(ledger.queue.intermediate_queue_key, 0, -1)
+        # The command listener's connection was muted too: it must be replaced and hear again.
+        job = ledger.queue.enqueue(testjobs.green_sleep, 120)
+        wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, timeout=30, what="job started")
+
+        def stopped() -> bool:
+            send_stop_job_command(connection, job.id)
+            return job.get_status(refresh=True) == JobStatus.STOPPED
+
+        wait_until(stopped, timeout=3 * SOCKET_TIMEOUT, interval=1, what="stop-job obeyed")
+        worker.shut_down()
+        assert worker.wait(60) == 0, worker.output()
+        assert "Traceback" not in worker.output() and "Invalid file object" not in worker.output(), worker.output()
+    finally:
+        proxy.stop()
+    account = ledger.account()
+    assert_nothing_lost(account)
+    assert account.lines == {"finished": 1} and account.duplicates == 0, account
+
+
+def _blocked(connection) -> bool:
+    """Some client is blocked (in the worker's pop) on Redis right now."""
+    return any("b" in client.get("flags", "") for client in connection.client_list())
+
+
 def pop_and_abandon(connection, queue, job) -> None:
     """What a worker that lost its pop's answer (or died right after it) leaves behind: the id in
     rq's intermediate list, seen there by maintenance two minutes ago."""

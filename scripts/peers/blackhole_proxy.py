@@ -7,8 +7,10 @@ Prints ``ready <port>``, then forwards every connection to the target.
 * SIGUSR1: black-hole.  Every open connection, and every one accepted from now on, is kept open
   and its bytes are read and dropped in both directions: no answer, no FIN, no RST (what a NAT or
   a firewall that forgot the connection does).
-* SIGUSR2: heal.  Connections accepted from now on are forwarded again; the black-holed ones stay
-  dead, as they would behind a NAT that lost them.
+* SIGHUP: mute.  Like SIGUSR1, but requests still reach the target: only its replies are dropped
+  (a path that lost one direction), so a command runs and its caller never hears.
+* SIGUSR2: heal.  Connections accepted from now on are forwarded again; the black-holed and muted
+  ones stay dead, as they would behind a NAT that lost them.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ class Link:
     """One client connection and its connection to the target."""
 
     def __init__(self) -> None:
-        self.dead = False
+        self.dead = False  # nothing is forwarded
+        self.muted = False  # only the target's replies are dropped
 
 
 class Proxy:
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.blackholing = False
+        self.muting = False
         self.links: set[Link] = set()
 
     def blackhole(self) -> None:
@@ -37,12 +41,17 @@ class Proxy:
         for link in self.links:
             link.dead = True
 
+    def mute(self) -> None:
+        self.muting = True
+        for link in self.links:
+            link.muted = True
+
     def heal(self) -> None:
-        self.blackholing = False
+        self.blackholing = self.muting = False
 
     async def serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         link = Link()
-        link.dead = self.blackholing
+        link.dead, link.muted = self.blackholing, self.muting
         self.links.add(link)
         try:
             if link.dead:
@@ -51,7 +60,7 @@ class Proxy:
             target_reader, target_writer = await asyncio.open_connection(*self.target)
             await asyncio.gather(
                 self._pipe(client_reader, target_writer, link),
-                self._pipe(target_reader, client_writer, link),
+                self._pipe(target_reader, client_writer, link, reply=True),
             )
             target_writer.close()
         except OSError:
@@ -60,9 +69,11 @@ class Proxy:
             self.links.discard(link)
             client_writer.close()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link, reply: bool = False
+    ) -> None:
         while data := await reader.read(65536):
-            if link.dead:
+            if link.dead or (reply and link.muted):
                 continue
             writer.write(data)
             await writer.drain()
@@ -81,6 +92,7 @@ async def main(options: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGUSR1, proxy.blackhole)
     loop.add_signal_handler(signal.SIGUSR2, proxy.heal)
+    loop.add_signal_handler(signal.SIGHUP, proxy.mute)
     server = await asyncio.start_server(proxy.serve, "127.0.0.1", options.port, backlog=1024)
     print(f"ready {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
