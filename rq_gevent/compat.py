@@ -182,8 +182,9 @@ def outcome_recorded(connection: Any, job: Any, execution: Any) -> bool:
     return connection.zscore(job.started_job_registry.key, execution.composite_key) is None
 
 
-def on_function_call(job: Any, callback: Any) -> None:
-    """Call ``callback()`` when rq is about to call ``job``'s function.
+def on_function_call(job: Any, callback: Any, connection: Any) -> None:
+    """Call ``callback()`` when rq is about to call ``job``'s function, and let the function see
+    ``connection`` as ``job.connection`` (rq's own bookkeeping keeps the worker's).
 
     ``Job.perform`` makes one Redis call (PERSIST of the job hash) after the job was marked started
     and before it calls the function via ``Job._execute``; this tells the two apart.
@@ -192,7 +193,11 @@ def on_function_call(job: Any, callback: Any) -> None:
 
     def execute_after_callback(*args: Any, **kwargs: Any) -> Any:
         callback()
-        return execute(*args, **kwargs)
+        workers_connection, job.connection = job.connection, connection
+        try:
+            return execute(*args, **kwargs)
+        finally:
+            job.connection = workers_connection
 
     job._execute = execute_after_callback
 

@@ -6,15 +6,19 @@
 * The blocking dequeue (BLMOVE/BLPOP) gets a client of its own, so that a long block never holds a
   pool connection, its socket timeout is longer than its block timeout (a silently dead connection
   is noticed), TCP keepalive is on, and a shutdown can wake it with ``CLIENT UNBLOCK``.
+* A job's own code gets a client of its own too, with rq's longer socket timeout.  Both reach Redis
+  the way the worker's connection does, through Sentinel included.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import BlockingConnectionPool, ConnectionPool, Redis
 from redis.exceptions import RedisError
+from redis.sentinel import SentinelConnectionPool
 
 log = logging.getLogger("rq.worker")
 
@@ -57,14 +61,36 @@ def socket_timeout(connection: Redis) -> float | None:
 
 def dequeue_client(connection: Redis, client_name: str, socket_timeout: float) -> Redis:
     """A client with one connection of its own, for blocking pops only."""
-    pool = connection.connection_pool
-    kwargs = dict(pool.connection_kwargs)
-    kwargs.update(
-        socket_timeout=socket_timeout,
-        socket_keepalive=True,
-        client_name=client_name,
+    return client_like(
+        connection, max_connections=2, socket_timeout=socket_timeout, socket_keepalive=True, client_name=client_name
     )
-    own_pool = ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
+
+
+def jobs_client(connection: Redis, socket_timeout: float, max_connections: int) -> Redis:
+    """The client a job's own code gets as ``get_current_job().connection``: the worker's settings with
+    rq's socket timeout (``worker_ttl - 5``), so a job may block in Redis as long as under rq's worker.
+    The worker's own connections keep their shorter timeout, to notice a dead path quickly."""
+    return client_like(connection, max_connections=max_connections, socket_timeout=socket_timeout)
+
+
+def client_like(connection: Redis, max_connections: int, **overrides: Any) -> Redis:
+    """A client of ``connection``'s class on a pool of its own that reaches the same server the same
+    way (a Sentinel pool keeps asking its sentinels for the primary), with ``overrides`` applied."""
+    pool = connection.connection_pool
+    kwargs = {key: value for key, value in pool.connection_kwargs.items() if key != "connection_pool"}
+    kwargs.update(overrides)
+    if isinstance(pool, SentinelConnectionPool):
+        own_pool: ConnectionPool = SentinelConnectionPool(
+            pool.service_name,
+            pool.sentinel_manager,
+            is_master=pool.is_master,
+            check_connection=pool.check_connection,
+            connection_class=pool.connection_class,
+            max_connections=max_connections,
+            **kwargs,
+        )
+    else:
+        own_pool = ConnectionPool(connection_class=pool.connection_class, max_connections=max_connections, **kwargs)
     return connection.__class__(connection_pool=own_pool)
 
 

@@ -48,7 +48,7 @@ from . import alerts, compat, timeouts
 from .admission import Admission
 from .allowlist import AllowedJobs, JobNotAllowed
 from .commands import Commands
-from .connections import ensure_pool_capacity, reconnect_if_timeout_changed, socket_timeout
+from .connections import ensure_pool_capacity, jobs_client, reconnect_if_timeout_changed, socket_timeout
 from .dequeue import Dequeuer
 from .exceptions import ColdShutdown, JobStopped
 from .heartbeat import Heartbeat
@@ -151,6 +151,7 @@ class GeventWorker(Worker):
         self.worker_writes = WorkerWrites()
         self.writes_tick = WorkerWritesTick(self)
         self.redis_outage = alerts.RedisOutage(self.name, redis_alert_after, self.log)
+        self.jobs_connection = jobs_client(self.connection, self.jobs_socket_timeout, 2 * concurrency + 8)
         self._async_jobs = gevent.lock.Semaphore(1)
         self._interrupted_job_handlers: list[InterruptedJobHandler] = []
         if _SENSITIVE_RECORDS not in self.log.filters:
@@ -224,6 +225,11 @@ class GeventWorker(Worker):
     def dequeue_timeout(self) -> int:
         return max(1, min(self.worker_ttl - 15, self.dequeue_block_seconds))
 
+    @property
+    def jobs_socket_timeout(self) -> float:
+        """What rq's worker gives its connection (``worker_ttl - 5``), or the caller's, if longer."""
+        return max(socket_timeout(self.connection) or 0, self.worker_ttl - 5)
+
     def wait_for_redis(self, call: Callable[[], Any], to_do: str) -> Any:
         """``call()`` until Redis answers it; a cold shutdown gives up (raising Redis's error)."""
         return when_redis_answers(call, self.shutdown.cold, self.log, f"Worker {self.name}", to_do)
@@ -277,6 +283,7 @@ class GeventWorker(Worker):
             except redis.exceptions.RedisError as exc:
                 self.log.error("Worker %s: could not deregister from Redis (%s); its key expires", self.name, exc)
             self.dequeuer.close()
+            self.jobs_connection.connection_pool.disconnect()
             self.shutdown.remove_signal_handlers()
         return self.admission.admitted > 0
 
@@ -321,7 +328,7 @@ class GeventWorker(Worker):
     def _run_job(self, running: RunningJob) -> None:
         job, queue = running.job, running.queue
         self.jobs.enter(running)
-        compat.on_function_call(job, functools.partial(self._function_called, running))
+        compat.on_function_call(job, functools.partial(self._function_called, running), self.jobs_connection)
         try:
             execution = self.prepare_execution(job)
             with self._serialised_if_async(job):

@@ -1,5 +1,6 @@
 """Redis connections: a pool that fits the concurrency, and surviving a Redis restart."""
 
+import gevent
 import pytest
 import redis
 import testjobs
@@ -33,6 +34,25 @@ def test_dequeue_uses_its_own_connection_with_a_longer_socket_timeout(connection
     assert worker.dequeuer.client.connection_pool is not connection.connection_pool
     assert kwargs["socket_timeout"] > worker.dequeue_timeout
     assert kwargs["socket_keepalive"] is True
+
+
+def test_a_job_may_block_in_its_own_redis_calls_longer_than_the_workers_socket_timeout(
+    connection, redis_url, worker_process
+):
+    """rq's worker gives its connection a socket timeout of worker_ttl - 5; ours keep 20 s to notice a
+    dead path, and a job's ``get_current_job().connection`` gets rq's."""
+    queue = Queue(connection=connection)
+    waits = queue.enqueue(testjobs.block_in_redis, "test:never-pushed", 22)
+    served = queue.enqueue(testjobs.block_in_redis, "test:pushed-late", 25)
+    worker = worker_process("-u", redis_url, "--burst")
+    wait_until(lambda: served.get_status(refresh=True) == JobStatus.STARTED, what="jobs blocked in Redis")
+    gevent.sleep(21)  # past the worker's socket timeout
+    connection.rpush("test:pushed-late", "value")
+    assert worker.wait(60) == 0, worker.output()
+    assert waits.get_status(refresh=True) == JobStatus.FINISHED, waits.latest_result().exc_string
+    assert waits.return_value() is None
+    assert list(served.return_value()) == [b"test:pushed-late", b"value"]
+    assert "Timeout reading from socket" not in worker.output()
 
 
 @pytest.fixture

@@ -123,3 +123,8 @@ def report_pid(seconds: float = 0.0) -> int:
 
 def unpicklable_result() -> object:
     return (line for line in ["a generator cannot be pickled"])
+
+
+def block_in_redis(key: str, seconds: int) -> object:
+    """Wait for ``key`` in the job's own Redis connection, as long as ``seconds``."""
+    return get_current_job().connection.blpop(key, timeout=seconds)
