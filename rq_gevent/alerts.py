@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 LOGGER_NAME = "rq.worker.alerts"
@@ -30,10 +31,17 @@ class RedisOutage:
     """How long Redis has been unavailable (unreachable, or refusing writes) to one worker; one alert per
     outage past ``alert_after`` s."""
 
-    def __init__(self, worker_name: str, alert_after: float, log: logging.Logger):
+    def __init__(
+        self,
+        worker_name: str,
+        alert_after: float,
+        log: logging.Logger,
+        on_recovered: Callable[[float], None] | None = None,
+    ):
         self.worker_name = worker_name
         self.alert_after = alert_after
         self.log = log
+        self.on_recovered = on_recovered  # called with the outage's start (time.monotonic()) when it ends
         self.down_since: float | None = None
         self.alerted = False
 
@@ -59,5 +67,7 @@ class RedisOutage:
         if self.alerted:
             down_for = time.monotonic() - self.down_since
             self.log.warning("Worker %s: Redis reachable again after %.0f s", self.worker_name, down_for)
-        self.down_since = None
+        down_since, self.down_since = self.down_since, None
         self.alerted = False
+        if self.on_recovered is not None:
+            self.on_recovered(down_since)

@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import BlockingConnectionPool, ConnectionPool, Redis
-from redis.exceptions import RedisError
-from redis.sentinel import SentinelConnectionPool
+from redis.exceptions import ConnectionError, RedisError, ResponseError
+from redis.sentinel import SentinelConnectionPool, SentinelManagedConnection, SentinelManagedSSLConnection
 
 log = logging.getLogger("rq.worker")
 
@@ -57,6 +57,46 @@ def reconnect_if_timeout_changed(connection: Redis, socket_timeout_before: float
 
 def socket_timeout(connection: Redis) -> float | None:
     return connection.connection_pool.connection_kwargs.get("socket_timeout")
+
+
+class PrimaryCutOff(ConnectionError):
+    """The primary refuses writes for want of replicas: a failover is under way; try again soon."""
+
+
+class _FollowsFailover:
+    """A Sentinel connection that treats a primary refusing writes for want of replicas (NOREPLICAS,
+    with ``min-replicas-to-write``: cut off from them, as when a replica was promoted elsewhere) the way
+    redis-py treats READONLY: the connection is dropped and the next one asks the sentinels again.
+
+    Without it a pooled connection keeps writing to a demoted primary until Sentinel converts it (up
+    to 10 s after a ``SENTINEL FAILOVER``), and those writes are discarded."""
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except ResponseError as error:
+            if not str(error).startswith("NOREPLICAS"):
+                raise
+            self.disconnect()  # type: ignore[attr-defined]
+            raise PrimaryCutOff("the primary refuses writes for want of replicas (a failover?)") from None
+
+
+class FollowingConnection(_FollowsFailover, SentinelManagedConnection):
+    pass
+
+
+class FollowingSSLConnection(_FollowsFailover, SentinelManagedSSLConnection):
+    pass
+
+
+def follow_failovers(connection: Redis) -> None:
+    """Make a Sentinel client's new connections :class:`FollowingConnection` (no-op otherwise)."""
+    pool = connection.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        if pool.connection_class is SentinelManagedConnection:
+            pool.connection_class = FollowingConnection
+        elif pool.connection_class is SentinelManagedSSLConnection:
+            pool.connection_class = FollowingSSLConnection
 
 
 def dequeue_client(connection: Redis, client_name: str, socket_timeout: float) -> Redis:

@@ -68,10 +68,17 @@ class EmbeddedRedis:
     the data (as a production Redis with AOF would).
     """
 
-    def __init__(self, port: int | None = None, appendonly: bool = False, binary: str | None = None):
+    def __init__(
+        self,
+        port: int | None = None,
+        appendonly: bool = False,
+        binary: str | None = None,
+        extra_args: list[str] | None = None,
+    ):
         self.binary = binary or find_redis_server()
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.extra_args = list(extra_args or [])
         self.directory = tempfile.mkdtemp(prefix="rq-gevent-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -96,6 +103,7 @@ class EmbeddedRedis:
             "no",
             "--logfile",
             os.path.join(self.directory, "redis.log"),
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

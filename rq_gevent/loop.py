@@ -13,6 +13,7 @@ import gevent
 
 from . import compat
 from .compat import StopRequested
+from .connections import PrimaryCutOff
 from .redis_waits import REDIS_UNAVAILABLE, why_unavailable
 
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ class WorkLoop:
                 worker.log.error("Worker %s: %s; retrying in %.0f s", worker.name, why_unavailable(exc), backoff)
                 worker.redis_outage.failed(exc)
                 gevent.sleep(backoff)
-                backoff = min(backoff * worker.exponential_backoff_factor, worker.max_connection_wait_time)
+                # A failover ends when the sentinels name the new primary: ask again every second.
+                ceiling = 1.0 if isinstance(exc, PrimaryCutOff) else worker.max_connection_wait_time
+                backoff = min(backoff * worker.exponential_backoff_factor, ceiling)
 
     def _step(self, burst: bool, max_jobs: int | None) -> bool:
         """One turn: admit what the free slots allow.  False when the worker should stop dequeuing."""

@@ -5,13 +5,24 @@ then, the step waits for it and runs again, unless it had applied after all (onl
 lost): a job whose code ran is never left to rq's reaper as abandoned because Redis was away when
 it ended.  A job that never started (Redis failed rq's bookkeeping before it was marked started), or
 that a cold shutdown interrupted, goes back to the front of its queue: no failure, no retry used.
+
+An outcome Redis acknowledged can still be lost: a primary sends writes to its replica after
+acknowledging them, so a failover (Sentinel's, or a ``kill -9`` of the primary) drops the last moments
+of them, as does the last second of an ``appendfsync everysec`` restart.  So the outcomes recorded in
+the ``RECHECK_SECONDS`` before an outage are checked once Redis answers again, and recorded again where
+the new server lacks them.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import gevent
 
 from . import compat
 from .exceptions import ColdShutdown, JobStopped
@@ -22,9 +33,26 @@ if TYPE_CHECKING:
     from .worker import GeventWorker
 
 
+# Outcomes recorded this long before an outage began are checked again after it: more than a
+# primary's ``min-replicas-max-lag`` (the Redis docs' example is 10 s), after which it refuses writes.
+RECHECK_SECONDS = 15.0
+# At most this many recent outcomes are kept for that (the oldest are dropped first).
+RECHECK_LIMIT = 20_000
+
+
+@dataclass
+class _Recorded:
+    at: float  # time.monotonic()
+    running: RunningJob
+    record: Callable[[], Any]
+    before: dict[str, Any]
+    was_stopped: bool
+
+
 class Outcomes:
     def __init__(self, worker: GeventWorker) -> None:
         self.worker = worker
+        self._recent: collections.deque[_Recorded] = collections.deque(maxlen=RECHECK_LIMIT)
 
     def record(self, running: RunningJob | None, record: Callable[[], Any], confirm: bool = False) -> None:
         """Run ``record``, one of rq's steps that record how ``running`` ended, until Redis has it.
@@ -60,6 +88,41 @@ class Outcomes:
             retried = True
         if retried:
             worker.log.warning("Worker %s: outcome of job %s recorded now that Redis answers", worker.name, job.id)
+        self._remember(_Recorded(time.monotonic(), running, record, before, was_stopped))
+
+    def _remember(self, recorded: _Recorded) -> None:
+        recent = self._recent
+        while recent and recent[0].at < recorded.at - RECHECK_SECONDS * 2:
+            recent.popleft()
+        recent.append(recorded)
+
+    def recheck_after_outage(self, down_since: float) -> None:
+        """Redis answers again after an outage that began at ``down_since`` (monotonic): check, in a
+        greenlet of its own, the outcomes recorded shortly before it."""
+        due = [entry for entry in self._recent if entry.at >= down_since - RECHECK_SECONDS]
+        if due:
+            gevent.spawn(self._recheck, due)
+
+    def _recheck(self, due: list[_Recorded]) -> None:
+        worker = self.worker
+        again = 0
+        for entry in due:
+            job, execution = entry.running.job, entry.running.execution
+            try:
+                check = functools.partial(compat.outcome_recorded_on_primary, worker.connection, job, execution)
+                if worker.wait_for_redis(check, f"check the outcome of job {job.id}"):
+                    continue
+                compat.restore_after_retried_step(job, entry.before)
+                entry.running.stopped = entry.was_stopped
+                worker.wait_for_redis(entry.record, f"record the outcome of job {job.id} again")
+            except Exception:
+                worker.log.error("Worker %s: could not check the outcome of job %s", worker.name, job.id, exc_info=True)
+                continue
+            again += 1
+            worker.log.warning("Worker %s: the outcome of job %s was lost with the Redis it was written to (a "
+                               "failover?); recorded again", worker.name, job.id)  # fmt: skip
+        worker.log.info("Worker %s: checked %d outcomes recorded before the Redis outage; %d recorded again",
+                        worker.name, len(due), again)  # fmt: skip
 
     def failed(self, running: RunningJob | None, job: Any, queue: Any, exc_string: str, record: Callable[[], Any],
                execution: Any) -> None:  # fmt: skip

@@ -48,7 +48,13 @@ from . import alerts, compat, timeouts
 from .admission import Admission
 from .allowlist import AllowedJobs, JobNotAllowed
 from .commands import Commands
-from .connections import ensure_pool_capacity, jobs_client, reconnect_if_timeout_changed, socket_timeout
+from .connections import (
+    ensure_pool_capacity,
+    follow_failovers,
+    jobs_client,
+    reconnect_if_timeout_changed,
+    socket_timeout,
+)
 from .dequeue import Dequeuer
 from .exceptions import ColdShutdown, JobStopped
 from .heartbeat import Heartbeat
@@ -150,7 +156,9 @@ class GeventWorker(Worker):
         self.job_writes = JobWrites(self)
         self.worker_writes = WorkerWrites()
         self.writes_tick = WorkerWritesTick(self)
-        self.redis_outage = alerts.RedisOutage(self.name, redis_alert_after, self.log)
+        self.redis_outage = alerts.RedisOutage(
+            self.name, redis_alert_after, self.log, on_recovered=self.outcomes.recheck_after_outage
+        )
         self.jobs_connection = jobs_client(self.connection, self.jobs_socket_timeout, 2 * concurrency + 8)
         self._async_jobs = gevent.lock.Semaphore(1)
         self._interrupted_job_handlers: list[InterruptedJobHandler] = []
@@ -216,6 +224,7 @@ class GeventWorker(Worker):
 
     def _set_connection(self, connection: Any) -> Any:
         timeout_before = socket_timeout(connection)
+        follow_failovers(connection)
         connection = super()._set_connection(connection)  # a socket timeout of at least connection_timeout
         reconnect_if_timeout_changed(connection, timeout_before)
         ensure_pool_capacity(connection, self.concurrency)
