@@ -1,7 +1,8 @@
 """Soak: many jobs through a pre-forked pool while faults hit it at random times; no job may be lost.
 
     python scripts/soak.py [--jobs 100000] [--minutes 10] [--processes 2] [--concurrency 50]
-                           [--fault-every 15:45] [--seed N] [--job-seconds 0.25]
+                           [--fault-every 15:45] [--seed N] [--job-seconds 0.25] [--settle-minutes 10]
+                           [--hosts 1] [--cut-seconds 60]
 
 Starts its own redis-server (AOF on, so a restart keeps the data) and ``rq-gevent worker -n P -c C``,
 enqueues ``--jobs`` jobs of the ledger (scripts/ledger.py: unique ids, each run counted)
@@ -13,6 +14,10 @@ spread evenly over ``--minutes``, and meanwhile injects, at random intervals wit
 * ``CLIENT KILL`` of every worker connection, five times in two seconds;
 * SIGTERM of the pool (warm shutdown), or SIGTERM twice (cold), then a new pool.
 
+With ``--hosts N`` (N >= 2; root), each pool runs on a host of its own, a network namespace
+(scripts/peers/hosts.py) reaching Redis over a bridge, and one more fault joins the round: a host's
+link cut for ``--cut-seconds``, silently, then restored.  The other faults hit a random host's pool.
+
 Then it lets the system recover, stops the pool and prints the ledger: every job finished, failed
 with its reason, still pending, or lost; and the duplicates (jobs that ran more than once).
 Exits 1 if any job is lost or still pending, 0 otherwise.  The workers' log is kept in a file.
@@ -21,6 +26,7 @@ Exits 1 if any job is lost or still pending, 0 otherwise.  The workers' log is k
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import signal
@@ -39,6 +45,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 import redis  # noqa: E402
 from ledger import Ledger  # noqa: E402
+from peers.hosts import Fleet  # noqa: E402
 
 from rq_gevent.embedded_redis import EmbeddedRedis  # noqa: E402
 
@@ -53,9 +60,9 @@ WORKER_ARGS = ["--job-monitoring-interval", "5", "--maintenance-interval", "30"]
 class Pool:
     """``rq-gevent worker -n P -c C`` as a subprocess; the soak stops and starts it again."""
 
-    def __init__(self, url: str, processes: int, concurrency: int, log_path: Path) -> None:
+    def __init__(self, url: str, processes: int, concurrency: int, log_path: Path, host: list[str] = ()) -> None:
         self.command = [
-            sys.executable, "-m", "rq_gevent", "worker", "-P", str(SCRIPTS), "-u", url,
+            *host, sys.executable, "-m", "rq_gevent", "worker", "-P", str(SCRIPTS), "-u", url,
             "-n", str(processes), "-c", str(concurrency), *WORKER_ARGS, "ledger",
         ]  # fmt: skip
         self.log = open(log_path, "ab")
@@ -85,9 +92,21 @@ class Pool:
 
 
 class Faults:
-    def __init__(self, rng: random.Random, pool: Pool, server: EmbeddedRedis, connection: redis.Redis) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        pools: list[Pool],
+        server: EmbeddedRedis,
+        connection: redis.Redis,
+        fleet: Fleet | None = None,
+        cut_seconds: float = 60.0,
+    ) -> None:
         self.rng = rng
-        self.pool = pool
+        self.pools = pools
+        self.fleet = fleet
+        self.cut_seconds = cut_seconds
+        self.cuts: list[threading.Thread] = []
+        self.pool = pools[0]  # the one the next fault hits
         self.server = server
         self.connection = connection
         self.done: Counter[str] = Counter()
@@ -102,9 +121,12 @@ class Faults:
             "SIGTERM warm": self._sigterm_warm,
             "SIGTERM cold": self._sigterm_cold,
         }
+        if self.fleet is not None:
+            kinds["host cut"] = self._cut_host
         if not self._order:  # every kind once per round, in a random order
             self._order = self.rng.sample(sorted(kinds), len(kinds))
         kind = self._order.pop()
+        self.pool = self.rng.choice(self.pools)
         kinds[kind]()
         self.done[kind] += 1
         print(f"soak: fault injected: {kind}", flush=True)
@@ -135,6 +157,22 @@ class Faults:
     def _sigterm_cold(self) -> None:
         self.pool.shut_down(cold=True)
         self.pool.start()
+
+    def _cut_host(self) -> None:
+        host = self.pools.index(self.pool)
+        self.fleet.cut(host)
+
+        def restore_later() -> None:
+            time.sleep(self.cut_seconds)
+            self.fleet.restore(host)
+            print(f"soak: host {host}'s link restored after {self.cut_seconds:.0f} s", flush=True)
+
+        self.cuts.append(threading.Thread(target=restore_later, daemon=True))
+        self.cuts[-1].start()
+
+    def wait_for_cuts(self) -> None:
+        for cut in self.cuts:
+            cut.join()
 
 
 def enqueue_spread(ledger: Ledger, total: int, seconds: float, job_seconds: float, stop: threading.Event) -> None:
@@ -184,7 +222,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--job-seconds", type=float, default=0.25, help="each job waits this long (green)")
     parser.add_argument("--settle-minutes", type=float, default=10.0, help="time allowed to recover at the end")
+    parser.add_argument("--hosts", type=int, default=1, help="pools, each on a host (network namespace) of its own")
+    parser.add_argument("--cut-seconds", type=float, default=60.0, help="how long a host cut lasts (--hosts >= 2)")
     options = parser.parse_args()
+    if options.hosts < 1:
+        parser.error("--hosts must be at least 1")
     low, _, high = options.fault_every.partition(":")
     fault_every = (float(low), float(high or low))
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(10**6)
@@ -195,12 +237,20 @@ def main() -> int:
     print(f"soak: {options.jobs} jobs over {options.minutes} min, {options.processes} processes x "
           f"{options.concurrency} greenlets, faults every {options.fault_every} s, seed {seed}; log {log_path}",
           flush=True)  # fmt: skip
-    with EmbeddedRedis(appendonly=True) as server:
+    with contextlib.ExitStack() as stack:
+        fleet = stack.enter_context(Fleet(options.hosts)) if options.hosts > 1 else None
+        bind = ["--bind", "127.0.0.1", fleet.redis_address, "--protected-mode", "no"] if fleet else []
+        server = stack.enter_context(EmbeddedRedis(appendonly=True, extra_args=bind))
         connection = redis.Redis.from_url(server.url)
         ledger = Ledger(connection)
-        pool = Pool(server.url, options.processes, options.concurrency, log_path)
-        faults = Faults(rng, pool, server, connection)
-        pool.start()
+        url = f"redis://{fleet.redis_address}:{server.port}/0" if fleet else server.url
+        pools = [
+            Pool(url, options.processes, options.concurrency, log_path, ["ip", "netns", "exec", host] if fleet else [])
+            for host in (fleet.hosts if fleet else [None])
+        ]
+        faults = Faults(rng, pools, server, connection, fleet, options.cut_seconds)
+        for pool in pools:
+            pool.start()
         started = time.monotonic()
         stop = threading.Event()
         producer = threading.Thread(
@@ -222,10 +272,11 @@ def main() -> int:
                 next_report = now + 30
         enqueued_in = time.monotonic() - started
 
-        print(f"soak: all {len(ledger.job_ids)} enqueued; letting the pool recover", flush=True)
+        print(f"soak: all {len(ledger.job_ids)} enqueued; letting the pools recover", flush=True)
+        faults.wait_for_cuts()
         ledger.settle(timeout=options.settle_minutes * 60)
         elapsed = time.monotonic() - started
-        exit_code = pool.shut_down()
+        exit_code = max(pool.shut_down() for pool in pools)
         account = ledger.account()
 
     log_text = log_path.read_text(errors="replace")
