@@ -9,6 +9,8 @@ from typing import TypeVar
 import gevent.event
 import redis.exceptions
 
+from .connections import PrimaryCutOff
+
 # What redis-py raises when Redis cannot take a command now but may later: unreachable (after
 # redis-py's own retries), or out of memory under ``maxmemory-policy noeviction`` (writes are refused
 # until memory frees).  Any other Redis error is an answer, and retrying it would not help.
@@ -54,4 +56,5 @@ def when_redis_answers(
                 log.warning("%s: %s; will %s once it answers", who, why_unavailable(exc), to_do)
                 warned = True
             give_up.wait(backoff)
-            backoff = min(backoff * 2, max_backoff)
+            # A failover is over once the sentinels name the new primary (about a second): ask often.
+            backoff = min(backoff * 2, 1.0 if isinstance(exc, PrimaryCutOff) else max_backoff)

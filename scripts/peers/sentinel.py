@@ -33,7 +33,7 @@ class SentinelSet:
     def __init__(self, directory: Path, sentinels: int = 3):
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.sentinel_binary = ensure_command("redis-sentinel", ["redis-sentinel"], also_look_in=("/usr/bin",))
+        self.sentinel_binary = ensure_command("/usr/bin/redis-sentinel", ["redis-sentinel"])
         self.primary = EmbeddedRedis(extra_args=GUARD)
         self.replicas: list[EmbeddedRedis] = []
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
