@@ -67,6 +67,7 @@ class _FollowsFailover:
     """A Sentinel connection that treats a primary refusing writes for want of replicas (NOREPLICAS,
     with ``min-replicas-to-write``: cut off from them, as when a replica was promoted elsewhere) the way
     redis-py treats READONLY: the connection is dropped and the next one asks the sentinels again.
+    Either refusal inside a script's error counts too.
 
     Without it a pooled connection keeps writing to a demoted primary until Sentinel converts it (up
     to 10 s after a ``SENTINEL FAILOVER``), and those writes are discarded."""
@@ -75,10 +76,13 @@ class _FollowsFailover:
         try:
             return super().read_response(*args, **kwargs)  # type: ignore[misc]
         except ResponseError as error:
-            if not str(error).startswith("NOREPLICAS"):
+            # A script's error carries it inside ("Error running script ...: -NOREPLICAS ..." on Redis
+            # 6.2), where redis-py's own READONLY handling does not look either.
+            refusal = next((word for word in ("NOREPLICAS", "READONLY") if word in str(error)), None)
+            if refusal is None:
                 raise
             self.disconnect()  # type: ignore[attr-defined]
-            raise PrimaryCutOff("the primary refuses writes for want of replicas (a failover?)") from None
+            raise PrimaryCutOff(f"the primary refuses writes ({refusal}: a failover?)") from None
 
 
 class FollowingConnection(_FollowsFailover, SentinelManagedConnection):
