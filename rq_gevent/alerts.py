@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .metrics import NO_METRICS, NoMetrics
+
 LOGGER_NAME = "rq.worker.alerts"
 
 REDIS_UNREACHABLE = "redis-unreachable"
@@ -37,15 +39,18 @@ class RedisOutage:
         alert_after: float,
         log: logging.Logger,
         on_recovered: Callable[[float], None] | None = None,
+        metrics: NoMetrics = NO_METRICS,
     ):
         self.worker_name = worker_name
         self.alert_after = alert_after
         self.log = log
         self.on_recovered = on_recovered  # called with the outage's start (time.monotonic()) when it ends
+        self.metrics = metrics
         self.down_since: float | None = None
         self.alerted = False
 
     def failed(self, error: Exception) -> None:
+        self.metrics.redis_failed(starts_outage=self.down_since is None)
         if self.down_since is None:
             self.down_since = time.monotonic()
         down_for = time.monotonic() - self.down_since
@@ -69,5 +74,6 @@ class RedisOutage:
             self.log.warning("Worker %s: Redis reachable again after %.0f s", self.worker_name, down_for)
         down_since, self.down_since = self.down_since, None
         self.alerted = False
+        self.metrics.redis_recovered()
         if self.on_recovered is not None:
             self.on_recovered(down_since)

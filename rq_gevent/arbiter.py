@@ -35,8 +35,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from rq_gevent import alerts
+from rq_gevent.metrics import DIRECTORY_ENV as METRICS_DIRECTORY_ENV
+from rq_gevent.metrics import process_exited
 from rq_gevent.options import WorkerOptions
 from rq_gevent.supervision import (
+    CONFIG_ERROR_EXIT,
     DEFAULT_HUB_TIMEOUT,
     INDEX_ENV,
     LIVENESS_ENV,
@@ -95,15 +98,24 @@ class Arbiter:
         self.startup_failures = 0
         self.next_spawn_at = 0.0
         self.failed_exits = 0
-        self.crash_loop = ""  # why the master gave up, if it did
+        self.fatal_error = ""  # why the master gave up, if it did
         self.workdir = tempfile.mkdtemp(prefix="rq-gevent-master-")
         self.spawn_count = 0
+        self.metrics_dir = os.path.join(self.workdir, "metrics")
+        self.metrics_server: Any = None
         self.reporters: list[subprocess.Popen[bytes]] = []
         self._wake_r, self._wake_w = os.pipe()
 
     # -- main loop ----------------------------------------------------------------------------------
 
     def run(self) -> int:
+        problem = self._configuration_problem()
+        if not problem and self.options.metrics_port:
+            problem = self._serve_metrics()
+        if problem:
+            print(f"rq-gevent: error: {problem}", file=sys.stderr, flush=True)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            return 1
         self._setup_logging()
         if self.options.pid_file:
             with open(self.options.pid_file, "w") as pid_file:
@@ -122,6 +134,9 @@ class Arbiter:
                 self._maintain()
             self._wait_for_reporters()
         finally:
+            if self.metrics_server is not None:
+                self.metrics_server.shutdown()
+                self.metrics_server.server_close()
             shutil.rmtree(self.workdir, ignore_errors=True)
             if self.options.pid_file:
                 try:
@@ -130,13 +145,37 @@ class Arbiter:
                     pass
         exit_code = self._exit_code()
         log.info("master exiting with code %d", exit_code)
-        if self.crash_loop:
-            print(f"rq-gevent: error: {self.crash_loop}", file=sys.stderr, flush=True)
+        if self.fatal_error:
+            print(f"rq-gevent: error: {self.fatal_error}", file=sys.stderr, flush=True)
         return exit_code
+
+    def _configuration_problem(self) -> str:
+        """What a worker process would refuse before connecting, asked of a throwaway interpreter
+        (the master itself imports no app code), or ``""``."""
+        check = subprocess.run(
+            [sys.executable, "-m", "rq_gevent.child", "--check"],
+            input=self.options.for_worker_process().to_json().encode(),
+            stdout=subprocess.PIPE,
+        )
+        if check.returncode == CONFIG_ERROR_EXIT:
+            return check.stdout.decode(errors="replace").strip()
+        return ""  # anything else, the worker processes meet and report themselves
+
+    def _serve_metrics(self) -> str:
+        """Serve every worker process's metrics from one directory; the error if the port is taken."""
+        from rq_gevent.metrics import serve
+        from rq_gevent.options import ConfigError
+
+        os.mkdir(self.metrics_dir)
+        try:
+            self.metrics_server = serve(self.options.metrics_port, self.options.metrics_host, self.metrics_dir)
+        except ConfigError as error:
+            return str(error)
+        return ""
 
     def _exit_code(self) -> int:
         """0 after a shutdown signal; after workers finished on their own, 1 if any failed."""
-        if self.crash_loop:
+        if self.fatal_error:
             return 1
         if self.stopping:
             return 0
@@ -227,7 +266,7 @@ class Arbiter:
         return [*self.slots.values(), *self.retiring]
 
     def _child_options(self) -> WorkerOptions:
-        options = self.options.for_worker_process()
+        options = self.options.for_worker_process().replace(launcher_serves_metrics=True)
         per_child = self.options.max_jobs_per_child
         if per_child:
             jittered = per_child + random.randint(0, int(per_child * JITTER))
@@ -242,6 +281,8 @@ class Arbiter:
             pass
         started_mtime = os.stat(liveness_file).st_mtime
         env = dict(os.environ, **{INDEX_ENV: str(index), LIVENESS_ENV: liveness_file, STATUS_ENV: status_file})
+        if self.options.metrics_port:
+            env[METRICS_DIRECTORY_ENV] = self.metrics_dir
         process = subprocess.Popen(
             [sys.executable, "-m", "rq_gevent.child"],
             stdin=subprocess.PIPE,
@@ -298,6 +339,8 @@ class Arbiter:
                 self.retiring.remove(child)
             else:
                 del self.slots[child.index]
+            if self.metrics_server is not None:
+                process_exited(self.metrics_dir, child.pid)
             status = read_status(child.status_file)
             cause = self._exit_cause(child, code, status)
             log.info("%s exited: %s", child.name, cause)
@@ -339,19 +382,23 @@ class Arbiter:
             return
         self.startup_failures += 1
         reason = status or cause
+        if code == CONFIG_ERROR_EXIT:
+            self._give_up(reason)  # the same configuration would fail the same way again
+            return
         if self.startup_failures >= MAX_STARTUP_FAILURES:
-            self.crash_loop = (
-                f"worker processes failed at start-up {self.startup_failures} times in a row; last: {reason}"
-            )
-            log.error("%s; stopping", self.crash_loop)
-            self._report(alerts.CRASH_LOOP, "crash loop, last %s: %s", child, self.crash_loop)
-            self.stopping = "warm"
-            for other in self._children():
-                self._signal(other, signal.SIGTERM)
+            self._give_up(f"worker processes failed at start-up {self.startup_failures} times in a row; last: {reason}")
+            self._report(alerts.CRASH_LOOP, "crash loop, last %s: %s", child, self.fatal_error)
             return
         delay = min(MAX_RESPAWN_DELAY, 0.5 * 2 ** (self.startup_failures - 1))
         self.next_spawn_at = time.monotonic() + delay
         log.warning("%s failed at start-up (%s); next start in %.1f s", child.name, reason, delay)
+
+    def _give_up(self, reason: str) -> None:
+        self.fatal_error = reason
+        log.error("%s; stopping", reason)
+        self.stopping = "warm"
+        for other in self._children():
+            self._signal(other, signal.SIGTERM)
 
     # -- alerts -------------------------------------------------------------------------------------
 

@@ -1,6 +1,9 @@
 """A worker process started by the launcher: ``python -m rq_gevent.child`` (WorkerOptions as JSON on stdin).
 
-It patches gevent first, like the ``rq-gevent`` command, then runs one GeventWorker.
+It patches gevent first, like the ``rq-gevent`` command, then runs one GeventWorker.  With ``--check``
+it only checks the options and the config module, as a worker would before connecting, prints a
+configuration error (if any) on stdout and exits ``CONFIG_ERROR_EXIT``: the launcher runs that once
+before starting its pool, so a bad option is one line, not one per process.
 """
 
 from rq_gevent.patching import patch
@@ -16,8 +19,15 @@ from typing import Any
 
 import gevent
 
-from rq_gevent.options import UserError, WorkerOptions
-from rq_gevent.supervision import INDEX_ENV, LIVENESS_ENV, LIVENESS_INTERVAL, STATUS_ENV, write_status
+from rq_gevent.options import ConfigError, UserError, WorkerOptions
+from rq_gevent.supervision import (
+    CONFIG_ERROR_EXIT,
+    INDEX_ENV,
+    LIVENESS_ENV,
+    LIVENESS_INTERVAL,
+    STATUS_ENV,
+    write_status,
+)
 
 
 def prefixed_log_format(log_format: str | None, index: str) -> str:
@@ -49,6 +59,17 @@ def die_with_parent() -> None:
         pass
 
 
+def check() -> None:
+    from rq_gevent.run import plan_worker
+
+    try:
+        plan_worker(WorkerOptions.from_json(sys.stdin.read()))
+    except ConfigError as error:
+        print(error, flush=True)
+        sys.exit(CONFIG_ERROR_EXIT)
+    sys.exit(0)
+
+
 def main() -> None:
     die_with_parent()
     # The launcher's watchdog sends SIGABRT to a process whose event loop is stuck: print where.
@@ -69,6 +90,9 @@ def main() -> None:
         if options.name:
             options = options.replace(name=f"{options.name}.{index}.{os.getpid()}")
         worker = run_worker(options, before_work=start_liveness)
+    except ConfigError as error:
+        write_status(status_file, str(error))  # the launcher prints it, once for all its processes
+        sys.exit(CONFIG_ERROR_EXIT)
     except UserError as error:
         write_status(status_file, f"start-up error: {error}")
         print(f"rq-gevent: error: [child {index} pid {os.getpid()}] {error}", file=sys.stderr, flush=True)
@@ -83,4 +107,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    check() if sys.argv[1:] == ["--check"] else main()

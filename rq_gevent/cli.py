@@ -88,6 +88,7 @@ def cli() -> None:
 )
 @click.option("--disable-job-desc-logging", is_flag=True, help="Log job ids instead of job descriptions.")
 @click.option(
+    "-l",
     "--logging_level",
     "--logging-level",
     "logging_level",
@@ -106,7 +107,7 @@ def cli() -> None:
     type=click.IntRange(min=1),
     help="Exit after this many seconds with no job running and none dequeued.",
 )
-@click.option("--with-scheduler", is_flag=True, help="Also run rq's scheduler (in a greenlet of this worker).")
+@click.option("-s", "--with-scheduler", is_flag=True, help="Also run rq's scheduler (in a greenlet of this worker).")
 @click.option("-S", "--serializer", help="Serializer, as a dotted path (e.g. rq.serializers.JSONSerializer).")
 @click.option("-j", "--job-class", help="Job class, as a dotted path.")
 @click.option("--queue-class", help="Queue class, as a dotted path.")
@@ -116,6 +117,7 @@ def cli() -> None:
     "--exception-handler", "exception_handlers", multiple=True, help="Dotted path of an exception handler (repeatable)."
 )
 @click.option(
+    "-d",
     "--disable-default-exception-handler",
     is_flag=True,
     help="Do not store failed jobs' exceptions (rq's default handler).",
@@ -144,14 +146,26 @@ def cli() -> None:
 @click.option(
     "--max-jobs-per-child",
     type=click.IntRange(min=1),
-    help="Replace a worker process after about this many jobs (+0-10%% jitter).",
+    help="Replace a worker process after about this many jobs (+0-10% jitter).",
 )
 @click.option(
     "--max-memory-per-child",
     type=int,
     metavar="MB",
-    help="Replace a worker process whose memory (RSS) exceeds MB (-0-10%% jitter); it finishes "
+    help="Replace a worker process whose memory (RSS) exceeds MB (-0-10% jitter); it finishes "
     "its running jobs first, and is killed at twice the limit.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics (with -n, one endpoint for all processes).",
+)
+@click.option(
+    "--metrics-host",
+    default="0.0.0.0",
+    show_default=True,
+    help="Address --metrics-port listens on (127.0.0.1: this machine only).",
 )
 @click.option("--pid", "pid_file", type=click.Path(dir_okay=False, writable=True), help="Write the PID to this file.")
 def worker(**parsed: Any) -> None:

@@ -19,6 +19,11 @@ class UserError(Exception):
     """Bad input or environment: printed as one line on stderr, exit code 1, no traceback."""
 
 
+class ConfigError(UserError):
+    """Bad configuration (an option, the config module, a class or credentials): trying again cannot
+    help, so the launcher stops at the first one instead of restarting the worker process."""
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
     """Everything ``rq-gevent worker`` was told, as its ``--help`` describes it."""
@@ -61,6 +66,10 @@ class WorkerOptions:
     max_jobs_per_child: int | None = None
     max_memory_per_child: int | None = None
     pid_file: str | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
+    # Set by the launcher for its worker processes: they write metrics, the launcher serves them.
+    launcher_serves_metrics: bool = False
     # Set by the launcher when a worker process's max_jobs comes from --max-jobs-per-child (it is then
     # replaced) rather than from --max-jobs (it is done).
     recycle_after_max_jobs: bool = False

@@ -132,7 +132,7 @@ class Outcomes:
         worker = self.worker
         reason = running.interrupted_by if running is not None else None
         if isinstance(reason, ColdShutdown):
-            self.requeue(job, queue, "interrupted by cold shutdown", execution)
+            self.requeue(job, queue, "interrupted by cold shutdown", execution, reason="cold_shutdown")
             return
         if running is not None and running.never_started:
             self.requeue_when_redis_is_back(running)
@@ -148,7 +148,7 @@ class Outcomes:
                 worker.log.error("Worker %s: stopped callback of job %s failed", worker.name, job.id, exc_info=True)
         self.record(running, record, confirm=True)
 
-    def requeue(self, job: Any, queue: Any, why: str, execution: Any = None) -> None:
+    def requeue(self, job: Any, queue: Any, why: str, execution: Any = None, reason: str = "never_started") -> None:
         """Put ``job`` back at the front of its queue as if it had never started.  Its id leaves rq's
         intermediate list (a job interrupted before rq marked it started is still there), and it is
         queued once."""
@@ -162,6 +162,7 @@ class Outcomes:
             pipeline.lrem(queue.key, 0, job.id)
             compat.requeue_at_front(queue, job, pipeline)
             pipeline.execute()
+        worker.metrics.requeued(queue.name, reason)
         worker.log.warning("Worker %s: job %s %s, requeued at the front of %s", worker.name, job.id, why, queue.name)
 
     def requeue_when_redis_is_back(self, running: RunningJob) -> None:

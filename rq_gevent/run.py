@@ -1,4 +1,9 @@
-"""Turn the command's options into a running GeventWorker; every bad input becomes a UserError."""
+"""Turn the command's options into a running GeventWorker.
+
+Everything that can be checked without Redis is checked first (:func:`plan_worker`); bad configuration
+raises :class:`ConfigError`, which the launcher never retries.  Only reaching Redis is left to
+:func:`run_worker`, and failing to is a plain :class:`UserError` (the launcher retries it).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,21 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
+from rq import Queue
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.job import Job
 from rq.logutils import setup_loghandlers
 from rq.serializers import resolve_serializer
 from rq.utils import import_attribute
 
 from rq_gevent.allowlist import AllowedJobs, job_rules
 from rq_gevent.connections import describe, redact_url
-from rq_gevent.options import DEFAULT_QUEUE, UserError, WorkerOptions
+from rq_gevent.metrics import NO_METRICS, NoMetrics
+from rq_gevent.options import DEFAULT_QUEUE, ConfigError, UserError, WorkerOptions
 from rq_gevent.sensitivity import SensitiveJobs
 from rq_gevent.worker import DEFAULT_CONCURRENCY, GeventWorker
 
@@ -27,31 +36,69 @@ if TYPE_CHECKING:
 CONFIG_MODULE_VARIABLE = "RQ_GEVENT_CONFIG"
 
 
-def run_worker(options: WorkerOptions, before_work: Callable[[GeventWorker], None] | None = None) -> GeventWorker:
-    """Build the worker the options describe and run it until it stops; returns it."""
+@dataclass(frozen=True)
+class WorkerPlan:
+    """Everything the options and the config module decide, checked before Redis is asked anything."""
+
+    settings: dict[str, Any]
+    level: str
+    date_format: str
+    log_format: str
+    sentry: SentrySettings | None
+    connection_class: type[redis.Redis]
+    url: str | None
+    worker_class: type[GeventWorker]
+    queue_names: list[str]
+    worker_kwargs: dict[str, Any]
+
+
+def plan_worker(options: WorkerOptions) -> WorkerPlan:
+    """Check and resolve every option and setting without connecting; bad ones raise ConfigError."""
     add_paths(options.paths)
     settings = read_settings(options.config)
-    level = _logging_level(options)
-    date_format = options.date_format or DEFAULT_LOGGING_DATE_FORMAT
-    log_format = options.log_format or DEFAULT_LOGGING_FORMAT
-    setup_loghandlers(level, date_format, log_format, name="rq.worker")
-    sentry = sentry_settings(options, settings)
-    rules = _job_rules(settings)
-    connection = _connect(options, settings)
-    worker = _build_worker(options, settings, connection, rules)
+    url = options.url or settings.get("REDIS_URL")
+    connection_class = redis.Redis
+    if options.connection_class:
+        connection_class = _import("connection class", options.connection_class)
+    if url:
+        _parse_url(connection_class, url)
+    worker_class = _worker_class(options)
+    if options.metrics_port:
+        _require_prometheus_client()
+    return WorkerPlan(
+        settings=settings,
+        level=_logging_level(options),
+        date_format=options.date_format or DEFAULT_LOGGING_DATE_FORMAT,
+        log_format=options.log_format or DEFAULT_LOGGING_FORMAT,
+        sentry=sentry_settings(options, settings),
+        connection_class=connection_class,
+        url=url,
+        worker_class=worker_class,
+        queue_names=_queue_names(options, settings),
+        worker_kwargs=_worker_kwargs(options, settings),
+    )
+
+
+def run_worker(options: WorkerOptions, before_work: Callable[[GeventWorker], None] | None = None) -> GeventWorker:
+    """Build the worker the options describe and run it until it stops; returns it."""
+    plan = plan_worker(options)
+    setup_loghandlers(plan.level, plan.date_format, plan.log_format, name="rq.worker")
+    metrics = _metrics(options)
+    connection = _connect(plan)
+    worker = _build_worker(plan, connection, metrics)
     if options.pid_file:
         with open(options.pid_file, "w") as pid_file:
             pid_file.write(str(os.getpid()))
-    if sentry is not None:
-        _start_sentry(sentry, worker)
+    if plan.sentry is not None:
+        _start_sentry(plan.sentry, worker)
     if before_work is not None:
         before_work(worker)
     try:
         worker.work(
             burst=options.burst,
-            logging_level=level,
-            date_format=date_format,
-            log_format=log_format,
+            logging_level=plan.level,
+            date_format=plan.date_format,
+            log_format=plan.log_format,
             max_jobs=options.max_jobs,
             max_idle_time=options.max_idle_time,
             with_scheduler=options.with_scheduler,
@@ -63,7 +110,7 @@ def run_worker(options: WorkerOptions, before_work: Callable[[GeventWorker], Non
     except redis.exceptions.ConnectionError as error:
         raise UserError(f"lost Redis at {describe(connection)} while starting: {error}") from None
     finally:
-        if sentry is not None:
+        if plan.sentry is not None:
             # Events of the last jobs, before this process exits (shutdown, recycling, burst).  The
             # worker has stopped: a stop signal now (a launcher shutting down, systemd) would only
             # kill the flush, which its own timeout already bounds.
@@ -89,23 +136,23 @@ def read_settings(module: str | None) -> dict[str, Any]:
     try:
         settings = read_config_file(module)
     except Exception as error:
-        raise UserError(f"cannot import config module {module!r}: {type(error).__name__}: {error}") from None
+        raise ConfigError(f"cannot import config module {module!r}: {type(error).__name__}: {error}") from None
     os.environ[CONFIG_MODULE_VARIABLE] = module
     return settings
 
 
 def sentry_settings(options: WorkerOptions, settings: dict[str, Any]) -> SentrySettings | None:
-    """Sentry's settings if a DSN is configured anywhere, else ``None``; bad ones are a UserError."""
+    """Sentry's settings if a DSN is configured anywhere, else ``None``; bad ones are a ConfigError."""
     if not (options.sentry_dsn or settings.get("SENTRY_DSN")):
         return None
     try:
         from rq_gevent.sentry import SentryConfigError, SentrySettings
     except ImportError as error:
-        raise UserError(f"Sentry reporting needs sentry-sdk: pip install 'rq-gevent[sentry]' ({error})") from None
+        raise ConfigError(f"Sentry reporting needs sentry-sdk: pip install 'rq-gevent[sentry]' ({error})") from None
     try:
         return SentrySettings.resolve(options, settings)
     except SentryConfigError as error:
-        raise UserError(str(error)) from None
+        raise ConfigError(str(error)) from None
 
 
 def _start_sentry(sentry: SentrySettings, worker: GeventWorker) -> None:
@@ -125,7 +172,7 @@ def _start_sentry(sentry: SentrySettings, worker: GeventWorker) -> None:
 
 def _logging_level(options: WorkerOptions) -> str:
     if options.verbose and options.quiet:
-        raise UserError("--verbose and --quiet cannot be used together")
+        raise ConfigError("--verbose and --quiet cannot be used together")
     if options.verbose:
         return "DEBUG"
     if options.quiet:
@@ -137,28 +184,30 @@ def _import(kind: str, dotted_path: str) -> Any:
     try:
         return import_attribute(dotted_path)
     except Exception as error:
-        raise UserError(f"cannot import {kind} {dotted_path!r}: {type(error).__name__}: {error}") from None
+        raise ConfigError(f"cannot import {kind} {dotted_path!r}: {type(error).__name__}: {error}") from None
 
 
-def _connect(options: WorkerOptions, settings: dict[str, Any]) -> redis.Redis:
-    connection_class = redis.Redis
-    if options.connection_class:
-        connection_class = _import("connection class", options.connection_class)
-    url = options.url or settings.get("REDIS_URL")
+def _parse_url(connection_class: type[redis.Redis], url: str) -> redis.Redis:
     try:
-        if url:
-            connection = connection_class.from_url(url)
-        else:
-            from rq.cli.helpers import get_redis_from_config
-
-            connection = get_redis_from_config(settings, connection_class)
+        return connection_class.from_url(url)  # builds a pool; connects at the first command
     except (ValueError, TypeError) as error:
-        shown = redact_url(url) if url else "from the config module"
-        raise UserError(f"invalid Redis URL {shown}: {error}") from None
+        raise ConfigError(f"invalid Redis URL {redact_url(url)}: {error}") from None
+
+
+def _connect(plan: WorkerPlan) -> redis.Redis:
+    if plan.url:
+        connection = _parse_url(plan.connection_class, plan.url)
+    else:
+        from rq.cli.helpers import get_redis_from_config
+
+        try:
+            connection = get_redis_from_config(plan.settings, plan.connection_class)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"invalid Redis settings in the config module: {error}") from None
     try:
         connection.ping()
     except redis.exceptions.AuthenticationError:
-        raise UserError(f"Redis at {describe(connection)} refused the credentials") from None
+        raise ConfigError(f"Redis at {describe(connection)} refused the credentials") from None
     except redis.exceptions.RedisError as error:
         raise UserError(f"cannot connect to Redis at {describe(connection)}: {error}") from None
     return connection
@@ -168,14 +217,14 @@ def _queue_names(options: WorkerOptions, settings: dict[str, Any]) -> list[str]:
     names = list(options.queues) or list(settings.get("QUEUES") or [DEFAULT_QUEUE])
     for name in names:
         if not isinstance(name, str) or not name.strip():
-            raise UserError(f"queue names must be non-empty strings, got {name!r} ({type(name).__name__})")
+            raise ConfigError(f"queue names must be non-empty strings, got {name!r} ({type(name).__name__})")
     return names
 
 
 def _concurrency(options: WorkerOptions, settings: dict[str, Any]) -> int:
     value = options.concurrency or settings.get("CONCURRENCY", DEFAULT_CONCURRENCY)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UserError(f"concurrency must be a whole number of at least 1, got {value!r}")
+        raise ConfigError(f"concurrency must be a whole number of at least 1, got {value!r}")
     return value
 
 
@@ -183,45 +232,80 @@ def _job_rules(settings: dict[str, Any]) -> tuple[AllowedJobs, SensitiveJobs]:
     try:
         return job_rules(settings)
     except ValueError as error:
-        raise UserError(str(error)) from None
+        raise ConfigError(str(error)) from None
 
 
-def _build_worker(
-    options: WorkerOptions, settings: dict[str, Any], connection: redis.Redis, rules: tuple[AllowedJobs, SensitiveJobs]
-) -> GeventWorker:
-    worker_class = GeventWorker
-    if options.worker_class:
-        worker_class = _import("worker class", options.worker_class)
-        if not (isinstance(worker_class, type) and issubclass(worker_class, GeventWorker)):
-            raise UserError(f"worker class {options.worker_class!r} is not a subclass of rq_gevent.GeventWorker")
+def _worker_class(options: WorkerOptions) -> type[GeventWorker]:
+    if not options.worker_class:
+        return GeventWorker
+    worker_class = _import("worker class", options.worker_class)
+    if not (isinstance(worker_class, type) and issubclass(worker_class, GeventWorker)):
+        raise ConfigError(f"worker class {options.worker_class!r} is not a subclass of rq_gevent.GeventWorker")
+    return worker_class
+
+
+def _subclass(kind: str, dotted_path: str, base: type) -> type:
+    found = _import(kind, dotted_path)
+    if not (isinstance(found, type) and issubclass(found, base)):
+        raise ConfigError(f"{kind} {dotted_path!r} is not a subclass of {base.__module__}.{base.__qualname__}")
+    return found
+
+
+def _worker_kwargs(options: WorkerOptions, settings: dict[str, Any]) -> dict[str, Any]:
+    allowed_jobs, sensitive_jobs = _job_rules(settings)
+    handlers = [_import("exception handler", path) for path in options.exception_handlers]
+    for path, handler in zip(options.exception_handlers, handlers, strict=True):
+        if not callable(handler):
+            raise ConfigError(f"exception handler {path!r} is not callable")
     kwargs: dict[str, Any] = {
         "name": options.name or settings.get("NAME"),
-        "connection": connection,
         "concurrency": _concurrency(options, settings),
         "graceful_timeout": options.graceful_timeout,
         "redis_alert_after": options.redis_alert_after,
-        "allowed_jobs": rules[0],
-        "sensitive_jobs": rules[1],
+        "allowed_jobs": allowed_jobs,
+        "sensitive_jobs": sensitive_jobs,
         "job_monitoring_interval": options.job_monitoring_interval,
         "maintenance_interval": options.maintenance_interval,
         "log_job_description": not options.disable_job_desc_logging,
         "disable_default_exception_handler": options.disable_default_exception_handler,
-        "exception_handlers": [_import("exception handler", path) for path in options.exception_handlers] or None,
+        "exception_handlers": handlers or None,
     }
     if options.results_ttl is not None:
         kwargs["default_result_ttl"] = options.results_ttl
     if options.worker_ttl is not None:
         kwargs["worker_ttl"] = options.worker_ttl
     if options.job_class:
-        kwargs["job_class"] = _import("job class", options.job_class)
+        kwargs["job_class"] = _subclass("job class", options.job_class, Job)
     if options.queue_class:
-        kwargs["queue_class"] = _import("queue class", options.queue_class)
+        kwargs["queue_class"] = _subclass("queue class", options.queue_class, Queue)
     if options.serializer:
         try:
             kwargs["serializer"] = resolve_serializer(options.serializer)
         except Exception as error:
-            raise UserError(f"cannot use serializer {options.serializer!r}: {error}") from None
+            raise ConfigError(f"cannot use serializer {options.serializer!r}: {error}") from None
+    return kwargs
+
+
+def _require_prometheus_client() -> None:
     try:
-        return worker_class(_queue_names(options, settings), **kwargs)
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise ConfigError("--metrics-port needs prometheus_client: pip install 'rq-gevent[metrics]'") from None
+
+
+def _metrics(options: WorkerOptions) -> NoMetrics:
+    """Metrics on, served here (a lone worker) or by the launcher (its worker processes); or off."""
+    if not options.metrics_port:
+        return NO_METRICS
+    from rq_gevent.metrics import PrometheusMetrics, serve
+
+    if not options.launcher_serves_metrics:
+        serve(options.metrics_port, options.metrics_host)
+    return PrometheusMetrics()
+
+
+def _build_worker(plan: WorkerPlan, connection: redis.Redis, metrics: NoMetrics) -> GeventWorker:
+    try:
+        return plan.worker_class(plan.queue_names, connection=connection, metrics=metrics, **plan.worker_kwargs)
     except (TypeError, ValueError) as error:
-        raise UserError(str(error)) from None
+        raise ConfigError(str(error)) from None

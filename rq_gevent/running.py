@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from greenlet import greenlet as Greenlet
@@ -51,6 +52,8 @@ class RunningJob:
     execution_lost: bool = False
     # Its arguments may hold secrets: rq's log lines name it by id, and show none of them.
     sensitive: bool = True
+    admitted_at: float = field(default_factory=time.monotonic)  # right after its dequeue
+    function_started_at: float | None = None  # set (for metrics) while its function runs
 
     @property
     def ran(self) -> bool:

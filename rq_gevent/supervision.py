@@ -24,6 +24,9 @@ INDEX_ENV = "RQ_GEVENT_CHILD_INDEX"
 LIVENESS_ENV = "RQ_GEVENT_LIVENESS_FILE"
 STATUS_ENV = "RQ_GEVENT_STATUS_FILE"
 
+# A worker process's exit code for a ConfigError (sysexits' EX_CONFIG): the launcher stops, no retry.
+CONFIG_ERROR_EXIT = 78
+
 SUPERVISION_OPTIONS = ("hub_timeout", "max_jobs_per_child", "max_memory_per_child")
 
 

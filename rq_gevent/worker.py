@@ -61,6 +61,7 @@ from .heartbeat import Heartbeat
 from .job_writes import JobWrites
 from .loop import WorkLoop
 from .maintenance import Maintenance
+from .metrics import NO_METRICS, NoMetrics
 from .outcomes import Outcomes
 from .redis_waits import REDIS_UNAVAILABLE, when_redis_answers, why_unavailable
 from .running import Phase, RunningJob, RunningJobs, running_job
@@ -123,6 +124,7 @@ class GeventWorker(Worker):
         redis_alert_after: float = DEFAULT_REDIS_ALERT_SECONDS,
         sensitive_jobs: SensitiveJobs | list[str] | tuple[str, ...] = (),
         allowed_jobs: AllowedJobs | list[str] | tuple[str, ...] | None = None,
+        metrics: NoMetrics = NO_METRICS,
         **kwargs: Any,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
@@ -132,6 +134,7 @@ class GeventWorker(Worker):
         if redis_alert_after <= 0:
             raise ValueError(f"redis_alert_after must be more than 0 seconds, not {redis_alert_after!r}")
         self.concurrency = concurrency
+        self.metrics = metrics
         self.graceful_timeout = graceful_timeout
         self.redis_alert_after = redis_alert_after
         self.allowed_jobs = allowed_jobs if isinstance(allowed_jobs, AllowedJobs) else AllowedJobs(allowed_jobs)
@@ -157,7 +160,7 @@ class GeventWorker(Worker):
         self.worker_writes = WorkerWrites()
         self.writes_tick = WorkerWritesTick(self)
         self.redis_outage = alerts.RedisOutage(
-            self.name, redis_alert_after, self.log, on_recovered=self.outcomes.recheck_after_outage
+            self.name, redis_alert_after, self.log, on_recovered=self.outcomes.recheck_after_outage, metrics=metrics
         )
         self.jobs_connection = jobs_client(self.connection, self.jobs_socket_timeout, 2 * concurrency + 8)
         self._async_jobs = gevent.lock.Semaphore(1)
@@ -278,12 +281,14 @@ class GeventWorker(Worker):
             self._start_scheduler(burst, logging_level, date_format, log_format)
         self.heartbeats.start()
         self.writes_tick.start()
+        self.metrics.start(self.concurrency)
         # Prove the command listener hears, twice per socket timeout (rq_gevent.listener).
         self.commands.start((socket_timeout(self.connection) or self.connection_timeout) / 2)
         try:
             self.loop.run(burst, max_jobs, max_idle_time)
             self.shutdown.drain()
         finally:
+            self.metrics.stop()
             self.heartbeats.stop()
             self.commands.stop_watch()
             self.writes_tick.stop()
@@ -354,6 +359,7 @@ class GeventWorker(Worker):
                                self.name, job.id, exc_info=True)  # fmt: skip
         finally:
             timeouts.forget_pending(running.greenlet)
+            self.metrics.function_ended(running)  # a function the outcome's path left running
             if running.execution is not None:
                 self.executions.pop(running.execution.id, None)
             self.jobs.discard(running)
@@ -368,6 +374,7 @@ class GeventWorker(Worker):
             raise JobNotAllowed(f"job {running.job.id} refused: {refusal}")
         if running.phase is Phase.STARTED:
             running.phase = Phase.RUNNING
+            self.metrics.started(running)
 
     def _became_idle(self) -> None:
         try:
@@ -412,16 +419,19 @@ class GeventWorker(Worker):
                 running.failed_before_start()  # Redis failed rq's last call before the function
             elif running.ran:
                 running.phase = Phase.FINISHING
+            self.metrics.function_ended(running)
         timeouts.forget_pending(gevent.getcurrent())
         self.job_writes.note_end(job)
 
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         record = functools.partial(super().handle_job_success, job, queue, *args, **kwargs)
         self.outcomes.record(self.jobs.own(job), record)
+        self.metrics.ended(queue.name, "finished")
 
     def handle_job_retry(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         record = functools.partial(super().handle_job_retry, job, queue, *args, **kwargs)
         self.outcomes.record(self.jobs.own(job), record)
+        self.metrics.requeued(queue.name, "retry")
 
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = "", **kwargs: Any
@@ -432,6 +442,8 @@ class GeventWorker(Worker):
         record = functools.partial(super().handle_job_failure, job, queue, started_job_registry=started_job_registry,
                                    exc_string=exc_string, **kwargs)  # fmt: skip
         self.outcomes.failed(running, job, queue, exc_string, record, kwargs.get("execution"))
+        if running is not None and running.ran and not isinstance(running.interrupted_by, ColdShutdown):
+            self.metrics.failure_recorded(queue.name, job.get_status(refresh=False))
 
     def cleanup_execution(self, job: Job, pipeline: Any, execution: Any = None) -> None:
         """Every outcome transaction calls this; it carries the job's last heartbeat too.  The

@@ -4,12 +4,16 @@
 
 Everything runs on this machine: Redis ($REDIS_URL, else an embedded redis-server), an SMTP server
 that captures the mail (scripts/peers/smtp_sink.py), and a UCenter that speaks uc_client's HTTP API
-(scripts/peers/ucenter_server.py, answering after ``--forum-latency`` seconds like a remote forum).
-The script enqueues each registration as a web app would (jobs.enqueue, with the password sealed),
-runs a pre-forked pool of GeventWorkers (``rq-gevent worker -n``) with a live progress line, and
-prints what happened.  Three registrations are bad on purpose (an invalid address, a shell-injection
-username, a forum name owned by someone else) to show how failures are reported.  Exits non-zero
-unless every good registration succeeded and every bad one failed for its stated reason.
+(scripts/peers/ucenter_server.py, answering after ``--forum-latency`` seconds like a remote forum;
+it hashes new members with bcrypt cost 4, not UCenter's 10, so that the demo measures the workers
+rather than its stand-in forum's CPU).  The script enqueues each registration as a web app would
+(jobs.enqueue, with the password sealed), runs a pre-forked pool of GeventWorkers (``rq-gevent
+worker -n ... --with-scheduler``, so that jobs retrying after a transient error come back) with a
+live progress line, stops it (warm) once every job has finished or failed, and prints what happened:
+the jobs counted by their final status, and the CPU each part used, so the busiest part is named.
+Three registrations are bad on purpose (an invalid address, a shell-injection username, a forum name
+owned by someone else) to show how failures are reported.  Exits non-zero unless every good
+registration succeeded, every bad one failed for its stated reason and no peer printed a traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +38,13 @@ sys.path.insert(0, str(REPO))
 
 import redis  # noqa: E402
 from rq import Queue  # noqa: E402
-from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry  # noqa: E402
+from rq.job import Job, JobStatus  # noqa: E402
+from rq.registry import (  # noqa: E402
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 
 from jobs.enqueue import enqueue_activation_mail, enqueue_discuz_sync  # noqa: E402
 from jobs.sealing import KEY_VARIABLE, generate_key, seal  # noqa: E402
@@ -53,16 +65,54 @@ EXPECTED_FAILURES = [  # one per failed job, in any order
 ]
 
 
+# The demo's sizes: what one machine can run in a few minutes.
+LIMITS = {"users": (1, 10_000), "processes": (1, 8), "concurrency": (1, 200)}
+FORUM_BCRYPT_COST = 4
+# Transient errors retry after these seconds (jobs.outcomes), short enough to end within the demo.
+RETRY_INTERVALS = "1,2,5,10"
+# No job reached its end for this long: report what is left rather than wait for ever.
+STALL_SECONDS = 90.0
+STOP_TIMEOUT = 60.0
+
+
+def bounded_int(name: str):
+    low, high = LIMITS[name]
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}, got {value:,}")
+        return value
+
+    return parse
+
+
+def forum_latency(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 10 seconds, got {text}")
+    return value
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def start_peer(stack: contextlib.ExitStack, script: str, args: list[str], env: dict[str, str]) -> None:
+def start_peer(stack: contextlib.ExitStack, script: str, args: list[str], env: dict[str, str], log: Path):
+    """A peer server whose output goes to ``log`` (read back at the end), not into the progress line."""
+    output = stack.enter_context(open(log, "w"))
     process = subprocess.Popen(
         [sys.executable, str(PEERS / script), *args],
         stdout=subprocess.PIPE,
+        stderr=output,
         stdin=subprocess.DEVNULL,
         env=dict(os.environ, **env),
         text=True,
@@ -70,20 +120,39 @@ def start_peer(stack: contextlib.ExitStack, script: str, args: list[str], env: d
     stack.callback(process.wait)
     stack.callback(process.terminate)
     if not process.stdout.readline().startswith("ready"):
-        raise SystemExit(f"demo: {script} did not start")
+        raise SystemExit(f"demo: {script} did not start: {log.read_text(errors='replace')[-2000:]}")
+    return process
 
 
-def progress_line(done: int, failed: int, running: int, total: int, elapsed: float) -> str:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_cpu_seconds(connection: redis.Redis) -> float:
+    info = connection.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def progress_line(finished: int, failed: int, running: int, waiting: int, total: int, elapsed: float) -> str:
     width = 30
-    filled = int(width * (done + failed) / total)
-    rate = (done + failed) / elapsed if elapsed > 0 else 0.0
+    ended = finished + failed
+    filled = int(width * ended / total)
+    rate = ended / elapsed if elapsed > 0 else 0.0
     bar = "#" * filled + "." * (width - filled)
-    return f"[{bar}] {done + failed:>5}/{total} done, {failed} failed, {running:>3} running, {rate:6.1f} jobs/s"
+    return (
+        f"[{bar}] {ended:>5}/{total} ended: {finished} finished, {failed} failed, {running:>3} running, "
+        f"{waiting} retrying, {rate:6.1f} jobs/s"
+    )
 
 
 def enqueue_registrations(queue: Queue, users: int) -> list:
     """What a web app's sign-up view does, once per new user."""
-    registrations = [(f"user{n:04d}", f"user{n:04d}@example.org") for n in range(users)]
+    registrations = [(f"user{n:05d}", f"user{n:05d}@example.org") for n in range(users)]
     registrations += BAD_REGISTRATIONS
     jobs = []
     for user_id, (username, address) in enumerate(registrations, start=1):
@@ -94,12 +163,86 @@ def enqueue_registrations(queue: Queue, users: int) -> list:
     return jobs
 
 
+def fetch_all(connection: redis.Redis, job_ids: list[str]) -> list[Job | None]:
+    """Every enqueued job as Redis holds it now (``None``: gone from Redis)."""
+    fetched: list[Job | None] = []
+    for start in range(0, len(job_ids), 500):
+        fetched += Job.fetch_many(job_ids[start : start + 500], connection=connection)
+    return fetched
+
+
+def by_status(jobs: list[Job | None]) -> dict[str, list[Job]]:
+    grouped: dict[str, list] = {}
+    for job in jobs:
+        status = job.get_status(refresh=False) if job is not None else "missing"
+        grouped.setdefault(str(getattr(status, "value", status)), []).append(job)
+    return grouped
+
+
+def wait_for_the_end(worker: subprocess.Popen, queue: Queue, total: int) -> tuple[float, str]:
+    """Show progress until every job finished or failed; returns (seconds taken, why it stopped)."""
+    registries = (
+        FinishedJobRegistry(queue=queue),
+        FailedJobRegistry(queue=queue),
+        StartedJobRegistry(queue=queue),
+        ScheduledJobRegistry(queue=queue),
+    )
+    interactive = sys.stdout.isatty()
+    started = last_change = time.monotonic()
+    last_print, last_ended = 0.0, -1
+    while True:
+        time.sleep(0.2)
+        now = time.monotonic()
+        finished, failed, running, waiting = (len(registry) for registry in registries)
+        line = progress_line(finished, failed, running, waiting, total, now - started)
+        if interactive:
+            print("\r" + line, end="", flush=True)
+        elif now - last_print >= 1.0:
+            print(line, flush=True)
+            last_print = now
+        if finished + failed != last_ended:
+            last_ended, last_change = finished + failed, now
+        if finished + failed >= total:
+            why = "every job ended"
+        elif worker.poll() is not None:
+            why = f"the worker pool exited early (code {worker.returncode})"
+        elif now - last_change > STALL_SECONDS:
+            why = f"no job ended for {STALL_SECONDS:.0f} s"
+        else:
+            continue
+        print(("\r" if interactive else "") + line, flush=True)
+        return last_change - started, why
+
+
+def stop(worker: subprocess.Popen) -> int:
+    """Warm shutdown, as systemd would: SIGTERM, then wait for the running jobs."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+    try:
+        return worker.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        return worker.wait()
+
+
+def tracebacks(logs: list[Path]) -> list[str]:
+    return [log.name for log in logs if log.exists() and "Traceback" in log.read_text(errors="replace")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=200, help="good registrations to enqueue (default 200)")
-    parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
-    parser.add_argument("--concurrency", type=int, default=50, help="jobs at once per process (default 50)")
-    parser.add_argument("--forum-latency", type=float, default=0.1, help="seconds each forum call takes")
+    parser.add_argument(
+        "--users", type=bounded_int("users"), default=200, help="good registrations to enqueue, 1-10,000 (default 200)"
+    )
+    parser.add_argument(
+        "--processes", type=bounded_int("processes"), default=2, help="worker processes, 1-8 (default 2)"
+    )
+    parser.add_argument(
+        "--concurrency", type=bounded_int("concurrency"), default=50, help="jobs per process, 1-200 (default 50)"
+    )
+    parser.add_argument(
+        "--forum-latency", type=forum_latency, default=0.1, help="seconds each forum call takes, 0-10 (default 0.1)"
+    )
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -112,14 +255,22 @@ def main() -> int:
         os.environ.setdefault(KEY_VARIABLE, generate_key())  # web app and workers share it
 
         smtp_port, forum_port = free_port(), free_port()
-        start_peer(stack, "smtp_sink.py", ["--port", str(smtp_port), "--maildir", str(workdir / "mail")], {})
+        peer_logs = [workdir / "smtp.log", workdir / "forum.log"]
+        smtp = start_peer(
+            stack, "smtp_sink.py", ["--port", str(smtp_port), "--maildir", str(workdir / "mail")], {}, peer_logs[0]
+        )
         uc_key = secrets.token_urlsafe(24)
         forum_args = ["--port", str(forum_port), "--appid", "2", "--latency", str(args.forum_latency)]
-        start_peer(stack, "ucenter_server.py", forum_args, {"UC_KEY": uc_key})
+        forum_args += ["--bcrypt-cost", str(FORUM_BCRYPT_COST)]
+        forum = start_peer(stack, "ucenter_server.py", forum_args, {"UC_KEY": uc_key}, peer_logs[1])
         forum_url = f"http://127.0.0.1:{forum_port}"
         seed = json.dumps({"username": "taken", "email": "owner@elsewhere.net", "password": secrets.token_hex(8)})
-        urllib.request.urlopen(urllib.request.Request(f"{forum_url}/_members", seed.encode(), method="POST"))
-        print(f"Local SMTP server on port {smtp_port}, local UCenter at {forum_url} ({args.forum_latency:.2f} s/call)")
+        seeding = urllib.request.Request(f"{forum_url}/_members", seed.encode(), method="POST")
+        urllib.request.urlopen(seeding, timeout=30).close()
+        print(
+            f"Local SMTP server on port {smtp_port}, local UCenter at {forum_url} "
+            f"({args.forum_latency:.2f} s/call, bcrypt cost {FORUM_BCRYPT_COST})"
+        )
 
         connection = redis.Redis.from_url(url)
         queue = Queue(QUEUE, connection=connection)
@@ -128,7 +279,8 @@ def main() -> int:
             for job_id in registry.get_job_ids():
                 registry.remove(job_id, delete_job=True)  # a previous demo run against the same $REDIS_URL
         jobs = enqueue_registrations(queue, args.users)
-        print(f"Enqueued {len(jobs) // 2} registrations: {len(jobs)} jobs (activation mail + forum account each)")
+        total = len(jobs)
+        print(f"Enqueued {total // 2} registrations: {total} jobs (activation mail + forum account each)")
 
         settings = {
             "SMTP_HOST": "127.0.0.1",
@@ -140,11 +292,14 @@ def main() -> int:
             "UC_API": forum_url,
             "UC_KEY": uc_key,
             "UC_APPID": "2",
+            "JOBS_RETRY_INTERVALS": RETRY_INTERVALS,
         }
-        command = ["worker", QUEUE, "--burst", "-u", url, "-n", str(args.processes), "-c", str(args.concurrency)]
+        command = ["worker", QUEUE, "-u", url, "-n", str(args.processes), "-c", str(args.concurrency)]
+        command += ["--with-scheduler"]
         print("Running: rq-gevent", " ".join(command), "--quiet")
         log = stack.enter_context(open(workdir / "worker.log", "wb"))
-        started = time.monotonic()
+        cpu_before = {"forum": cpu_seconds(forum.pid), "smtp": cpu_seconds(smtp.pid)}
+        redis_before = redis_cpu_seconds(connection)
         worker = subprocess.Popen(
             [sys.executable, "-m", "rq_gevent", *command, "--quiet"],
             stdout=log,
@@ -152,57 +307,79 @@ def main() -> int:
             cwd=str(REPO),
             env=dict(os.environ, **settings),
         )
-        finished_registry, failed_registry = FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)
-        started_registry = StartedJobRegistry(queue=queue)
-        interactive = sys.stdout.isatty()
-        last_print = 0.0
-        while worker.poll() is None:
-            time.sleep(0.2)
-            elapsed = time.monotonic() - started
-            counts = len(finished_registry), len(failed_registry), len(started_registry)
-            line = progress_line(*counts, len(jobs), elapsed)
-            if interactive:
-                print("\r" + line, end="", flush=True)
-            elif elapsed - last_print >= 1.0:
-                print(line, flush=True)
-                last_print = elapsed
-        elapsed = time.monotonic() - started
-        finished, failed = len(finished_registry), len(failed_registry)
-        print(("\r" if interactive else "") + progress_line(finished, failed, 0, len(jobs), elapsed))
+        elapsed, why = wait_for_the_end(worker, queue, total)
+        cpu = {
+            "local forum": cpu_seconds(forum.pid) - cpu_before["forum"],
+            "local SMTP": cpu_seconds(smtp.pid) - cpu_before["smtp"],
+            "Redis": redis_cpu_seconds(connection) - redis_before,
+        }
+        exit_code = stop(worker)
+        pool = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool is the only child reaped so far
+        cpu = {"worker pool": pool.ru_utime + pool.ru_stime, **cpu}
 
-        with urllib.request.urlopen(f"{forum_url}/_members") as response:
+        final = fetch_all(connection, [job.id for job in jobs])
+        grouped = by_status(final)
+        finished = len(grouped.pop(JobStatus.FINISHED.value, []))
+        failed_jobs = grouped.pop(JobStatus.FAILED.value, [])
+        unfinished = {status: len(found) for status, found in grouped.items()}
+        retried = sum(1 for job in final if job is not None and job.number_of_retries)
+        with urllib.request.urlopen(f"{forum_url}/_members", timeout=30) as response:
             created = [m for m in json.loads(response.read()) if m["username"] != "taken"]
         mails = list((workdir / "mail").glob("*.eml"))
         failures = []
-        for job_id in failed_registry.get_job_ids():
-            job = queue.fetch_job(job_id)
-            reason = (job.exc_info or "").strip().splitlines()[-1] if job else "(job gone)"
-            failures.append((job.description if job else job_id, reason))
+        for job in failed_jobs:
+            reason = (job.exc_info or "").strip().splitlines()[-1] if job.exc_info else "(no reason stored)"
+            failures.append((job.description, reason))
+        ended = finished + len(failed_jobs)
+        noisy_peers = tracebacks(peer_logs)
 
         print()
         print("Summary")
-        print(f"  registrations      {len(jobs) // 2} ({len(BAD_REGISTRATIONS)} bad on purpose)")
+        print(f"  registrations      {total // 2} ({len(BAD_REGISTRATIONS)} bad on purpose)")
         print(f"  mails delivered    {len(mails)}")
         print(f"  forum users made   {len(created)}")
-        print(f"  jobs finished      {finished} of {len(jobs)}")
-        print(f"  jobs failed        {failed}")
+        print(f"  jobs enqueued      {total}")
+        print(f"  jobs finished      {finished}")
+        print(f"  jobs failed        {len(failed_jobs)}")
         for description, reason in sorted(failures):
             print(f"    {description}: {reason}")
-        print(f"  wall time          {elapsed:.2f} s, {len(jobs) / elapsed:.1f} jobs/s")
+        if unfinished:
+            shown = ", ".join(f"{count} {status}" for status, count in sorted(unfinished.items()))
+            print(f"  jobs not ended     {sum(unfinished.values())} ({shown}): {why}")
+        print(f"  jobs retried       {retried} (transient errors, back on the queue after {RETRY_INTERVALS} s)")
+        print(f"  wall time          {elapsed:.2f} s to the last job's end, {ended / max(elapsed, 0.001):.1f} jobs/s")
         print(f"  worker pool        {args.processes} processes x {args.concurrency} greenlets")
-        print(f"  worker exit code   {worker.returncode}")
+        cores = os.cpu_count() or 1
+        # What each part can use at most: the pool its processes (up to the cores), the others one core.
+        capacity = {name: 1 for name in cpu} | {"worker pool": min(args.processes, cores)}
+        busiest = max(cpu, key=lambda name: cpu[name] / capacity[name])
+        shares = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items())
+        print(f"  CPU used           {shares}")
+        load = cpu[busiest] / max(elapsed, 0.001)
+        print(
+            f"  busiest            {busiest}: {load:.2f} cores on average, {load / capacity[busiest]:.0%} "
+            f"of the {capacity[busiest]} it can use"
+        )
+        if noisy_peers:
+            print(f"  peer tracebacks    in {', '.join(noisy_peers)}")
+        print(f"  worker exit code   {exit_code}")
 
         reasons = [reason for _, reason in sorted(failures)]
         ok = (
-            worker.returncode == 0
+            exit_code == 0
+            and not unfinished
+            and finished + len(failed_jobs) == total
             and len(mails) == args.users + 2  # the conflicting and the shell-looking user still get their mail
             and len(created) == args.users
             and len(reasons) == len(EXPECTED_FAILURES)
             and all(sum(want in reason for reason in reasons) == 1 for want in EXPECTED_FAILURES)
+            and not noisy_peers
         )
         if not ok:
             print("demo: unexpected outcome; worker log follows", file=sys.stderr)
             print((workdir / "worker.log").read_text(errors="replace")[-4000:], file=sys.stderr)
+            for peer_log in peer_logs:
+                print(f"--- {peer_log.name}", peer_log.read_text(errors="replace")[-2000:], sep="\n", file=sys.stderr)
         return 0 if ok else 1
 
 

@@ -123,6 +123,79 @@ def test_bad_input_is_one_clear_line(redis_url, args, message):
     assert "spawned child" not in result.stderr  # nothing started
 
 
+def test_rq_worker_short_flags(connection, redis_url):
+    """``-s``, ``-d`` and ``-l`` mean what they mean to ``rq worker`` (and ``rq worker-pool``)."""
+    from datetime import UTC, datetime, timedelta
+
+    from rq.registry import FailedJobRegistry
+
+    queue = Queue("short-flags", connection=connection)
+    scheduled = queue.enqueue_at(datetime.now(UTC) - timedelta(seconds=1), testjobs.green_sleep, 0, "due")
+    failing = queue.enqueue(testjobs.fail, "no handler")
+    args = ("worker", "short-flags", "-u", redis_url, "-P", str(TESTS_DIR), "--burst")
+    result = run_cli(*args, "-s", "-d", "-l", "warning")
+    assert result.returncode == 0, result.stderr
+    assert scheduled.get_status(refresh=True) == JobStatus.FINISHED  # -s: the scheduler moved it
+    assert failing.get_status(refresh=True) == JobStatus.FAILED
+    assert failing.id not in FailedJobRegistry(queue=queue)  # -d: rq's default handler did not run
+    assert "started with PID" not in result.stdout + result.stderr  # -l warning: no INFO line
+    # The instruments can fail: without the flags the same jobs take the other branch of each check.
+    scheduled = queue.enqueue_at(datetime.now(UTC) - timedelta(seconds=1), testjobs.green_sleep, 0, "due")
+    failing = queue.enqueue(testjobs.fail, "handled")
+    result = run_cli(*args)
+    assert scheduled.get_status(refresh=True) == JobStatus.SCHEDULED
+    assert failing.id in FailedJobRegistry(queue=queue)
+    assert "started with PID" in result.stdout + result.stderr
+
+
+def test_help_prints_percent_signs_once():
+    help_text = run_cli("worker", "--help").stdout
+    assert "(+0-10% jitter)" in help_text and "%%" not in help_text
+
+
+CONFIG_ERRORS = [
+    (["--worker-class", "no.such.Worker"], "cannot import worker class 'no.such.Worker'"),
+    (["--job-class", "rq.job.Nope"], "cannot import job class 'rq.job.Nope'"),
+    (["--job-class", "rq.Queue"], "job class 'rq.Queue' is not a subclass of rq.job.Job"),
+    (["--queue-class", "rq.Nope"], "cannot import queue class 'rq.Nope'"),
+    (["--queue-class", "rq.job.Job"], "queue class 'rq.job.Job' is not a subclass of rq.queue.Queue"),
+    (["--config", "no_such_settings_module"], "cannot import config module 'no_such_settings_module'"),
+    (["--exception-handler", "os.sep"], "exception handler 'os.sep' is not callable"),
+    (["--connection-class", "no.such.Redis"], "cannot import connection class 'no.such.Redis'"),
+    (["-u", "notaurl://what"], "invalid Redis URL notaurl://what"),
+]
+
+
+@pytest.mark.parametrize("processes", ["1", "3"])
+@pytest.mark.parametrize(("args", "message"), CONFIG_ERRORS)
+def test_configuration_errors_are_found_before_connecting_and_never_retried(args, message, processes):
+    """A Redis URL nobody listens on: had the worker tried to connect first, the error would be that."""
+    if not any(arg in ("-u", "--config") for arg in args):
+        args = [*args, "-u", "redis://127.0.0.1:1/0"]
+    result = run_cli("worker", "-n", processes, *args, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"rq-gevent: error: {result.stderr.strip()[18:]}"]
+    assert message in result.stderr, result.stderr
+    assert "cannot connect" not in result.stderr and "spawned child" not in result.stderr
+
+
+def test_a_configuration_error_found_by_a_worker_process_stops_the_launcher_at_once(redis_url, tmp_path):
+    """Wrong credentials only show once Redis answers: the first process to meet them stops the pool,
+    with no start-up retries (a crash loop would take five rounds)."""
+    import time
+
+    connection_url = redis_url.replace("redis://", "redis://nobody:wrong-pw@", 1)
+    started = time.monotonic()
+    result = run_cli("worker", "-n", "2", "-u", connection_url, timeout=30)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("rq-gevent: error: ") and "refused the credentials" in last, result.stderr
+    assert "next start in" not in result.stderr and "wrong-pw" not in result.stderr
+    assert result.stderr.count("spawned child") == 2, result.stderr
+    assert elapsed < 15, elapsed  # not a behaviour bound: five rounds of back-off would take 12 s more
+
+
 def test_queue_name_that_is_not_a_string(redis_url, tmp_path):
     (tmp_path / "badqueues.py").write_text(f"REDIS_URL = {redis_url!r}\nQUEUES = ['ok', 123]\n")
     result = run_cli("worker", "--config", "badqueues", "-P", str(tmp_path))

@@ -1,9 +1,11 @@
 """The README's first command: the registration pipeline runs end to end and reports what happened."""
 
 import os
+import re
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO_DIR
 
 
@@ -24,11 +26,13 @@ def test_demo_delivers_mail_creates_forum_users_and_reports_failures(redis_url):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "Running: rq-gevent worker registrations --burst" in out and "-n 2 -c 20" in out
+    assert "Running: rq-gevent worker registrations" in out and "-n 2 -c 20 --with-scheduler" in out
     assert "mails delivered    42" in out
     assert "forum users made   40" in out
-    assert "jobs finished      82 of 86" in out
+    assert "jobs enqueued      86" in out
+    assert "jobs finished      82" in out
     assert "jobs failed        4" in out
+    assert "jobs not ended" not in out
     assert (
         "sync_discuz_user(user_id=42): jobs.discuz.errors.ForumRejected: UCenter refused the registration: -1 "
         "(invalid username)" in out
@@ -43,3 +47,41 @@ def test_demo_starts_its_own_redis_when_none_is_configured():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Started an embedded redis-server" in result.stdout
     assert "forum users made   5" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("users", "processes", "concurrency"),
+    [("1", "1", "1"), ("1000", "2", "100")],  # the smallest run, and the size that once lost jobs
+)
+def test_demo_counts_every_job_at_any_size(redis_url, users, processes, concurrency):
+    """Finished and failed add up to what was enqueued; no peer prints a traceback; the summary names
+    the busiest part (the stand-in forum must not be it)."""
+    result = run_demo(
+        "--users", users, "--processes", processes, "--concurrency", concurrency,
+        env=dict(os.environ, REDIS_URL=redis_url),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    total = 2 * (int(users) + 3)
+    finished = int(re.search(r"jobs finished +(\d+)", out).group(1))
+    failed = int(re.search(r"jobs failed +(\d+)", out).group(1))
+    assert f"jobs enqueued      {total}" in out
+    assert (finished, failed) == (total - 4, 4)
+    assert "Traceback" not in out + result.stderr
+    busiest = re.search(r"busiest +([a-zA-Z ]+?):", out).group(1)
+    assert busiest != "local forum", out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--users", "0"], "argument --users: must be between 1 and 10,000, got 0"),
+        (["--processes", "9"], "argument --processes: must be between 1 and 8, got 9"),
+        (["--concurrency", "lots"], "argument --concurrency: expected a whole number, got 'lots'"),
+        (["--forum-latency", "-1"], "argument --forum-latency: must be between 0 and 10 seconds, got -1"),
+    ],
+)
+def test_demo_refuses_sizes_it_does_not_support(args, message):
+    result = run_demo(*args, env=dict(os.environ))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"demo.py: error: {message}"

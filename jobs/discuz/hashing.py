@@ -67,14 +67,14 @@ def _php_addslashes(data: bytes) -> bytes:
     return bytes(out)
 
 
-def hash_password(password: str, version: str, charset: str) -> tuple[str, str]:
-    """``(password column, salt column)`` for a new member."""
+def hash_password(password: str, version: str, charset: str, cost: int = BCRYPT_ROUNDS) -> tuple[str, str]:
+    """``(password column, salt column)`` for a new member (``cost``: bcrypt's, for 1.7)."""
     data = uc_input(password, charset)
     if version == "1.6":
         salt = secrets.token_hex(3)
         return salted_md5(data, salt), salt
     if version == "1.7":
-        return _off_hub(bcrypt.hashpw, data[:BCRYPT_MAX_BYTES], bcrypt.gensalt(BCRYPT_ROUNDS)).decode("ascii"), ""
+        return _off_hub(bcrypt.hashpw, data[:BCRYPT_MAX_BYTES], bcrypt.gensalt(cost)).decode("ascii"), ""
     raise ValueError(f"unknown UCenter version {version!r}; expected one of {VERSIONS}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -10,6 +11,13 @@ class PeerHTTPServer(ThreadingHTTPServer):
     # dozens of greenlets connects at once; real forum/Sentry servers listen deeper.
     request_queue_size = 1024
     daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hung up before its answer (a job's timeout, a worker shut down cold) is the
+        client's business, as on any real server; anything else is this server's bug: a traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
 
 def serve_http(handler: type[BaseHTTPRequestHandler], host: str, port: int) -> int:
