@@ -25,7 +25,7 @@ MATRIX = [  # (rq, Python, Redis)
 # sentry-sdk, the others with the newest.
 SENTRY_SDK_WITH_RQ = {"2.3.3": "sentry-sdk==2.20.0"}
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "docs", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -45,6 +45,12 @@ def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", ".nox/site", env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session

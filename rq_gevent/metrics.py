@@ -102,6 +102,8 @@ class PrometheusMetrics(NoMetrics):
             "rq_gevent_redis_unreachable", "1 while Redis is unreachable from the process.", multiprocess_mode="liveall"
         )
         self._lag_watch: Any = None
+        self._per_queue: dict[str, tuple[Any, Any, Any]] = {}
+        self._ended: dict[tuple[str, str], Any] = {}
 
     def start(self, pool_size: int) -> None:
         import gevent
@@ -123,22 +125,36 @@ class PrometheusMetrics(NoMetrics):
             gevent.sleep(LAG_INTERVAL)
             self.loop_lag.observe(max(0.0, time.monotonic() - before - LAG_INTERVAL))
 
+    def _queue(self, name: str) -> tuple[Any, Any, Any]:
+        """The started counter, latency and duration histograms of one queue (``labels()`` once)."""
+        children = self._per_queue.get(name)
+        if children is None:
+            children = self._per_queue[name] = (
+                self.jobs_started.labels(name),
+                self.start_latency.labels(name),
+                self.duration.labels(name),
+            )
+        return children
+
     def started(self, running: RunningJob) -> None:
         running.function_started_at = now = time.monotonic()
-        queue = running.queue.name
-        self.jobs_started.labels(queue).inc()
-        self.start_latency.labels(queue).observe(now - running.admitted_at)
+        started, latency, _ = self._queue(running.queue.name)
+        started.inc()
+        latency.observe(now - running.admitted_at)
         self.in_flight.inc()
 
     def function_ended(self, running: RunningJob) -> None:
         if running.function_started_at is None:
             return
         self.in_flight.dec()
-        self.duration.labels(running.queue.name).observe(time.monotonic() - running.function_started_at)
+        self._queue(running.queue.name)[2].observe(time.monotonic() - running.function_started_at)
         running.function_started_at = None
 
     def ended(self, queue_name: str, outcome: str) -> None:
-        self.jobs_ended.labels(queue_name, outcome).inc()
+        counter = self._ended.get((queue_name, outcome))
+        if counter is None:
+            counter = self._ended[queue_name, outcome] = self.jobs_ended.labels(queue_name, outcome)
+        counter.inc()
 
     def failure_recorded(self, queue_name: str, status: Any) -> None:
         status = str(getattr(status, "value", status))

@@ -12,6 +12,8 @@ rounds of that; each system's run with the median jobs/s is reported, with the r
 ==================  =====================================================
 ``rq-gevent``       ``rq-gevent worker -c C`` (one process)
 ``rq-gevent-nP``    ``rq-gevent worker -n P -c C`` (the pre-fork launcher)
+``rq-gevent-metrics`` ``rq-gevent worker -c C --metrics-port`` scraped every second
+``rq-gevent-nP-metrics`` ``rq-gevent worker -n P -c C --metrics-port`` scraped every second
 ``rq``              ``rq worker`` (forks a work horse per job)
 ``rq-simple``       ``rq worker -w rq.worker.SimpleWorker``
 ``rq-pool``         ``rq worker-pool -n P``
@@ -79,6 +81,11 @@ WORKLOADS = ["noop", "io50", "mail"]
 IO_SECONDS = 0.05
 INFLIGHT_JOBS = 1000
 INFLIGHT_JOB_SECONDS = 5.0
+METRICS_PORT = free_port()
+# Prometheus scrapes every 15-60 s; once a second makes any cost of scraping show.
+SCRAPE_INTERVAL = 1.0
+# Each system with --metrics-port, and the same command without it.
+WITH_METRICS = {"rq-gevent-metrics": "rq-gevent", "rq-gevent-nP-metrics": "rq-gevent-nP"}
 
 
 @dataclass
@@ -102,6 +109,13 @@ SYSTEMS = [
                                               "-c", str(o.concurrency), RQ_QUEUE]),
     System("rq-gevent-nP", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
                                                  "-n", str(o.processes), "-c", str(o.concurrency), RQ_QUEUE]),
+    System("rq-gevent-metrics", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
+                                                      "-c", str(o.concurrency), "--metrics-port", str(METRICS_PORT),
+                                                      "--metrics-host", "127.0.0.1", RQ_QUEUE]),
+    System("rq-gevent-nP-metrics", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
+                                                         "-n", str(o.processes), "-c", str(o.concurrency),
+                                                         "--metrics-port", str(METRICS_PORT),
+                                                         "--metrics-host", "127.0.0.1", RQ_QUEUE]),
     System("rq", "rq", lambda url, o: [str(BIN / "rq"), "worker", "-u", url, "-q", RQ_QUEUE]),
     System("rq-simple", "rq", lambda url, o: [str(BIN / "rq"), "worker", "-u", url, "-q",
                                               "-w", "rq.worker.SimpleWorker", RQ_QUEUE]),
@@ -119,6 +133,9 @@ def label(system: System, options: Options) -> str:
     return {
         "rq-gevent": f"rq-gevent -c {options.concurrency}",
         "rq-gevent-nP": f"rq-gevent -n {options.processes} -c {options.concurrency}",
+        "rq-gevent-metrics": f"rq-gevent -c {options.concurrency} --metrics-port, scraped 1/s",
+        "rq-gevent-nP-metrics": f"rq-gevent -n {options.processes} -c {options.concurrency} --metrics-port, "
+        "scraped 1/s",
         "rq": "rq worker",
         "rq-simple": "rq worker -w SimpleWorker",
         "rq-pool": f"rq worker-pool -n {options.processes}",
@@ -232,6 +249,32 @@ def running(system: System, url: str, options: Options, log: Path) -> Iterator[s
             stop(process)
 
 
+@contextlib.contextmanager
+def scraping(system: System, run: Run) -> Iterator[None]:
+    """For a system with metrics: fetch /metrics every SCRAPE_INTERVAL while the run lasts."""
+    if system.name not in WITH_METRICS:
+        yield
+        return
+    import urllib.request
+
+    done = threading.Event()
+
+    def scrape() -> None:
+        while not done.wait(SCRAPE_INTERVAL):
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as response:
+                    response.read()
+                run.scrapes += 1
+
+    thread = threading.Thread(target=scrape, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def stop(process: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
@@ -276,6 +319,7 @@ class Run:
     peak_rss_mb: float = 0.0
     redis_commands_per_job: float = 0.0
     round_trips_per_job: float = 0.0
+    scrapes: int = 0  # rq-gevent-metrics: answered fetches of /metrics during the run
     jobs_per_s_of_each_run: list[float] = field(default_factory=list)
 
 
@@ -298,7 +342,7 @@ def throughput_run(system: System, workload: str, url: str, options: Options, sm
     deadline = time.monotonic() + 60 + options.jobs / 5
     requests = 0
     spawned = time.time()
-    with running(system, url, options, log) as process:
+    with running(system, url, options, log) as process, scraping(system, run):
         tree = ProcessTree(process.pid)
         first: tuple[int, float, RedisSnapshot] | None = None
         done = 0
@@ -447,11 +491,21 @@ def targets(runs: list[Run], latencies: list[Latency], inflight: dict | None) ->
         ("io50: rq-gevent / dramatiq-gevent", "io50", "rq-gevent", "dramatiq", 1),
         ("noop: rq-gevent / SimpleWorker", "noop", "rq-gevent", "rq-simple", 2),
         ("noop: rq-gevent -n P / rq-gevent", "noop", "rq-gevent-nP", "rq-gevent", 1.6),
+    ] + [
+        # Metrics on and scraped: within noise of metrics off (issue 19).
+        (f"{workload}: {metered} / {plain}", workload, metered, plain, 0.95)
+        for metered, plain in WITH_METRICS.items()
+        for workload in ("noop", "io50")
     ]:
         whole = ratio(workload, mine, theirs, steady=False)
         if whole is not None:
             found.append(Target(what, whole, goal, steady=ratio(workload, mine, theirs, steady=True)))
     for run in runs:
+        without = WITH_METRICS.get(run.system)
+        plain = next((r for r in runs if r.system == without and r.workload == run.workload and not r.error), None)
+        if not run.error and plain is not None and plain.cpu_ms_per_job:
+            found.append(Target(f"{run.workload}: CPU per job, {run.system} / {without}", run.cpu_ms_per_job
+                                / plain.cpu_ms_per_job, 1.05, False))  # fmt: skip
         if run.system == "rq-gevent" and not run.error and run.workload in ("noop", "io50"):
             found.append(Target(f"{run.workload}: Redis round trips per job", run.round_trips_per_job, 11, False))
     for latency in latencies:

@@ -1,6 +1,7 @@
 """Calling the site's own uc_client through PHP: for sites whose UCenter setup only PHP understands.
 
-The bridge script is run as an argument list (no shell), with nothing but its own path in argv;
+The bridge script is run as an argument list (no shell); argv holds only the PHP binary, a few ``-d``
+options and the script's path;
 the request, password included, travels on stdin as JSON, and the answer comes back on stdout.
 A timeout kills the PHP process.  Under gevent the subprocess calls yield to other jobs.
 """

@@ -1,0 +1,82 @@
+"""The docs: the site builds strictly, a broken link fails it in one line, and docs state what the code does."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+from conftest import REPO_DIR
+
+DOCS = REPO_DIR / "docs"
+
+
+def build(project: Path, site: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(project),
+        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
+    )
+
+
+def test_the_site_builds_strictly_and_a_broken_link_is_one_clear_line(tmp_path):
+    built = build(REPO_DIR, tmp_path / "site")
+    assert built.returncode == 0, built.stderr
+    assert "WARNING" not in built.stderr, built.stderr
+    # The same docs with one broken page link and one broken anchor: the build fails, naming both.
+    copy = tmp_path / "project"
+    copy.mkdir()
+    shutil.copy(REPO_DIR / "mkdocs.yml", copy)
+    shutil.copytree(DOCS, copy / "docs")
+    with open(copy / "docs" / "limits.md", "a") as page:
+        page.write("\nSee [nowhere](no-such-page.md) and [here](cli.md#no-such-anchor).\n")
+    broken = build(copy, tmp_path / "broken-site")
+    assert broken.returncode != 0
+    warnings = [line for line in broken.stderr.splitlines() if line.startswith("WARNING")]
+    assert any("'limits.md'" in line and "'no-such-page.md'" in line for line in warnings), broken.stderr
+    assert any("'cli.md#no-such-anchor'" in line for line in warnings), broken.stderr
+
+
+def test_the_cli_reference_lists_every_option_of_the_command(tmp_path):
+    built = build(REPO_DIR, tmp_path / "site")
+    assert built.returncode == 0, built.stderr
+    page = (tmp_path / "site" / "cli" / "index.html").read_text()
+    from rq_gevent.cli import worker
+
+    options = [name for param in worker.params if isinstance(param, click.Option) for name in param.opts]
+    assert len(options) > 40
+    missing = [name for name in options if name not in page]
+    assert not missing, missing
+
+
+def test_docs_list_the_mysql_errors_the_database_backend_retries():
+    from jobs.discuz.ucenter_db import TRANSIENT_ERRORS
+
+    text = (DOCS / "jobs.md").read_text()
+    listed = re.search(r"MySQL ([\d, ]+) or a PHP timeout are retried", text)
+    assert listed, "docs/jobs.md no longer lists the retried MySQL errors"
+    assert {int(code) for code in listed.group(1).split(",")} == TRANSIENT_ERRORS
+
+
+def test_docs_list_every_metric_the_worker_exports():
+    source = (REPO_DIR / "rq_gevent" / "metrics.py").read_text()
+    defined = set(re.findall(r'"(rq_gevent_[a-z_]+)"', source))
+    documented = set(re.findall(r"`(rq_gevent_[a-z_]+?)(?:_total)?`", (DOCS / "metrics.md").read_text()))
+    counters = set(re.findall(r'Counter\(\s*"(rq_gevent_[a-z_]+)"', source))
+    assert defined and counters <= defined
+    assert defined == documented, defined ^ documented
+
+
+def test_readme_is_short_and_gives_the_two_commands():
+    readme = (REPO_DIR / "README.md").read_text()
+    assert len(readme.splitlines()) <= 220
+    assert ".venv/bin/python scripts/demo.py" in readme
+    assert "python3 -m pip install nox && python3 -m nox" in readme
+    assert "python3 -m pip install nox && python3 -m nox" in (REPO_DIR / ".ci" / "run").read_text()
+    for link in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (REPO_DIR / link).exists(), link
