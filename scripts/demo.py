@@ -19,9 +19,11 @@ registration succeeded, every bad one failed for its stated reason and no peer p
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
+import re
 import resource
 import secrets
 import signal
@@ -163,6 +165,22 @@ def enqueue_registrations(queue: Queue, users: int) -> list:
     return jobs
 
 
+def remove_previous_runs(queue: Queue, registrations: int) -> None:
+    """A previous demo against the same $REDIS_URL left jobs with these ids (the helpers give a user's
+    sync a stable id, and would return such a job instead of enqueueing a new one): delete them."""
+    for registry in (FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)):
+        for job_id in registry.get_job_ids():
+            registry.remove(job_id, delete_job=True)
+    job_ids = [f"discuz-sync-{user_id}" for user_id in range(1, registrations + 1)]
+    with queue.connection.pipeline(transaction=False) as pipeline:
+        for job_id in job_ids:
+            pipeline.exists(Job.key_for(job_id))
+        found = [job_id for job_id, exists in zip(job_ids, pipeline.execute(), strict=True) if exists]
+    for job in Job.fetch_many(found, connection=queue.connection):
+        if job is not None:
+            job.delete()
+
+
 def fetch_all(connection: redis.Redis, job_ids: list[str]) -> list[Job | None]:
     """Every enqueued job as Redis holds it now (``None``: gone from Redis)."""
     fetched: list[Job | None] = []
@@ -225,6 +243,15 @@ def stop(worker: subprocess.Popen) -> int:
         return worker.wait()
 
 
+RETRY_LINE = re.compile(r"job \S+: (.+) \(attempt \d+ of \d+\); retrying in \d+ s")
+
+
+def retry_reasons(worker_log: Path) -> collections.Counter:
+    """Why jobs were retried, from the jobs' own warnings (jobs.outcomes.retry_later)."""
+    text = worker_log.read_text(errors="replace") if worker_log.exists() else ""
+    return collections.Counter(match.group(1) for match in RETRY_LINE.finditer(text))
+
+
 def tracebacks(logs: list[Path]) -> list[str]:
     return [log.name for log in logs if log.exists() and "Traceback" in log.read_text(errors="replace")]
 
@@ -275,9 +302,7 @@ def main() -> int:
         connection = redis.Redis.from_url(url)
         queue = Queue(QUEUE, connection=connection)
         queue.empty()
-        for registry in (FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)):
-            for job_id in registry.get_job_ids():
-                registry.remove(job_id, delete_job=True)  # a previous demo run against the same $REDIS_URL
+        remove_previous_runs(queue, args.users + len(BAD_REGISTRATIONS))
         jobs = enqueue_registrations(queue, args.users)
         total = len(jobs)
         print(f"Enqueued {total // 2} registrations: {total} jobs (activation mail + forum account each)")
@@ -347,6 +372,8 @@ def main() -> int:
             shown = ", ".join(f"{count} {status}" for status, count in sorted(unfinished.items()))
             print(f"  jobs not ended     {sum(unfinished.values())} ({shown}): {why}")
         print(f"  jobs retried       {retried} (transient errors, back on the queue after {RETRY_INTERVALS} s)")
+        for reason, count in retry_reasons(workdir / "worker.log").most_common(3):
+            print(f"    {count} x {reason}")
         print(f"  wall time          {elapsed:.2f} s to the last job's end, {ended / max(elapsed, 0.001):.1f} jobs/s")
         print(f"  worker pool        {args.processes} processes x {args.concurrency} greenlets")
         cores = os.cpu_count() or 1
@@ -356,10 +383,14 @@ def main() -> int:
         shares = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items())
         print(f"  CPU used           {shares}")
         load = cpu[busiest] / max(elapsed, 0.001)
+        share = load / capacity[busiest]
         print(
-            f"  busiest            {busiest}: {load:.2f} cores on average, {load / capacity[busiest]:.0%} "
+            f"  busiest            {busiest}: {load:.2f} cores on average, {share:.0%} "
             f"of the {capacity[busiest]} it can use"
         )
+        if share < 0.5:
+            waits = f"the forum's {args.forum_latency:g} s per call" + (" and retry back-off" if retried else "")
+            print(f"                     no part used half its CPU: the run mostly waited, on {waits}")
         if noisy_peers:
             print(f"  peer tracebacks    in {', '.join(noisy_peers)}")
         print(f"  worker exit code   {exit_code}")

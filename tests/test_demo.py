@@ -85,3 +85,39 @@ def test_demo_refuses_sizes_it_does_not_support(args, message):
     result = run_demo(*args, env=dict(os.environ))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"demo.py: error: {message}"
+
+
+def test_demo_against_a_redis_a_stopped_run_left_jobs_in(connection, redis_url):
+    """A demo interrupted with jobs still scheduled (a retry) or started leaves them under the stable
+    ids the helpers use; the next run must not take them for its own."""
+    from datetime import UTC, datetime, timedelta
+
+    from rq import Queue
+
+    queue = Queue("registrations", connection=connection)
+    queue.enqueue_at(datetime.now(UTC) + timedelta(hours=1), print, "left over", job_id="discuz-sync-2")
+    result = run_demo("--users", "5", "--forum-latency", "0", env=dict(os.environ, REDIS_URL=redis_url))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "forum users made   5" in result.stdout
+    assert "jobs not ended" not in result.stdout
+
+
+def test_demo_summary_stays_correct_when_the_forum_times_out():
+    """Every forum call outlasts the job's HTTP timeout: the sync jobs retry (the scheduler brings them
+    back), then fail; the summary counts them, names why, and the demo exits non-zero."""
+    env = dict(os.environ, DISCUZ_HTTP_TIMEOUT="0.3")
+    env.pop("REDIS_URL", None)
+    result = run_demo("--users", "3", "--forum-latency", "0.6", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout
+    assert "jobs enqueued      12" in out
+    finished = int(re.search(r"jobs finished +(\d+)", out).group(1))
+    failed = int(re.search(r"jobs failed +(\d+)", out).group(1))
+    # 5 mails finish; mallory's mail, 2 syncs refused without the forum (a bad address, a bad name)
+    # and the 4 that need the forum fail: each timed out 5 times (4 retries).
+    assert (finished, failed) == (5, 7), out
+    assert "jobs not ended" not in out
+    assert "jobs retried       4 " in out
+    assert "16 x UCenter unreachable: TimeoutError: timed out" in out
+    assert "the run mostly waited, on the forum's 0.6 s per call and retry back-off" in out
+    assert "Traceback" not in out

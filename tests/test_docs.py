@@ -80,3 +80,18 @@ def test_readme_is_short_and_gives_the_two_commands():
     assert "python3 -m pip install nox && python3 -m nox" in (REPO_DIR / ".ci" / "run").read_text()
     for link in re.findall(r"\]\((docs/[^)#]+)", readme):
         assert (REPO_DIR / link).exists(), link
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_worker_exports():
+    import json
+
+    dashboard = json.loads((DOCS / "grafana" / "rq-gevent-dashboard.json").read_text())
+    source = (REPO_DIR / "rq_gevent" / "metrics.py").read_text()
+    families = set(re.findall(r'"(rq_gevent_[a-z_]+)"', source))
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"rq_gevent_[a-z_]+", expr)}
+    suffixes = ("_total", "_bucket", "_sum", "_count")
+    unknown = {name for name in used if name not in families and not name.endswith(suffixes)}
+    unknown |= {name for name in used if name.endswith(suffixes) and name.rsplit("_", 1)[0] not in families}
+    assert used and not unknown, unknown
+    assert families <= {name.rsplit("_", 1)[0] if name.endswith(suffixes) else name for name in used}
