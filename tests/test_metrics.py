@@ -136,3 +136,26 @@ def test_a_metrics_port_in_use_is_one_line_before_anything_starts():
             assert result.stderr.strip().splitlines() == [
                 f"rq-gevent: error: --metrics-port {port}: cannot listen on 127.0.0.1:{port}: Address already in use"
             ], result.stderr
+
+
+def test_jobs_in_flight_rise_and_a_stopped_job_counts_as_stopped(connection, redis_url, worker_process):
+    from rq.command import send_stop_job_command
+
+    port = free_port()
+    worker = worker_process(QUEUE, "-u", redis_url, "-c", "4", "--metrics-port", str(port))
+    wait_until(lambda: listening(port), timeout=20, what="metrics endpoint")
+    queue = Queue(QUEUE, connection=connection)
+    long_jobs = [queue.enqueue(testjobs.green_sleep, 60, n) for n in range(3)]
+    wait_until(lambda: value(scrape(port), "rq_gevent_jobs_in_flight") == 3, timeout=20, what="3 jobs in flight")
+    send_stop_job_command(connection, long_jobs[0].id)
+    wait_until(
+        lambda: value(scrape(port), "rq_gevent_jobs_ended_total", queue=QUEUE, outcome="stopped") == 1,
+        timeout=20,
+        what="the stopped job counted",
+    )
+    samples = scrape(port)
+    assert value(samples, "rq_gevent_jobs_in_flight") == 2
+    assert value(samples, "rq_gevent_jobs_ended_total", queue=QUEUE, outcome="failed") == 0
+    assert value(samples, "rq_gevent_jobs_started_total", queue=QUEUE) == 3
+    worker.shut_down(cold=True)
+    assert worker.wait(30) == 0
