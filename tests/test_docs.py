@@ -96,3 +96,60 @@ def test_the_grafana_dashboard_queries_only_metrics_the_worker_exports():
     unknown |= {name for name in used if name.endswith(suffixes) and name.rsplit("_", 1)[0] not in families}
     assert used and not unknown, unknown
     assert families <= {name.rsplit("_", 1)[0] if name.endswith(suffixes) else name for name in used}
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    """Every ``rq-gevent worker ...`` command line in the README's and the docs' code blocks (shell
+    lines, with their ``\\`` continuations), and the Dockerfile's and Kubernetes' argument lists."""
+    import json
+    import shlex
+
+    found = []
+    for page in [REPO_DIR / "README.md", *sorted(DOCS.glob("*.md"))]:
+        blocks = re.findall(r"```[a-z]*\n(.*?)```", page.read_text(), flags=re.S)
+        for block in blocks:
+            text = block.replace("\\\n", " ")
+            for line in text.splitlines():
+                if "rq-gevent worker " in line:
+                    words = shlex.split(line.split("rq-gevent worker ", 1)[1], comments=True)
+                    found.append((page.name, words))
+            for listed in re.findall(r'(?:CMD|args:) (\[".*?\])', text):
+                found.append((page.name, json.loads(listed)))
+    for shipped in (REPO_DIR / "scripts" / "rq-gevent.service", REPO_DIR / "scripts" / "supervisord.conf"):
+        # systemd continues a line after "\", supervisord on an indented line.
+        text = re.sub(r"\n[ \t]+", " ", shipped.read_text().replace("\\\n", " "))
+        for line in text.splitlines():
+            if "rq-gevent worker " in line and not line.lstrip().startswith(("#", ";")):
+                found.append((shipped.name, shlex.split(line.split("rq-gevent worker ", 1)[1])))
+    return found
+
+
+def test_every_documented_command_line_parses_with_the_real_command():
+    from rq_gevent.cli import worker
+
+    commands = documented_commands()
+    assert len(commands) >= 8, commands
+    for page, args in commands:
+        try:
+            worker.make_context("worker", list(args))
+        except click.ClickException as error:
+            raise AssertionError(f"{page}: rq-gevent worker {' '.join(args)}: {error.format_message()}") from None
+
+
+def test_systemd_lines_in_the_docs_carry_no_inline_comments():
+    """systemd reads ``Key=value  # note`` as part of the value."""
+    text = (DOCS / "deployment.md").read_text()
+    ini = "".join(re.findall(r"```ini\n(.*?)```", text, flags=re.S))
+    assert "ExecStart=" in ini
+    assert not [line for line in ini.splitlines() if "=" in line and "#" in line.split("=", 1)[1]]
+
+
+def test_kubernetes_grace_period_outlasts_the_graceful_timeout():
+    import yaml
+
+    text = (DOCS / "deployment.md").read_text()
+    (manifest,) = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.S)]
+    pod = manifest["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    graceful = float(args[args.index("--graceful-timeout") + 1])
+    assert pod["terminationGracePeriodSeconds"] > graceful
