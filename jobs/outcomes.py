@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 
 from rq import Retry, get_current_job
+from rq.job import Job
 
 from jobs.settings import setting
 
 DEFAULT_RETRY_INTERVALS = (10, 30, 60, 300, 900)
+TRANSIENT_FAILURES_KEY = "transient_failures"  # in job.meta
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ def retry_later(error: TransientError) -> Retry:
     """The ``Retry`` to return for ``error``; raises it instead once the attempts are spent."""
     intervals = retry_intervals()
     job = get_current_job()
-    attempts_done = (job.number_of_retries or 0) if job is not None else len(intervals)
+    attempts_done = transient_failures(job) if job is not None else len(intervals)
     if attempts_done >= len(intervals):
         raise error
     log.warning(
@@ -48,7 +50,17 @@ def retry_later(error: TransientError) -> Retry:
         len(intervals) + 1,
         intervals[attempts_done],
     )
-    return Retry(max=len(intervals), interval=intervals)
+    # Counted in the job's meta (saved with the job when rq requeues or schedules it), not from rq's
+    # number_of_retries: rq 2.3.3 never increments that for a retry scheduled after an interval, so
+    # such a job would retry for ever.  The one interval due now: rq picks it whatever its count.
+    job.meta[TRANSIENT_FAILURES_KEY] = attempts_done + 1
+    return Retry(max=len(intervals), interval=[intervals[attempts_done]])
+
+
+def transient_failures(job: Job) -> int:
+    """How many attempts of ``job`` ended in a transient error (and were retried)."""
+    count = job.meta.get(TRANSIENT_FAILURES_KEY)
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
 
 
 def _intervals(raw: object) -> list[int]:

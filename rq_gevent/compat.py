@@ -385,6 +385,12 @@ class JobHeartbeats:
 # -- the scheduler --------------------------------------------------------------------------------
 
 
+def scheduler_registers_itself(scheduler: Any) -> bool:
+    """rq 2.12's and 3.0's scheduler keeps a record of itself in Redis (``register_birth`` and
+    ``register_death``); rq 2.3.3's has neither."""
+    return hasattr(scheduler, "register_birth")
+
+
 def mark_scheduler_started(scheduler: Any, process: Any) -> None:
     """What rq's ``RQScheduler.start`` records, for a scheduler run in a greenlet instead of a process."""
     scheduler._status = scheduler.Status.STARTED

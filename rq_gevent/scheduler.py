@@ -36,12 +36,15 @@ class GreenletScheduler(RQScheduler):
         if not self.acquired_locks:
             return
         if burst:
+            registers = compat.scheduler_registers_itself(self)
             try:
-                self.register_birth()
+                if registers:
+                    self.register_birth()
                 self.enqueue_scheduled_jobs()
             finally:
                 self.release_locks()
-                self.register_death()
+                if registers:
+                    self.register_death()
         else:
             self.start()
 

@@ -49,6 +49,7 @@ from rq.registry import (  # noqa: E402
 )
 
 from jobs.enqueue import enqueue_activation_mail, enqueue_discuz_sync  # noqa: E402
+from jobs.outcomes import transient_failures  # noqa: E402
 from jobs.sealing import KEY_VARIABLE, generate_key, seal  # noqa: E402
 from rq_gevent.embedded_redis import EmbeddedRedis  # noqa: E402
 
@@ -347,7 +348,7 @@ def main() -> int:
         finished = len(grouped.pop(JobStatus.FINISHED.value, []))
         failed_jobs = grouped.pop(JobStatus.FAILED.value, [])
         unfinished = {status: len(found) for status, found in grouped.items()}
-        retried = sum(1 for job in final if job is not None and job.number_of_retries)
+        retried = sum(1 for job in final if job is not None and transient_failures(job))
         with urllib.request.urlopen(f"{forum_url}/_members", timeout=30) as response:
             created = [m for m in json.loads(response.read()) if m["username"] != "taken"]
         mails = list((workdir / "mail").glob("*.eml"))

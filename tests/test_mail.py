@@ -142,6 +142,22 @@ def test_unreachable_server_is_retried_then_delivered(smtp_sink, worker_process,
     assert 1 <= worker.output().count("retrying in 1 s") < 8
 
 
+def test_retries_after_an_interval_end_on_every_rq_version(smtp_sink, worker_process, redis_url, connection):
+    """A retry scheduled after an interval (not 0 s) is counted too: rq 2.3.3 never increments
+    number_of_retries for those, so counting on it retried a busy recipient for ever."""
+    from jobs.outcomes import transient_failures
+
+    sink = smtp_sink("busy@example.org=451")
+    job = queue(connection).enqueue(send_activation_mail, "busy@example.org", "Busy", LINK)
+    worker = worker_process(
+        "-u", redis_url, "--with-scheduler", "jobs", env={**sink.settings(), "JOBS_RETRY_INTERVALS": "1,1"}
+    )
+    wait_until(lambda: job.get_status(refresh=True) == "failed", timeout=30, what="the job to give up")
+    assert worker.output().count("retrying in 1 s") == 2
+    assert transient_failures(Job.fetch(job.id, connection=connection)) == 2
+    assert "deferred the recipient: 451" in outcome(job)[1]
+
+
 def test_timeouts_are_retried(smtp_sink, worker_process, redis_url, connection):
     sink = smtp_sink("slow@example.org=sleep:4")
     job = queue(connection).enqueue(send_activation_mail, "slow@example.org", "Slow", LINK)
