@@ -54,6 +54,7 @@ class RunningJob:
     sensitive: bool = True
     admitted_at: float = field(default_factory=time.monotonic)  # right after its dequeue
     function_started_at: float | None = None  # set (for metrics) while its function runs
+    outcome_counted: bool = False  # its failure or retry is in the metrics (rq may route one through both)
 
     @property
     def ran(self) -> bool:

@@ -429,9 +429,11 @@ class GeventWorker(Worker):
         self.metrics.ended(queue.name, "finished")
 
     def handle_job_retry(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        running = self.jobs.own(job)
         record = functools.partial(super().handle_job_retry, job, queue, *args, **kwargs)
-        self.outcomes.record(self.jobs.own(job), record)
-        self.metrics.requeued(queue.name, "retry")
+        self.outcomes.record(running, record)
+        # Requeued or scheduled; or failed, past the Retry's max (rq 2.3.3 via handle_job_failure).
+        self._count_outcome(running, queue)
 
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = "", **kwargs: Any
@@ -442,8 +444,15 @@ class GeventWorker(Worker):
         record = functools.partial(super().handle_job_failure, job, queue, started_job_registry=started_job_registry,
                                    exc_string=exc_string, **kwargs)  # fmt: skip
         self.outcomes.failed(running, job, queue, exc_string, record, kwargs.get("execution"))
-        if running is not None and running.ran and not isinstance(running.interrupted_by, ColdShutdown):
-            self.metrics.failure_recorded(queue.name, job.get_status(refresh=False))
+        if running is not None and not isinstance(running.interrupted_by, ColdShutdown):
+            self._count_outcome(running, queue)
+
+    def _count_outcome(self, running: RunningJob | None, queue: Queue) -> None:
+        """Count how rq recorded a failure or retry, by the job's status, once per run."""
+        if running is None or not running.ran or running.outcome_counted:
+            return
+        running.outcome_counted = True
+        self.metrics.failure_recorded(queue.name, running.job.get_status(refresh=False))
 
     def cleanup_execution(self, job: Job, pipeline: Any, execution: Any = None) -> None:
         """Every outcome transaction calls this; it carries the job's last heartbeat too.  The

@@ -159,3 +159,24 @@ def test_jobs_in_flight_rise_and_a_stopped_job_counts_as_stopped(connection, red
     assert value(samples, "rq_gevent_jobs_started_total", queue=QUEUE) == 3
     worker.shut_down(cold=True)
     assert worker.wait(30) == 0
+
+
+def test_a_returned_retry_past_its_max_counts_once_as_failed(connection, redis_url, worker_process):
+    """rq 2.3.3 fails such a job through handle_job_failure from inside handle_job_retry, rq 2.12 and 3
+    inside handle_job_retry itself: either way, one failure and one requeue per retry."""
+    port = free_port()
+    worker = worker_process(QUEUE, "-u", redis_url, "--metrics-port", str(port), "--metrics-host", "127.0.0.1")
+    wait_until(lambda: listening(port), timeout=20, what="metrics endpoint")
+    job = Queue(QUEUE, connection=connection).enqueue(testjobs.always_retry, 2)
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.FAILED, timeout=20, what="rq to give up")
+    wait_until(
+        lambda: value(scrape(port), "rq_gevent_jobs_ended_total", queue=QUEUE, outcome="failed") >= 1,
+        timeout=10,
+        what="the failure counted",
+    )
+    samples = scrape(port)
+    assert value(samples, "rq_gevent_jobs_started_total", queue=QUEUE) == 3
+    assert value(samples, "rq_gevent_jobs_requeued_total", queue=QUEUE, reason="retry") == 2
+    assert value(samples, "rq_gevent_jobs_ended_total", queue=QUEUE, outcome="failed") == 1
+    worker.shut_down()
+    assert worker.wait(30) == 0

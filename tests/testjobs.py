@@ -128,3 +128,8 @@ def unpicklable_result() -> object:
 def block_in_redis(key: str, seconds: int) -> object:
     """Wait for ``key`` in the job's own Redis connection, as long as ``seconds``."""
     return get_current_job().connection.blpop(key, timeout=seconds)
+
+
+def always_retry(max_retries: int) -> object:
+    """Return rq's Retry (rq >= 2.1) every time: rq gives up after ``max_retries`` retries."""
+    return Retry(max=max_retries)
