@@ -8,16 +8,23 @@
   is noticed), TCP keepalive is on, and a shutdown can wake it with ``CLIENT UNBLOCK``.
 * A job's own code gets a client of its own too, with rq's longer socket timeout.  Both reach Redis
   the way the worker's connection does, through Sentinel included.
+* **A path that dies kills every connection on it.**  When a NAT or firewall forgets the path, each
+  idle connection still looks open and would wait out its own socket timeout when next used, one
+  after another (20 s each for the worker's, ``worker_ttl - 5`` for a job's).  The first socket
+  timeout on any of the worker's clients drops the idle connections of all of them; the next
+  command on each opens a fresh one.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import weakref
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import BlockingConnectionPool, ConnectionPool, Redis
-from redis.exceptions import ConnectionError, RedisError, ResponseError
+from redis.exceptions import ConnectionError, RedisError, ResponseError, TimeoutError
 from redis.sentinel import SentinelConnectionPool, SentinelManagedConnection, SentinelManagedSSLConnection
 
 log = logging.getLogger("rq.worker")
@@ -103,6 +110,36 @@ def follow_failovers(connection: Redis) -> None:
             pool.connection_class = FollowingSSLConnection
 
 
+# The pools of every client made by :func:`share_path` or :func:`client_like` from one, in this process.
+_ON_ONE_PATH: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
+
+
+class _DropsDeadPath:
+    """A connection whose socket timeout drops the idle connections of every pool on its path."""
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except TimeoutError:
+            for pool in list(_ON_ONE_PATH):
+                pool.disconnect(inuse_connections=False)
+            raise
+
+
+@functools.cache
+def _dropping_dead_path(connection_class: type) -> type:
+    return type(connection_class.__name__, (_DropsDeadPath, connection_class), {})
+
+
+def share_path(connection: Redis) -> None:
+    """Make ``connection``'s pool one of those whose idle connections go at the first socket timeout on
+    any of them (its connections made from now on notice it)."""
+    pool = connection.connection_pool
+    if not issubclass(pool.connection_class, _DropsDeadPath):
+        pool.connection_class = _dropping_dead_path(pool.connection_class)
+    _ON_ONE_PATH.add(pool)
+
+
 def dequeue_client(connection: Redis, client_name: str, socket_timeout: float) -> Redis:
     """A client with one connection of its own, for blocking pops only."""
     return client_like(
@@ -135,7 +172,10 @@ def client_like(connection: Redis, max_connections: int, **overrides: Any) -> Re
         )
     else:
         own_pool = ConnectionPool(connection_class=pool.connection_class, max_connections=max_connections, **kwargs)
-    return connection.__class__(connection_pool=own_pool)
+    client = connection.__class__(connection_pool=own_pool)
+    if pool in _ON_ONE_PATH:
+        share_path(client)
+    return client
 
 
 def unblock_clients(connection: Redis, client_name: str) -> bool:

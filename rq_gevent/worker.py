@@ -53,6 +53,7 @@ from .connections import (
     follow_failovers,
     jobs_client,
     reconnect_if_timeout_changed,
+    share_path,
     socket_timeout,
 )
 from .dequeue import Dequeuer
@@ -228,6 +229,7 @@ class GeventWorker(Worker):
     def _set_connection(self, connection: Any) -> Any:
         timeout_before = socket_timeout(connection)
         follow_failovers(connection)
+        share_path(connection)
         connection = super()._set_connection(connection)  # a socket timeout of at least connection_timeout
         reconnect_if_timeout_changed(connection, timeout_before)
         ensure_pool_capacity(connection, self.concurrency)

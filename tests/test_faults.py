@@ -160,9 +160,14 @@ def test_a_silently_dead_path_to_redis_is_noticed_and_the_worker_resumes(connect
 def test_a_pop_whose_reply_is_lost_loses_no_job(connection, proxy, worker_process):
     """An idle worker blocks in its pop; the path then drops Redis's replies only (the command still
     runs), a job arrives and Redis answers into the void.  At default settings the job must run soon
-    after the path is back, once, and the listener must recover without a traceback."""
+    after the path is back, once, and the listener and every pooled connection must recover without
+    a traceback."""
     ledger = Ledger(connection)
     worker = worker_process("-u", proxy.url, "ledger")
+    # Jobs holding connections at once leave the worker's pools with many idle connections, all of
+    # which the muted path kills: each one waiting out its own socket timeout would add 20 s.
+    holders = [ledger.queue.enqueue(testjobs.block_in_redis, "nothing-comes", 1) for _ in range(8)]
+    wait_until(lambda: all(job.get_status(refresh=True) == JobStatus.FINISHED for job in holders), what="holders")
     wait_until(lambda: _blocked(connection), what="a client blocked in the pop")
     os.kill(proxy.pid, signal.SIGHUP)  # replies dropped, requests delivered
     (job_id,) = ledger.enqueue(1, seconds=0.1)
@@ -178,6 +183,9 @@ def test_a_pop_whose_reply_is_lost_loses_no_job(connection, proxy, worker_proces
     time.sleep(3)
     assert runs_of(connection, job_id) == 1
     assert not connection.lrange(ledger.queue.intermediate_queue_key, 0, -1)
+    # A job's own connections were muted too, and wait worker_ttl - 5 s for a reply: none is reused.
+    user = ledger.queue.enqueue(testjobs.block_in_redis, "nothing-comes", 1)
+    wait_until(lambda: user.get_status(refresh=True) == JobStatus.FINISHED, timeout=15, what="a job using Redis")
     # The command listener's connection was muted too: it must be replaced and hear again.
     job = ledger.queue.enqueue(testjobs.green_sleep, 120)
     wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, timeout=30, what="job started")
