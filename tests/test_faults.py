@@ -128,11 +128,14 @@ def test_a_silently_dead_path_to_redis_is_noticed_and_the_worker_resumes(connect
     wait_until(lambda: len(StartedJobRegistry(queue=ledger.queue)) >= 10, what="jobs running")
     os.kill(proxy.pid, signal.SIGUSR1)
     blackholed_at = time.monotonic()
-    wait_until(
-        lambda: "timeout reading from" in worker.output().lower(),
-        timeout=2 * SOCKET_TIMEOUT + 5,
-        what="the worker noticing",
-    )
+    try:
+        wait_until(
+            lambda: "timeout reading from" in worker.output().lower(),
+            timeout=2 * SOCKET_TIMEOUT + 5,
+            what="the worker noticing",
+        )
+    finally:
+        print(worker.output())
     noticed_after = time.monotonic() - blackholed_at
     print(f"dead path noticed after {noticed_after:.1f} s")
     assert noticed_after <= 2 * SOCKET_TIMEOUT
