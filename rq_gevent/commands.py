@@ -17,6 +17,7 @@ from rq.command import parse_payload
 
 from .exceptions import JobKilled, JobStopped
 from .listener import PROBE_COMMAND, ListenerWatch
+from .redis_waits import REDIS_UNAVAILABLE, why_unavailable
 from .running import RunningJob
 
 if TYPE_CHECKING:
@@ -82,8 +83,16 @@ class Commands:
         if getattr(worker, "pubsub_thread", None) is None:
             return
         self.watch = ListenerWatch(worker.connection, worker.pubsub_channel_name, period, self._subscribe_again,
-                                   worker.log)  # fmt: skip
+                                   worker.log, self._probe_failed)  # fmt: skip
         self.watch.start()
+
+    def _probe_failed(self, error: redis.exceptions.RedisError) -> None:
+        worker = self.worker
+        if isinstance(error, REDIS_UNAVAILABLE):
+            worker.log.warning("Worker %s: command listener probe: %s", worker.name, why_unavailable(error))
+            worker.redis_outage.failed(error)
+        else:
+            worker.log.warning("Worker %s: command listener probe failed (%s)", worker.name, error)
 
     def stop_watch(self) -> None:
         if self.watch is not None:

@@ -30,12 +30,14 @@ class ListenerWatch(Background):
         period: float,
         resubscribe: Callable[[], None],
         log: logging.Logger,
+        on_redis_error: Callable[[redis.exceptions.RedisError], None] = lambda error: None,
     ) -> None:
         self._connection = connection
         self._channel = channel
         self.period = period
         self._resubscribe = resubscribe
         self._log = log
+        self._on_redis_error = on_redis_error
         self._outstanding: str | None = None
 
     def run(self) -> None:
@@ -57,8 +59,11 @@ class ListenerWatch(Background):
         self._outstanding = token  # before publishing: the listener may hear it before PUBLISH returns
         try:
             self._connection.publish(self._channel, json.dumps({"command": PROBE_COMMAND, "token": token}))
-        except redis.exceptions.RedisError:
+        except redis.exceptions.RedisError as exc:
             self._outstanding = None  # Redis itself is away: the listener reconnects on its own
+            # Said, though: when every job is busy in its own code, this may be the first of the
+            # worker's own commands to find a path gone silent.
+            self._on_redis_error(exc)
 
     def heard(self, payload: dict[str, Any]) -> None:
         """The listener received one of our probes."""
