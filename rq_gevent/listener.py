@@ -30,7 +30,7 @@ class ListenerWatch(Background):
         period: float,
         resubscribe: Callable[[], None],
         log: logging.Logger,
-        on_redis_error: Callable[[redis.exceptions.RedisError], None] = lambda error: None,
+        on_redis_error: Callable[[redis.exceptions.RedisError], None],
     ) -> None:
         self._connection = connection
         self._channel = channel
