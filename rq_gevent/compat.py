@@ -20,11 +20,10 @@ try:  # rq >= 2.6
 except ImportError:  # rq < 2.6 defines it next to the worker
     from rq.worker import StopRequested  # type: ignore[no-redef,attr-defined]
 
-import redis.exceptions
 import rq
 from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.executions import Execution
-from rq.utils import as_text, current_timestamp, now, utcformat
+from rq.utils import current_timestamp, now, utcformat
 
 RQ_VERSION = tuple(int(part) for part in rq.__version__.split(".")[:2])
 # rq >= 3: a worker holds several executions, each passed explicitly.
@@ -172,29 +171,6 @@ def fail_unloadable(connection: Any, queue: Any, job_id: str, reason: str) -> No
 def requeue_at_front(queue: Any, job: Any, pipeline: Any) -> None:
     """Put ``job`` back at the front of ``queue`` as QUEUED, its dependencies already met."""
     queue._enqueue_job(job, pipeline=pipeline, at_front=True)
-
-
-def outcome_recorded(connection: Any, job: Any, execution: Any) -> bool:
-    """Whether the outcome of this run of ``job`` is in Redis.
-
-    Each of rq's transactions that record an outcome (success, failure, retry, stop) removes the
-    execution from the started registry; so does rq's clean-up when it declares the job abandoned.
-    """
-    return connection.zscore(job.started_job_registry.key, execution.composite_key) is None
-
-
-def outcome_recorded_on_primary(connection: Any, job: Any, execution: Any) -> bool:
-    """:func:`outcome_recorded`, read from a primary: after a failover a pooled connection (or a
-    sentinel that has not heard yet) may still lead to the demoted server, which serves reads of
-    what it is about to discard.  On a replica the pool is dropped and ConnectionError raised."""
-    with connection.pipeline(transaction=False) as pipeline:
-        pipeline.execute_command("ROLE")
-        pipeline.zscore(job.started_job_registry.key, execution.composite_key)
-        role, score = pipeline.execute()
-    if as_text(role[0]) != "master":
-        connection.connection_pool.disconnect()
-        raise redis.exceptions.ConnectionError(f"reached a {as_text(role[0])}, not the primary")
-    return score is None
 
 
 def on_function_call(job: Any, callback: Any, connection: Any) -> None:

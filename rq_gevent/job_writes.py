@@ -11,26 +11,54 @@ compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on ev
   once-a-second tick and the heartbeat greenlet.
 * **End, one round trip fewer.**  rq writes the job's last heartbeat (an HSET on its own) just
   before the outcome transaction; here it is the first command of that transaction.
+* **Is the outcome there?**  After Redis failed or was replaced, :meth:`JobWrites.outcome_recorded`
+  tells whether the server has a run's outcome.  A failover can lose the run's start with its outcome
+  (the new primary then has the job queued, its id in the queue or the intermediate list, as before
+  the run): the start is written back then, so that recording the outcome again leaves the job as
+  rq would, and not queued to run again or to wait for rq's maintenance.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
-from rq.utils import now, utcformat
+import redis.exceptions
+from rq.utils import as_text, now, utcformat
 from rq.worker import Worker, WorkerStatus
 
 from . import compat
 from .redis_waits import REDIS_UNAVAILABLE
-from .running import Phase
+from .running import Phase, RunningJob
 
 if TYPE_CHECKING:
     from .worker import GeventWorker
 
 
+# Whether a server has the outcome of one run, atomically.  rq's outcome transactions (success,
+# failure, retry, stop) and its clean-up of an abandoned job each remove the execution from the started
+# registry; a server that never had the run's start lacks it too, and still has the job queued with
+# another start (an immediate retry leaves it queued with this one).  Then the start is written back.
+# KEYS: job hash, started registry, queue, intermediate list.
+# ARGV: execution's composite key, job id, the run's started_at, worker name, started-registry score.
+# Returns 1: recorded; 0: started, not recorded; -1: neither, and the start is written back now.
+_OUTCOME_RECORDED = """
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+local job = redis.call('HMGET', KEYS[1], 'status', 'started_at')
+if job[1] ~= 'queued' or job[2] == ARGV[3] then return 1 end
+redis.call('LREM', KEYS[3], 0, ARGV[2])
+redis.call('LREM', KEYS[4], 0, ARGV[2])
+redis.call('HSET', KEYS[1], 'status', 'started', 'started_at', ARGV[3], 'worker_name', ARGV[4],
+           'last_heartbeat', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+return -1
+"""
+
+
 class JobWrites:
     def __init__(self, worker: GeventWorker) -> None:
         self.worker = worker
+        self._outcome_recorded_script: Any = None
 
     def create_execution(self, job: Any) -> Any:
         """rq's execution (and BUSY, if the worker was idle), on a pipeline held for :meth:`mark_started`."""
@@ -90,3 +118,31 @@ class JobWrites:
             return
         pipeline.hset(job.key, "last_heartbeat", utcformat(job.last_heartbeat))
         compat.move_last_command_first(pipeline)
+
+    def outcome_recorded(self, running: RunningJob, on_primary: bool = False) -> bool:
+        """Whether Redis has the outcome of ``running``'s run.  False also when it lacked the run's
+        start: that start is written back before this returns, for the outcome to be recorded again.
+
+        ``on_primary``: read from a primary only.  After a failover a pooled connection (or a
+        sentinel that has not heard yet) may still lead to the demoted server, which serves reads of
+        what it is about to discard; on a replica the pool is dropped and ConnectionError raised."""
+        worker, job, execution = self.worker, running.job, running.execution
+        if self._outcome_recorded_script is None:
+            self._outcome_recorded_script = worker.connection.register_script(_OUTCOME_RECORDED)
+        queue = running.queue
+        keys = [job.key, job.started_job_registry.key, queue.key, queue.intermediate_queue_key]
+        started_at = utcformat(job.started_at) if job.started_at else ""
+        registry_score = time.time() + worker.get_heartbeat_ttl(job)
+        args = [execution.composite_key, job.id, started_at, worker.name, registry_score]
+        with worker.connection.pipeline(transaction=False) as pipeline:
+            if on_primary:
+                pipeline.execute_command("ROLE")
+            self._outcome_recorded_script(keys=keys, args=args, client=pipeline)
+            replies = pipeline.execute()
+        if on_primary and as_text(replies[0][0]) != "master":
+            worker.connection.connection_pool.disconnect()
+            raise redis.exceptions.ConnectionError(f"reached a {as_text(replies[0][0])}, not the primary")
+        if replies[-1] == -1:
+            worker.log.warning("Worker %s: Redis had lost the start of job %s too (a failover?), and had it "
+                               "queued again; its start is written back", worker.name, job.id)  # fmt: skip
+        return bool(replies[-1] == 1)

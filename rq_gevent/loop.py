@@ -104,6 +104,8 @@ class WorkLoop:
         popped = worker.dequeuer.pop_batch(slots)
         if popped or worker.suspension.is_suspended_now(max_age=0):
             return popped
+        # Redis answered: an outage ends now (its outcomes are checked), not after a pop that may block.
+        worker.redis_outage.succeeded()
         timeout: int | None = None
         if not burst:
             timeout = worker.dequeue_timeout

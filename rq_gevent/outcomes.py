@@ -63,7 +63,7 @@ class Outcomes:
         if running is None or running.execution is None or not running.ran:
             record()
             return
-        worker, job, execution = self.worker, running.job, running.execution
+        worker, job = self.worker, running.job
         before = compat.snapshot(job)
         was_stopped = running.stopped
         retried = False
@@ -78,8 +78,7 @@ class Outcomes:
                 worker.log.warning("Worker %s: %s; will record the outcome of job %s once it answers", worker.name,
                                    why_unavailable(exc), job.id)  # fmt: skip
             recorded = worker.wait_for_redis(
-                functools.partial(compat.outcome_recorded, worker.connection, job, execution),
-                f"record the outcome of job {job.id}",
+                functools.partial(worker.job_writes.outcome_recorded, running), f"record the outcome of job {job.id}"
             )
             if recorded:
                 break
@@ -107,9 +106,9 @@ class Outcomes:
         worker = self.worker
         again = 0
         for entry in due:
-            job, execution = entry.running.job, entry.running.execution
+            job = entry.running.job
             try:
-                check = functools.partial(compat.outcome_recorded_on_primary, worker.connection, job, execution)
+                check = functools.partial(worker.job_writes.outcome_recorded, entry.running, on_primary=True)
                 if worker.wait_for_redis(check, f"check the outcome of job {job.id}"):
                     continue
                 compat.restore_after_retried_step(job, entry.before)

@@ -5,8 +5,9 @@ Every job ends up in exactly one line of the account:
 * ``finished``;
 * ``failed: <reason>`` (the last line of its stored exception: a timeout, an abandoned job, a stop, bad
   input...); a failed job without a stated reason counts as lost;
-* ``pending``: queued in its queue or rq's intermediate list, scheduled, deferred, or started with a
-  live execution that rq's maintenance would reap;
+* ``pending``: queued in its queue (``pending: queued``) or only in rq's intermediate list
+  (``pending: popped``, taken by a worker that has not started it), scheduled, deferred, or started
+  with a live execution that rq's maintenance would reap;
 * ``lost``: anything else (no job hash, queued but in no list, started but in no registry...).
 
 Each run of a job adds a token of its own to the set ``ledger:runs:<id>`` (idempotent, so a command
@@ -72,7 +73,9 @@ class Ledger:
         return [f"{self.prefix}-{n:06d}" for n in range(start, start + count)]
 
     def account(self) -> Account:
-        queued = set(self._list(self.queue.key)) | set(self._list(f"{self.queue.key}:intermediate"))
+        in_queue = set(self._list(self.queue.key))
+        popped = set(self._list(self.queue.intermediate_queue_key)) - in_queue
+        queued = in_queue | popped
         # cleanup=False: the ledger observes; reaping is the workers' job.
         started = set(StartedJobRegistry(queue=self.queue).get_job_ids(cleanup=False))
         waiting = set(ScheduledJobRegistry(queue=self.queue).get_job_ids(cleanup=False))
@@ -81,6 +84,8 @@ class Ledger:
         account = Account()
         for job_id, status, runs in self._statuses_and_runs():
             line = "finished" if status == b"finished" else self._line(job_id, queued, started, waiting)
+            if line == "pending: queued" and job_id in popped:
+                line = "pending: popped"
             if line == "lost":
                 account.lost.append(self._describe(job_id, queued, started, waiting))
             elif line.startswith("pending"):

@@ -1,0 +1,95 @@
+"""A failover that loses a job's last writes: the new primary lacks what the old one acknowledged.
+
+A real primary and its real replica behind one address (``blackhole_proxy.py --failover-target``,
+as a managed Redis fails over), replication cut at a chosen moment of a job's run, then the
+failover.  Whatever part of the run the new primary lacks (its outcome, its start, or its pop too),
+the run that happened must end recorded there: the job finished, its id in no list, not left queued
+for rq's maintenance to requeue ten minutes later.  The Sentinel tests (test_sentinel.py) meet the
+same losses at random moments.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from types import SimpleNamespace
+
+import pytest
+import redis
+from conftest import wait_until
+from ledger import Ledger, runs_of
+from peers.processes import PEERS_DIR, ServerProcess, free_port
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+
+from rq_gevent.embedded_redis import EmbeddedRedis
+
+# Where replication is cut: the worker class whose gate it happens at (None: before the worker
+# starts), and how many runs of the job the new primary may count.  The job counts its run itself:
+# that count reached the new primary when only the outcome was lost.  A new primary that never saw
+# the pop has the job queued, and a worker may take it again before the lost run is recorded there:
+# at least once, then, but never lost.
+LOST = {
+    "the outcome": ("testworkers.GatedOutcomeWorker", {1}),  # the start and the run reached the replica
+    "the start": ("testworkers.GatedPrepareWorker", {0}),  # the pop reached it, not the start
+    "the pop and the start": (None, {0, 1}),  # nothing of the run reached it
+}
+
+
+@pytest.fixture
+def primary_and_replica():
+    with EmbeddedRedis() as old, EmbeddedRedis(extra_args=["--replicaof", "127.0.0.1", str(old.port)]) as new:
+        old_client, new_client = redis.Redis.from_url(old.url), redis.Redis.from_url(new.url)
+        wait_until(lambda: new_client.info("replication")["master_link_status"] == "up", what="replica in sync")
+        proxy_port = free_port()
+        targets = ["--target", f"127.0.0.1:{old.port}", "--failover-target", f"127.0.0.1:{new.port}"]
+        proxy = ServerProcess(PEERS_DIR / "blackhole_proxy.py", [*targets, "--port", str(proxy_port)])
+        yield SimpleNamespace(old=old_client, new=new_client, proxy=proxy, url=f"redis://127.0.0.1:{proxy_port}/0")
+        proxy.stop()
+
+
+def _cut_replication(servers) -> None:
+    """Everything the primary has so far reaches the replica, then nothing more."""
+    assert servers.old.execute_command("WAIT", 1, 5000) == 1
+    servers.new.replicaof("NO", "ONE")
+
+
+@pytest.mark.parametrize("lost", LOST)
+def test_a_run_the_new_primary_lacks_ends_recorded_there(primary_and_replica, worker_process, tmp_path, lost):
+    servers = primary_and_replica
+    (job_id,) = Ledger(servers.old).enqueue(1, seconds=0)
+    gated_class, runs_on_new_primary = LOST[lost]
+    if gated_class is None:
+        _cut_replication(servers)
+        worker = worker_process("-u", servers.url, "ledger")
+    else:
+        worker = worker_process("-u", servers.url, "--worker-class", gated_class, "ledger",
+                                env={"TEST_GATE_DIR": str(tmp_path)})  # fmt: skip
+        wait_until(lambda: (tmp_path / "reached").exists(), what="the worker at its gate")
+        _cut_replication(servers)
+        (tmp_path / "go").touch()
+    old_job = Job.fetch(job_id, connection=servers.old)
+    wait_until(lambda: old_job.get_status(refresh=True) == JobStatus.FINISHED, what="the job finished, old primary")
+    assert runs_of(servers.old, job_id) == 1
+    new_job = Job.fetch(job_id, connection=servers.new)
+    assert new_job.get_status(refresh=True) != JobStatus.FINISHED  # the instrument: the new primary lacks it
+
+    os.kill(servers.proxy.pid, signal.SIGWINCH)
+    ledger = Ledger(servers.new)
+    ledger.job_ids = [job_id]
+    try:
+        wait_until(lambda: new_job.get_status(refresh=True) == JobStatus.FINISHED, timeout=30,
+                   what="the run recorded on the new primary")  # fmt: skip
+        ledger.settle(timeout=10)
+    finally:
+        print(worker.output())
+    worker.shut_down()
+    assert worker.wait(30) == 0, worker.output()
+
+    account = ledger.account()
+    print(f"ledger on the new primary after losing {lost}: {account}")
+    assert account.lines == {"finished": 1} and account.pending == 0, account
+    assert servers.new.llen(ledger.queue.key) == 0 and servers.new.llen(ledger.queue.intermediate_queue_key) == 0
+    assert len(StartedJobRegistry(queue=ledger.queue)) == 0
+    assert runs_of(servers.new, job_id) in runs_on_new_primary
+    assert "Traceback" not in worker.output(), worker.output()
