@@ -3,12 +3,15 @@
 * **Up to ``DEQUEUE_BATCH`` jobs per round trip** (one queue, Redis >= 6.2): a script moves ids from
   the queue to rq's ``:intermediate`` list, as rq's own LMOVE does, and returns each job's hash with
   it.  Blocking is used only when the queues are empty.
-* **A lost reply loses no job** (one queue): an idle worker blocks in ``BLMOVE q q LEFT LEFT``, which
+* **A lost reply loses no job** (one queue).  An idle worker blocks in ``BLMOVE q q LEFT LEFT``, which
   waits for an id and puts it straight back where it was, then takes it with the script.  A blocking
   pop into ``:intermediate`` whose reply died on a silent path (a NAT that forgot the connection)
   would leave the id there until rq's maintenance requeues it, up to ``maintenance_interval`` plus a
-  minute later; here it stays in the queue for the next pop.  Over several queues rq's BLPOP is used,
-  with rq's own exposure to a lost reply.
+  minute later; here it stays in the queue for the next pop.  The script itself leaves a receipt
+  (a list, ``rq-gevent:pop:<worker>``: the pop's token and the ids it moved), and the worker sends the same
+  token again until a reply comes: a pop that ran but whose reply was lost (a dropped connection,
+  a failover) answers the second time with the ids it took that still wait to start.  Over several
+  queues rq's BLPOP is used, with rq's own exposure to a lost reply.
 * The blocking pop has a client of its own (:func:`rq_gevent.connections.dequeue_client`), so that a
   long block holds no pool connection, and a shutdown can wake it with ``CLIENT UNBLOCK``.
 * Bad input never stops the worker: an id whose job was deleted is skipped, an id whose key is not a
@@ -17,7 +20,9 @@
 
 from __future__ import annotations
 
+import itertools
 import time
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -34,13 +39,35 @@ if TYPE_CHECKING:
 # At most this many jobs are taken per dequeue round trip (never more than the free slots).
 DEQUEUE_BATCH = 20
 
-# KEYS: queue, intermediate list.  ARGV: how many, job key prefix.
-# Returns id1, hash1 (flat field/value list), id2, hash2...
+# How long a pop's receipt is kept for the pop to be asked again (a worker asks as soon as Redis
+# answers; a receipt that expired leaves its ids to rq's maintenance).
+RECEIPT_SECONDS = 3600
+
+# KEYS: queue, intermediate list, this worker's pop receipt.  ARGV: how many, job key prefix, pop
+# token, receipt seconds.  Returns id1, hash1 (flat field/value list), id2, hash2...
 _POP_WITH_HASHES = """
+local ids = {}
+local receipt = redis.pcall('LRANGE', KEYS[3], 0, -1)  -- a key of another type: no receipt, replaced
+if not receipt.err and receipt[1] == ARGV[3] then
+    -- This pop ran before and its reply was lost: the ids it took that still wait to start.
+    for index = 2, #receipt do
+        if redis.call('LPOS', KEYS[2], receipt[index]) then ids[#ids + 1] = receipt[index] end
+    end
+else
+    for _ = 1, tonumber(ARGV[1]) do
+        local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+        if not id then break end
+        ids[#ids + 1] = id
+    end
+    if #ids > 0 then
+        -- Once the first LMOVE is written nothing can refuse these (Redis checks memory only then).
+        redis.call('DEL', KEYS[3])
+        redis.call('RPUSH', KEYS[3], ARGV[3], unpack(ids))
+        redis.call('EXPIRE', KEYS[3], ARGV[4])
+    end
+end
 local popped = {}
-for _ = 1, tonumber(ARGV[1]) do
-    local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
-    if not id then break end
+for _, id in ipairs(ids) do
     popped[#popped + 1] = id
     -- HGETALL's only error is WRONGTYPE: sent back as nil for that id, not as the script's error.
     local fields = redis.pcall('HGETALL', ARGV[2] .. id)
@@ -56,6 +83,15 @@ class Dequeuer:
         self.worker = worker
         self.client: Any = None
         self._pop_script: Any = None
+        # The token of the pop in flight, sent again until a reply comes (see the module's docstring).
+        self._pop_token: str | None = None
+        self._pops = itertools.count()
+        self._process_token = uuid.uuid4().hex[:12]
+        self._receipt_written = False
+
+    @property
+    def receipt_key(self) -> str:
+        return f"rq-gevent:pop:{self.worker.name}"
 
     @property
     def client_name(self) -> str:
@@ -68,8 +104,17 @@ class Dequeuer:
         )
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
+        """Closes the pop's client, deleting the worker's pop receipt first unless Redis is away (it then
+        expires).  Ids of a pop whose reply never came are left to rq's maintenance."""
+        if self.client is None:
+            return
+        if self._receipt_written and self.worker.redis_outage.down_since is None:
+            try:
+                self.client.delete(self.receipt_key)
+            except redis.exceptions.RedisError as exc:
+                self.worker.log.warning("Worker %s: could not delete %s (%s); it expires", self.worker.name,
+                                        self.receipt_key, exc)  # fmt: skip
+        self.client.close()
 
     def wake(self) -> bool:
         """Wake a blocked pop as if it had timed out; False if Redis refused (it then ends at its timeout)."""
@@ -104,10 +149,14 @@ class Dequeuer:
         queue = compat.queues_in_order(self.worker)[0]
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            # One job, or those of an earlier pop whose reply was lost (no more than its free slots).
+            admitted = []
             for job_id, fields in self._pop_with_hashes(queue, 1):
                 job = self._load_popped_job(queue, job_id, fields)
                 if job is not None:
-                    return [self._admitting(job, queue)]
+                    admitted.append(self._admitting(job, queue))
+            if admitted:
+                return admitted
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is None or remaining < 1:
                 return []
@@ -120,12 +169,18 @@ class Dequeuer:
 
     def _pop_with_hashes(self, queue: Any, count: int) -> Iterator[tuple[str, dict[bytes, bytes] | None]]:
         """Move up to ``count`` ids from ``queue`` to its ``:intermediate`` list, with each job's hash
-        (empty if the job was deleted, ``None`` if its key is not a hash), in one round trip."""
+        (empty if the job was deleted, ``None`` if its key is not a hash), in one round trip.  After a
+        pop whose reply was lost, its ids instead (at most the ``count`` it was asked for: the free
+        slots only grow while no job is admitted)."""
         if self._pop_script is None:
             self._pop_script = self.worker.connection.register_script(_POP_WITH_HASHES)
         prefix = self.worker.job_class.redis_job_namespace_prefix
-        popped = self._pop_script(keys=[queue.key, queue.intermediate_queue_key], args=[count, prefix],
-                                  client=self.client)  # fmt: skip
+        if self._pop_token is None:
+            self._pop_token = f"{self._process_token}:{next(self._pops)}"
+        keys = [queue.key, queue.intermediate_queue_key, self.receipt_key]
+        self._receipt_written = True
+        popped = self._pop_script(keys=keys, args=[count, prefix, self._pop_token, RECEIPT_SECONDS], client=self.client)
+        self._pop_token = None
         for index in range(0, len(popped), 2):
             fields = popped[index + 1]
             yield popped[index].decode(), None if fields is None else dict(zip(fields[::2], fields[1::2], strict=True))

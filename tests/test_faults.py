@@ -206,6 +206,39 @@ def test_a_pop_whose_reply_is_lost_loses_no_job(connection, proxy, worker_proces
     assert account.lines == {"finished": 1} and account.duplicates == 0, account
 
 
+def test_a_batch_pop_whose_reply_is_lost_is_taken_again(connection, proxy, worker_process, tmp_path):
+    """The pop script runs (its ids move to ``:intermediate``) and its reply is lost: the worker asks
+    again with the same token and gets those ids, instead of leaving them to rq's maintenance (the
+    next one 600 s away at default settings)."""
+    ledger = Ledger(connection)
+    worker = worker_process("-u", proxy.url, "--worker-class", "testworkers.GatedPopWorker", "ledger",
+                            env={"TEST_GATE_DIR": str(tmp_path)})  # fmt: skip
+    try:
+        wait_until(lambda: _blocked(connection), what="the worker idle in its pop")
+        ledger.enqueue(5, seconds=0.1)  # one wakes the idle pop, the next pop takes the rest
+        wait_until(lambda: (tmp_path / "reached").exists(), what="the worker about to pop the rest")
+        os.kill(proxy.pid, signal.SIGHUP)  # replies dropped, requests delivered
+        (tmp_path / "go").touch()
+        wait_until(lambda: connection.llen(ledger.queue.key) == 0, timeout=5, what="Redis running the pop")
+        popped = ledger.account().lines.get("pending: popped", 0)
+        assert popped >= 4, ledger.account()  # the instrument: ids in :intermediate the worker never heard of
+        time.sleep(1)
+        os.kill(proxy.pid, signal.SIGUSR2)
+        healed_at = time.monotonic()
+        ledger.settle(timeout=2 * SOCKET_TIMEOUT + 10)
+        print(
+            f"{popped} jobs whose pop reply was lost ran {time.monotonic() - healed_at:.1f} s after the path came back"
+        )
+    finally:
+        print(worker.output())
+    worker.shut_down()
+    assert worker.wait(60) == 0, worker.output()
+    account = ledger.account()
+    assert_nothing_lost(account)
+    assert account.lines == {"finished": 5} and account.duplicates == 0, account
+    assert "requeued" not in worker.output()  # the worker ran them, not maintenance's requeue
+
+
 def _blocked(connection) -> bool:
     """Some client is blocked (in the worker's pop) on Redis right now."""
     return any("b" in client.get("flags", "") for client in connection.client_list())

@@ -1,5 +1,6 @@
 """Worker classes for subprocess tests (``--worker-class testworkers.ShortTTLWorker``)."""
 
+import itertools
 import os
 from pathlib import Path
 
@@ -58,3 +59,20 @@ class GatedOutcomeWorker(GeventWorker):
     def handle_job_retry(self, job, queue, *args, **kwargs):
         wait_at_gate()
         super().handle_job_retry(job, queue, *args, **kwargs)
+
+
+class GatedPopWorker(GeventWorker):
+    """Stops at the gate before its second batch pop (the first, at start, connects its client and
+    loads the pop script); the test cuts the replies of its path meanwhile."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        pop_batch = self.dequeuer.pop_batch
+        calls = itertools.count()
+
+        def gated_pop_batch(slots):
+            if next(calls) == 1:
+                wait_at_gate()
+            return pop_batch(slots)
+
+        self.dequeuer.pop_batch = gated_pop_batch
