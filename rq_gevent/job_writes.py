@@ -138,11 +138,16 @@ class JobWrites:
             if on_primary:
                 pipeline.execute_command("ROLE")
             self._outcome_recorded_script(keys=keys, args=args, client=pipeline)
-            replies = pipeline.execute()
-        if on_primary and as_text(replies[0][0]) != "master":
+            replies = pipeline.execute(raise_on_error=False)  # a replica refuses the script's writes: ROLE first
+        role, recorded = replies if on_primary else (None, *replies)
+        if isinstance(role, Exception):
+            raise role
+        if role is not None and as_text(role[0]) != "master":
             worker.connection.connection_pool.disconnect()
-            raise redis.exceptions.ConnectionError(f"reached a {as_text(replies[0][0])}, not the primary")
-        if replies[-1] == -1:
+            raise redis.exceptions.ConnectionError(f"reached a {as_text(role[0])}, not the primary")
+        if isinstance(recorded, Exception):
+            raise recorded
+        if recorded == -1:
             worker.log.warning("Worker %s: Redis had lost the start of job %s too (a failover?), and had it "
                                "queued again; its start is written back", worker.name, job.id)  # fmt: skip
-        return bool(replies[-1] == 1)
+        return bool(recorded == 1)

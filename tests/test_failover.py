@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import os
 import signal
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
 import redis
 from conftest import wait_until
-from ledger import Ledger, runs_of
+from ledger import Ledger, ledger_job, runs_of
 from peers.processes import PEERS_DIR, ServerProcess, free_port
+from rq import Queue
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
+from rq_gevent import GeventWorker
 from rq_gevent.embedded_redis import EmbeddedRedis
+from rq_gevent.running import RunningJob
 
 # Where replication is cut: the worker class whose gate it happens at (None: before the worker
 # starts), and how many runs of the job the new primary may count.  The job counts its run itself:
@@ -93,3 +98,26 @@ def test_a_run_the_new_primary_lacks_ends_recorded_there(primary_and_replica, wo
     assert len(StartedJobRegistry(queue=ledger.queue)) == 0
     assert runs_of(servers.new, job_id) in runs_on_new_primary
     assert "Traceback" not in worker.output(), worker.output()
+
+
+@pytest.mark.parametrize("on_primary", [True, False], ids=["on the primary", "anywhere"])
+def test_the_outcome_check_writes_nothing_on_a_replica(primary_and_replica, on_primary):
+    """A replica has the job as it was before the run (popped, never started): the check would write
+    the start back, and a replica refuses that.  Asked for the primary, it says it reached a replica
+    (ConnectionError: the worker asks again); asked anywhere, it raises the refusal, never "recorded"."""
+    servers = primary_and_replica
+    queue = Queue("ledger", connection=servers.old)
+    job = queue.enqueue(ledger_job, 0)
+    servers.old.lmove(queue.key, queue.intermediate_queue_key)
+    assert servers.old.execute_command("WAIT", 1, 5000) == 1
+    worker = GeventWorker([Queue("ledger", connection=servers.new)], connection=servers.new, name="checker")
+    job.started_at = datetime.now(UTC)  # this run's start, which no server has
+    running = RunningJob(job=Job.fetch(job.id, connection=servers.new), queue=worker.queues[0],
+                         execution=Execution("run-1", job.id, connection=servers.new))  # fmt: skip
+    running.job.started_at = job.started_at
+
+    error = redis.exceptions.ConnectionError if on_primary else redis.exceptions.ResponseError
+    with pytest.raises(error, match="not the primary" if on_primary else "READONLY"):
+        worker.job_writes.outcome_recorded(running, on_primary=on_primary)
+    assert servers.new.hget(job.key, "status") == b"queued"
+    assert servers.new.lrange(queue.intermediate_queue_key, 0, -1) == [job.id.encode()]
