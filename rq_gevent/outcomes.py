@@ -113,7 +113,8 @@ class Outcomes:
                     continue
                 compat.restore_after_retried_step(job, entry.before)
                 entry.running.stopped = entry.was_stopped
-                worker.wait_for_redis(entry.record, f"record the outcome of job {job.id} again")
+                with worker.jobs.recording_again(entry.running):
+                    worker.wait_for_redis(entry.record, f"record the outcome of job {job.id} again")
             except Exception:
                 worker.log.error("Worker %s: could not check the outcome of job %s", worker.name, job.id, exc_info=True)
                 continue

@@ -7,6 +7,7 @@ running execution, from its creation to its clean-up), each entry being a Runnin
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import enum
 import time
@@ -94,6 +95,10 @@ class RunningJob:
 
 # The job whose greenlet is running: each greenlet has its own context.
 _current: contextvars.ContextVar[RunningJob | None] = contextvars.ContextVar("rq_gevent_running_job", default=None)
+# The ended job whose outcome the calling greenlet records again (after a Redis outage lost it).
+_recording_again: contextvars.ContextVar[RunningJob | None] = contextvars.ContextVar(
+    "rq_gevent_recording_again", default=None
+)
 
 
 def running_job() -> RunningJob | None:
@@ -121,11 +126,24 @@ class RunningJobs:
         return next((r for r in self if r.execution is not None and r.execution.id == execution_id), None)
 
     def own(self, job: Any) -> RunningJob | None:
-        """``job``'s entry when called from that job's own greenlet (not from maintenance, say)."""
+        """``job``'s entry when called from that job's own greenlet (not from maintenance, say), or
+        from the greenlet that records its outcome again (:meth:`recording_again`)."""
         current = running_job()
         if current is not None and current.job.id == job.id and self._by_id.get(job.id) is current:
             return current
-        return None
+        again = _recording_again.get()
+        return again if again is not None and again.job is job else None
+
+    @staticmethod
+    @contextlib.contextmanager
+    def recording_again(running: RunningJob) -> Iterator[None]:
+        """While the calling greenlet records the outcome of ``running``, whose own greenlet has ended,
+        rq's methods it calls see the job as that greenlet would (its execution, its last heartbeat)."""
+        token = _recording_again.set(running)
+        try:
+            yield
+        finally:
+            _recording_again.reset(token)
 
     @staticmethod
     def enter(running: RunningJob) -> None:
