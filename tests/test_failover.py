@@ -117,7 +117,7 @@ def test_the_outcome_check_writes_nothing_on_a_replica(primary_and_replica, on_p
     running.job.started_at = job.started_at
 
     error = redis.exceptions.ConnectionError if on_primary else redis.exceptions.ResponseError
-    with pytest.raises(error, match="not the primary" if on_primary else "READONLY"):
+    with pytest.raises(error, match="not the primary" if on_primary else "read only replica"):
         worker.job_writes.outcome_recorded(running, on_primary=on_primary)
     assert servers.new.hget(job.key, "status") == b"queued"
     assert servers.new.lrange(queue.intermediate_queue_key, 0, -1) == [job.id.encode()]
