@@ -119,8 +119,9 @@ def test_a_silently_dead_path_to_redis_is_noticed_and_the_worker_resumes(connect
     """The "stuck in BRPOP forever" case: a proxy between worker and Redis stops forwarding, closing nothing."""
     ledger = Ledger(connection)
     ledger.enqueue(300, seconds=0.2)
-    # A pop whose answer the proxy swallowed leaves its job in rq's intermediate list, requeued by the
-    # first maintenance a minute later: run maintenance every second.
+    # A pop whose answer the proxy swallowed is asked again once the path is back (its receipt; proved
+    # without maintenance by test_a_batch_pop_whose_reply_is_lost_is_taken_again).  Maintenance every
+    # second stays as the backstop it is in production, at test speed.
     worker = worker_process(
         "-u", proxy.url, "-c", "20", "--maintenance-interval", "1",
         "ledger",
