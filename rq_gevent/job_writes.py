@@ -1,7 +1,8 @@
 """rq's own writes for a job's start and end, the same keys and values, in fewer round trips.
 
-This is the one module (with :mod:`rq_gevent.worker_writes` and the heartbeat script in
-:mod:`rq_gevent.compat`) that writes rq's state itself rather than through rq's methods; a test
+This is the one module (with :mod:`rq_gevent.worker_writes`, the heartbeat script in
+:mod:`rq_gevent.compat` and the transaction script of :mod:`rq_gevent.transactions`) that writes rq's
+state itself rather than through rq's methods; a test
 compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on every rq version.
 
 * **Start, one pipeline instead of two or three round trips.**  rq creates the execution (one

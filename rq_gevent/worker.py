@@ -10,6 +10,7 @@ only the rq methods rq itself calls, each a short delegation to the module that 
 ``jobs``              every running job and its phase (:mod:`rq_gevent.running`)
 ``job_writes``        rq's writes for a job's start and end, in fewer round trips (:mod:`rq_gevent.job_writes`)
 ``outcomes``          recording outcomes while Redis may be away, requeues (:mod:`rq_gevent.outcomes`)
+(connection)          rq's success transaction in one round trip (:mod:`rq_gevent.transactions`)
 ``heartbeats``        the worker's and every execution's heartbeat (:mod:`rq_gevent.heartbeat`)
 ``writes_tick``       per-job worker-hash writes, once a second (:mod:`rq_gevent.worker_writes`)
 ``shutdown``          signals, warm and cold shutdown (:mod:`rq_gevent.shutdown`)
@@ -44,7 +45,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
-from . import alerts, compat, timeouts
+from . import alerts, compat, timeouts, transactions
 from .admission import Admission
 from .allowlist import AllowedJobs, JobNotAllowed
 from .commands import Commands
@@ -233,7 +234,7 @@ class GeventWorker(Worker):
         connection = super()._set_connection(connection)  # a socket timeout of at least connection_timeout
         reconnect_if_timeout_changed(connection, timeout_before)
         ensure_pool_capacity(connection, self.concurrency)
-        return connection
+        return transactions.one_trip_client(connection)
 
     @property
     def dequeue_timeout(self) -> int:
@@ -426,7 +427,10 @@ class GeventWorker(Worker):
         self.job_writes.note_end(job)
 
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        record = functools.partial(super().handle_job_success, job, queue, *args, **kwargs)
+        def record() -> None:
+            with transactions.assuming_no_dependents():  # one round trip, not three (rq_gevent.transactions)
+                super(GeventWorker, self).handle_job_success(job, queue, *args, **kwargs)
+
         self.outcomes.record(self.jobs.own(job), record)
         self.metrics.ended(queue.name, "finished")
 
@@ -487,14 +491,16 @@ class GeventWorker(Worker):
 
     # -- worker-level writes, once a second (rq_gevent.worker_writes) ---------------------------------
 
+    # Counted once the outcome's transaction applied: rq builds it again after a WatchError.
     def increment_successful_job_count(self, pipeline: Any = None) -> None:
-        self.worker_writes.successful += 1
+        transactions.count_once_applied(pipeline, lambda: self.worker_writes.add_job(successful=1))
 
     def increment_failed_job_count(self, pipeline: Any = None) -> None:
-        self.worker_writes.failed += 1
+        transactions.count_once_applied(pipeline, lambda: self.worker_writes.add_job(failed=1))
 
     def increment_total_working_time(self, job_execution_time: Any, pipeline: Any = None) -> None:
-        self.worker_writes.working_seconds += job_execution_time.total_seconds()
+        seconds = job_execution_time.total_seconds()
+        transactions.count_once_applied(pipeline, lambda: self.worker_writes.add_job(working_seconds=seconds))
 
     def set_current_job_id(self, job_id: str | None = None, pipeline: Any = None) -> None:
         """rq < 3: while jobs run, ``current_job`` is the newest of them, written by the tick."""

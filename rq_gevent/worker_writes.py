@@ -36,6 +36,11 @@ class WorkerWrites:
     def pending(self) -> bool:
         return bool(self.successful or self.failed or self.working_seconds or self.current_job_changed)
 
+    def add_job(self, successful: int = 0, failed: int = 0, working_seconds: float = 0.0) -> None:
+        self.successful += successful
+        self.failed += failed
+        self.working_seconds += working_seconds
+
     def add(self, other: WorkerWrites) -> None:
         self.successful += other.successful
         self.failed += other.failed

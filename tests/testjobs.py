@@ -133,3 +133,13 @@ def block_in_redis(key: str, seconds: int) -> object:
 def always_retry(max_retries: int) -> object:
     """Return rq's Retry (rq >= 2.1) every time: rq gives up after ``max_retries`` retries."""
     return Retry(max=max_retries)
+
+
+def enqueue_own_dependent(value: object) -> str:
+    """Enqueue a job that depends on this one while it runs, as an app might: it is deferred until
+    this job's success moves it on."""
+    from rq import Queue
+
+    job = get_current_job()
+    queue = Queue(job.origin, connection=job.connection)
+    return queue.enqueue(green_sleep, 0, value, job_id=f"{job.id}-dependent", depends_on=job).id
