@@ -15,6 +15,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
 try:  # rq >= 2.6
     from rq.exceptions import StopRequested
 except ImportError:  # rq < 2.6 defines it next to the worker
@@ -405,3 +407,13 @@ def queues_in_order(worker: Any) -> list[Any]:
 
 def set_dequeue_strategy(worker: Any, strategy: Any) -> None:
     worker._dequeue_strategy = strategy
+
+
+# -- redis-py -------------------------------------------------------------------------------------
+
+# redis-py 5's pools want the name of the command a connection is for; redis-py 6 deprecates it.
+_POOL_WANTS_COMMAND_NAME = int(redis.__version__.split(".")[0]) < 6
+
+
+def pool_connection(pool: Any) -> Any:
+    return pool.get_connection("EVALSHA") if _POOL_WANTS_COMMAND_NAME else pool.get_connection()

@@ -28,7 +28,7 @@ import redis.exceptions
 from rq.utils import as_text, now, utcformat
 from rq.worker import Worker, WorkerStatus
 
-from . import compat
+from . import compat, transactions
 from .redis_waits import REDIS_UNAVAILABLE
 from .running import Phase, RunningJob
 
@@ -65,7 +65,8 @@ class JobWrites:
         """rq's execution (and BUSY, if the worker was idle), on a pipeline held for :meth:`mark_started`."""
         worker = self.worker
         running = worker.jobs.own(job)
-        pipeline = worker.connection.pipeline()
+        with transactions.one_trip():
+            pipeline = worker.connection.pipeline()
         execution = compat.create_execution(job, worker.get_heartbeat_ttl(job), pipeline, worker.name)
         compat.track_execution(worker, execution)
         if worker.get_state() != WorkerStatus.BUSY:

@@ -1,22 +1,23 @@
-"""rq's success transaction in one round trip instead of three, and counters that count once.
+"""rq's transactions for a job's start and outcome as one script call each, coalesced across
+greenlets, and rq's success without its WATCH round trips; counters that count once.
 
-rq records a success as ``WATCH <dependents key>``, ``SMEMBERS <dependents key>`` (both sent at once,
-each a round trip) and then, with no dependents, a ``MULTI``/``EXEC`` transaction.  Most jobs have no
-dependents.  Inside :func:`assuming_no_dependents` the worker's pipelines take that for granted: the
-WATCH is not sent, the SMEMBERS of the watched key answers "empty" without asking, and the
-transaction goes to Redis as one script that applies rq's own commands only if the watched keys
-still do not exist, atomically.  If they do, nothing is applied and rq sees the ``WatchError`` a real
-WATCH would have raised; it builds the transaction again, and this time it is watched and read for
-real.  Any other command sent before the transaction also ends the assumption: the WATCH is sent
-first, as rq asked.
-
-The script runs rq's commands as ``EXEC`` would: an error in one is its reply and the others still
-run, except a refusal of writes (out of memory, a read-only replica, ...): Redis refuses a script's
-writes only until its first one lands, so at a refusal nothing is applied yet, and the script ends
-there with that error, as ``EXEC`` aborts.
-
-:meth:`OneTripPipeline.after_execute` runs code once the transaction has applied, never on a
-WatchError's first attempt: the worker's in-memory counters add up there.
+* **One script call.**  Inside :func:`one_trip` (the start in :mod:`rq_gevent.job_writes`, the
+  outcomes in the worker) a transaction of the worker's client goes to Redis as one call of a script
+  that applies rq's own commands, sent with the calls of other greenlets in one round trip
+  (:mod:`rq_gevent.coalescing`).  The script runs them as ``EXEC`` would: an error in one is its reply
+  and the others still run, except a refusal of writes (out of memory, a read-only replica, ...):
+  Redis refuses a script's writes only until its first one lands, so at a refusal nothing is applied
+  yet, and the script ends there with that error, as ``EXEC`` aborts.
+* **No dependents assumed.**  rq records a success as ``WATCH <dependents key>``, ``SMEMBERS
+  <dependents key>`` (each a round trip) and then, with no dependents, the transaction.  Most jobs
+  have none: with ``one_trip(assume_no_dependents=True)`` the WATCH is not sent, the SMEMBERS of the
+  watched key answers "empty" without asking, and the script applies rq's commands only if the
+  watched keys still do not exist, atomically.  If they do, nothing is applied and rq gets the
+  ``WatchError`` a real WATCH would have raised; it builds the transaction again, and this time it
+  is watched and read for real.  Any other command sent before the transaction also ends the
+  assumption: the WATCH is sent first, as rq asked.
+* :meth:`OneTripPipeline.after_execute` runs code once the transaction has applied, never on a
+  WatchError's first attempt: the worker's in-memory counters add up there.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
-from redis.exceptions import NoScriptError, ResponseError, WatchError
+from redis.exceptions import ResponseError, WatchError
+
+from .coalescing import Coalescer
 
 # KEYS: the watched keys, all assumed absent.  ARGV: each command as its length, then its words.
 _APPLY_IF_ABSENT = """
@@ -56,28 +59,33 @@ return replies
 """
 _APPLY_IF_ABSENT_SHA = hashlib.sha1(_APPLY_IF_ABSENT.encode()).hexdigest()
 
-_assume_no_dependents: contextvars.ContextVar[bool] = contextvars.ContextVar("assume_no_dependents", default=False)
+# Inside :func:`one_trip`: None outside, else whether to assume no dependents.
+_one_trip: contextvars.ContextVar[bool | None] = contextvars.ContextVar("one_trip", default=None)
 
 
 @contextlib.contextmanager
-def assuming_no_dependents() -> Iterator[None]:
-    """While this runs (in this greenlet), the worker's pipelines assume that a watched key read with
-    SMEMBERS is an empty set, and check it when the transaction is applied."""
-    token = _assume_no_dependents.set(True)
+def one_trip(assume_no_dependents: bool = False) -> Iterator[None]:
+    """The worker's transactions begun here (in this greenlet) go to Redis as one script call each,
+    coalesced with other greenlets' (:mod:`rq_gevent.coalescing`).  ``assume_no_dependents``: a
+    watched key read with SMEMBERS is taken for an empty set, and checked when the script runs."""
+    token = _one_trip.set(assume_no_dependents)
     try:
         yield
     finally:
-        _assume_no_dependents.reset(token)
+        _one_trip.reset(token)
 
 
 class OneTripPipeline(Pipeline):
-    """A redis-py pipeline that can take an assumed WATCH (see the module's docstring) and runs
-    callbacks once its transaction applied."""
+    """A redis-py pipeline whose transaction, begun inside :func:`one_trip` on the worker's client,
+    is one coalesced script call, possibly with an assumed WATCH; and that runs callbacks once its
+    transaction applied."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, coalescer: Coalescer | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        mode = _one_trip.get()
+        self._coalescer = coalescer if mode is not None else None
+        self._optimistic = bool(mode) and self._coalescer is not None
         self._assumed_absent: tuple[Any, ...] = ()
-        self._optimistic = _assume_no_dependents.get()
         self._after_execute: list[Callable[[], None]] = []
 
     def after_execute(self, callback: Callable[[], None]) -> None:
@@ -86,10 +94,26 @@ class OneTripPipeline(Pipeline):
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         callbacks, self._after_execute = self._after_execute, []
-        replies = super().execute(raise_on_error)
+        if self._coalescer is not None and self._in_one_script():
+            replies = self._execute_as_script(raise_on_error)
+        elif self._assumed_absent:
+            # Only a script checks the assumption: let rq build it again, watched for real.
+            self._optimistic = False
+            self.reset()
+            raise WatchError("an assumed WATCH cannot be checked here")
+        else:
+            replies = super().execute(raise_on_error)
         for callback in callbacks:
             callback()
         return replies
+
+    def _in_one_script(self) -> bool:
+        return bool(
+            (self.transaction or self.explicit_transaction)
+            and self.command_stack
+            and not self.scripts
+            and (self._assumed_absent or not self.watching)
+        )
 
     def watch(self, *names: Any) -> Any:
         if self._optimistic and names and not self.watching and not self.explicit_transaction:
@@ -117,28 +141,20 @@ class OneTripPipeline(Pipeline):
         self._after_execute = []
         super().reset()
 
-    def _execute_transaction(self, connection: Any, commands: Any, raise_on_error: bool) -> list[Any]:
-        if not self._assumed_absent:
-            return super()._execute_transaction(connection, commands, raise_on_error)
-        # A lost connection is then retried by redis-py's policy like any transaction, not turned into
-        # the WatchError of a connection that held a real WATCH.
-        self.watching = False
-        keys = self._assumed_absent
+    def _execute_as_script(self, raise_on_error: bool) -> list[Any]:
+        assert self._coalescer is not None
+        commands, keys = self.command_stack, self._assumed_absent
         words: list[Any] = []
         for args, _options in commands:
             words.append(len(args))
             words.extend(args)
         try:
-            connection.send_command("EVALSHA", _APPLY_IF_ABSENT_SHA, len(keys), *keys, *words)
-            replies = connection.read_response()
-        except NoScriptError:
-            connection.send_command("EVAL", _APPLY_IF_ABSENT, len(keys), *keys, *words)
-            replies = connection.read_response()
+            replies = self._coalescer.evalsha(_APPLY_IF_ABSENT_SHA, _APPLY_IF_ABSENT, len(keys), *keys, *words)
+        finally:
+            self.reset()
         if replies is None:
             self._optimistic = False  # rq builds it again: watch and read for real this time
-            self._assumed_absent = ()
             raise WatchError("a key assumed absent exists (the job has dependents)")
-        self._assumed_absent = ()
         return self._with_callbacks(commands, replies, raise_on_error)
 
     def _with_callbacks(self, commands: Any, replies: list[Any], raise_on_error: bool) -> list[Any]:
@@ -160,19 +176,23 @@ class OneTripPipeline(Pipeline):
 
 @functools.cache
 def _one_trip_client_class(client_class: type[Redis]) -> type[Redis]:
-    def pipeline(self: Redis, transaction: bool = True, shard_hint: Any = None) -> OneTripPipeline:
-        return OneTripPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+    def pipeline(self: Any, transaction: bool = True, shard_hint: Any = None) -> OneTripPipeline:
+        return OneTripPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint, coalescer=self.coalescer
+        )
 
-    return type(client_class.__name__, (client_class,), {"pipeline": pipeline, "one_trip": True})
+    return type(client_class.__name__, (client_class,), {"pipeline": pipeline, "coalescer": None})
 
 
 def one_trip_client(connection: Redis) -> Redis:
-    """A client like ``connection`` (same pool, same settings) whose pipelines are
-    :class:`OneTripPipeline`."""
-    if getattr(connection, "one_trip", False):
+    """A client like ``connection`` (same pool, same settings) whose transactions begun inside
+    :func:`one_trip` are coalesced script calls.  Clients made from it like any redis-py client (a
+    job's own) have :class:`OneTripPipeline` pipelines that behave as redis-py's."""
+    if getattr(connection, "coalescer", None) is not None:
         return connection
-    client = copy.copy(connection)
+    client: Any = copy.copy(connection)
     client.__class__ = _one_trip_client_class(type(connection))
+    client.coalescer = Coalescer(connection.connection_pool)
     return client
 
 

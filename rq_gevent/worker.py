@@ -10,7 +10,7 @@ only the rq methods rq itself calls, each a short delegation to the module that 
 ``jobs``              every running job and its phase (:mod:`rq_gevent.running`)
 ``job_writes``        rq's writes for a job's start and end, in fewer round trips (:mod:`rq_gevent.job_writes`)
 ``outcomes``          recording outcomes while Redis may be away, requeues (:mod:`rq_gevent.outcomes`)
-(connection)          rq's success transaction in one round trip (:mod:`rq_gevent.transactions`)
+``connection``        rq's start and outcome transactions as coalesced script calls (:mod:`rq_gevent.transactions`)
 ``heartbeats``        the worker's and every execution's heartbeat (:mod:`rq_gevent.heartbeat`)
 ``writes_tick``       per-job worker-hash writes, once a second (:mod:`rq_gevent.worker_writes`)
 ``shutdown``          signals, warm and cold shutdown (:mod:`rq_gevent.shutdown`)
@@ -89,6 +89,19 @@ def _in_sensitive_job() -> bool:
 
 
 _SENSITIVE_RECORDS = SensitiveRecordFilter(_in_sensitive_job)
+
+
+def _in_one_trip(
+    record: Callable[..., Any], *args: Any, assume_no_dependents: bool = False, **kwargs: Any
+) -> Callable[[], Any]:
+    """rq's outcome step ``record(*args, **kwargs)``, its transaction one coalesced script call
+    (rq_gevent.transactions), whichever greenlet runs it."""
+
+    def in_one_trip() -> Any:
+        with transactions.one_trip(assume_no_dependents):
+            return record(*args, **kwargs)
+
+    return in_one_trip
 
 
 class GeventWorker(Worker):
@@ -427,16 +440,13 @@ class GeventWorker(Worker):
         self.job_writes.note_end(job)
 
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        def record() -> None:
-            with transactions.assuming_no_dependents():  # one round trip, not three (rq_gevent.transactions)
-                super(GeventWorker, self).handle_job_success(job, queue, *args, **kwargs)
-
+        record = _in_one_trip(super().handle_job_success, job, queue, *args, assume_no_dependents=True, **kwargs)
         self.outcomes.record(self.jobs.own(job), record)
         self.metrics.ended(queue.name, "finished")
 
     def handle_job_retry(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         running = self.jobs.own(job)
-        record = functools.partial(super().handle_job_retry, job, queue, *args, **kwargs)
+        record = _in_one_trip(super().handle_job_retry, job, queue, *args, **kwargs)
         self.outcomes.record(running, record)
         # Requeued or scheduled; or failed, past the Retry's max (rq 2.3.3 via handle_job_failure).
         self._count_outcome(running, queue)
@@ -447,8 +457,8 @@ class GeventWorker(Worker):
         running = self.jobs.own(job)
         if running is not None and "execution" not in kwargs:
             kwargs.update(compat.execution_kwargs(running.execution))
-        record = functools.partial(super().handle_job_failure, job, queue, started_job_registry=started_job_registry,
-                                   exc_string=exc_string, **kwargs)  # fmt: skip
+        record = _in_one_trip(super().handle_job_failure, job, queue, started_job_registry=started_job_registry,
+                              exc_string=exc_string, **kwargs)  # fmt: skip
         self.outcomes.failed(running, job, queue, exc_string, record, kwargs.get("execution"))
         if running is not None and not isinstance(running.interrupted_by, ColdShutdown):
             self._count_outcome(running, queue)

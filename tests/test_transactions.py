@@ -2,6 +2,7 @@
 dependents, a dependent that appears ends the assumption, the script applies rq's commands as EXEC
 does, a refused write applies nothing, and the worker's counters count each job once."""
 
+import gevent
 import pytest
 import redis
 import testjobs
@@ -17,6 +18,7 @@ COMMANDS = [
     ("LPUSH", "t:string", "x"),  # WRONGTYPE
     ("INCRBY", "t:counter", 5),
     ("HSET", "t:hash", "field", "value", "other", "2"),
+    ("HSET", "t:words", "text", "é ü 漢", "bytes", b"\xff\x00\r\n", "big", 2**70, "float", 0.1 + 0.2, "neg", -1e-05),
     ("EXPIRE", "t:hash", 100),
     ("ZADD", "t:zset", 1.5, "member"),
     ("GET", "t:missing"),
@@ -31,7 +33,7 @@ def commands_called(connection: redis.Redis) -> dict[str, int]:
 
 def one_trip_transaction(connection: redis.Redis, commands, watched: str = "t:dependents") -> list:
     client = transactions.one_trip_client(connection)
-    with transactions.assuming_no_dependents():
+    with transactions.one_trip(assume_no_dependents=True):
         pipeline = client.pipeline()
     pipeline.watch(watched)
     assert pipeline.smembers(watched) == set()
@@ -66,13 +68,16 @@ def test_the_script_applies_commands_as_exec_does(connection):
 
     assert isinstance(replies[1], redis.ResponseError) and "WRONGTYPE" in str(replies[1])
     # stream ids differ between the two runs; everything else must be the same
-    assert comparable(replies[:7]) == comparable(expected[:7]) and replies[8] == expected[8]
+    assert comparable(replies[:8]) == comparable(expected[:8]) and replies[9] == expected[9]
     assert state(connection).keys() == expected_state.keys()
     assert {key: value[:2] for key, value in state(connection).items()} == {
         key: value[:2] for key, value in expected_state.items()
     }
     assert connection.hgetall("t:hash") == {b"field": b"value", b"other": b"2"}
     assert connection.get("t:counter") == b"5"
+    assert connection.hgetall("t:words") == {b"text": "é ü 漢".encode(), b"bytes": b"\xff\x00\r\n",
+                                             b"big": b"1180591620717411303424", b"float": b"0.30000000000000004",
+                                             b"neg": b"-1e-05"}  # fmt: skip
 
 
 def test_an_existing_key_assumed_absent_applies_nothing_and_raises_watch_error(connection):
@@ -126,3 +131,65 @@ def test_a_dependent_added_while_its_parent_runs_is_enqueued_and_the_parent_coun
     seen = Worker.find_by_key(worker.key, connection=connection)
     assert seen.successful_job_count == 2
     assert len(queue.finished_job_registry) == 2
+
+
+def transactions_at_once(client: redis.Redis, count: int, prefix: str = "t") -> list:
+    """``count`` greenlets, each with a transaction of its own begun inside ``one_trip``."""
+
+    def one(n: int) -> list:
+        with transactions.one_trip():
+            pipeline = client.pipeline()
+        pipeline.incr(f"{prefix}:counter:{n}")
+        pipeline.hset(f"{prefix}:hash:{n}", "n", n)
+        pipeline.rpush(f"{prefix}:all", n)
+        return pipeline.execute()
+
+    greenlets = [gevent.spawn(one, n) for n in range(count)]
+    gevent.joinall(greenlets, raise_error=True)
+    return [greenlet.value for greenlet in greenlets]
+
+
+def test_transactions_of_many_greenlets_share_round_trips_and_each_gets_its_replies(connection):
+    client = transactions.one_trip_client(connection)
+    transactions_at_once(client, 1, prefix="warm-up")  # the script loaded, a connection in the pool
+    reads_before = connection.info("stats")["total_reads_processed"]
+
+    replies = transactions_at_once(client, 50)
+
+    reads = connection.info("stats")["total_reads_processed"] - reads_before - 1  # the INFO itself
+    assert all(reply[:2] == [1, 1] for reply in replies), replies
+    assert sorted(reply[2] for reply in replies) == list(range(1, 51))  # every RPUSH applied once
+    assert [connection.hget(f"t:hash:{n}", "n") for n in range(50)] == [str(n).encode() for n in range(50)]
+    assert reads <= 5, reads  # one per greenlet without coalescing
+
+
+def test_a_killed_pooled_connection_and_a_flushed_script_are_recovered_from(connection):
+    client = transactions.one_trip_client(connection)
+    transactions_at_once(client, 5, prefix="before")
+    connection.client_kill_filter(_type="normal", skipme=True)  # the pooled connection is dead now
+    connection.script_flush()
+
+    replies = transactions_at_once(client, 5)
+
+    assert all(reply[:2] == [1, 1] for reply in replies)  # applied once each
+    assert connection.llen("t:all") == 5
+
+
+def test_a_word_redis_cannot_take_fails_its_own_transaction_only(connection):
+    client = transactions.one_trip_client(connection)
+
+    def one(value: object) -> object:
+        with transactions.one_trip():
+            pipeline = client.pipeline()
+        pipeline.rpush("t:all", value)
+        try:
+            return pipeline.execute()
+        except redis.DataError as error:
+            return error
+
+    greenlets = [gevent.spawn(one, value) for value in ("a", None, "b", True, "c")]
+    gevent.joinall(greenlets, raise_error=True)
+
+    results = [greenlet.value for greenlet in greenlets]
+    assert [type(result) for result in results[1::2]] == [redis.DataError, redis.DataError]
+    assert sorted(connection.lrange("t:all", 0, -1)) == [b"a", b"b", b"c"]
