@@ -12,6 +12,7 @@ for the calls not yet answered; when that gives up, each of them raises the erro
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,8 +59,7 @@ class Coalescer:
                 calls, self._waiting = self._waiting, []
                 self._send(calls)
         except BaseException as error:  # killed: no caller may wait forever
-            for call in self._waiting:
-                call.result.set_exception(error)
+            _fail(self._waiting, error)
             self._waiting = []
             raise
         finally:
@@ -96,6 +96,8 @@ class Coalescer:
                 except Exception as error:  # a word Redis cannot take (None, a bool): this call only
                     call.result.set_exception(error)
                     unanswered.remove(call)
+            if not packed:
+                return
             connection.send_packed_command([b"".join(packed)])
             not_loaded = []
             for call in unanswered:
@@ -130,4 +132,12 @@ def _pack(connection: Any, command: tuple[Any, ...]) -> bytes:
 def _fail(calls: list[_Call], error: BaseException) -> None:
     for call in calls:
         if not call.result.ready():
-            call.result.set_exception(error)
+            call.result.set_exception(_own_copy(error))
+
+
+def _own_copy(error: BaseException) -> BaseException:
+    """An exception for one greenlet to raise: one instance raised in many would chain their tracebacks."""
+    try:
+        return copy.copy(error)
+    except Exception:
+        return error
