@@ -591,8 +591,12 @@ def test_redis_out_of_memory_refuses_writes_then_processing_resumes(worker_proce
         assert finished_while_full < 300  # the workers were held up for a while
 
 
-@pytest.mark.parametrize("down_for", [1, 30], ids=["restart", "unreachable-30s"])
-def test_redis_restarted_or_unreachable_mid_run(worker_process, down_for):
+# A 1 s restart may be bridged by redis-py's own retry of the outcome's write (as it bridges rq's
+# pipelines); 30 s outlasts it, and the worker waits for Redis itself (and says so).
+@pytest.mark.parametrize(
+    ("down_for", "outlasts_redis_py_retry"), [(1, False), (30, True)], ids=["restart", "unreachable-30s"]
+)
+def test_redis_restarted_or_unreachable_mid_run(worker_process, down_for, outlasts_redis_py_retry):
     with EmbeddedRedis(appendonly=True) as private_redis:
         connection = redis.Redis.from_url(private_redis.url)
         ledger = Ledger(connection)
@@ -608,5 +612,6 @@ def test_redis_restarted_or_unreachable_mid_run(worker_process, down_for):
         assert_nothing_lost(account)
         # The jobs in flight ended while Redis was away; their outcome was recorded once it was back.
         assert account.lines == {"finished": 300}, account
-        # Jobs that ended while Redis was away waited for it to record their outcome.
-        assert "will record the outcome of job ledger-" in master.output()
+        if outlasts_redis_py_retry:
+            # Jobs that ended while Redis was away waited for it to record their outcome.
+            assert "will record the outcome of job ledger-" in master.output()
