@@ -1,19 +1,21 @@
-"""Script calls of many greenlets sent to Redis together, one round trip for all.
+"""Script calls of many greenlets sent to Redis together, pipelined on one connection.
 
 Each job's greenlet sends rq's transactions for its start and its outcome, each as one script call
 (:mod:`rq_gevent.transactions`).  With a hundred jobs running, their calls come in bursts: instead of
-a hundred pool checkouts, sends and waits for a reply, the calls made while others are on the wire
-wait for the next send, and go in one write on one connection; each greenlet then gets its own reply,
-in order.  Nothing waits on a timer: a lone call is sent at once.
+a hundred pool checkouts, sends and waits for a reply, the calls made since the last write go in one
+write on one connection, without waiting for the replies to the writes before it; one reader takes
+the replies in order and hands each greenlet its own.  Nothing waits on a timer: a lone call is sent
+at once.
 
 A lost connection is retried by the connection's own redis-py retry policy, as a pipeline would be,
-for the calls not yet answered; when that gives up, each of them raises the error in its greenlet.
+for the calls not answered yet (on a connection of their own, the pipelined attempt counting as the
+first); when that gives up, each of them raises the error in its greenlet.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,44 +39,141 @@ class _Call:
     result: AsyncResult = field(default_factory=AsyncResult)
 
 
+@dataclass(eq=False)
+class _Channel:
+    """A pooled connection while calls are in flight on it, their replies due in this order."""
+
+    connection: Any
+    in_flight: collections.deque[_Call] = field(default_factory=collections.deque)
+    reader: gevent.Greenlet | None = None
+    broken: bool = False
+
+
 class Coalescer:
-    """Sends script calls on ``connection_pool``, coalescing those made while a send is under way."""
+    """Sends script calls on ``connection_pool``, those made since the last write in one write."""
 
     def __init__(self, connection_pool: Any) -> None:
         self.connection_pool = connection_pool
-        self._waiting: list[_Call] = []
-        self._sender: gevent.Greenlet | None = None
+        self._outbox: list[_Call] = []
+        self._writer: gevent.Greenlet | None = None
+        self._channel: _Channel | None = None
+        self._not_loaded: list[_Call] = []
 
     def evalsha(self, sha: str, source: str, *args: Any) -> Any:
         """``EVALSHA sha *args`` (``source`` is loaded if Redis lacks it), sent with other greenlets'."""
         call = _Call(sha, source, args)
-        self._waiting.append(call)
-        if self._sender is None:
-            self._sender = gevent.spawn(self._send_while_waiting)
+        self._outbox.append(call)
+        if self._writer is None:
+            self._writer = gevent.spawn(self._write_while_waiting)
         return call.result.get()
 
-    def _send_while_waiting(self) -> None:
+    def _write_while_waiting(self) -> None:
         try:
-            while self._waiting:
-                calls, self._waiting = self._waiting, []
-                self._send(calls)
+            while self._outbox:
+                calls, self._outbox = self._outbox, []
+                self._write(calls)
         except BaseException as error:  # killed: no caller may wait forever
-            _fail(self._waiting, error)
-            self._waiting = []
+            _fail(self._outbox, error)
+            self._outbox = []
             raise
         finally:
-            self._sender = None
+            self._writer = None
 
-    def _send(self, calls: list[_Call]) -> None:
+    def _write(self, calls: list[_Call]) -> None:
+        channel = self._channel
+        if channel is None:
+            try:
+                connection = compat.pool_connection(self.connection_pool)
+            except Exception as error:
+                _fail(calls, error)
+                return
+            channel = self._channel = _Channel(connection)
+        packed = []
+        for call in calls:
+            try:
+                packed.append(_pack(channel.connection, ("EVALSHA", call.sha, *call.args)))
+            except Exception as error:  # a word Redis cannot take (None, a bool): this call only
+                call.result.set_exception(error)
+                continue
+            channel.in_flight.append(call)
+        if not packed:
+            self._release_if_idle(channel)
+            return
+        try:
+            # No health check: it would read a reply here, while the reader reads.
+            channel.connection.send_packed_command([b"".join(packed)], check_health=False)
+        except BaseException as error:
+            self._broken(channel, error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        if channel.reader is None and not channel.broken:
+            channel.reader = gevent.spawn(self._read, channel)
+
+    def _read(self, channel: _Channel) -> None:
+        connection, in_flight = channel.connection, channel.in_flight
+        try:
+            while in_flight and not channel.broken:
+                try:
+                    reply = connection.read_response()
+                except NoScriptError:  # did not run: sent again once loaded, without waiting for the rest
+                    if not self._not_loaded:
+                        gevent.spawn(self._send_not_loaded)
+                    self._not_loaded.append(in_flight.popleft())
+                    continue
+                except ResponseError as error:
+                    in_flight.popleft().result.set_exception(error)
+                    continue
+                in_flight.popleft().result.set(reply)
+        except BaseException as error:
+            self._broken(channel, error)
+            if not isinstance(error, Exception):
+                raise
+        finally:
+            channel.reader = None
+            self._release_if_idle(channel)
+
+    def _send_not_loaded(self) -> None:
+        calls, self._not_loaded = self._not_loaded, []
+        self._send(calls)
+
+    def _release_if_idle(self, channel: _Channel) -> None:
+        if not channel.in_flight and channel.reader is None and not channel.broken and self._channel is channel:
+            self._channel = None
+            self.connection_pool.release(channel.connection)
+
+    def _broken(self, channel: _Channel, error: BaseException) -> None:
+        """``channel``'s connection failed: what it did not answer goes to :meth:`_send`."""
+        if channel.broken:
+            return
+        channel.broken = True
+        if self._channel is channel:
+            self._channel = None
+        unanswered = list(channel.in_flight)
+        channel.in_flight.clear()
+        channel.connection.disconnect()
+        self.connection_pool.release(channel.connection)
+        if unanswered:
+            gevent.spawn(self._send, unanswered, error)
+
+    def _send(self, calls: list[_Call], failed_with: BaseException | None = None) -> None:
+        """Send ``calls`` on a connection of their own and wait for their replies, retried by the
+        connection's retry policy; ``failed_with``: the error of a first attempt that counts as one."""
         pool = self.connection_pool
         try:
             connection = compat.pool_connection(pool)
         except Exception as error:
             _fail(calls, error)
             return
+        first_error = [failed_with] if failed_with is not None else []
+
+        def attempt() -> None:
+            if first_error:
+                raise first_error.pop()
+            self._exchange(connection, calls)
+
         try:
-            exchange = functools.partial(self._exchange, connection, calls)
-            connection.retry.call_with_retry(exchange, lambda _error: connection.disconnect())
+            connection.retry.call_with_retry(attempt, lambda _error: connection.disconnect())
         except BaseException as error:
             connection.disconnect()
             _fail(calls, error)

@@ -6,6 +6,8 @@ import gevent
 import pytest
 import redis
 import testjobs
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue
 from rq.job import Job
 from rq.worker import Worker
@@ -193,3 +195,47 @@ def test_a_word_redis_cannot_take_fails_its_own_transaction_only(connection):
     results = [greenlet.value for greenlet in greenlets]
     assert [type(result) for result in results[1::2]] == [redis.DataError, redis.DataError]
     assert sorted(connection.lrange("t:all", 0, -1)) == [b"a", b"b", b"c"]
+
+
+def coalescer_connection(connection: redis.Redis) -> dict:
+    """The connection of the coalescer's calls: the one whose EVALSHA ``CLIENT PAUSE`` holds back."""
+    clients = connection.client_list()
+    (waiting,) = [client for client in clients if client["cmd"] == "evalsha" and "b" in client["flags"]]
+    return waiting
+
+
+def test_a_transaction_is_sent_while_earlier_ones_wait_for_their_replies(connection):
+    client = transactions.one_trip_client(connection)
+    transactions_at_once(client, 1, prefix="warm-up")
+    connection.execute_command("CLIENT", "PAUSE", 5000, "WRITE")  # Redis reads writes, runs none
+    try:
+        first = gevent.spawn(transactions_at_once, client, 1, "first")
+        gevent.sleep(0.2)
+        second = gevent.spawn(transactions_at_once, client, 1, "second")
+        gevent.sleep(0.2)
+        # The second call is in Redis's buffer behind the first: it did not wait for the first's reply.
+        assert int(coalescer_connection(connection)["qbuf"]) > 0
+    finally:
+        connection.execute_command("CLIENT", "UNPAUSE")
+    gevent.joinall([first, second], raise_error=True)
+    assert first.value == second.value == [[1, 1, 1]]
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_calls_in_flight_on_a_connection_that_dies_follow_its_retry_policy(connection, redis_url, retries):
+    client = transactions.one_trip_client(redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), retries)))
+    transactions_at_once(client, 1, prefix="warm-up")
+    connection.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+    try:
+        waiting = [gevent.spawn(transactions_at_once, client, 3, f"burst{n}") for n in range(2)]
+        gevent.sleep(0.2)
+        connection.client_kill_filter(_id=coalescer_connection(connection)["id"])  # none of them ran
+    finally:
+        connection.execute_command("CLIENT", "UNPAUSE")
+    gevent.joinall(waiting)
+    if retries:
+        assert [greenlet.value for greenlet in waiting] == [[[1, 1, n + 1] for n in range(3)]] * 2
+        assert connection.llen("burst0:all") == connection.llen("burst1:all") == 3  # each applied once
+    else:  # as a redis-py pipeline on such a connection: the error, nothing applied
+        assert all(isinstance(greenlet.exception, redis.ConnectionError) for greenlet in waiting)
+        assert connection.keys("burst*") == []
