@@ -32,6 +32,7 @@ from rq.utils import as_text, get_version
 
 from . import compat
 from .connections import dequeue_client, unblock_clients
+from .redis_waits import unwrap_refusal
 
 if TYPE_CHECKING:
     from .worker import GeventWorker
@@ -179,7 +180,14 @@ class Dequeuer:
             self._pop_token = f"{self._process_token}:{next(self._pops)}"
         keys = [queue.key, queue.intermediate_queue_key, self.receipt_key]
         self._receipt_written = True
-        popped = self._pop_script(keys=keys, args=[count, prefix, self._pop_token, RECEIPT_SECONDS], client=self.client)
+        args = [count, prefix, self._pop_token, RECEIPT_SECONDS]
+        try:
+            popped = self._pop_script(keys=keys, args=args, client=self.client)
+        except redis.exceptions.ResponseError as error:
+            refusal = unwrap_refusal(error)  # out of memory: the loop waits for Redis, as for any pop
+            if refusal is error:
+                raise
+            raise refusal from error
         self._pop_token = None
         for index in range(0, len(popped), 2):
             fields = popped[index + 1]

@@ -29,7 +29,7 @@ from rq.utils import as_text, now, utcformat
 from rq.worker import Worker, WorkerStatus
 
 from . import compat, transactions
-from .redis_waits import REDIS_UNAVAILABLE
+from .redis_waits import REDIS_UNAVAILABLE, unwrap_refusal
 from .running import Phase, RunningJob
 
 if TYPE_CHECKING:
@@ -147,6 +147,8 @@ class JobWrites:
         if role is not None and as_text(role[0]) != "master":
             worker.connection.connection_pool.disconnect()
             raise redis.exceptions.ConnectionError(f"reached a {as_text(role[0])}, not the primary")
+        if isinstance(recorded, redis.exceptions.ResponseError):
+            raise unwrap_refusal(recorded)  # writing a lost start back, out of memory: wait for Redis
         if isinstance(recorded, Exception):
             raise recorded
         if recorded == -1:

@@ -593,6 +593,23 @@ def test_redis_out_of_memory_refuses_writes_then_processing_resumes(worker_proce
 
 # Whether a job's outcome write meets a 1 s restart is a matter of timing (one CI run on rq 3.0 saw all
 # 300 jobs finish once without any); every job in flight when Redis goes away for 30 s ends during it.
+def test_a_pop_redis_refuses_for_want_of_memory_is_redis_unavailable():
+    # Redis 6.2 words a write refused inside a script as a plain error ("Error running script ...: -OOM"):
+    # the loop waits out REDIS_UNAVAILABLE, any other error from a pop would stop it.
+    with EmbeddedRedis() as private_redis:
+        connection = redis.Redis.from_url(private_redis.url)
+        queue = Queue(connection=connection)
+        job = queue.enqueue(testjobs.green_sleep, 0, "waits")
+        worker = GeventWorker([queue], connection=connection)
+        connection.config_set("maxmemory-policy", "noeviction")
+        connection.config_set("maxmemory", 1)
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            worker.dequeuer.pop_batch(5)
+        connection.config_set("maxmemory", 0)
+        assert queue.get_job_ids() == [job.id]  # nothing taken
+        assert [popped.id for popped, _queue in worker.dequeuer.pop_batch(5)] == [job.id]
+
+
 @pytest.mark.parametrize(
     ("down_for", "outcomes_wait_for_redis"), [(1, False), (30, True)], ids=["restart", "unreachable-30s"]
 )
