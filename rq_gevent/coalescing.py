@@ -88,14 +88,8 @@ class Coalescer:
                 _fail(calls, error)
                 return
             channel = self._channel = _Channel(connection)
-        packed = []
-        for call in calls:
-            try:
-                packed.append(_pack(channel.connection, ("EVALSHA", call.sha, *call.args)))
-            except Exception as error:  # a word Redis cannot take (None, a bool): this call only
-                call.result.set_exception(error)
-                continue
-            channel.in_flight.append(call)
+        packed, sendable = _pack_calls(channel.connection, calls)
+        channel.in_flight.extend(sendable)
         if not packed:
             self._release_if_idle(channel)
             return
@@ -188,13 +182,7 @@ class Coalescer:
         and the calls that met NOSCRIPT (which did not run) are sent again."""
         unanswered = [call for call in calls if not call.result.ready()]
         while unanswered:
-            packed = []
-            for call in list(unanswered):
-                try:
-                    packed.append(_pack(connection, ("EVALSHA", call.sha, *call.args)))
-                except Exception as error:  # a word Redis cannot take (None, a bool): this call only
-                    call.result.set_exception(error)
-                    unanswered.remove(call)
+            packed, unanswered = _pack_calls(connection, unanswered)
             if not packed:
                 return
             connection.send_packed_command([b"".join(packed)])
@@ -213,6 +201,20 @@ class Coalescer:
                 connection.send_command("SCRIPT", "LOAD", source)
                 connection.read_response()
             unanswered = not_loaded
+
+
+def _pack_calls(connection: Any, calls: list[_Call]) -> tuple[list[bytes], list[_Call]]:
+    """Each call's ``EVALSHA`` packed, and the calls packed; a call with a word Redis cannot take
+    (None, a bool) fails on its own."""
+    packed, sendable = [], []
+    for call in calls:
+        try:
+            packed.append(_pack(connection, ("EVALSHA", call.sha, *call.args)))
+        except Exception as error:
+            call.result.set_exception(error)
+            continue
+        sendable.append(call)
+    return packed, sendable
 
 
 def _pack(connection: Any, command: tuple[Any, ...]) -> bytes:

@@ -591,8 +591,6 @@ def test_redis_out_of_memory_refuses_writes_then_processing_resumes(worker_proce
         assert finished_while_full < 300  # the workers were held up for a while
 
 
-# Whether a job's outcome write meets a 1 s restart is a matter of timing (one CI run on rq 3.0 saw all
-# 300 jobs finish once without any); every job in flight when Redis goes away for 30 s ends during it.
 def test_a_pop_redis_refuses_for_want_of_memory_is_redis_unavailable():
     # Redis 6.2 words a write refused inside a script as a plain error ("Error running script ...: -OOM"):
     # the loop waits out REDIS_UNAVAILABLE, any other error from a pop would stop it.
@@ -610,6 +608,8 @@ def test_a_pop_redis_refuses_for_want_of_memory_is_redis_unavailable():
         assert [popped.id for popped, _queue in worker.dequeuer.pop_batch(5)] == [job.id]
 
 
+# Whether a job's outcome write meets a 1 s restart is a matter of timing (one CI run on rq 3.0 saw all
+# 300 jobs finish once without any); every job in flight when Redis goes away for 30 s ends during it.
 @pytest.mark.parametrize(
     ("down_for", "outcomes_wait_for_redis"), [(1, False), (30, True)], ids=["restart", "unreachable-30s"]
 )
