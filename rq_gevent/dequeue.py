@@ -78,12 +78,26 @@ end
 return popped
 """
 
+# KEYS: queue, intermediate list.  ARGV: job ids in pop order.  Puts those still in the intermediate
+# list back at the front of the queue, in order; returns how many.
+_PUT_BACK = """
+local back = 0
+for i = #ARGV, 1, -1 do
+    if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 then
+        redis.call('LPUSH', KEYS[1], ARGV[i])
+        back = back + 1
+    end
+end
+return back
+"""
+
 
 class Dequeuer:
     def __init__(self, worker: GeventWorker) -> None:
         self.worker = worker
         self.client: Any = None
         self._pop_script: Any = None
+        self._put_back_script: Any = None
         # The token of the pop in flight, sent again until a reply comes (see the module's docstring).
         self._pop_token: str | None = None
         self._pops = itertools.count()
@@ -145,6 +159,14 @@ class Dequeuer:
             if job is not None:
                 admitted.append(self._admitting(job, queue))
         return admitted
+
+    def put_back(self, queue: Any, job_ids: list[str]) -> int:
+        """Popped jobs that never started, back at the front of ``queue`` in their order (those still in
+        its intermediate list); returns how many."""
+        if self._put_back_script is None:
+            self._put_back_script = self.worker.connection.register_script(_PUT_BACK)
+        keys = [queue.key, queue.intermediate_queue_key]
+        return int(self._put_back_script(keys=keys, args=job_ids, client=self.worker.connection))
 
     def _wait_then_take_one(self, timeout: int | None) -> list[tuple[Any, Any]]:
         queue = compat.queues_in_order(self.worker)[0]

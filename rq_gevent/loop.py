@@ -1,5 +1,6 @@
-"""The main loop of ``work()``: wait for a free slot, pop as many jobs as there are free slots, admit
-them, until stopped, drained (burst), ``max_jobs`` admitted or idle for ``max_idle_time``.
+"""The main loop of ``work()``: wait for a free slot, pop as many jobs as there are free slots (and a
+few ahead, :mod:`rq_gevent.prefetch`), admit them, until stopped, drained (burst), ``max_jobs``
+admitted or idle for ``max_idle_time``.
 
 While Redis is unavailable the loop backs off (rq's ``exponential_backoff_factor`` up to
 ``max_connection_wait_time``) and never exits for it.
@@ -14,6 +15,8 @@ import gevent
 from . import compat
 from .compat import StopRequested
 from .connections import PrimaryCutOff
+from .dequeue import DEQUEUE_BATCH
+from .prefetch import MAX_WAIT, Prefetched
 from .redis_waits import REDIS_UNAVAILABLE, why_unavailable
 
 if TYPE_CHECKING:
@@ -25,11 +28,15 @@ class WorkLoop:
         self.worker = worker
         self.dequeuing = False
         self.max_idle_time: int | None = None
+        self.prefetched = Prefetched(limit=0)
+        # ``admission.ended`` when a pop ahead found the queue empty: no other until a job ends.
+        self._empty_ahead_at: int | None = None
 
     def run(self, burst: bool, max_jobs: int | None, max_idle_time: int | None) -> None:
         """Dequeue until told to stop; errors other than Redis being away stop the loop, logged."""
         worker = self.worker
         self.max_idle_time = max_idle_time
+        self.prefetched = Prefetched(limit=0 if max_jobs is not None else min(DEQUEUE_BATCH, worker.concurrency))
         self.dequeuing = True
         try:
             self._loop(burst, max_jobs)
@@ -39,6 +46,7 @@ class WorkLoop:
             worker.log.error("Worker %s: unhandled exception in the work loop, stopping", worker.name, exc_info=True)
         finally:
             self.dequeuing = False
+            self._put_back_prefetched("the worker stops")
 
     def _loop(self, burst: bool, max_jobs: int | None) -> None:
         worker = self.worker
@@ -60,22 +68,29 @@ class WorkLoop:
     def _step(self, burst: bool, max_jobs: int | None) -> bool:
         """One turn: admit what the free slots allow.  False when the worker should stop dequeuing."""
         worker, admission, jobs = self.worker, self.worker.admission, self.worker.jobs
+        if self.prefetched and worker.suspension.is_suspended_now():
+            self._put_back_prefetched("the worker is suspended")
         worker.check_for_suspension(burst)
         if worker.should_run_maintenance_tasks:
             worker.run_maintenance_tasks()
-        if not self._wait_for_free_slot():
+        if not self._wait_for_room():
             return False
         if max_jobs is not None and admission.admitted >= max_jobs:
             worker.log.info("Worker %s: admitted %d jobs (max_jobs), finishing them", worker.name, max_jobs)
             return False
         ended_before_pop = admission.ended
-        slots = admission.free_slots()
+        ahead_only = admission.full()
+        slots = admission.free_slots() + self.prefetched.wanted()
         if max_jobs is not None:
             slots = min(slots, max_jobs - admission.admitted)
-        popped = self._pop(burst, slots)
+        popped = worker.dequeuer.pop_batch(slots) if ahead_only else self._pop(burst, slots)
+        self.prefetched.ended_during_pop(admission.ended - ended_before_pop)
         if popped:
-            for job, queue in popped:
-                worker.execute_job(job, queue)
+            self.prefetched.add(popped)
+            self._start_prefetched()
+            return True
+        if ahead_only:
+            self._empty_ahead_at = admission.ended
             return True
         if burst:
             # A job that ended while the pop was in flight may have requeued itself (a retry) after the
@@ -90,14 +105,38 @@ class WorkLoop:
             return False
         return True
 
-    def _wait_for_free_slot(self) -> bool:
-        """Block until the pool has room; False if a stop was requested meanwhile."""
-        worker = self.worker
-        while worker.admission.full():
-            worker.admission.wait_for_a_job_to_end()
+    def _wait_for_room(self) -> bool:
+        """Start jobs popped ahead as slots free, until a slot is free or a pop ahead is due; False if a
+        stop was requested meanwhile."""
+        worker, admission = self.worker, self.worker.admission
+        while True:
+            self._start_prefetched()
             if compat.stop_requested(worker):
                 return False
-        return not compat.stop_requested(worker)
+            if not admission.full() or (self.prefetched.running_low() and self._empty_ahead_at != admission.ended):
+                return True
+            admission.wait_for_a_job_to_end()
+            if self.prefetched.waited_too_long():
+                self._put_back_prefetched(f"they waited over {MAX_WAIT:.0f} s for a slot")
+
+    def _start_prefetched(self) -> None:
+        admission = self.worker.admission
+        while self.prefetched and not admission.full():
+            self.worker.execute_job(*self.prefetched.take())
+
+    def _put_back_prefetched(self, why: str) -> None:
+        """Jobs popped ahead back at the front of their queue; with Redis away, left to maintenance."""
+        worker = self.worker
+        for queue, job_ids in self.prefetched.take_all_by_queue():
+            try:
+                back = worker.dequeuer.put_back(queue, job_ids)
+            except REDIS_UNAVAILABLE as exc:
+                worker.log.warning("Worker %s: could not put %d jobs popped ahead back in %s (%s); rq's "
+                                   "maintenance requeues them", worker.name, len(job_ids), queue.name,
+                                   why_unavailable(exc))  # fmt: skip
+                continue
+            worker.log.info("Worker %s: %d jobs popped ahead put back at the front of %s: %s", worker.name,
+                            back, queue.name, why)  # fmt: skip
 
     def _pop(self, burst: bool, slots: int) -> list:
         worker = self.worker

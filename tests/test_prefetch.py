@@ -1,0 +1,107 @@
+"""Jobs popped ahead of a free slot (rq_gevent.prefetch): they happen when jobs end fast, never make a job
+run twice or get lost, and go back to the front of their queue in order when they wait too long or
+the worker stops."""
+
+import os
+import signal
+
+import gevent
+import testjobs
+from conftest import start_worker_greenlet, wait_until
+from rq import Queue
+from rq.job import JobStatus
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+from rq_gevent import GeventWorker, prefetch
+
+
+def popped_and_started(connection, queue) -> int:
+    with connection.pipeline() as pipeline:
+        pipeline.llen(queue.intermediate_queue_key)
+        pipeline.zcard(StartedJobRegistry(queue=queue).key)
+        return sum(pipeline.execute())
+
+
+def test_jobs_that_end_fast_are_popped_ahead_and_each_runs_once(connection):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 0.02, i) for i in range(600)]
+    worker = GeventWorker([queue], connection=connection, concurrency=5)
+    # Without popping ahead, ids popped (in :intermediate) plus jobs started never exceed the slots.
+    most = 0
+
+    def sample() -> None:
+        nonlocal most
+        while True:
+            most = max(most, popped_and_started(connection, queue))
+            gevent.sleep(0.002)
+
+    sampler = gevent.spawn(sample)
+    try:
+        assert worker.work(burst=True) is True
+    finally:
+        sampler.kill()
+
+    assert most > 5, "no job was ever popped ahead of a free slot"
+    assert [job.return_value() for job in jobs] == list(range(600))
+    assert all(len(job.results()) == 1 for job in jobs[::20])
+    assert connection.llen(queue.intermediate_queue_key) == 0
+    assert len(queue) == 0 and len(FailedJobRegistry(queue=queue)) == 0
+
+
+def test_jobs_popped_ahead_go_back_in_order_when_they_wait_too_long(connection, caplog):
+    queue = Queue(connection=connection)
+    long_job = queue.enqueue(testjobs.green_sleep, 4, "long")
+    jobs = [queue.enqueue(testjobs.green_sleep, 0, i) for i in range(4)]
+    worker = GeventWorker([queue], connection=connection, concurrency=1)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(lambda: long_job.get_status(refresh=True) == JobStatus.STARTED, what="the long job started")
+
+    # As if the last pop had seen jobs end: three popped ahead while the only slot stays busy.
+    popped = worker.dequeuer.pop_batch(3)
+    worker.loop.prefetched.add(popped)
+    assert queue.get_job_ids() == [jobs[3].id]
+    wait_until(lambda: len(queue) == 4, timeout=prefetch.MAX_WAIT + 3, what="the popped jobs put back")
+
+    assert queue.get_job_ids() == [job.id for job in jobs]
+    assert connection.llen(queue.intermediate_queue_key) == 0
+    assert long_job.get_status(refresh=True) == JobStatus.STARTED
+    assert all(job.get_status(refresh=True) == JobStatus.QUEUED for job in jobs)
+    assert "3 jobs popped ahead put back at the front of default" in caplog.text
+    greenlet.join(15)
+    assert [job.return_value() for job in jobs] == [0, 1, 2, 3]
+
+
+def test_only_ids_still_waiting_to_start_are_put_back(connection):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 0, i) for i in range(5)]
+    worker = GeventWorker([queue], connection=connection, concurrency=5)
+    worker.dequeuer.open()
+    try:
+        popped = worker.dequeuer.pop_batch(4)
+        assert [job.id for job, _ in popped] == [job.id for job in jobs[:4]]
+        connection.lrem(queue.intermediate_queue_key, 1, jobs[1].id)  # say, maintenance took it meanwhile
+
+        assert worker.dequeuer.put_back(queue, [job.id for job, _ in popped]) == 3
+    finally:
+        worker.dequeuer.close()
+    assert queue.get_job_ids() == [jobs[0].id, jobs[2].id, jobs[3].id, jobs[4].id]
+    assert connection.llen(queue.intermediate_queue_key) == 0
+
+
+def test_a_warm_shutdown_amid_fast_jobs_loses_none_and_runs_none_twice(connection, redis_url, worker_process):
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 0.01, i) for i in range(3000)]
+    worker = worker_process("-u", redis_url, "-c", "10")
+    wait_until(lambda: len(queue) < 2500, what="500 jobs taken")
+
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0, worker.output()
+
+    statuses = [job.get_status(refresh=True) for job in jobs]
+    assert set(statuses) <= {JobStatus.FINISHED, JobStatus.QUEUED}, worker.output()
+    queued = [job.id for job, status in zip(jobs, statuses, strict=True) if status == JobStatus.QUEUED]
+    assert queue.get_job_ids() == queued  # in their order, each once
+    assert connection.llen(queue.intermediate_queue_key) == 0
+    finished = [job for job, status in zip(jobs, statuses, strict=True) if status == JobStatus.FINISHED]
+    assert all(len(job.results()) == 1 for job in finished[::10])
+    assert "warm shutdown requested (signal SIGTERM)" in worker.output()
