@@ -115,9 +115,9 @@ class WorkLoop:
                 return False
             if not admission.full() or (self.prefetched.running_low() and self._empty_ahead_at != admission.ended):
                 return True
-            admission.wait_for_a_job_to_end()
+            admission.wait_for_a_job_to_end(self.prefetched.wait_left(longest=1.0))
             if self.prefetched.waited_too_long():
-                self._put_back_prefetched(f"they waited over {MAX_WAIT:.0f} s for a slot")
+                self._put_back_prefetched(f"they waited {MAX_WAIT * 1000:.0f} ms for a slot")
 
     def _start_prefetched(self) -> None:
         admission = self.worker.admission

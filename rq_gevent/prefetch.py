@@ -6,10 +6,9 @@ after a pop's round trip.
   few milliseconds: then none is popped ahead, and the worker pops exactly its free slots.
 * **Only with the batch pop** (one queue, Redis >= 6.2) and without ``max_jobs``.
 * **Where a job waits:** where rq's own LMOVE puts it, in its queue's ``:intermediate`` list, status
-  queued.  It goes back to the front of its queue, in order, when it has waited ``MAX_WAIT`` seconds
-  (slots that stay full), when the worker is suspended and when the loop ends (warm or cold
-  shutdown).  A worker killed outright leaves it to maintenance, which requeues it
-  (:mod:`rq_gevent.maintenance`).
+  queued.  It goes back to the front of its queue, in order, when it has waited ``MAX_WAIT`` (slots
+  that stay full), when the worker is suspended and when the loop ends (warm or cold shutdown).  A
+  worker killed outright leaves it to maintenance, which requeues it (:mod:`rq_gevent.maintenance`).
 """
 
 from __future__ import annotations
@@ -19,8 +18,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-# A job popped ahead waits no longer than this for a slot before it goes back to its queue.
-MAX_WAIT = 1.0
+# A job popped ahead waits no longer than this for a slot before it goes back to its queue: rq's
+# ``Job.cancel()`` and ``delete()`` do not look in ``:intermediate``, so a job cancelled while it waits
+# here still runs, as one rq's own worker had just popped would; this bounds that window.
+MAX_WAIT = 0.1
 
 
 class Prefetched:
@@ -53,7 +54,13 @@ class Prefetched:
         return job, queue
 
     def waited_too_long(self) -> bool:
-        return bool(self._jobs) and time.monotonic() - self._jobs[0][2] > MAX_WAIT
+        return bool(self._jobs) and time.monotonic() - self._jobs[0][2] >= MAX_WAIT
+
+    def wait_left(self, longest: float) -> float:
+        """How long the first job may still wait (``longest`` if there is none)."""
+        if not self._jobs:
+            return longest
+        return min(longest, max(0.0, self._jobs[0][2] + MAX_WAIT - time.monotonic()))
 
     def take_all_by_queue(self) -> Iterator[tuple[Any, list[str]]]:
         """Every job, grouped by queue in pop order, as ``(queue, job ids)``; none is left here."""

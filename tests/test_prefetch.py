@@ -24,8 +24,8 @@ def popped_and_started(connection, queue) -> int:
 
 def test_jobs_that_end_fast_are_popped_ahead_and_each_runs_once(connection):
     queue = Queue(connection=connection)
-    jobs = [queue.enqueue(testjobs.green_sleep, 0.02, i) for i in range(600)]
-    worker = GeventWorker([queue], connection=connection, concurrency=5)
+    jobs = [queue.enqueue(testjobs.green_sleep, 0.005, i) for i in range(1000)]
+    worker = GeventWorker([queue], connection=connection, concurrency=20)
     # Without popping ahead, ids popped (in :intermediate) plus jobs started never exceed the slots.
     most = 0
 
@@ -41,9 +41,9 @@ def test_jobs_that_end_fast_are_popped_ahead_and_each_runs_once(connection):
     finally:
         sampler.kill()
 
-    assert most > 5, "no job was ever popped ahead of a free slot"
-    assert [job.return_value() for job in jobs] == list(range(600))
-    assert all(len(job.results()) == 1 for job in jobs[::20])
+    assert most > 20, "no job was ever popped ahead of a free slot"
+    assert [job.return_value() for job in jobs] == list(range(1000))
+    assert all(len(job.results()) == 1 for job in jobs[::25])
     assert connection.llen(queue.intermediate_queue_key) == 0
     assert len(queue) == 0 and len(FailedJobRegistry(queue=queue)) == 0
 
