@@ -78,14 +78,19 @@ end
 return popped
 """
 
-# KEYS: queue, intermediate list.  ARGV: job ids in pop order.  Puts those still in the intermediate
-# list back at the front of the queue, in order; returns how many.
+# KEYS: queue, intermediate list.  ARGV: job key prefix, then job ids in pop order.  Takes them out of
+# the intermediate list and puts those still queued (cancelled or deleted meanwhile: not) back at the
+# front of the queue, in order; returns how many.
 _PUT_BACK = """
 local back = 0
-for i = #ARGV, 1, -1 do
+for i = #ARGV, 2, -1 do
     if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 then
-        redis.call('LPUSH', KEYS[1], ARGV[i])
-        back = back + 1
+        local key = ARGV[1] .. ARGV[i]
+        local status = redis.pcall('HGET', key, 'status')  -- not a hash any more: dropped, as by a pop
+        if redis.call('EXISTS', key) == 1 and type(status) ~= 'table' and (not status or status == 'queued') then
+            redis.call('LPUSH', KEYS[1], ARGV[i])
+            back = back + 1
+        end
     end
 end
 return back
@@ -162,11 +167,12 @@ class Dequeuer:
 
     def put_back(self, queue: Any, job_ids: list[str]) -> int:
         """Popped jobs that never started, back at the front of ``queue`` in their order (those still in
-        its intermediate list); returns how many."""
+        its intermediate list and still queued); returns how many."""
         if self._put_back_script is None:
             self._put_back_script = self.worker.connection.register_script(_PUT_BACK)
         keys = [queue.key, queue.intermediate_queue_key]
-        return int(self._put_back_script(keys=keys, args=job_ids, client=self.worker.connection))
+        prefix = self.worker.job_class.redis_job_namespace_prefix
+        return int(self._put_back_script(keys=keys, args=[prefix, *job_ids], client=self.worker.connection))
 
     def _wait_then_take_one(self, timeout: int | None) -> list[tuple[Any, Any]]:
         queue = compat.queues_in_order(self.worker)[0]

@@ -10,6 +10,9 @@ compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on ev
   ``Job.perform`` (a PERSIST).  Here the execution's pipeline is held and the job's writes and the
   PERSIST join it; the worker-level writes of the start (its heartbeat, ``current_job``) go to the
   once-a-second tick and the heartbeat greenlet.
+* **Only a job still queued starts.**  The start applies only if the job hash still exists with
+  status queued: a job cancelled or deleted after its pop (rq's ``cancel()`` and ``delete()`` do not
+  look in ``:intermediate``) is not run; its id leaves ``:intermediate``.
 * **End, one round trip fewer.**  rq writes the job's last heartbeat (an HSET on its own) just
   before the outcome transaction; here it is the first command of that transaction.
 * **Is the outcome there?**  After Redis failed or was replaced, :meth:`JobWrites.outcome_recorded`
@@ -90,6 +93,7 @@ class JobWrites:
             running.start_pipeline = None
         try:
             with held or worker.connection.pipeline() as pipeline:
+                transactions.only_if_queued(pipeline, job.key)
                 job.heartbeat(now(), worker.get_heartbeat_ttl(job), pipeline=pipeline)
                 job.prepare_for_execution(worker.name, pipeline=pipeline)
                 if remove_from_intermediate_queue:
@@ -100,6 +104,12 @@ class JobWrites:
         except REDIS_UNAVAILABLE:
             if running is not None:
                 running.failed_before_start()
+            raise
+        except transactions.JobNotQueued:
+            if running is not None:
+                running.withdrawn()
+            queue = worker.queue_class(job.origin, connection=worker.connection)
+            worker.connection.lrem(queue.intermediate_queue_key, 1, job.id)
             raise
         compat.skip_persist_in_perform(job)
         worker.worker_writes.current_job_changed = True

@@ -137,6 +137,8 @@ class Outcomes:
         if running is not None and running.never_started:
             self.requeue_when_redis_is_back(running)
             return
+        if running is not None and running.phase is Phase.WITHDRAWN:
+            return
         if worker.maintenance.handled_failure(job, queue, exc_string):
             return
         if isinstance(reason, JobStopped):

@@ -9,6 +9,8 @@ after a pop's round trip.
   queued.  It goes back to the front of its queue, in order, when it has waited ``MAX_WAIT`` (slots
   that stay full), when the worker is suspended and when the loop ends (warm or cold shutdown).  A
   worker killed outright leaves it to maintenance, which requeues it (:mod:`rq_gevent.maintenance`).
+  One cancelled or deleted meanwhile (rq's ``cancel()`` and ``delete()`` do not look in
+  ``:intermediate``) is neither put back nor run (:mod:`rq_gevent.job_writes`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-# A job popped ahead waits no longer than this for a slot before it goes back to its queue: rq's
-# ``Job.cancel()`` and ``delete()`` do not look in ``:intermediate``, so a job cancelled while it waits
-# here still runs, as one rq's own worker had just popped would; this bounds that window.
+# A job popped ahead waits no longer than this for a slot before it goes back to its queue: meanwhile
+# ``rq info`` does not count it as queued, and no other worker can take it.
 MAX_WAIT = 0.1
 
 

@@ -28,6 +28,7 @@ class Phase(enum.Enum):
     FINISHING = "finishing"  # its own code is over; rq records the outcome and nothing interrupts it
     NEVER_STARTED = "never started"  # Redis failed rq's bookkeeping before the job was marked started
     REQUEUED = "requeued"  # such a job is back on its queue
+    WITHDRAWN = "withdrawn"  # no longer queued when it was to start (cancelled, deleted): not run
 
 
 _RAN = (Phase.STARTED, Phase.RUNNING, Phase.FINISHING)
@@ -76,6 +77,11 @@ class RunningJob:
         if not self.never_started:
             self.phase = Phase.NEVER_STARTED
             compat.skip_failure_callback(self.job)  # not a failure of the job
+
+    def withdrawn(self) -> None:
+        """The job was no longer queued when rq's writes were to mark it started: nothing was written."""
+        self.phase = Phase.WITHDRAWN
+        compat.skip_callbacks(self.job)
 
     def interrupt(self, exception: JobInterrupted) -> bool:
         """Throw ``exception`` into the job's own code (now, or as soon as it starts); False if that code

@@ -18,6 +18,9 @@ greenlets, and rq's success without its WATCH round trips; counters that count o
   assumption: the WATCH is sent first, as rq asked.
 * :meth:`OneTripPipeline.after_execute` runs code once the transaction has applied, never on a
   WatchError's first attempt: the worker's in-memory counters add up there.
+* :func:`only_if_queued`: the transaction applies only if a job is still queued, checked by the
+  same script; else nothing applies and :class:`JobNotQueued` is raised.  A job's start uses it:
+  rq's ``Job.cancel()`` and ``delete()`` do not look in ``:intermediate``, where a popped job waits.
 """
 
 from __future__ import annotations
@@ -36,12 +39,20 @@ from redis.exceptions import ResponseError, WatchError
 
 from .coalescing import Coalescer
 
-# KEYS: the watched keys, all assumed absent.  ARGV: each command as its length, then its words.
+# KEYS: the watched keys, all assumed absent; then job hashes that must still be queued.  ARGV: how
+# many job hashes, then each command as its length and its words.  Returns false (a watched key
+# exists), -1 (a job is no longer queued: cancelled, deleted, taken) or the commands' replies.
 _APPLY_IF_ABSENT = """
-for i = 1, #KEYS do
+local jobs = tonumber(ARGV[1])
+for i = 1, #KEYS - jobs do
   if redis.call('EXISTS', KEYS[i]) == 1 then return false end
 end
-local replies, i, n = {}, 1, #ARGV
+for i = #KEYS - jobs + 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then return -1 end
+  local status = redis.call('HGET', KEYS[i], 'status')
+  if status and status ~= 'queued' then return -1 end
+end
+local replies, i, n = {}, 2, #ARGV
 while i <= n do
   local words = tonumber(ARGV[i])
   local reply = redis.pcall(unpack(ARGV, i + 1, i + words))
@@ -58,6 +69,11 @@ end
 return replies
 """
 _APPLY_IF_ABSENT_SHA = hashlib.sha1(_APPLY_IF_ABSENT.encode()).hexdigest()
+
+
+class JobNotQueued(Exception):
+    """A transaction required a job still queued, and it is not: nothing was applied."""
+
 
 # Inside :func:`one_trip`: None outside, else whether to assume no dependents.
 _one_trip: contextvars.ContextVar[bool | None] = contextvars.ContextVar("one_trip", default=None)
@@ -86,6 +102,7 @@ class OneTripPipeline(Pipeline):
         self._coalescer = coalescer if mode is not None else None
         self._optimistic = bool(mode) and self._coalescer is not None
         self._assumed_absent: tuple[Any, ...] = ()
+        self._queued_jobs: tuple[Any, ...] = ()
         self._after_execute: list[Callable[[], None]] = []
 
     def after_execute(self, callback: Callable[[], None]) -> None:
@@ -139,12 +156,13 @@ class OneTripPipeline(Pipeline):
             self._assumed_absent = ()
             self.watching = False  # nothing was watched on the connection: no UNWATCH to send
         self._after_execute = []
+        self._queued_jobs = ()
         super().reset()
 
     def _execute_as_script(self, raise_on_error: bool) -> list[Any]:
         assert self._coalescer is not None
-        commands, keys = self.command_stack, self._assumed_absent
-        words: list[Any] = []
+        commands, keys, jobs = self.command_stack, (*self._assumed_absent, *self._queued_jobs), self._queued_jobs
+        words: list[Any] = [len(jobs)]
         for args, _options in commands:
             words.append(len(args))
             words.extend(args)
@@ -155,6 +173,8 @@ class OneTripPipeline(Pipeline):
         if replies is None:
             self._optimistic = False  # rq builds it again: watch and read for real this time
             raise WatchError("a key assumed absent exists (the job has dependents)")
+        if replies == -1:
+            raise JobNotQueued(f"{', '.join(map(str, jobs))}: no longer queued")
         return self._with_callbacks(commands, replies, raise_on_error)
 
     def _with_callbacks(self, commands: Any, replies: list[Any], raise_on_error: bool) -> list[Any]:
@@ -194,6 +214,13 @@ def one_trip_client(connection: Redis) -> Redis:
     client.__class__ = _one_trip_client_class(type(connection))
     client.coalescer = Coalescer(connection.connection_pool)
     return client
+
+
+def only_if_queued(pipeline: Any, job_key: str) -> None:
+    """``pipeline``'s transaction applies only if the job hash ``job_key`` exists and is queued (or has
+    no status); checked where the transaction is one script call (inside :func:`one_trip`)."""
+    if isinstance(pipeline, OneTripPipeline):
+        pipeline._queued_jobs = (*pipeline._queued_jobs, job_key)
 
 
 def count_once_applied(pipeline: Any, count: Callable[[], None]) -> None:

@@ -492,6 +492,10 @@ class GeventWorker(Worker):
         if running is not None and running.never_started:
             self.log.warning("Worker %s: Redis failed before job %s started (%s)", self.name, job.id, exception)
             return
+        if running is not None and running.phase is Phase.WITHDRAWN:
+            self.log.warning("Worker %s: job %s was cancelled or deleted after it was popped; not run",
+                             self.name, job.id)  # fmt: skip
+            return
         super().handle_exception(job, *exc_info)
 
     def push_interrupted_job_handler(self, handler: InterruptedJobHandler) -> None:

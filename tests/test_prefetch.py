@@ -6,10 +6,11 @@ import os
 import signal
 
 import gevent
+import pytest
 import testjobs
 from conftest import start_worker_greenlet, wait_until
 from rq import Queue
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from rq_gevent import GeventWorker, prefetch
@@ -105,3 +106,66 @@ def test_a_warm_shutdown_amid_fast_jobs_loses_none_and_runs_none_twice(connectio
     finished = [job for job, status in zip(jobs, statuses, strict=True) if status == JobStatus.FINISHED]
     assert all(len(job.results()) == 1 for job in finished[::10])
     assert "warm shutdown requested (signal SIGTERM)" in worker.output()
+
+
+def take_back_seat(connection, queue, worker, release_key: str | None, withdraw) -> tuple:
+    """Pop two jobs as if ahead of a slot, withdraw the first (cancel or delete), hand both to the loop;
+    ``release_key``: end the job holding the only slot at once, so that they start rather than wait."""
+    popped = worker.dequeuer.pop_batch(2)
+    first, second = (job for job, _ in popped)
+    withdraw(Job.fetch(first.id, connection=connection))
+    if release_key is not None:
+        connection.rpush(release_key, "go")
+    worker.loop.prefetched.add(popped)
+    return first, second
+
+
+WITHDRAWALS = {"cancel": lambda job: job.cancel(), "delete": lambda job: job.delete()}
+
+
+@pytest.mark.parametrize("withdrawal", sorted(WITHDRAWALS))
+def test_a_job_cancelled_or_deleted_after_its_pop_is_not_run(connection, caplog, withdrawal):
+    queue = Queue(connection=connection)
+    holder = queue.enqueue(testjobs.block_in_redis, "release", 10)
+    queue.enqueue(testjobs.green_sleep, 0, "first")
+    queue.enqueue(testjobs.green_sleep, 0, "second")
+    worker = GeventWorker([queue], connection=connection, concurrency=1)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(lambda: holder.get_status(refresh=True) == JobStatus.STARTED, what="the holder started")
+
+    first, second = take_back_seat(connection, queue, worker, "release", WITHDRAWALS[withdrawal])
+    greenlet.join(15)
+
+    assert "was cancelled or deleted after it was popped; not run" in caplog.text
+    assert second.get_status(refresh=True) == JobStatus.FINISHED and second.return_value() == "second"
+    if withdrawal == "cancel":
+        assert Job.fetch(first.id, connection=connection).get_status() == JobStatus.CANCELED
+        assert Job.fetch(first.id, connection=connection).return_value() is None
+    else:
+        assert not connection.exists(first.key)  # not created again by a start
+    assert connection.llen(queue.intermediate_queue_key) == 0 and len(queue) == 0
+    assert len(FailedJobRegistry(queue=queue)) == 0 and len(StartedJobRegistry(queue=queue)) == 0
+
+
+@pytest.mark.parametrize("withdrawal", sorted(WITHDRAWALS))
+def test_a_job_cancelled_or_deleted_while_popped_ahead_is_not_put_back(connection, withdrawal):
+    queue = Queue(connection=connection)
+    holder = queue.enqueue(testjobs.block_in_redis, "release", 10)
+    queue.enqueue(testjobs.green_sleep, 0, "first")
+    queue.enqueue(testjobs.green_sleep, 0, "second")
+    worker = GeventWorker([queue], connection=connection, concurrency=1)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(lambda: holder.get_status(refresh=True) == JobStatus.STARTED, what="the holder started")
+
+    first, second = take_back_seat(connection, queue, worker, None, WITHDRAWALS[withdrawal])
+    wait_until(lambda: len(queue) == 1, timeout=3, what="the popped jobs put back")
+    assert queue.get_job_ids() == [second.id]
+    assert connection.llen(queue.intermediate_queue_key) == 0
+
+    connection.rpush("release", "go")
+    greenlet.join(15)
+    assert second.get_status(refresh=True) == JobStatus.FINISHED
+    if withdrawal == "cancel":
+        assert Job.fetch(first.id, connection=connection).get_status() == JobStatus.CANCELED
+    else:
+        assert not connection.exists(first.key)
