@@ -120,11 +120,9 @@ def take_back_seat(connection, queue, worker, release_key: str | None, withdraw)
     return first, second
 
 
-WITHDRAWALS = {"cancel": lambda job: job.cancel(), "delete": lambda job: job.delete()}
-
-
-@pytest.mark.parametrize("withdrawal", sorted(WITHDRAWALS))
-def test_a_job_cancelled_or_deleted_after_its_pop_is_not_run(connection, caplog, withdrawal):
+def one_slot_held_until_release(connection) -> tuple:
+    """A burst worker with one slot, held by a job until ``release`` is pushed; "first" and "second"
+    queued behind it."""
     queue = Queue(connection=connection)
     holder = queue.enqueue(testjobs.block_in_redis, "release", 10)
     queue.enqueue(testjobs.green_sleep, 0, "first")
@@ -132,6 +130,15 @@ def test_a_job_cancelled_or_deleted_after_its_pop_is_not_run(connection, caplog,
     worker = GeventWorker([queue], connection=connection, concurrency=1)
     greenlet = start_worker_greenlet(worker, burst=True)
     wait_until(lambda: holder.get_status(refresh=True) == JobStatus.STARTED, what="the holder started")
+    return queue, worker, greenlet
+
+
+WITHDRAWALS = {"cancel": lambda job: job.cancel(), "delete": lambda job: job.delete()}
+
+
+@pytest.mark.parametrize("withdrawal", sorted(WITHDRAWALS))
+def test_a_job_cancelled_or_deleted_after_its_pop_is_not_run(connection, caplog, withdrawal):
+    queue, worker, greenlet = one_slot_held_until_release(connection)
 
     first, second = take_back_seat(connection, queue, worker, "release", WITHDRAWALS[withdrawal])
     greenlet.join(15)
@@ -149,13 +156,7 @@ def test_a_job_cancelled_or_deleted_after_its_pop_is_not_run(connection, caplog,
 
 @pytest.mark.parametrize("withdrawal", sorted(WITHDRAWALS))
 def test_a_job_cancelled_or_deleted_while_popped_ahead_is_not_put_back(connection, withdrawal):
-    queue = Queue(connection=connection)
-    holder = queue.enqueue(testjobs.block_in_redis, "release", 10)
-    queue.enqueue(testjobs.green_sleep, 0, "first")
-    queue.enqueue(testjobs.green_sleep, 0, "second")
-    worker = GeventWorker([queue], connection=connection, concurrency=1)
-    greenlet = start_worker_greenlet(worker, burst=True)
-    wait_until(lambda: holder.get_status(refresh=True) == JobStatus.STARTED, what="the holder started")
+    queue, worker, greenlet = one_slot_held_until_release(connection)
 
     first, second = take_back_seat(connection, queue, worker, None, WITHDRAWALS[withdrawal])
     wait_until(lambda: len(queue) == 1, timeout=3, what="the popped jobs put back")
