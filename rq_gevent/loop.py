@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import gevent
+import redis.exceptions
 
 from . import compat
 from .compat import StopRequested
@@ -125,15 +126,18 @@ class WorkLoop:
             self.worker.execute_job(*self.prefetched.take())
 
     def _put_back_prefetched(self, why: str) -> None:
-        """Jobs popped ahead back at the front of their queue; with Redis away, left to maintenance."""
+        """Jobs popped ahead back at the front of their queue.  If Redis fails it (away, or a replica
+        after a failover), they are left to maintenance: this also runs as the loop ends, where an
+        error would cut short the wait for running jobs."""
         worker = self.worker
         for queue, job_ids in self.prefetched.take_all_by_queue():
             try:
                 back = worker.dequeuer.put_back(queue, job_ids)
-            except REDIS_UNAVAILABLE as exc:
+            except redis.exceptions.RedisError as exc:
+                reason = why_unavailable(exc) if isinstance(exc, REDIS_UNAVAILABLE) else f"{type(exc).__name__}: {exc}"
                 worker.log.warning("Worker %s: could not put %d jobs popped ahead back in %s (%s); rq's "
                                    "maintenance requeues them", worker.name, len(job_ids), queue.name,
-                                   why_unavailable(exc))  # fmt: skip
+                                   reason)  # fmt: skip
                 continue
             worker.log.info("Worker %s: %d jobs popped ahead put back at the front of %s: %s", worker.name,
                             back, queue.name, why)  # fmt: skip

@@ -170,3 +170,20 @@ def test_a_job_cancelled_or_deleted_while_popped_ahead_is_not_put_back(connectio
         assert Job.fetch(first.id, connection=connection).get_status() == JobStatus.CANCELED
     else:
         assert not connection.exists(first.key)
+
+
+def test_a_put_back_redis_refuses_leaves_the_jobs_to_maintenance_and_the_loop_running(connection, caplog):
+    queue, worker, greenlet = one_slot_held_until_release(connection)
+    popped = worker.dequeuer.pop_batch(2)
+    connection.config_set("min-replicas-to-write", 1)  # every write refused: NOREPLICAS, a ResponseError
+    try:
+        worker.loop.prefetched.add(popped)
+        wait_until(lambda: "could not put 2 jobs popped ahead back" in caplog.text, timeout=3, what="the put-back")
+    finally:
+        connection.config_set("min-replicas-to-write", 0)
+    assert connection.llen(queue.intermediate_queue_key) == 2  # for maintenance to requeue
+
+    connection.rpush("release", "go")
+    greenlet.join(15)
+    assert "unhandled exception in the work loop" not in caplog.text
+    assert worker.admission.ended == 1  # the holder's outcome recorded, and the loop went on to the end
