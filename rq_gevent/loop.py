@@ -121,9 +121,10 @@ class WorkLoop:
                 self._put_back_prefetched(f"they waited {MAX_WAIT * 1000:.0f} ms for a slot")
 
     def _start_prefetched(self) -> None:
-        admission = self.worker.admission
-        while self.prefetched and not admission.full():
-            self.worker.execute_job(*self.prefetched.take())
+        """Into free slots; none once a stop is requested (the loop's end puts them back)."""
+        worker = self.worker
+        while self.prefetched and not worker.admission.full() and not compat.stop_requested(worker):
+            worker.execute_job(*self.prefetched.take())
 
     def _put_back_prefetched(self, why: str) -> None:
         """Jobs popped ahead back at the front of their queue.  If Redis fails it (away, or a replica

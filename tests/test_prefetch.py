@@ -187,3 +187,15 @@ def test_a_put_back_redis_refuses_leaves_the_jobs_to_maintenance_and_the_loop_ru
     greenlet.join(15)
     assert "unhandled exception in the work loop" not in caplog.text
     assert worker.admission.ended == 1  # the holder's outcome recorded, and the loop went on to the end
+
+
+def test_no_job_popped_ahead_starts_once_a_warm_shutdown_is_requested(connection):
+    queue, worker, greenlet = one_slot_held_until_release(connection)
+    first, second = take_back_seat(connection, queue, worker, None, lambda job: None)
+    worker.request_stop(signal.SIGTERM, None)
+    connection.rpush("release", "go")  # the slot frees while they wait in it
+    greenlet.join(15)
+
+    assert queue.get_job_ids() == [first.id, second.id]
+    assert first.get_status(refresh=True) == second.get_status(refresh=True) == JobStatus.QUEUED
+    assert connection.llen(queue.intermediate_queue_key) == 0
