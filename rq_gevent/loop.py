@@ -8,6 +8,7 @@ While Redis is unavailable the loop backs off (rq's ``exponential_backoff_factor
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import gevent
@@ -127,13 +128,14 @@ class WorkLoop:
             worker.execute_job(*self.prefetched.take())
 
     def _put_back_prefetched(self, why: str) -> None:
-        """Jobs popped ahead back at the front of their queue.  If Redis fails it (away, or a replica
-        after a failover), they are left to maintenance: this also runs as the loop ends, where an
-        error would cut short the wait for running jobs."""
+        """Jobs popped ahead back at the front of their queue, waiting for Redis while it is away (a
+        failover).  Given up by a cold shutdown, or if Redis refuses (a replica, NOREPLICAS): then they
+        are left to maintenance, with a warning, and the loop (or the wait for running jobs) goes on."""
         worker = self.worker
         for queue, job_ids in self.prefetched.take_all_by_queue():
+            put_back = functools.partial(worker.dequeuer.put_back, queue, job_ids)
             try:
-                back = worker.dequeuer.put_back(queue, job_ids)
+                back = worker.wait_for_redis(put_back, f"put {len(job_ids)} jobs popped ahead back in {queue.name}")
             except redis.exceptions.RedisError as exc:
                 reason = why_unavailable(exc) if isinstance(exc, REDIS_UNAVAILABLE) else f"{type(exc).__name__}: {exc}"
                 worker.log.warning("Worker %s: could not put %d jobs popped ahead back in %s (%s); rq's "

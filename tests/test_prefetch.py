@@ -7,6 +7,7 @@ import signal
 
 import gevent
 import pytest
+import redis
 import testjobs
 from conftest import start_worker_greenlet, wait_until
 from rq import Queue
@@ -14,6 +15,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from rq_gevent import GeventWorker, prefetch
+from rq_gevent.embedded_redis import EmbeddedRedis
 
 
 def popped_and_started(connection, queue) -> int:
@@ -199,3 +201,17 @@ def test_no_job_popped_ahead_starts_once_a_warm_shutdown_is_requested(connection
     assert queue.get_job_ids() == [first.id, second.id]
     assert first.get_status(refresh=True) == second.get_status(refresh=True) == JobStatus.QUEUED
     assert connection.llen(queue.intermediate_queue_key) == 0
+
+
+def test_jobs_popped_ahead_are_put_back_once_an_unreachable_redis_answers(caplog):
+    with EmbeddedRedis(appendonly=True) as private_redis:  # AOF: the jobs and lists survive a restart
+        connection = redis.Redis.from_url(private_redis.url)
+        queue, worker, greenlet = one_slot_held_until_release(connection)
+        first, second = take_back_seat(connection, queue, worker, None, lambda job: None)
+        private_redis.restart(down_for=1.5)  # their put-back is due 100 ms after they were popped
+        wait_until(lambda: "jobs popped ahead put back" in caplog.text, timeout=20, what="the put-back")
+        assert "will put 2 jobs popped ahead back in default once it answers" in caplog.text
+        greenlet.join(30)  # the holder failed with its connection; the burst runs the two
+
+        assert [first.get_status(refresh=True), second.get_status(refresh=True)] == [JobStatus.FINISHED] * 2
+        assert connection.llen(queue.intermediate_queue_key) == 0
