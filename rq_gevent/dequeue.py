@@ -33,6 +33,7 @@ from rq.utils import as_text, get_version
 from . import compat
 from .connections import dequeue_client, unblock_clients
 from .redis_waits import unwrap_refusal
+from .transactions import STILL_QUEUED_LUA
 
 if TYPE_CHECKING:
     from .worker import GeventWorker
@@ -81,20 +82,19 @@ return popped
 # KEYS: queue, intermediate list.  ARGV: job key prefix, then job ids in pop order.  Takes them out of
 # the intermediate list and puts those still queued (cancelled or deleted meanwhile: not) back at the
 # front of the queue, in order; returns how many.
-_PUT_BACK = """
+_PUT_BACK = (
+    STILL_QUEUED_LUA
+    + """
 local back = 0
 for i = #ARGV, 2, -1 do
-    if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 then
-        local key = ARGV[1] .. ARGV[i]
-        local status = redis.pcall('HGET', key, 'status')  -- not a hash any more: dropped, as by a pop
-        if redis.call('EXISTS', key) == 1 and type(status) ~= 'table' and (not status or status == 'queued') then
-            redis.call('LPUSH', KEYS[1], ARGV[i])
-            back = back + 1
-        end
+    if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 and still_queued(ARGV[1] .. ARGV[i]) then
+        redis.call('LPUSH', KEYS[1], ARGV[i])
+        back = back + 1
     end
 end
 return back
 """
+)
 
 
 class Dequeuer:

@@ -91,8 +91,11 @@ class JobWrites:
         held = running.start_pipeline if running is not None else None
         if running is not None:
             running.start_pipeline = None
+        if held is None:
+            with transactions.one_trip():
+                held = worker.connection.pipeline()
         try:
-            with held or worker.connection.pipeline() as pipeline:
+            with held as pipeline:
                 transactions.only_if_queued(pipeline, job.key)
                 job.heartbeat(now(), worker.get_heartbeat_ttl(job), pipeline=pipeline)
                 job.prepare_for_execution(worker.name, pipeline=pipeline)

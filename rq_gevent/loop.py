@@ -132,18 +132,20 @@ class WorkLoop:
         failover).  Given up by a cold shutdown, or if Redis refuses (a replica, NOREPLICAS): then they
         are left to maintenance, with a warning, and the loop (or the wait for running jobs) goes on."""
         worker = self.worker
-        for queue, job_ids in self.prefetched.take_all_by_queue():
-            put_back = functools.partial(worker.dequeuer.put_back, queue, job_ids)
-            try:
-                back = worker.wait_for_redis(put_back, f"put {len(job_ids)} jobs popped ahead back in {queue.name}")
-            except redis.exceptions.RedisError as exc:
-                reason = why_unavailable(exc) if isinstance(exc, REDIS_UNAVAILABLE) else f"{type(exc).__name__}: {exc}"
-                worker.log.warning("Worker %s: could not put %d jobs popped ahead back in %s (%s); rq's "
-                                   "maintenance requeues them", worker.name, len(job_ids), queue.name,
-                                   reason)  # fmt: skip
-                continue
-            worker.log.info("Worker %s: %d jobs popped ahead put back at the front of %s: %s", worker.name,
-                            back, queue.name, why)  # fmt: skip
+        queue, job_ids = self.prefetched.take_all()
+        if not job_ids:
+            return
+        put_back = functools.partial(worker.dequeuer.put_back, queue, job_ids)
+        try:
+            back = worker.wait_for_redis(put_back, f"put {len(job_ids)} jobs popped ahead back in {queue.name}")
+        except redis.exceptions.RedisError as exc:
+            reason = why_unavailable(exc) if isinstance(exc, REDIS_UNAVAILABLE) else f"{type(exc).__name__}: {exc}"
+            worker.log.warning("Worker %s: could not put %d jobs popped ahead back in %s (%s); rq's "
+                               "maintenance requeues them", worker.name, len(job_ids), queue.name,
+                               reason)  # fmt: skip
+            return
+        worker.log.info("Worker %s: %d jobs popped ahead put back at the front of %s: %s", worker.name,
+                        back, queue.name, why)  # fmt: skip
 
     def _pop(self, burst: bool, slots: int) -> list:
         worker = self.worker

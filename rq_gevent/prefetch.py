@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Iterator
 from typing import Any
 
 # A job popped ahead waits no longer than this for a slot before it goes back to its queue: meanwhile
@@ -47,6 +46,9 @@ class Prefetched:
         self.level = min(self.limit, max(ended, self.level - 1))
 
     def add(self, popped: list[tuple[Any, Any]]) -> None:
+        keys = {queue.key for _, queue in popped} | ({self._jobs[0][1].key} if self._jobs else set())
+        if len(keys) > 1:
+            raise RuntimeError(f"jobs popped ahead from several queues: {', '.join(sorted(keys))}")
         now = time.monotonic()
         self._jobs.extend((job, queue, now) for job, queue in popped)
 
@@ -63,10 +65,11 @@ class Prefetched:
             return longest
         return min(longest, max(0.0, self._jobs[0][2] + MAX_WAIT - time.monotonic()))
 
-    def take_all_by_queue(self) -> Iterator[tuple[Any, list[str]]]:
-        """Every job, grouped by queue in pop order, as ``(queue, job ids)``; none is left here."""
-        by_queue: dict[str, tuple[Any, list[str]]] = {}
-        while self._jobs:
-            job, queue, _ = self._jobs.popleft()
-            by_queue.setdefault(queue.key, (queue, []))[1].append(job.id)
-        yield from by_queue.values()
+    def take_all(self) -> tuple[Any, list[str]]:
+        """``(queue, job ids in pop order)`` of every job, none left here; ``(None, [])`` if there is none.
+        Jobs wait here from one queue only: more than one is popped only from a single queue, and
+        one popped over several queues starts at once (into the free slot it was popped for)."""
+        queue = self._jobs[0][1] if self._jobs else None
+        ids = [job.id for job, _, _ in self._jobs]
+        self._jobs.clear()
+        return queue, ids

@@ -39,18 +39,29 @@ from redis.exceptions import ResponseError, WatchError
 
 from .coalescing import Coalescer
 
+# Lua: whether the job hash ``key`` exists with status queued or none (not cancelled, deleted or
+# taken).  A key that is not a hash any more is not queued.  Shared with the put-back of jobs popped
+# ahead (:mod:`rq_gevent.dequeue`).
+STILL_QUEUED_LUA = """
+local function still_queued(key)
+  if redis.call('EXISTS', key) == 0 then return false end
+  local status = redis.pcall('HGET', key, 'status')
+  return type(status) ~= 'table' and (not status or status == 'queued')
+end
+"""
+
 # KEYS: the watched keys, all assumed absent; then job hashes that must still be queued.  ARGV: how
 # many job hashes, then each command as its length and its words.  Returns false (a watched key
 # exists), -1 (a job is no longer queued: cancelled, deleted, taken) or the commands' replies.
-_APPLY_IF_ABSENT = """
+_APPLY_IF_ABSENT = (
+    STILL_QUEUED_LUA
+    + """
 local jobs = tonumber(ARGV[1])
 for i = 1, #KEYS - jobs do
   if redis.call('EXISTS', KEYS[i]) == 1 then return false end
 end
 for i = #KEYS - jobs + 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then return -1 end
-  local status = redis.call('HGET', KEYS[i], 'status')
-  if status and status ~= 'queued' then return -1 end
+  if not still_queued(KEYS[i]) then return -1 end
 end
 local replies, i, n = {}, 2, #ARGV
 while i <= n do
@@ -68,6 +79,7 @@ while i <= n do
 end
 return replies
 """
+)
 _APPLY_IF_ABSENT_SHA = hashlib.sha1(_APPLY_IF_ABSENT.encode()).hexdigest()
 
 
@@ -113,6 +125,9 @@ class OneTripPipeline(Pipeline):
         callbacks, self._after_execute = self._after_execute, []
         if self._coalescer is not None and self._in_one_script():
             replies = self._execute_as_script(raise_on_error)
+        elif self._queued_jobs:
+            self.reset()
+            raise RuntimeError("a transaction that must check a job is still queued is not one script call")
         elif self._assumed_absent:
             # Only a script checks the assumption: let rq build it again, watched for real.
             self._optimistic = False
@@ -218,9 +233,11 @@ def one_trip_client(connection: Redis) -> Redis:
 
 def only_if_queued(pipeline: Any, job_key: str) -> None:
     """``pipeline``'s transaction applies only if the job hash ``job_key`` exists and is queued (or has
-    no status); checked where the transaction is one script call (inside :func:`one_trip`)."""
-    if isinstance(pipeline, OneTripPipeline):
-        pipeline._queued_jobs = (*pipeline._queued_jobs, job_key)
+    no status).  Only a pipeline made inside :func:`one_trip` can check it: any other is refused here,
+    and one whose transaction cannot be one script call (it watches for real) fails at ``execute``."""
+    if not isinstance(pipeline, OneTripPipeline) or pipeline._coalescer is None:
+        raise TypeError("only_if_queued needs a pipeline of the worker's client made inside one_trip()")
+    pipeline._queued_jobs = (*pipeline._queued_jobs, job_key)
 
 
 def count_once_applied(pipeline: Any, count: Callable[[], None]) -> None:

@@ -105,6 +105,51 @@ def test_a_refused_write_applies_nothing(connection):
     assert connection.keys("t:*") == [b"t:before"]
 
 
+def queued_check(connection: redis.Redis, job_key: str) -> list:
+    client = transactions.one_trip_client(connection)
+    with transactions.one_trip():
+        pipeline = client.pipeline()
+    transactions.only_if_queued(pipeline, job_key)
+    pipeline.set("t:applied", "1")
+    return pipeline.execute()
+
+
+@pytest.mark.parametrize(
+    "job_hash, applies",
+    [({"status": "queued"}, True), ({"origin": "q"}, True), ({"status": "canceled"}, False), (None, False),
+     ("not a hash", False)],
+    ids=["queued", "no status", "cancelled", "deleted", "not a hash"],
+)  # fmt: skip
+def test_a_transaction_that_needs_a_job_queued_applies_only_if_it_is(connection, job_hash, applies):
+    if isinstance(job_hash, dict):
+        connection.hset("t:job", mapping=job_hash)
+    elif job_hash is not None:
+        connection.set("t:job", job_hash)
+    if applies:
+        assert queued_check(connection, "t:job") == [True]
+    else:
+        with pytest.raises(transactions.JobNotQueued):
+            queued_check(connection, "t:job")
+    assert connection.exists("t:applied") == applies
+
+
+def test_a_check_that_the_job_is_queued_is_refused_where_it_cannot_be_made(connection):
+    client = transactions.one_trip_client(connection)
+    with pytest.raises(TypeError, match="one_trip"):
+        transactions.only_if_queued(client.pipeline(), "t:job")  # made outside one_trip(): no script
+    with pytest.raises(TypeError, match="one_trip"):
+        transactions.only_if_queued(connection.pipeline(), "t:job")
+    with transactions.one_trip():
+        pipeline = client.pipeline()
+    pipeline.watch("t:watched")  # watched for real: the transaction cannot be one script call
+    pipeline.multi()
+    transactions.only_if_queued(pipeline, "t:job")
+    pipeline.set("t:applied", "1")
+    with pytest.raises(RuntimeError, match="not one script call"):
+        pipeline.execute()
+    assert not connection.exists("t:applied")
+
+
 def test_a_job_without_dependents_is_recorded_with_no_watch(connection):
     queue = Queue("one-trip", connection=connection)
     jobs = [queue.enqueue(testjobs.green_sleep, 0, n) for n in range(20)]
