@@ -45,7 +45,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
-from . import alerts, compat, timeouts, transactions
+from . import alerts, collector, compat, timeouts, transactions
 from .admission import Admission
 from .allowlist import AllowedJobs, JobNotAllowed
 from .commands import Commands
@@ -300,6 +300,7 @@ class GeventWorker(Worker):
         self.metrics.start(self.concurrency)
         # Prove the command listener hears, twice per socket timeout (rq_gevent.listener).
         self.commands.start((socket_timeout(self.connection) or self.connection_timeout) / 2)
+        collector.tune_for_many_jobs_in_flight()
         try:
             self.loop.run(burst, max_jobs, max_idle_time)
             self.shutdown.drain()
@@ -375,6 +376,7 @@ class GeventWorker(Worker):
                                self.name, job.id, exc_info=True)  # fmt: skip
         finally:
             timeouts.forget_pending(running.greenlet)
+            running.greenlet = None  # outcomes keeps the entry for a recheck: not the greenlet, its frames
             self.metrics.function_ended(running)  # a function the outcome's path left running
             if running.execution is not None:
                 self.executions.pop(running.execution.id, None)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
+import weakref
 
 import gevent.monkey
 from rq import Retry, get_current_job
@@ -143,3 +145,24 @@ def enqueue_own_dependent(value: object) -> str:
     job = get_current_job()
     queue = Queue(job.origin, connection=job.connection)
     return queue.enqueue(green_sleep, 0, value, job_id=f"{job.id}-dependent", depends_on=job).id
+
+
+class CycleMember:
+    """Each instance alive is in ``alive``: those that a job left in a reference cycle and the garbage
+    collector has not freed."""
+
+    alive: weakref.WeakSet = weakref.WeakSet()
+
+    def __init__(self) -> None:
+        CycleMember.alive.add(self)
+        self.other: CycleMember | None = None
+
+
+def leave_a_cycle() -> None:
+    first, second = CycleMember(), CycleMember()
+    first.other, second.other = second, first
+
+
+def collector_settings() -> list:
+    """The young generation's threshold, whether start-up objects are frozen, whether it is enabled."""
+    return [gc.get_threshold()[0], gc.get_freeze_count() > 0, gc.isenabled()]
