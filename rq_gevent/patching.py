@@ -9,6 +9,7 @@ entry point.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 _LATE_MODULES = ("ssl", "redis", "rq", "urllib3", "requests", "sentry_sdk")
 
@@ -23,6 +24,54 @@ def patch() -> None:
 
     if not monkey.is_module_patched("socket"):
         monkey.patch_all()
+    _poll_readiness_checks_directly()
+
+
+def _poll_readiness_checks_directly() -> None:
+    """``select.poll()`` as gevent patches it, except that ``poll(0)`` asks the OS at once.
+
+    A zero timeout cannot block, so it needs no turn of gevent's hub; gevent still starts a watcher
+    per fd and waits for the hub: 15 us against 1 us.  redis-py makes that check each time it takes a
+    connection from its pool (is it clean?), which is once per command a job sends.  The OS also reports
+    every event asked for (``POLLRDHUP``...), where gevent's reports only readable and writable.
+    """
+    import select
+
+    from gevent import monkey
+    from gevent import select as gevent_select
+
+    if select.poll is not gevent_select.poll:  # not patched by gevent, or already done
+        return
+    os_poll = monkey.get_original("select", "poll")
+
+    class poll(gevent_select.poll):  # noqa: N801 - the name select.poll's users see
+        def __init__(self) -> None:
+            super().__init__()
+            self._masks: dict[int, int | None] = {}
+
+        def register(self, fd: Any, eventmask: int | None = None) -> None:
+            if eventmask is None:
+                super().register(fd)
+            else:
+                super().register(fd, eventmask)
+            self._masks[fd if isinstance(fd, int) else fd.fileno()] = eventmask
+
+        def unregister(self, fd: Any) -> None:
+            super().unregister(fd)
+            self._masks.pop(fd if isinstance(fd, int) else fd.fileno(), None)
+
+        def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
+            if timeout is None or timeout != 0:
+                return super().poll(timeout)
+            checked = os_poll()
+            for fd, eventmask in self._masks.items():
+                if eventmask is None:
+                    checked.register(fd)
+                else:
+                    checked.register(fd, eventmask)
+            return checked.poll(0)
+
+    select.poll = poll
 
 
 def is_patched() -> bool:
@@ -40,6 +89,7 @@ def require_patched() -> None:
     issue #1016), so the caller is told how to fix its entry point instead.
     """
     if is_patched():
+        _poll_readiness_checks_directly()
         return
     late = [name for name in _LATE_MODULES if name in sys.modules]
     if late:

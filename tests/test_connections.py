@@ -86,3 +86,49 @@ def test_worker_survives_a_redis_restart(restartable_redis, worker_process):
     wait_until(lambda: len(Worker.all(connection=connection)) == 1, timeout=5, what="worker visible again")
     worker.process.terminate()
     assert worker.wait(10) == 0, worker.output()
+
+
+def test_a_readiness_check_asks_the_os_at_once_and_a_timed_poll_still_lets_others_run():
+    """``select.poll`` in a worker process: ``poll(0)`` answered by the OS, with every event asked for
+    (gevent's own reports only readable and writable); a poll with a timeout waits in gevent's hub."""
+    import select
+    import socket
+
+    from gevent import select as gevent_select
+
+    ours, peer = socket.socketpair()
+    polls = ((select.poll, True), (gevent_select.poll, False))  # gevent's own: the instrument
+    for make_poll, _ in polls:
+        poll = make_poll()
+        poll.register(ours, select.POLLIN | select.POLLRDHUP)
+        assert poll.poll(0) == []
+        peer.send(b"x")
+        assert poll.poll(0) == [(ours.fileno(), select.POLLIN)]
+        ours.recv(1)
+    peer.close()
+    assert select.poll is not gevent_select.poll
+    for make_poll, reports_rdhup in polls:
+        poll = make_poll()
+        poll.register(ours, select.POLLIN | select.POLLRDHUP)
+        [(fd, events)] = poll.poll(0)
+        assert fd == ours.fileno() and bool(events & select.POLLRDHUP) == reports_rdhup, (make_poll, events)
+
+    waiting, sender = socket.socketpair()
+    poll = select.poll()
+    poll.register(waiting, select.POLLIN)
+    gevent.spawn_later(0.05, sender.send, b"y")
+    assert poll.poll(5000) == [(waiting.fileno(), select.POLLIN)]  # the sending greenlet ran meanwhile
+    for sock in (ours, waiting, sender):
+        sock.close()
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_before_its_next_command(connection):
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    kwargs = connection.connection_pool.connection_kwargs
+    client = redis.Redis(host=kwargs["host"], port=kwargs["port"], retry=Retry(NoBackoff(), 0))
+    assert client.ping()
+    connection.client_kill_filter(_id=client.client_id())
+    assert client.ping()  # no retries: the pool's readiness check saw the closed socket and reconnected
+    client.close()
