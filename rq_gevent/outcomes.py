@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 RECHECK_SECONDS = 15.0
 # At most this many recent outcomes are kept for that (the oldest are dropped first).
 RECHECK_LIMIT = 20_000
+# Between two attempts to record an outcome that Redis refused (the first retry is at once).
+RETRY_PAUSE = 0.5
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Outcomes:
         worker, job = self.worker, running.job
         before = compat.snapshot(job)
         was_stopped = running.stopped
-        retried = False
+        retried, pause = False, 0.0
         while True:
             try:
                 record()
@@ -75,8 +77,9 @@ class Outcomes:
             except REDIS_UNAVAILABLE as exc:
                 if worker.shutdown.cold.is_set():
                     raise
-                worker.log.warning("Worker %s: %s; will record the outcome of job %s once it answers", worker.name,
-                                   why_unavailable(exc), job.id)  # fmt: skip
+                if not retried:
+                    worker.log.warning("Worker %s: %s; will record the outcome of job %s once it answers",
+                                       worker.name, why_unavailable(exc), job.id)  # fmt: skip
             recorded = worker.wait_for_redis(
                 functools.partial(worker.job_writes.outcome_recorded, running), f"record the outcome of job {job.id}"
             )
@@ -85,6 +88,10 @@ class Outcomes:
             compat.restore_after_retried_step(job, before)
             running.stopped = was_stopped
             retried = True
+            # A primary that answers reads but refuses writes (NOREPLICAS until a replica follows it after a
+            # failover) fails each attempt at once: retry every RETRY_PAUSE, not as fast as Redis answers.
+            worker.shutdown.cold.wait(pause)
+            pause = RETRY_PAUSE
         if retried:
             worker.log.warning("Worker %s: outcome of job %s recorded now that Redis answers", worker.name, job.id)
         self._remember(_Recorded(time.monotonic(), running, record, before, was_stopped))

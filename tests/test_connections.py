@@ -4,7 +4,7 @@ import gevent
 import pytest
 import redis
 import testjobs
-from conftest import wait_until
+from conftest import start_worker_greenlet, wait_until
 from rq import Queue
 from rq.job import JobStatus
 from rq.suspension import resume, suspend
@@ -132,3 +132,30 @@ def test_a_pooled_connection_the_server_closed_is_replaced_before_its_next_comma
     connection.client_kill_filter(_id=client.client_id())
     assert client.ping()  # no retries: the pool's readiness check saw the closed socket and reconnected
     client.close()
+
+
+def test_an_outcome_redis_refuses_is_retried_at_a_steady_pace_and_warned_about_once(connection, caplog):
+    """Redis that answers reads and refuses writes (out of memory here; a primary no replica follows
+    yet after a failover, with ``min-replicas-to-write``): each attempt to record an outcome fails at
+    once."""
+    queue = Queue("refused", connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 1, "done")
+    worker = GeventWorker([queue], connection=connection, concurrency=1)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job started")
+    maxmemory, policy = connection.config_get("maxmemory")["maxmemory"], connection.config_get("maxmemory-policy")
+    connection.config_set("maxmemory-policy", "noeviction")
+    connection.config_set("maxmemory", 1)  # OOM for every write from now
+    try:
+        connection.config_resetstat()
+        gevent.sleep(4)  # the job ends after 1 s: 3 s of attempts
+        script_calls = connection.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    finally:
+        connection.config_set("maxmemory", maxmemory)
+        connection.config_set("maxmemory-policy", policy["maxmemory-policy"])
+    greenlet.join(20)
+    assert job.get_status(refresh=True) == JobStatus.FINISHED and job.return_value() == "done"
+    # Each attempt is two script calls (the outcome, then whether Redis has it), plus the loop's pops.
+    assert script_calls < 60, script_calls
+    assert caplog.text.count(f"will record the outcome of job {job.id} once it answers") == 1, caplog.text[-2000:]
+    assert f"outcome of job {job.id} recorded now that Redis answers" in caplog.text

@@ -7,6 +7,7 @@ that makes a primary cut off from its replicas refuse writes instead of losing t
         redis_ha.settings()        # SENTINEL for a --config module, as rq's CLI reads it
         redis_ha.failover()        # SENTINEL FAILOVER, waits for the new primary
         redis_ha.kill_primary()    # kill -9 of the primary, waits for the new primary
+        redis_ha.wait_until_writable()  # until it accepts writes (a replica follows it)
 """
 
 from __future__ import annotations
@@ -90,6 +91,18 @@ class SentinelSet:
         os.kill(server.process.pid, signal.SIGKILL)
         server.process.wait()
         return self._wait_for_new_primary(before)
+
+    def wait_until_writable(self, timeout: float = 60) -> float:
+        """Wait until the primary accepts writes (``min-replicas-to-write``: a replica follows it, which
+        after a ``kill -9`` takes the sentinels from 1 to ~20 s); returns the monotonic time it did."""
+        _wait(self._accepts_writes, timeout, "the primary to accept writes")
+        return time.monotonic()
+
+    def _accepts_writes(self) -> bool:
+        try:
+            return bool(redis.Redis(*self.primary_address(), socket_timeout=1).set("peers:probe", 1, px=1000))
+        except redis.RedisError:
+            return False
 
     def _wait_for_new_primary(self, before: tuple[str, int]) -> float:
         _wait(lambda: self.primary_address() != before and self._is_primary(self.primary_address()), 60,
