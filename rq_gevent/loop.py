@@ -11,15 +11,13 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-import gevent
 import redis.exceptions
 
 from . import compat
 from .compat import StopRequested
-from .connections import PrimaryCutOff
 from .dequeue import DEQUEUE_BATCH
 from .prefetch import MAX_WAIT, Prefetched
-from .redis_waits import REDIS_UNAVAILABLE, why_unavailable
+from .redis_waits import REDIS_UNAVAILABLE, Backoff, why_unavailable
 
 if TYPE_CHECKING:
     from .worker import GeventWorker
@@ -52,20 +50,17 @@ class WorkLoop:
 
     def _loop(self, burst: bool, max_jobs: int | None) -> None:
         worker = self.worker
-        backoff = 1.0
+        backoff = Backoff(1.0, ceiling=worker.max_connection_wait_time, factor=worker.exponential_backoff_factor)
         while not compat.stop_requested(worker):
             try:
                 if not self._step(burst, max_jobs):
                     return
-                backoff = 1.0
+                backoff.reset()
                 worker.redis_outage.succeeded()
             except REDIS_UNAVAILABLE as exc:
-                worker.log.error("Worker %s: %s; retrying in %.0f s", worker.name, why_unavailable(exc), backoff)
+                worker.log.error("Worker %s: %s; retrying in %.0f s", worker.name, why_unavailable(exc), backoff.next)
                 worker.redis_outage.failed(exc)
-                gevent.sleep(backoff)
-                # A failover ends when the sentinels name the new primary: ask again every second.
-                ceiling = 1.0 if isinstance(exc, PrimaryCutOff) else worker.max_connection_wait_time
-                backoff = min(backoff * worker.exponential_backoff_factor, ceiling)
+                backoff.pause(after=exc)
 
     def _step(self, burst: bool, max_jobs: int | None) -> bool:
         """One turn: admit what the free slots allow.  False when the worker should stop dequeuing."""

@@ -26,7 +26,7 @@ import gevent
 
 from . import compat
 from .exceptions import ColdShutdown, JobStopped
-from .redis_waits import REDIS_UNAVAILABLE, why_unavailable
+from .redis_waits import REDIS_UNAVAILABLE, Backoff, why_unavailable
 from .running import Phase, RunningJob
 
 if TYPE_CHECKING:
@@ -68,7 +68,10 @@ class Outcomes:
         worker, job = self.worker, running.job
         before = compat.snapshot(job)
         was_stopped = running.stopped
-        retried, pause = False, 0.0
+        retried = False
+        # A primary that answers reads but refuses writes (NOREPLICAS until a replica follows it after a
+        # failover) fails each attempt at once: the first retry is at once, then every RETRY_PAUSE.
+        backoff = Backoff(first=0.0, ceiling=RETRY_PAUSE)
         while True:
             try:
                 record()
@@ -88,10 +91,7 @@ class Outcomes:
             compat.restore_after_retried_step(job, before)
             running.stopped = was_stopped
             retried = True
-            # A primary that answers reads but refuses writes (NOREPLICAS until a replica follows it after a
-            # failover) fails each attempt at once: retry every RETRY_PAUSE, not as fast as Redis answers.
-            worker.shutdown.cold.wait(pause)
-            pause = RETRY_PAUSE
+            backoff.pause(worker.shutdown.cold)
         if retried:
             worker.log.warning("Worker %s: outcome of job %s recorded now that Redis answers", worker.name, job.id)
         self._remember(_Recorded(time.monotonic(), running, record, before, was_stopped))

@@ -54,11 +54,11 @@ def _poll_readiness_checks_directly() -> None:
                 super().register(fd)
             else:
                 super().register(fd, eventmask)
-            self._masks[fd if isinstance(fd, int) else fd.fileno()] = eventmask
+            self._masks[_fileno(fd)] = eventmask
 
         def unregister(self, fd: Any) -> None:
             super().unregister(fd)
-            self._masks.pop(fd if isinstance(fd, int) else fd.fileno(), None)
+            self._masks.pop(_fileno(fd), None)
 
         def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
             if timeout is None or timeout != 0:
@@ -72,6 +72,11 @@ def _poll_readiness_checks_directly() -> None:
             return checked.poll(0)
 
     select.poll = poll
+
+
+def _fileno(fd: Any) -> int:
+    """What ``select.poll`` accepts as a file descriptor: an int, or an object with ``fileno()``."""
+    return fd if isinstance(fd, int) else fd.fileno()
 
 
 def is_patched() -> bool:

@@ -46,9 +46,9 @@ class Prefetched:
         self.level = min(self.limit, max(ended, self.level - 1))
 
     def add(self, popped: list[tuple[Any, Any]]) -> None:
-        keys = {queue.key for _, queue in popped} | ({self._jobs[0][1].key} if self._jobs else set())
-        if len(keys) > 1:
-            raise RuntimeError(f"jobs popped ahead from several queues: {', '.join(sorted(keys))}")
+        """One pop's jobs (one pop takes from one queue), after those waiting here."""
+        if self._jobs and popped and self._jobs[0][1].key != popped[0][1].key:
+            raise RuntimeError(f"jobs popped ahead from two queues: {self._jobs[0][1].key}, {popped[0][1].key}")
         now = time.monotonic()
         self._jobs.extend((job, queue, now) for job, queue in popped)
 

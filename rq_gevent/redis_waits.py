@@ -38,6 +38,34 @@ def why_unavailable(error: Exception) -> str:
     return f"Redis unreachable ({error})"
 
 
+# A failover is over once the sentinels name the new primary (about a second): ask at least this often.
+CUT_OFF_CEILING = 1.0
+
+
+class Backoff:
+    """The pauses between attempts while Redis cannot take a command: ``first``, then growing by
+    ``factor`` (from at least ``MIN_PAUSE``) up to ``ceiling``, or up to ``CUT_OFF_CEILING`` after a
+    :class:`PrimaryCutOff`.  The one pacing of every "again once Redis answers" loop of the worker."""
+
+    MIN_PAUSE = 0.5
+
+    def __init__(self, first: float = 0.5, ceiling: float = 5.0, factor: float = 2.0) -> None:
+        self.first, self.ceiling, self.factor = first, ceiling, factor
+        self.next = first
+
+    def pause(self, give_up: gevent.event.Event | None = None, after: Exception | None = None) -> None:
+        """Wait the next pause (cut short once ``give_up`` is set); ``after``: the error that failed."""
+        if give_up is None:
+            gevent.sleep(self.next)
+        else:
+            give_up.wait(self.next)
+        ceiling = min(self.ceiling, CUT_OFF_CEILING) if isinstance(after, PrimaryCutOff) else self.ceiling
+        self.next = min(max(self.next * self.factor, self.MIN_PAUSE), ceiling)
+
+    def reset(self) -> None:
+        self.next = self.first
+
+
 T = TypeVar("T")
 
 
@@ -54,7 +82,7 @@ def when_redis_answers(
     The first failure is logged as a warning: "``who``: Redis unreachable (...); will ``to_do`` once
     it answers".  Once ``give_up`` is set the last error is raised instead (a cold shutdown).
     """
-    backoff = 0.5
+    backoff = Backoff(ceiling=max_backoff)
     warned = False
     while True:
         try:
@@ -65,6 +93,4 @@ def when_redis_answers(
             if not warned:
                 log.warning("%s: %s; will %s once it answers", who, why_unavailable(exc), to_do)
                 warned = True
-            give_up.wait(backoff)
-            # A failover is over once the sentinels name the new primary (about a second): ask often.
-            backoff = min(backoff * 2, 1.0 if isinstance(exc, PrimaryCutOff) else max_backoff)
+            backoff.pause(give_up, after=exc)
