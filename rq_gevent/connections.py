@@ -24,8 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import BlockingConnectionPool, ConnectionPool, Redis
-from redis.exceptions import ConnectionError, RedisError, ResponseError, TimeoutError
-from redis.sentinel import SentinelConnectionPool, SentinelManagedConnection, SentinelManagedSSLConnection
+from redis.exceptions import ConnectionError, ReadOnlyError, RedisError, ResponseError, TimeoutError
+from redis.sentinel import SentinelConnectionPool
 
 log = logging.getLogger("rq.worker")
 
@@ -67,47 +67,46 @@ def socket_timeout(connection: Redis) -> float | None:
 
 
 class PrimaryCutOff(ConnectionError):
-    """The primary refuses writes for want of replicas: a failover is under way; try again soon."""
+    """The server refuses writes for now (a primary cut off from its replicas, a replica): a failover
+    may be under way; try again soon."""
 
 
 class _FollowsFailover:
-    """A Sentinel connection that treats a primary refusing writes for want of replicas (NOREPLICAS,
-    with ``min-replicas-to-write``: cut off from them, as when a replica was promoted elsewhere) the way
-    redis-py treats READONLY: the connection is dropped and the next one asks the sentinels again.
-    Either refusal inside a script's error counts too.
+    """A connection that treats a server refusing writes, for want of replicas (NOREPLICAS, with
+    ``min-replicas-to-write``: cut off from them, as when a replica was promoted elsewhere) or as a
+    replica (READONLY), as a connection lost: it is dropped, so that the next one asks the sentinels
+    again (or reaches whatever server the address leads to now), and :class:`PrimaryCutOff` raised,
+    which the worker waits out as any outage.  Either refusal inside a script's error counts too.
 
-    Without it a pooled connection keeps writing to a demoted primary until Sentinel converts it (up
-    to 10 s after a ``SENTINEL FAILOVER``), and those writes are discarded."""
+    Without it a pooled Sentinel connection keeps writing to a demoted primary until Sentinel converts
+    it (up to 10 s after a ``SENTINEL FAILOVER``), and those writes are discarded; and on any connection
+    the refused outcome of a job that ran would be taken for an error and the job failed."""
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().read_response(*args, **kwargs)  # type: ignore[misc]
         except ResponseError as error:
-            # A script's error carries it inside ("Error running script ...: -NOREPLICAS ..." on Redis
-            # 6.2), where redis-py's own READONLY handling does not look either.
-            refusal = next((word for word in ("NOREPLICAS", "READONLY") if word in str(error)), None)
+            # redis-py words READONLY its own way; a script's error carries either refusal inside
+            # ("Error running script ...: -NOREPLICAS ..." on Redis 6.2).
+            refusal = "READONLY" if isinstance(error, ReadOnlyError) else None
+            refusal = refusal or next((word for word in ("NOREPLICAS", "READONLY") if word in str(error)), None)
             if refusal is None:
                 raise
             self.disconnect()  # type: ignore[attr-defined]
-            raise PrimaryCutOff(f"the primary refuses writes ({refusal}: a failover?)") from None
+            raise PrimaryCutOff(f"Redis refuses writes ({refusal}: a failover?)") from None
 
 
-class FollowingConnection(_FollowsFailover, SentinelManagedConnection):
-    pass
-
-
-class FollowingSSLConnection(_FollowsFailover, SentinelManagedSSLConnection):
-    pass
+@functools.cache
+def _following_failovers(connection_class: type) -> type:
+    return type(connection_class.__name__, (_FollowsFailover, connection_class), {})
 
 
 def follow_failovers(connection: Redis) -> None:
-    """Make a Sentinel client's new connections :class:`FollowingConnection` (no-op otherwise)."""
+    """Make the new connections of ``connection``'s pool treat refused writes as :class:`_FollowsFailover`
+    does (a Sentinel pool's, and a plain one's)."""
     pool = connection.connection_pool
-    if isinstance(pool, SentinelConnectionPool):
-        if pool.connection_class is SentinelManagedConnection:
-            pool.connection_class = FollowingConnection
-        elif pool.connection_class is SentinelManagedSSLConnection:
-            pool.connection_class = FollowingSSLConnection
+    if not issubclass(pool.connection_class, _FollowsFailover):
+        pool.connection_class = _following_failovers(pool.connection_class)
 
 
 # The pools of every client made by :func:`share_path` or :func:`client_like` from one, in this process.

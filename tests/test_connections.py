@@ -1,5 +1,8 @@
 """Redis connections: a pool that fits the concurrency, and surviving a Redis restart."""
 
+import contextlib
+from collections.abc import Iterator
+
 import gevent
 import pytest
 import redis
@@ -134,25 +137,49 @@ def test_a_pooled_connection_the_server_closed_is_replaced_before_its_next_comma
     client.close()
 
 
-def test_an_outcome_redis_refuses_is_retried_at_a_steady_pace_and_warned_about_once(connection, caplog):
-    """Redis that answers reads and refuses writes (out of memory here; a primary no replica follows
-    yet after a failover, with ``min-replicas-to-write``): each attempt to record an outcome fails at
-    once."""
+@contextlib.contextmanager
+def refusing_writes(connection, refusal: str) -> Iterator[None]:
+    """The Redis of ``connection`` answers reads and refuses writes meanwhile, as it does ``refusal``:
+    OOM (out of memory under noeviction), NOREPLICAS (a primary with ``min-replicas-to-write`` and no
+    replica following it, as after a failover), READONLY (a replica: of a server that does not answer
+    here, so that it keeps its data)."""
+    settings = {"OOM": {"maxmemory-policy": "noeviction", "maxmemory": "1"},
+                "NOREPLICAS": {"min-replicas-to-write": "1"}}.get(refusal, {})  # fmt: skip
+    before = {name: connection.config_get(name)[name] for name in settings}
+    for name, value in settings.items():
+        connection.config_set(name, value)
+    if refusal == "READONLY":
+        connection.replicaof("127.0.0.1", 1)  # nothing listens on port 1
+    try:
+        refused = {"OOM": redis.exceptions.OutOfMemoryError, "READONLY": redis.exceptions.ReadOnlyError}
+        kwargs = connection.connection_pool.connection_kwargs
+        plain = redis.Redis(host=kwargs["host"], port=kwargs["port"])  # a worker's client maps refusals
+        with pytest.raises(
+            refused.get(refusal, redis.exceptions.ResponseError), match=None if refusal in refused else refusal
+        ):
+            plain.set("rq-gevent:writable?", 1)  # the instrument: writes are refused
+        plain.close()
+        yield
+    finally:
+        if refusal == "READONLY":
+            connection.replicaof("NO", "ONE")
+        for name, value in before.items():
+            connection.config_set(name, value)
+
+
+@pytest.mark.parametrize("refusal", ["OOM", "NOREPLICAS", "READONLY"])
+def test_an_outcome_redis_refuses_is_retried_at_a_steady_pace_and_warned_about_once(connection, caplog, refusal):
+    """Redis that answers reads and refuses writes: each attempt to record an outcome fails at once.
+    The job still ends as it did, once Redis takes writes again."""
     queue = Queue("refused", connection=connection)
     job = queue.enqueue(testjobs.green_sleep, 1, "done")
     worker = GeventWorker([queue], connection=connection, concurrency=1)
     greenlet = start_worker_greenlet(worker, burst=True)
     wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job started")
-    maxmemory, policy = connection.config_get("maxmemory")["maxmemory"], connection.config_get("maxmemory-policy")
-    connection.config_set("maxmemory-policy", "noeviction")
-    connection.config_set("maxmemory", 1)  # OOM for every write from now
-    try:
+    with refusing_writes(connection, refusal):
         connection.config_resetstat()
         gevent.sleep(4)  # the job ends after 1 s: 3 s of attempts
         script_calls = connection.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
-    finally:
-        connection.config_set("maxmemory", maxmemory)
-        connection.config_set("maxmemory-policy", policy["maxmemory-policy"])
     greenlet.join(20)
     assert job.get_status(refresh=True) == JobStatus.FINISHED and job.return_value() == "done"
     # Each attempt is two script calls (the outcome, then whether Redis has it), plus the loop's pops.

@@ -177,18 +177,38 @@ def test_a_job_cancelled_or_deleted_while_popped_ahead_is_not_put_back(connectio
 def test_a_put_back_redis_refuses_leaves_the_jobs_to_maintenance_and_the_loop_running(connection, caplog):
     queue, worker, greenlet = one_slot_held_until_release(connection)
     popped = worker.dequeuer.pop_batch(2)
-    connection.config_set("min-replicas-to-write", 1)  # every write refused: NOREPLICAS, a ResponseError
+    connection.execute_command("ACL", "SETUSER", "default", "-lrem")  # the put-back refused for good
     try:
         worker.loop.prefetched.add(popped)
         wait_until(lambda: "could not put 2 jobs popped ahead back" in caplog.text, timeout=3, what="the put-back")
     finally:
-        connection.config_set("min-replicas-to-write", 0)
+        connection.execute_command("ACL", "SETUSER", "default", "+@all")
+    assert "could not put 2 jobs popped ahead back in default (ResponseError" in caplog.text
     assert connection.llen(queue.intermediate_queue_key) == 2  # for maintenance to requeue
 
     connection.rpush("release", "go")
     greenlet.join(15)
     assert "unhandled exception in the work loop" not in caplog.text
     assert worker.admission.ended == 1  # the holder's outcome recorded, and the loop went on to the end
+
+
+def test_a_put_back_while_redis_refuses_writes_for_now_waits_for_it(connection, caplog):
+    queue, worker, greenlet = one_slot_held_until_release(connection)
+    popped = worker.dequeuer.pop_batch(2)
+    connection.config_set("min-replicas-to-write", 1)  # every write refused: NOREPLICAS, until a replica follows
+    try:
+        worker.loop.prefetched.add(popped)
+        wait_until(lambda: "will put 2 jobs popped ahead back" in caplog.text, timeout=3, what="the put-back tried")
+        assert connection.llen(queue.intermediate_queue_key) == 2
+    finally:
+        connection.config_set("min-replicas-to-write", 0)
+    wait_until(lambda: connection.llen(queue.intermediate_queue_key) == 0, timeout=5, what="the put-back")
+    assert queue.get_job_ids() == [job.id for job, _ in popped]
+    assert "could not put" not in caplog.text
+
+    connection.rpush("release", "go")
+    greenlet.join(15)
+    assert "unhandled exception in the work loop" not in caplog.text
 
 
 def test_no_job_popped_ahead_starts_once_a_warm_shutdown_is_requested(connection):
