@@ -25,7 +25,9 @@ except ImportError:  # rq < 2.6 defines it next to the worker
 import rq
 from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.executions import Execution
-from rq.utils import current_timestamp, now, utcformat
+from rq.utils import current_timestamp, now
+
+from .speedups import utcformat
 
 RQ_VERSION = tuple(int(part) for part in rq.__version__.split(".")[:2])
 # rq >= 3: a worker holds several executions, each passed explicitly.
@@ -50,30 +52,6 @@ def count_attempt(job: Any) -> int:
     attempt = max(previous, job.number_of_retries or 0) + 1
     job.meta[ATTEMPT_META_KEY] = attempt
     return attempt
-
-
-def resolve_rq_serializers_quickly() -> None:
-    """rq resolves the serializer each time it builds a job, queue, registry or result: about six
-    times per job.  rq 2.12 (not 2.3.3) checks it with ``isinstance`` against a runtime ``Protocol``,
-    ~6 us a time on Python 3.11, some 5 % of a no-op job's CPU.  rq's own two serializers pass that
-    check by definition and are returned as they are; any other goes through rq's resolution."""
-    import rq.job
-    import rq.queue
-    import rq.registry
-    import rq.results
-    import rq.serializers
-
-    resolve = rq.serializers.resolve_serializer
-    pickle_serializer, json_serializer = rq.serializers.DefaultSerializer, rq.serializers.JSONSerializer
-
-    def resolve_serializer(serializer: Any = None) -> Any:
-        if serializer is pickle_serializer or serializer is json_serializer:
-            return serializer
-        return resolve(serializer)
-
-    for module in (rq.job, rq.queue, rq.registry, rq.results):
-        if getattr(module, "resolve_serializer", None) is resolve:
-            module.resolve_serializer = resolve_serializer  # type: ignore[attr-defined]
 
 
 def worker_registration_fields(worker: Any) -> dict[str, Any]:

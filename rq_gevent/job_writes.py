@@ -28,12 +28,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
-from rq.utils import as_text, now, utcformat
+from rq.job import Job
+from rq.utils import as_text, now
 from rq.worker import Worker, WorkerStatus
 
 from . import compat, transactions
 from .redis_waits import REDIS_UNAVAILABLE, unwrap_refusal
 from .running import Phase, RunningJob
+from .speedups import utcformat
 
 if TYPE_CHECKING:
     from .worker import GeventWorker
@@ -85,6 +87,8 @@ class JobWrites:
 
     def mark_started(self, job: Any, remove_from_intermediate_queue: bool) -> None:
         """rq's ``prepare_job_execution`` writes of the job, plus ``Job.perform``'s PERSIST (rq < 3).
+        rq's ``Job.heartbeat`` is left out: its one HSET of ``last_heartbeat`` is overwritten at once
+        by ``prepare_for_execution``'s (a job class's own ``heartbeat`` is still called).
         If Redis fails here, the job has not run."""
         worker = self.worker
         running = worker.jobs.own(job)
@@ -97,7 +101,8 @@ class JobWrites:
         try:
             with held as pipeline:
                 transactions.only_if_queued(pipeline, job.key)
-                job.heartbeat(now(), worker.get_heartbeat_ttl(job), pipeline=pipeline)
+                if type(job).heartbeat is not Job.heartbeat:  # else rq's HSET, which the next one overwrites
+                    job.heartbeat(now(), worker.get_heartbeat_ttl(job), pipeline=pipeline)
                 job.prepare_for_execution(worker.name, pipeline=pipeline)
                 if remove_from_intermediate_queue:
                     queue = worker.queue_class(job.origin, connection=worker.connection)

@@ -45,7 +45,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
-from . import alerts, collector, compat, timeouts, transactions
+from . import alerts, collector, compat, speedups, timeouts, transactions
 from .admission import Admission
 from .allowlist import AllowedJobs, JobNotAllowed
 from .commands import Commands
@@ -160,7 +160,7 @@ class GeventWorker(Worker):
         self.sensitive_jobs = sensitive_jobs
         self.jobs = RunningJobs()
         self.executions: dict[str, Any] = {}
-        compat.resolve_rq_serializers_quickly()
+        speedups.install()
         super().__init__(queues, *args, **kwargs)
         self.admission = Admission(concurrency)
         self.loop = WorkLoop(self)
