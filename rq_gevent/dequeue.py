@@ -88,7 +88,12 @@ _PUT_BACK = (
 local back = 0
 for i = #ARGV, 2, -1 do
     if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 and still_queued(ARGV[1] .. ARGV[i]) then
-        redis.call('LPUSH', KEYS[1], ARGV[i])
+        local pushed = redis.pcall('LPUSH', KEYS[1], ARGV[i])
+        if type(pushed) == 'table' and pushed.err then
+            -- refused after its LREM (an ACL, a queue key that is not a list): back for maintenance
+            redis.call('RPUSH', KEYS[2], ARGV[i])
+            return redis.error_reply(pushed.err)
+        end
         back = back + 1
     end
 end

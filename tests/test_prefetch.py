@@ -174,17 +174,23 @@ def test_a_job_cancelled_or_deleted_while_popped_ahead_is_not_put_back(connectio
         assert not connection.exists(first.key)
 
 
-def test_a_put_back_redis_refuses_leaves_the_jobs_to_maintenance_and_the_loop_running(connection, caplog):
+@pytest.mark.parametrize("refused", ["lrem", "lpush"])
+def test_a_put_back_redis_refuses_leaves_the_jobs_to_maintenance_and_the_loop_running(connection, caplog, refused):
+    """Refused for good (an ACL here): at the first command, or at the LPUSH after an id left the
+    intermediate list, where the id goes back."""
     queue, worker, greenlet = one_slot_held_until_release(connection)
     popped = worker.dequeuer.pop_batch(2)
-    connection.execute_command("ACL", "SETUSER", "default", "-lrem")  # the put-back refused for good
+    connection.execute_command("ACL", "SETUSER", "default", f"-{refused}")
     try:
         worker.loop.prefetched.add(popped)
         wait_until(lambda: "could not put 2 jobs popped ahead back" in caplog.text, timeout=3, what="the put-back")
     finally:
         connection.execute_command("ACL", "SETUSER", "default", "+@all")
-    assert "could not put 2 jobs popped ahead back in default (ResponseError" in caplog.text
-    assert connection.llen(queue.intermediate_queue_key) == 2  # for maintenance to requeue
+    assert "could not put 2 jobs popped ahead back in default (" in caplog.text
+    assert sorted(connection.lrange(queue.intermediate_queue_key, 0, -1)) == sorted(
+        job.id.encode() for job, _ in popped
+    )  # for maintenance to requeue
+    assert queue.get_job_ids() == []
 
     connection.rpush("release", "go")
     greenlet.join(15)
