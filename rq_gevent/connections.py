@@ -24,7 +24,14 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import BlockingConnectionPool, ConnectionPool, Redis
-from redis.exceptions import ConnectionError, ReadOnlyError, RedisError, ResponseError, TimeoutError
+from redis.exceptions import (
+    ConnectionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
 from redis.sentinel import SentinelConnectionPool
 
 log = logging.getLogger("rq.worker")
@@ -76,7 +83,10 @@ class _FollowsFailover:
     ``min-replicas-to-write``: cut off from them, as when a replica was promoted elsewhere) or as a
     replica (READONLY), as a connection lost: it is dropped, so that the next one asks the sentinels
     again (or reaches whatever server the address leads to now), and :class:`PrimaryCutOff` raised,
-    which the worker waits out as any outage.  Either refusal inside a script's error counts too.
+    which the worker waits out as any outage.  Either refusal inside a script's error counts too, and
+    so does a refusal for want of memory, raised as the ``OutOfMemoryError`` it is (the connection
+    kept): Redis 6.2 words it "Error running script (...): @user_script: 11: -OOM command not
+    allowed ...", where redis-py sees a plain ``ResponseError`` (Redis 7 starts the message with OOM).
 
     Without it a pooled Sentinel connection keeps writing to a demoted primary until Sentinel converts
     it (up to 10 s after a ``SENTINEL FAILOVER``), and those writes are discarded; and on any connection
@@ -86,14 +96,19 @@ class _FollowsFailover:
         try:
             return super().read_response(*args, **kwargs)  # type: ignore[misc]
         except ResponseError as error:
-            # redis-py words READONLY its own way; a script's error carries either refusal inside
-            # ("Error running script ...: -NOREPLICAS ..." on Redis 6.2).
-            refusal = "READONLY" if isinstance(error, ReadOnlyError) else None
-            refusal = refusal or next((word for word in ("NOREPLICAS", "READONLY") if word in str(error)), None)
-            if refusal is None:
-                raise
-            self.disconnect()  # type: ignore[attr-defined]
-            raise PrimaryCutOff(f"Redis refuses writes ({refusal}: a failover?)") from None
+            # redis-py words READONLY its own way; a script's error carries a refusal inside.
+            text = str(error)
+            refusal = (
+                "READONLY"
+                if isinstance(error, ReadOnlyError)
+                else next((word for word in ("NOREPLICAS", "READONLY") if word in text), None)
+            )
+            if refusal is not None:
+                self.disconnect()  # type: ignore[attr-defined]
+                raise PrimaryCutOff(f"Redis refuses writes ({refusal}: a failover?)") from None
+            if "-OOM " in text and not isinstance(error, OutOfMemoryError):
+                raise OutOfMemoryError(text) from None
+            raise
 
 
 @functools.cache

@@ -32,7 +32,6 @@ from rq.utils import as_text, get_version
 
 from . import compat
 from .connections import dequeue_client, unblock_clients
-from .redis_waits import unwrap_refusal
 from .transactions import STILL_QUEUED_LUA
 
 if TYPE_CHECKING:
@@ -214,13 +213,7 @@ class Dequeuer:
         keys = [queue.key, queue.intermediate_queue_key, self.receipt_key]
         self._receipt_written = True
         args = [count, prefix, self._pop_token, RECEIPT_SECONDS]
-        try:
-            popped = self._pop_script(keys=keys, args=args, client=self.client)
-        except redis.exceptions.ResponseError as error:
-            refusal = unwrap_refusal(error)  # out of memory: the loop waits for Redis, as for any pop
-            if refusal is error:
-                raise
-            raise refusal from error
+        popped = self._pop_script(keys=keys, args=args, client=self.client)
         self._pop_token = None
         for index in range(0, len(popped), 2):
             fields = popped[index + 1]

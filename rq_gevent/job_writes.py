@@ -33,7 +33,7 @@ from rq.utils import as_text, now
 from rq.worker import Worker, WorkerStatus
 
 from . import compat, transactions
-from .redis_waits import REDIS_UNAVAILABLE, unwrap_refusal
+from .redis_waits import REDIS_UNAVAILABLE
 from .running import Phase, RunningJob
 from .speedups import utcformat
 
@@ -165,9 +165,7 @@ class JobWrites:
         if role is not None and as_text(role[0]) != "master":
             worker.connection.connection_pool.disconnect()
             raise redis.exceptions.ConnectionError(f"reached a {as_text(role[0])}, not the primary")
-        if isinstance(recorded, redis.exceptions.ResponseError):
-            raise unwrap_refusal(recorded)  # writing a lost start back, out of memory: wait for Redis
-        if isinstance(recorded, Exception):
+        if isinstance(recorded, Exception):  # out of memory writing a lost start back: the caller waits
             raise recorded
         if recorded == -1:
             worker.log.warning("Worker %s: Redis had lost the start of job %s too (a failover?), and had it "

@@ -21,16 +21,6 @@ REDIS_UNAVAILABLE = (
 )
 
 
-def unwrap_refusal(error: redis.exceptions.ResponseError) -> redis.exceptions.ResponseError:
-    """A script's write refused for want of memory, as the ``OutOfMemoryError`` it is: Redis 6.2 words
-    it "Error running script (...): @user_script:11: @user_script: 11: -OOM command not allowed ...",
-    where redis-py sees a plain ``ResponseError`` (Redis 7 starts the message with "OOM").  Any other
-    error is returned as it is."""
-    if not isinstance(error, redis.exceptions.OutOfMemoryError) and "-OOM " in str(error):
-        return redis.exceptions.OutOfMemoryError(str(error))
-    return error
-
-
 def why_unavailable(error: Exception) -> str:
     """``error`` (one of ``REDIS_UNAVAILABLE``) for a log line an operator can act on."""
     if isinstance(error, redis.exceptions.OutOfMemoryError):
