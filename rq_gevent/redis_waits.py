@@ -25,6 +25,8 @@ def why_unavailable(error: Exception) -> str:
     """``error`` (one of ``REDIS_UNAVAILABLE``) for a log line an operator can act on."""
     if isinstance(error, redis.exceptions.OutOfMemoryError):
         return "Redis is out of memory and refuses writes (maxmemory reached, noeviction)"
+    if isinstance(error, PrimaryCutOff):
+        return str(error)  # "Redis refuses writes (...)": it answers, so not "unreachable"
     return f"Redis unreachable ({error})"
 
 

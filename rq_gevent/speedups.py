@@ -75,9 +75,17 @@ _REPLACEMENTS = {
 }
 
 
+_installed = False
+
+
 def install() -> None:
     """Swap rq's helpers for these wherever rq's modules imported them (and in ``rq.utils`` and
-    ``rq.serializers``, for modules rq imports later); a name something else replaced is left alone."""
+    ``rq.serializers``, for modules rq imports later); a name something else replaced is left alone.
+    Once per process: later calls do nothing."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
     import rq.job  # noqa: F401 - rq's modules that use them, loaded before the swap
     import rq.queue  # noqa: F401
     import rq.registry  # noqa: F401

@@ -8,6 +8,7 @@ from rq_gevent import patch
 
 patch()
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -153,3 +154,33 @@ def start_worker_greenlet(worker, **work_kwargs) -> gevent.Greenlet:
     greenlet = gevent.spawn(worker.work, **work_kwargs)
     wait_until(lambda: worker.connection.exists(worker.key) or greenlet.dead, what="worker registration")
     return greenlet
+
+
+@contextlib.contextmanager
+def refusing_writes(connection, refusal: str) -> Iterator[None]:
+    """The Redis of ``connection`` answers reads and refuses writes meanwhile, as it does ``refusal``:
+    OOM (out of memory under noeviction), NOREPLICAS (a primary with ``min-replicas-to-write`` and no
+    replica following it, as after a failover), READONLY (a replica: of a server that does not answer
+    here, so that it keeps its data)."""
+    settings = {"OOM": {"maxmemory-policy": "noeviction", "maxmemory": "1"},
+                "NOREPLICAS": {"min-replicas-to-write": "1"}}.get(refusal, {})  # fmt: skip
+    before = {name: connection.config_get(name)[name] for name in settings}
+    for name, value in settings.items():
+        connection.config_set(name, value)
+    if refusal == "READONLY":
+        connection.replicaof("127.0.0.1", 1)  # nothing listens on port 1
+    try:
+        refused = {"OOM": redis.exceptions.OutOfMemoryError, "READONLY": redis.exceptions.ReadOnlyError}
+        kwargs = connection.connection_pool.connection_kwargs
+        plain = redis.Redis(host=kwargs["host"], port=kwargs["port"])  # a worker's client maps refusals
+        with pytest.raises(
+            refused.get(refusal, redis.exceptions.ResponseError), match=None if refusal in refused else refusal
+        ):
+            plain.set("rq-gevent:writable?", 1)  # the instrument: writes are refused
+        plain.close()
+        yield
+    finally:
+        if refusal == "READONLY":
+            connection.replicaof("NO", "ONE")
+        for name, value in before.items():
+            connection.config_set(name, value)

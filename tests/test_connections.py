@@ -1,13 +1,10 @@
 """Redis connections: a pool that fits the concurrency, and surviving a Redis restart."""
 
-import contextlib
-from collections.abc import Iterator
-
 import gevent
 import pytest
 import redis
 import testjobs
-from conftest import start_worker_greenlet, wait_until
+from conftest import refusing_writes, start_worker_greenlet, wait_until
 from rq import Queue
 from rq.job import JobStatus
 from rq.suspension import resume, suspend
@@ -137,36 +134,6 @@ def test_a_pooled_connection_the_server_closed_is_replaced_before_its_next_comma
     client.close()
 
 
-@contextlib.contextmanager
-def refusing_writes(connection, refusal: str) -> Iterator[None]:
-    """The Redis of ``connection`` answers reads and refuses writes meanwhile, as it does ``refusal``:
-    OOM (out of memory under noeviction), NOREPLICAS (a primary with ``min-replicas-to-write`` and no
-    replica following it, as after a failover), READONLY (a replica: of a server that does not answer
-    here, so that it keeps its data)."""
-    settings = {"OOM": {"maxmemory-policy": "noeviction", "maxmemory": "1"},
-                "NOREPLICAS": {"min-replicas-to-write": "1"}}.get(refusal, {})  # fmt: skip
-    before = {name: connection.config_get(name)[name] for name in settings}
-    for name, value in settings.items():
-        connection.config_set(name, value)
-    if refusal == "READONLY":
-        connection.replicaof("127.0.0.1", 1)  # nothing listens on port 1
-    try:
-        refused = {"OOM": redis.exceptions.OutOfMemoryError, "READONLY": redis.exceptions.ReadOnlyError}
-        kwargs = connection.connection_pool.connection_kwargs
-        plain = redis.Redis(host=kwargs["host"], port=kwargs["port"])  # a worker's client maps refusals
-        with pytest.raises(
-            refused.get(refusal, redis.exceptions.ResponseError), match=None if refusal in refused else refusal
-        ):
-            plain.set("rq-gevent:writable?", 1)  # the instrument: writes are refused
-        plain.close()
-        yield
-    finally:
-        if refusal == "READONLY":
-            connection.replicaof("NO", "ONE")
-        for name, value in before.items():
-            connection.config_set(name, value)
-
-
 @pytest.mark.parametrize("refusal", ["OOM", "NOREPLICAS", "READONLY"])
 def test_an_outcome_redis_refuses_is_retried_at_a_steady_pace_and_warned_about_once(connection, caplog, refusal):
     """Redis that answers reads and refuses writes: each attempt to record an outcome fails at once.
@@ -186,3 +153,7 @@ def test_an_outcome_redis_refuses_is_retried_at_a_steady_pace_and_warned_about_o
     assert script_calls < 60, script_calls
     assert caplog.text.count(f"will record the outcome of job {job.id} once it answers") == 1, caplog.text[-2000:]
     assert f"outcome of job {job.id} recorded now that Redis answers" in caplog.text
+    # It answers: the warning says what it refuses, not that it is unreachable.
+    warning = next(line for line in caplog.text.splitlines() if f"will record the outcome of job {job.id}" in line)
+    reason = "out of memory" if refusal == "OOM" else f"refuses writes ({refusal}"
+    assert reason in warning and "unreachable" not in warning, warning

@@ -9,7 +9,7 @@ import gevent
 import pytest
 import redis
 import testjobs
-from conftest import start_worker_greenlet, wait_until
+from conftest import refusing_writes, start_worker_greenlet, wait_until
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
@@ -201,13 +201,10 @@ def test_a_put_back_redis_refuses_leaves_the_jobs_to_maintenance_and_the_loop_ru
 def test_a_put_back_while_redis_refuses_writes_for_now_waits_for_it(connection, caplog):
     queue, worker, greenlet = one_slot_held_until_release(connection)
     popped = worker.dequeuer.pop_batch(2)
-    connection.config_set("min-replicas-to-write", 1)  # every write refused: NOREPLICAS, until a replica follows
-    try:
+    with refusing_writes(connection, "NOREPLICAS"):  # until a replica follows
         worker.loop.prefetched.add(popped)
         wait_until(lambda: "will put 2 jobs popped ahead back" in caplog.text, timeout=3, what="the put-back tried")
         assert connection.llen(queue.intermediate_queue_key) == 2
-    finally:
-        connection.config_set("min-replicas-to-write", 0)
     wait_until(lambda: connection.llen(queue.intermediate_queue_key) == 0, timeout=5, what="the put-back")
     assert queue.get_job_ids() == [job.id for job, _ in popped]
     assert "could not put" not in caplog.text
