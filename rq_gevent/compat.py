@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ except ImportError:  # rq < 2.6 defines it next to the worker
 
 import rq
 from rq.defaults import DEFAULT_FAILURE_TTL
-from rq.executions import Execution
+from rq.executions import Execution, ExecutionRegistry
 from rq.utils import current_timestamp, now
 
 from .speedups import utcformat
@@ -174,6 +175,7 @@ def on_function_call(job: Any, callback: Any, connection: Any) -> None:
 
 
 _EXECUTION_TAKES_WORKER_NAME = "worker_name" in inspect.signature(Execution.create).parameters  # rq >= 2.4
+_EXECUTION_REGISTRY_PREFIX = ExecutionRegistry.key_template.format("")
 
 
 def create_execution(job: Any, ttl: int, pipeline: Any, worker_name: str) -> Any:
@@ -230,6 +232,23 @@ def perform_job(worker: Any, job: Any, queue: Any, execution: Any) -> bool:
 def execution_kwargs(execution: Any) -> dict[str, Any]:
     """What to add to a call of rq's ``handle_job_failure`` for ``execution``."""
     return {"execution": execution} if EXPLICIT_EXECUTIONS else {}
+
+
+def new_execution(job: Any, worker_name: str) -> Any:
+    """The execution rq's ``Execution.create`` makes, in memory only (its writes: job_writes's start script)."""
+    if _EXECUTION_TAKES_WORKER_NAME:
+        execution = Execution(id=uuid.uuid4().hex, job_id=job.id, connection=job.connection, worker_name=worker_name)
+    else:
+        execution = Execution(id=uuid.uuid4().hex, job_id=job.id, connection=job.connection)
+    execution._job = job
+    return execution
+
+
+def execution_keys(execution: Any) -> tuple[str, str]:
+    """The keys ``Execution.create`` adds ``execution`` to besides its hash and the started registry:
+    the job's executions registry, and rq 3's executions set of its worker ("" before rq 3)."""
+    registry_key = f"{_EXECUTION_REGISTRY_PREFIX}{execution.job_id}"
+    return registry_key, execution.worker_executions_key if EXPLICIT_EXECUTIONS and execution.worker_name else ""
 
 
 def track_execution(worker: Any, execution: Any) -> None:

@@ -50,6 +50,8 @@ class RunningJob:
     stopped: bool = False
     # The execution's pipeline, held until rq's writes that mark the job started join it (job_writes).
     start_pipeline: Any = None
+    # Or, its start goes as job_writes' start script, with this heartbeat TTL (taken with its execution).
+    start_ttl: int | None = None
     # Its execution hash vanished from Redis while it ran (logged once by the heartbeat).
     execution_lost: bool = False
     # Its arguments may hold secrets: rq's log lines name it by id, and show none of them.

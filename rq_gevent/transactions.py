@@ -50,11 +50,27 @@ local function still_queued(key)
 end
 """
 
+# Lua: the refusal of writes that ``reply`` (a ``redis.pcall``'s) is, if it is one, else nil.  Redis
+# refuses a script's writes only until its first one lands: a script that meets one ends with it, as
+# EXEC aborts, nothing applied.  Shared with the start script of :mod:`rq_gevent.job_writes`.
+REFUSAL_LUA = """
+local function refusal_in(reply)
+  if type(reply) ~= 'table' or not reply.err then return nil end
+  -- Redis 6.2 words it "@user_script: 1: -OOM command not allowed ...", with a line end
+  local err = reply.err:gsub('^@user_script: %d+: ', ''):gsub('^%-', ''):gsub('%s+$', '')
+  for _, refusal in ipairs({'^OOM ', '^READONLY ', '^NOREPLICAS ', '^MISCONF ', 'read only replica'}) do
+    if string.find(err, refusal) then return err end
+  end
+  return nil
+end
+"""
+
 # KEYS: the watched keys, all assumed absent; then job hashes that must still be queued.  ARGV: how
 # many job hashes, then each command as its length and its words.  Returns false (a watched key
 # exists), -1 (a job is no longer queued: cancelled, deleted, taken) or the commands' replies.
 _APPLY_IF_ABSENT = (
     STILL_QUEUED_LUA
+    + REFUSAL_LUA
     + """
 local jobs = tonumber(ARGV[1])
 for i = 1, #KEYS - jobs do
@@ -67,13 +83,8 @@ local replies, i, n = {}, 2, #ARGV
 while i <= n do
   local words = tonumber(ARGV[i])
   local reply = redis.pcall(unpack(ARGV, i + 1, i + words))
-  if type(reply) == 'table' and reply.err then
-    -- Redis 6.2 words it "@user_script: 1: -OOM command not allowed ...", with a line end
-    local err = reply.err:gsub('^@user_script: %d+: ', ''):gsub('^%-', ''):gsub('%s+$', '')
-    for _, refusal in ipairs({'^OOM ', '^READONLY ', '^NOREPLICAS ', '^MISCONF ', 'read only replica'}) do
-      if string.find(err, refusal) then return redis.error_reply(err) end
-    end
-  end
+  local refusal = refusal_in(reply)
+  if refusal then return redis.error_reply(refusal) end
   replies[#replies + 1] = reply
   i = i + words + 1
 end

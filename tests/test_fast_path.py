@@ -2,6 +2,7 @@
 exactly as rq's own SimpleWorker leaves it, on every rq version CI runs."""
 
 import re
+import time
 
 import gevent
 import testjobs
@@ -10,9 +11,11 @@ from rq import Queue, Retry
 from rq.job import Job
 from rq.worker import SimpleWorker, Worker
 
-from rq_gevent import GeventWorker
+from rq_gevent import GeventWorker, job_writes
 
 EXECUTION_ID = re.compile(rb"[0-9a-f]{32}")
+TIMESTAMPS = {b"created_at", b"enqueued_at", b"started_at", b"last_heartbeat"}
+POP_TOKEN = re.compile(rb"^[0-9a-f]{12}:\d+$")  # in the worker's record of its pops (rq_gevent.dequeue)
 # Hash fields whose values must match; the others (timestamps, pickled data) only by name.
 COMPARED_VALUES = {b"status", b"origin", b"worker_name", b"retries_left", b"number_of_retries", b"state",
                    b"successful_job_count", b"failed_job_count", b"current_job", b"queues", b"type"}  # fmt: skip
@@ -76,6 +79,98 @@ def test_redis_state_after_every_outcome_matches_rqs_simple_worker(connection):
     assert Job.fetch("ok", connection=connection).return_value() == "value"
     assert Job.fetch("returns-retry", connection=connection).return_value() == "done after 2 attempts"
     assert our_state == rq_state
+
+
+def started_state(connection) -> dict:
+    """Every key with its type, its TTL and its contents, execution ids masked: hash fields and values
+    (timestamps by name only, and the worker hash, which its ticks write, too), list and set
+    members, strings, and sorted-set members with their scores; TTLs and scores as seconds from now."""
+    clock = time.time()
+    state = {}
+    for key in connection.keys("*"):
+        kind = connection.type(key).decode()
+        contents: object
+        if kind == "hash":
+            fields = connection.hgetall(key)
+            ticks = key.startswith(b"rq:worker:")
+            contents = {field: "-" if ticks or field in TIMESTAMPS else EXECUTION_ID.sub(b"<execution>", value)
+                        for field, value in fields.items()}  # fmt: skip
+        elif kind == "list":
+            contents = [POP_TOKEN.sub(b"<pop>", EXECUTION_ID.sub(b"<execution>", member))
+                        for member in connection.lrange(key, 0, -1)]  # fmt: skip
+        elif kind == "set":
+            contents = sorted(EXECUTION_ID.sub(b"<execution>", member) for member in connection.smembers(key))
+        elif kind == "string":
+            contents = connection.get(key)
+        else:
+            assert kind == "zset", (key, kind)
+            contents = {EXECUTION_ID.sub(b"<execution>", member): score - clock
+                        for member, score in connection.zrange(key, 0, -1, withscores=True)}  # fmt: skip
+        state[EXECUTION_ID.sub(b"<execution>", key)] = (kind, connection.ttl(key), contents)
+    return state
+
+
+def same_but_for_clock(ours: dict, theirs: dict) -> list:
+    """What differs between two ``started_state`` snapshots beyond 1 s of TTL or 1.5 s of score."""
+    differences = [key for key in ours.keys() ^ theirs.keys()]
+    for key in ours.keys() & theirs.keys():
+        (kind, ttl, contents), (their_kind, their_ttl, their_contents) = ours[key], theirs[key]
+        if kind != their_kind or abs(ttl - their_ttl) > 1:
+            differences.append((key, ours[key], theirs[key]))
+        elif kind == "zset":
+            if contents.keys() != their_contents.keys() or any(
+                abs(score - their_contents[member]) > 1.5 for member, score in contents.items()
+            ):
+                differences.append((key, contents, their_contents))
+        elif contents != their_contents:
+            differences.append((key, contents, their_contents))
+    return differences
+
+
+class OwnStartJob(Job):
+    """A job class with its own ``prepare_for_execution``: its start goes as rq's commands."""
+
+    def prepare_for_execution(self, worker_name, pipeline):
+        super().prepare_for_execution(worker_name, pipeline)
+
+
+def state_with_one_job_started(connection, job_class) -> tuple[dict, bool]:
+    """Redis while a job started on a busy worker runs, and whether the start script was used."""
+    connection.flushall()
+    connection.script_flush()
+    queue = Queue("fast", connection=connection, job_class=job_class)
+    holder = queue.enqueue(testjobs.block_in_redis, "release", 10, job_id="holder")
+    worker = GeventWorker([queue], connection=connection, name="same-name", concurrency=2, job_class=job_class)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(lambda: holder.get_status(refresh=True) == "started", what="the holder started")
+    job = queue.enqueue(testjobs.block_in_redis, "release", 10, job_id="started", ttl=600)  # PERSIST: TTL gone
+    wait_until(lambda: job.get_status(refresh=True) == "started", what="the job started")
+    state = started_state(connection)
+    used_script = connection.script_exists(job_writes._START_SHA)[0]
+    connection.rpush("release", "go", "go")
+    greenlet.join(15)
+    assert job.get_status(refresh=True) == "finished"
+    return state, used_script
+
+
+def test_a_start_in_one_script_call_writes_what_rqs_commands_write(connection):
+    """rq's own Job on a busy worker starts by job_writes' start script; a job class with its own
+    start method by rq's commands: the same keys, TTLs, members, scores and values."""
+    by_script, used_script = state_with_one_job_started(connection, Job)
+    by_rq, used_script_too = state_with_one_job_started(connection, OwnStartJob)
+    assert used_script and not used_script_too
+    assert b"rq:execution:started:<execution>" in by_script
+    assert same_but_for_clock(by_script, by_rq) == []
+
+    # The instrument: a TTL 10 s off, a score 10 s off, a member missing are each a difference.
+    key = b"rq:execution:started:<execution>"
+    kind, ttl, contents = by_rq[key]
+    assert same_but_for_clock(by_script, {**by_rq, key: (kind, ttl - 10, contents)}) != []
+    key = b"rq:executions:started"
+    kind, ttl, contents = by_rq[key]
+    moved = {member: score + 10 for member, score in contents.items()}
+    assert same_but_for_clock(by_script, {**by_rq, key: (kind, ttl, moved)}) != []
+    assert same_but_for_clock(by_script, {**by_rq, key: (kind, ttl, {})}) != []
 
 
 def test_a_finished_job_keeps_its_last_heartbeat_from_its_end(connection):
