@@ -12,10 +12,10 @@ compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on ev
   once-a-second tick and the heartbeat greenlet.
 * **The start in a few words.**  For rq's own ``Job`` on a busy worker (the common case), the start
   is one call of :data:`_START`, which applies the commands rq would have queued on that pipeline
-  from the values rq computes (the execution's ``serialize()``, ``prepare_for_execution``'s
-  mapping, ``current_timestamp()``) in about 25 words instead of about 80: less for the worker to
-  build and pack, and for Redis to parse.  A job class with its own start methods, or a worker
-  becoming busy, takes the pipeline; a test compares the two starts' writes on every rq version.
+  from the values rq computes (the execution's ``serialize()``, ``prepare_for_execution``'s mapping,
+  the current second as rq's ``current_timestamp()``) in about 25 words instead of about 80: less
+  for the worker to build and pack.  A job class with its own start methods, or a worker becoming
+  busy, takes the pipeline; a test compares the two starts' writes on every rq version.
 * **Only a job still queued starts.**  The start applies only if the job hash still exists with
   status queued: a job cancelled or deleted after its pop (rq's ``cancel()`` and ``delete()`` do not
   look in ``:intermediate``) is not run; its id leaves ``:intermediate``.
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 from rq.job import Job
-from rq.utils import as_text, current_timestamp, now
+from rq.utils import as_text, now
 from rq.worker import Worker, WorkerStatus
 
 from . import compat, transactions
@@ -71,7 +71,7 @@ return -1
 # rq's start of a job (``Execution.create``, ``prepare_for_execution``, the LREM from the intermediate
 # list, the PERSIST), applied as EXEC would, if the job is still queued.  KEYS: job hash, execution
 # hash, the job's executions registry, started registry, intermediate list or "" (no LREM), the
-# worker's executions set or "" (rq < 3).  ARGV: heartbeat TTL, rq's current_timestamp(), execution
+# worker's executions set or "" (rq < 3).  ARGV: heartbeat TTL, the current second, execution
 # id, its composite key, job id, how many words the execution hash's fields and values take, them,
 # then the job hash's fields and values.  Returns -1 (no longer queued) or the commands' replies.
 _START = (
@@ -202,7 +202,7 @@ class JobWrites:
         keys = (job.key, execution.key, registry_key, job.started_job_registry.key, intermediate, worker_executions_key)
         execution_fields = [word for pair in execution.serialize().items() for word in pair]
         job_fields = [word for pair in fields.mapping.items() for word in pair]
-        args = (running.start_ttl, current_timestamp(), execution.id, execution.composite_key, job.id,
+        args = (running.start_ttl, int(time.time()), execution.id, execution.composite_key, job.id,
                 len(execution_fields), *execution_fields, *job_fields)  # fmt: skip
         running.start_ttl = None
         replies = worker.connection.coalescer.evalsha(_START_SHA, _START, len(keys), *keys, *args)

@@ -409,9 +409,8 @@ class GeventWorker(Worker):
     def _serialised_if_async(self, job: Job) -> Iterator[None]:
         """Run ``async def`` jobs one at a time: asyncio allows one running loop per OS thread."""
         try:
-            is_async = self.allowed_jobs(job) and (
-                inspect.iscoroutinefunction(job.func) or asyncio.iscoroutinefunction(job.func)
-            )
+            func = self.allowed_jobs(job) and job.func  # rq imports it again at each access
+            is_async = bool(func) and (inspect.iscoroutinefunction(func) or asyncio.iscoroutinefunction(func))
         except Exception:
             is_async = False
         if not is_async:
