@@ -33,6 +33,9 @@ from .speedups import utcformat
 RQ_VERSION = tuple(int(part) for part in rq.__version__.split(".")[:2])
 # rq >= 3: a worker holds several executions, each passed explicitly.
 EXPLICIT_EXECUTIONS = RQ_VERSION >= (3, 0)
+# job_writes' success script writes what rq 3.0's ``handle_job_success`` writes (a test compares the
+# two); on other versions a success is recorded by rq's own code.
+SUCCESS_SCRIPT_MATCHES_RQ = RQ_VERSION == (3, 0)
 
 __all__ = ["EXPLICIT_EXECUTIONS", "RQ_VERSION", "StopRequested"]
 

@@ -19,6 +19,11 @@ compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on ev
 * **Only a job still queued starts.**  The start applies only if the job hash still exists with
   status queued: a job cancelled or deleted after its pop (rq's ``cancel()`` and ``delete()`` do not
   look in ``:intermediate``) is not run; its id leaves ``:intermediate``.
+* **A success in a few words (rq 3.0).**  A success of rq's own ``Job`` with no dependents is one
+  call of :data:`_SUCCESS`, from rq's ``to_dict``, ``Result.serialize()`` and ``BaseRegistry.add``'s
+  score; the job hash's three HSETs (last heartbeat, status, its fields) are one, the last having
+  rewritten the first two's fields.  A job with dependents, repeats, a rate limit or a result TTL of
+  0, a job class with its own methods, and rq 2 (whose success differs per release) take rq's code.
 * **End, one round trip fewer.**  rq writes the job's last heartbeat (an HSET on its own) just
   before the outcome transaction; here it is the first command of that transaction.
 * **Is the outcome there?**  After Redis failed or was replaced, :meth:`JobWrites.outcome_recorded`
@@ -30,12 +35,15 @@ compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on ev
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
-from rq.job import Job
+from rq.job import Job, JobStatus
+from rq.results import Result
 from rq.utils import as_text, now
 from rq.worker import Worker, WorkerStatus
 
@@ -107,6 +115,52 @@ return replies
 _START_SHA = hashlib.sha1(_START.encode()).hexdigest()
 
 
+# rq 3.0's record of a success with no dependents (``handle_job_success``: ``Job._handle_success``,
+# ``Job.cleanup``, the execution's clean-up; the job's last heartbeat, status and fields in its one
+# HSET of them all), applied as EXEC would.  KEYS: job hash, its dependents set (which must not exist),
+# its dependencies key, results stream, finished registry, execution hash, started registry, the job's
+# executions registry, the worker's executions set or "".  ARGV: result TTL, finished-registry score,
+# composite key, execution id, job id, how many words the job hash's fields and values take, them,
+# then the result's.  Returns false (the job has dependents: rq's own code records it) or the replies.
+_SUCCESS = (
+    transactions.REFUSAL_LUA
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+local ttl, words = tonumber(ARGV[1]), tonumber(ARGV[6])
+local commands = {
+  {'HSET', KEYS[1], unpack(ARGV, 7, 6 + words)},
+  {'XADD', KEYS[4], 'MAXLEN', '~', '10', '*', unpack(ARGV, 7 + words)},
+}
+if ttl == -1 then
+  commands[#commands + 1] = {'PERSIST', KEYS[4]}
+else
+  commands[#commands + 1] = {'EXPIRE', KEYS[4], ttl}
+end
+commands[#commands + 1] = {'ZADD', KEYS[5], ARGV[2], ARGV[5]}
+if ttl > 0 then
+  for i = 1, 3 do commands[#commands + 1] = {'EXPIRE', KEYS[i], ttl} end
+end
+commands[#commands + 1] = {'DEL', KEYS[6]}
+commands[#commands + 1] = {'ZREM', KEYS[7], ARGV[3]}
+commands[#commands + 1] = {'ZREM', KEYS[8], ARGV[4]}
+if KEYS[9] ~= '' then commands[#commands + 1] = {'SREM', KEYS[9], ARGV[3]} end
+local replies = {}
+for i, command in ipairs(commands) do
+  local reply = redis.pcall(unpack(command))
+  local refusal = refusal_in(reply)
+  if refusal then return redis.error_reply(refusal) end
+  replies[i] = reply
+end
+return replies
+"""
+)
+_SUCCESS_SHA = hashlib.sha1(_SUCCESS.encode()).hexdigest()
+
+# What the success script does in rq's place: a job class that changes one of these takes rq's code.
+_SUCCESS_METHODS = ("_handle_success", "set_status", "save", "to_dict", "cleanup", "finished_job_registry",
+                    "started_job_registry", "dependents_key", "dependencies_key", "get_result_ttl")  # fmt: skip
+
+
 class _JobFields:
     """A stand-in pipeline for rq's ``Job.prepare_for_execution``: keeps the mapping of its one HSET."""
 
@@ -117,8 +171,11 @@ class _JobFields:
 
 
 class JobWrites:
-    def __init__(self, worker: GeventWorker) -> None:
+    def __init__(self, worker: GeventWorker, cleanup_overridden: bool = False) -> None:
+        """``cleanup_overridden``: the worker's class has its own ``cleanup_execution``, which the
+        success script would leave out."""
         self.worker = worker
+        self._own_cleanup = not cleanup_overridden
         self._outcome_recorded_script: Any = None
 
     def create_execution(self, job: Any) -> Any:
@@ -225,6 +282,60 @@ class JobWrites:
                 pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
             pipeline.persist(job.key)
             pipeline.execute()
+
+    def success_recorder(self, job: Any, by_rq: Callable[[], Any]) -> Callable[[], Any]:
+        """What records ``job``'s success: the success script where it writes what rq would, else
+        ``by_rq`` (rq's ``handle_job_success``)."""
+        running = self.worker.jobs.own(job)
+        if running is None or running.execution is None or not self._success_script_fits(job):
+            return by_rq
+        return functools.partial(self._record_success, running, by_rq)
+
+    def _success_script_fits(self, job: Any) -> bool:
+        cls, worker = type(job), self.worker
+        return (
+            compat.SUCCESS_SCRIPT_MATCHES_RQ
+            and all(getattr(cls, name) is getattr(Job, name) for name in _SUCCESS_METHODS)
+            and self._own_cleanup
+            and not job.repeats_left
+            and not getattr(job, "has_rate_limit", False)
+            and job.started_at is not None
+            and job.ended_at is not None
+            and job.get_result_ttl(worker.default_result_ttl) != 0
+        )
+
+    def _record_success(self, running: RunningJob, by_rq: Callable[[], Any]) -> None:
+        """rq 3.0's ``handle_job_success``, with no dependents, as one call of :data:`_SUCCESS`."""
+        worker, job, execution = self.worker, running.job, running.execution
+        result_ttl = job.get_result_ttl(worker.default_result_ttl)
+        job._status = JobStatus.FINISHED
+        job_fields = [word for pair in job.to_dict(include_meta=False, include_result=False).items() for word in pair]
+        result = Result(job_id=job.id, type=Result.Type.SUCCESSFUL, connection=job.connection,
+                        return_value=job._result, worker_name=worker.name, serializer=job.serializer,
+                        execution_id=execution.id, execution_started_at=execution.created_at,
+                        execution_ended_at=job.ended_at)  # fmt: skip
+        result_fields = [word for pair in result.serialize().items() for word in pair]
+        score = result_ttl if result_ttl < 0 else int(time.time()) + result_ttl  # rq's BaseRegistry.add
+        registry_key, worker_executions_key = compat.execution_keys(execution)
+        keys = (job.key, job.dependents_key, job.dependencies_key, Result.get_key(job.id),
+                job.finished_job_registry.key, execution.key, job.started_job_registry.key, registry_key,
+                worker_executions_key)  # fmt: skip
+        args = (result_ttl, "+inf" if score == -1 else score, execution.composite_key, execution.id, job.id,
+                len(job_fields), *job_fields, *result_fields)  # fmt: skip
+        replies = worker.connection.coalescer.evalsha(_SUCCESS_SHA, _SUCCESS, len(keys), *keys, *args)
+        if replies is None:  # it has dependents now
+            by_rq()
+            return
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        worker.increment_successful_job_count()
+        worker.increment_total_working_time(job.ended_at - job.started_at)
+        took = job.ended_at - job.started_at
+        if worker.log_job_description:
+            worker.log.info("Successfully completed %s job in %ss on worker %s", job.description, took, worker.name)
+        else:
+            worker.log.info("Successfully completed job %s in %ss on worker %s", job.id, took, worker.name)
 
     @staticmethod
     def note_end(job: Any) -> None:

@@ -48,6 +48,8 @@ class Suspension:
             worker.set_state(WorkerStatus.SUSPENDED)
             while not compat.stop_requested(worker) and self.is_suspended_now():
                 worker.shutdown.cold.wait(1)
+                # Again: a job's start sent just before may have written BUSY after it.
+                worker.set_state(WorkerStatus.SUSPENDED)
         finally:
             self.in_force = False
         worker.set_state(WorkerStatus.BUSY if worker.jobs else WorkerStatus.IDLE)

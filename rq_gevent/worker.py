@@ -171,7 +171,7 @@ class GeventWorker(Worker):
         self.maintenance = Maintenance(self)
         self.suspension = Suspension(self)
         self.heartbeats = Heartbeat(self)
-        self.job_writes = JobWrites(self)
+        self.job_writes = JobWrites(self, type(self).cleanup_execution is not GeventWorker.cleanup_execution)
         self.worker_writes = WorkerWrites()
         self.writes_tick = WorkerWritesTick(self)
         self.redis_outage = alerts.RedisOutage(
@@ -441,8 +441,8 @@ class GeventWorker(Worker):
         self.job_writes.note_end(job)
 
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        record = _in_one_trip(super().handle_job_success, job, queue, *args, assume_no_dependents=True, **kwargs)
-        self.outcomes.record(self.jobs.own(job), record)
+        by_rq = _in_one_trip(super().handle_job_success, job, queue, *args, assume_no_dependents=True, **kwargs)
+        self.outcomes.record(self.jobs.own(job), self.job_writes.success_recorder(job, by_rq))
         self.metrics.ended(queue.name, "finished")
 
     def handle_job_retry(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:

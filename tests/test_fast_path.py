@@ -11,10 +11,11 @@ from rq import Queue, Retry
 from rq.job import Job
 from rq.worker import SimpleWorker, Worker
 
-from rq_gevent import GeventWorker, job_writes
+from rq_gevent import GeventWorker, compat, job_writes
 
 EXECUTION_ID = re.compile(rb"[0-9a-f]{32}")
-TIMESTAMPS = {b"created_at", b"enqueued_at", b"started_at", b"last_heartbeat"}
+TIMESTAMPS = {b"created_at", b"enqueued_at", b"started_at", b"ended_at", b"last_heartbeat",
+              b"execution_started_at", b"execution_ended_at"}  # fmt: skip
 POP_TOKEN = re.compile(rb"^[0-9a-f]{12}:\d+$")  # in the worker's record of its pops (rq_gevent.dequeue)
 # Hash fields whose values must match; the others (timestamps, pickled data) only by name.
 COMPARED_VALUES = {b"status", b"origin", b"worker_name", b"retries_left", b"number_of_retries", b"state",
@@ -84,7 +85,8 @@ def test_redis_state_after_every_outcome_matches_rqs_simple_worker(connection):
 def started_state(connection) -> dict:
     """Every key with its type, its TTL and its contents, execution ids masked: hash fields and values
     (timestamps by name only, and the worker hash, which its ticks write, too), list and set
-    members, strings, and sorted-set members with their scores; TTLs and scores as seconds from now."""
+    members, strings, stream entries' fields and values, and sorted-set members with their scores;
+    TTLs and scores as seconds from now."""
     clock = time.time()
     state = {}
     for key in connection.keys("*"):
@@ -98,10 +100,15 @@ def started_state(connection) -> dict:
         elif kind == "list":
             contents = [POP_TOKEN.sub(b"<pop>", EXECUTION_ID.sub(b"<execution>", member))
                         for member in connection.lrange(key, 0, -1)]  # fmt: skip
+            if key.startswith(b"rq-gevent:pop:"):  # the ids of the last pop: which came first is timing
+                contents.sort()
         elif kind == "set":
             contents = sorted(EXECUTION_ID.sub(b"<execution>", member) for member in connection.smembers(key))
         elif kind == "string":
             contents = connection.get(key)
+        elif kind == "stream":
+            contents = [{field: "-" if field in TIMESTAMPS else EXECUTION_ID.sub(b"<execution>", value)
+                         for field, value in fields.items()} for _, fields in connection.xrange(key)]  # fmt: skip
         else:
             assert kind == "zset", (key, kind)
             contents = {EXECUTION_ID.sub(b"<execution>", member): score - clock
@@ -171,6 +178,57 @@ def test_a_start_in_one_script_call_writes_what_rqs_commands_write(connection):
     moved = {member: score + 10 for member, score in contents.items()}
     assert same_but_for_clock(by_script, {**by_rq, key: (kind, ttl, moved)}) != []
     assert same_but_for_clock(by_script, {**by_rq, key: (kind, ttl, {})}) != []
+
+
+class OwnSuccessJob(Job):
+    """A job class with its own ``_handle_success``: its success is recorded by rq's code."""
+
+    def _handle_success(self, *args, **kwargs):
+        super()._handle_success(*args, **kwargs)
+
+
+def state_after_successes(connection, job_class) -> tuple[dict, bool]:
+    """Redis after successes of every result TTL, and whether the success script recorded them."""
+    connection.flushall()
+    connection.script_flush()
+    queue = Queue("fast", connection=connection, job_class=job_class)
+    holder = queue.enqueue(testjobs.block_in_redis, "release", 10, job_id="holder")  # the worker stays busy
+    worker = GeventWorker([queue], connection=connection, name="same-name", concurrency=10, job_class=job_class)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(lambda: holder.get_status(refresh=True) == "started", what="the holder started")
+    # A result of an earlier run, which was to expire: a result kept forever keeps it too.
+    connection.xadd("rq:results:none-kept-forever", {"type": 1})
+    connection.expire("rq:results:none-kept-forever", 1000)
+    parent = queue.enqueue(testjobs.block_in_redis, "release-parent", 10, job_id="parent")
+    child = queue.enqueue(testjobs.green_sleep, 0, "child", job_id="child", depends_on=parent)
+    wait_until(lambda: parent.get_status(refresh=True) == "started", what="the parent started")
+    jobs = [
+        parent,
+        child,
+        queue.enqueue(testjobs.green_sleep, 0, "value", job_id="default-ttl"),
+        queue.enqueue(testjobs.green_sleep, 0, None, job_id="none-kept-forever", result_ttl=-1),
+        queue.enqueue(testjobs.green_sleep, 0, {"a": [1]}, job_id="kept-100-s", result_ttl=100, ttl=600),
+        queue.enqueue(testjobs.current_job_info, job_id="with-meta", meta={"by": "app"}, description="described"),
+    ]
+    connection.rpush("release-parent", "go")  # a success with a dependent: rq's code
+    wait_until(lambda: all(job.get_status(refresh=True) == "finished" for job in jobs), what="the jobs finished")
+    state = started_state(connection)
+    used_script = connection.script_exists(job_writes._SUCCESS_SHA)[0]
+    # rq 3's executions of a worker, in memory: those of the jobs that ended are gone (kept on rq 2 too).
+    assert [execution.job_id for execution in worker.executions.values()] == ["holder"]
+    connection.rpush("release", "go")
+    greenlet.join(15)
+    return state, used_script
+
+
+def test_a_success_in_one_script_call_writes_what_rqs_code_writes(connection):
+    """rq's own Job's success, recorded by job_writes' success script (rq 3.0), and a job class with
+    its own ``_handle_success``'s, by rq's code: the same keys, TTLs, members, scores and values."""
+    by_script, used_script = state_after_successes(connection, Job)
+    by_rq, used_script_too = state_after_successes(connection, OwnSuccessJob)
+    assert used_script == compat.SUCCESS_SCRIPT_MATCHES_RQ and not used_script_too
+    assert {b"rq:job:kept-100-s", b"rq:results:none-kept-forever"} <= by_script.keys()
+    assert same_but_for_clock(by_script, by_rq) == []
 
 
 def test_a_finished_job_keeps_its_last_heartbeat_from_its_end(connection):
