@@ -26,6 +26,7 @@ except ImportError:  # rq < 2.6 defines it next to the worker
 import rq
 from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.executions import Execution, ExecutionRegistry
+from rq.results import Result
 from rq.utils import current_timestamp, now
 
 from .speedups import utcformat
@@ -33,9 +34,6 @@ from .speedups import utcformat
 RQ_VERSION = tuple(int(part) for part in rq.__version__.split(".")[:2])
 # rq >= 3: a worker holds several executions, each passed explicitly.
 EXPLICIT_EXECUTIONS = RQ_VERSION >= (3, 0)
-# job_writes' success script writes what rq 3.0's ``handle_job_success`` writes (a test compares the
-# two); on other versions a success is recorded by rq's own code.
-SUCCESS_SCRIPT_MATCHES_RQ = RQ_VERSION == (3, 0)
 
 __all__ = ["EXPLICIT_EXECUTIONS", "RQ_VERSION", "StopRequested"]
 
@@ -179,6 +177,7 @@ def on_function_call(job: Any, callback: Any, connection: Any) -> None:
 
 _EXECUTION_TAKES_WORKER_NAME = "worker_name" in inspect.signature(Execution.create).parameters  # rq >= 2.4
 _EXECUTION_REGISTRY_PREFIX = ExecutionRegistry.key_template.format("")
+_RESULT_NAMES_EXECUTION = "execution_id" in inspect.signature(Result.__init__).parameters  # rq >= 2.4
 
 
 def create_execution(job: Any, ttl: int, pipeline: Any, worker_name: str) -> Any:
@@ -252,6 +251,22 @@ def execution_keys(execution: Any) -> tuple[str, str]:
     the job's executions registry, and rq 3's executions set of its worker ("" before rq 3)."""
     registry_key = f"{_EXECUTION_REGISTRY_PREFIX}{execution.job_id}"
     return registry_key, execution.worker_executions_key if EXPLICIT_EXECUTIONS and execution.worker_name else ""
+
+
+def success_result(job: Any, worker_name: str, execution: Any) -> Any:
+    """The result rq's ``Job._handle_success`` creates (from rq 2.4 on it names the worker and the
+    execution), not saved."""
+    kwargs: dict[str, Any] = {}
+    if _RESULT_NAMES_EXECUTION:
+        kwargs = {"worker_name": worker_name, "execution_id": execution.id,
+                  "execution_started_at": execution.created_at, "execution_ended_at": job.ended_at}  # fmt: skip
+    return Result(job_id=job.id, type=Result.Type.SUCCESSFUL, connection=job.connection, return_value=job._result,
+                  serializer=job.serializer, **kwargs)  # fmt: skip
+
+
+def results_in_streams(job: Any) -> bool:
+    """Whether rq keeps ``job``'s results in a stream (rq < 2.4 asks the server: Redis >= 5)."""
+    return bool(getattr(job, "supports_redis_streams", True))
 
 
 def track_execution(worker: Any, execution: Any) -> None:

@@ -19,11 +19,11 @@ compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on ev
 * **Only a job still queued starts.**  The start applies only if the job hash still exists with
   status queued: a job cancelled or deleted after its pop (rq's ``cancel()`` and ``delete()`` do not
   look in ``:intermediate``) is not run; its id leaves ``:intermediate``.
-* **A success in a few words (rq 3.0).**  A success of rq's own ``Job`` with no dependents is one
-  call of :data:`_SUCCESS`, from rq's ``to_dict``, ``Result.serialize()`` and ``BaseRegistry.add``'s
-  score; the job hash's three HSETs (last heartbeat, status, its fields) are one, the last having
-  rewritten the first two's fields.  A job with dependents, repeats, a rate limit or a result TTL of
-  0, a job class with its own methods, and rq 2 (whose success differs per release) take rq's code.
+* **A success in a few words.**  A success of rq's own ``Job`` with no dependents is one call of
+  :data:`_SUCCESS`, from rq's ``to_dict``, ``Result.serialize()`` and ``BaseRegistry.add``'s score;
+  the job hash's three HSETs (last heartbeat, status, its fields) are one, the last having rewritten
+  the first two's fields.  A job with dependents, repeats, a rate limit or a result TTL of 0, and a
+  job class or worker class with its own methods take rq's code.
 * **End, one round trip fewer.**  rq writes the job's last heartbeat (an HSET on its own) just
   before the outcome transaction; here it is the first command of that transaction.
 * **Is the outcome there?**  After Redis failed or was replaced, :meth:`JobWrites.outcome_recorded`
@@ -115,7 +115,7 @@ return replies
 _START_SHA = hashlib.sha1(_START.encode()).hexdigest()
 
 
-# rq 3.0's record of a success with no dependents (``handle_job_success``: ``Job._handle_success``,
+# rq's record of a success with no dependents (``handle_job_success``: ``Job._handle_success``,
 # ``Job.cleanup``, the execution's clean-up; the job's last heartbeat, status and fields in its one
 # HSET of them all), applied as EXEC would.  KEYS: job hash, its dependents set (which must not exist),
 # its dependencies key, results stream, finished registry, execution hash, started registry, the job's
@@ -294,8 +294,8 @@ class JobWrites:
     def _success_script_fits(self, job: Any) -> bool:
         cls, worker = type(job), self.worker
         return (
-            compat.SUCCESS_SCRIPT_MATCHES_RQ
-            and all(getattr(cls, name) is getattr(Job, name) for name in _SUCCESS_METHODS)
+            all(getattr(cls, name) is getattr(Job, name) for name in _SUCCESS_METHODS)
+            and compat.results_in_streams(job)
             and self._own_cleanup
             and not job.repeats_left
             and not getattr(job, "has_rate_limit", False)
@@ -305,15 +305,12 @@ class JobWrites:
         )
 
     def _record_success(self, running: RunningJob, by_rq: Callable[[], Any]) -> None:
-        """rq 3.0's ``handle_job_success``, with no dependents, as one call of :data:`_SUCCESS`."""
+        """rq's ``handle_job_success``, with no dependents, as one call of :data:`_SUCCESS`."""
         worker, job, execution = self.worker, running.job, running.execution
         result_ttl = job.get_result_ttl(worker.default_result_ttl)
         job._status = JobStatus.FINISHED
         job_fields = [word for pair in job.to_dict(include_meta=False, include_result=False).items() for word in pair]
-        result = Result(job_id=job.id, type=Result.Type.SUCCESSFUL, connection=job.connection,
-                        return_value=job._result, worker_name=worker.name, serializer=job.serializer,
-                        execution_id=execution.id, execution_started_at=execution.created_at,
-                        execution_ended_at=job.ended_at)  # fmt: skip
+        result = compat.success_result(job, worker.name, execution)
         result_fields = [word for pair in result.serialize().items() for word in pair]
         score = result_ttl if result_ttl < 0 else int(time.time()) + result_ttl  # rq's BaseRegistry.add
         registry_key, worker_executions_key = compat.execution_keys(execution)
@@ -329,6 +326,8 @@ class JobWrites:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+        if not compat.EXPLICIT_EXECUTIONS:
+            worker.set_current_job_id(None)  # as rq 2's cleanup_execution: the tick writes it
         worker.increment_successful_job_count()
         worker.increment_total_working_time(job.ended_at - job.started_at)
         took = job.ended_at - job.started_at
