@@ -102,14 +102,7 @@ end
 commands[#commands + 1] = {'HSET', KEYS[1], unpack(ARGV, 7 + words)}
 if KEYS[5] ~= '' then commands[#commands + 1] = {'LREM', KEYS[5], 1, ARGV[5]} end
 commands[#commands + 1] = {'PERSIST', KEYS[1]}
-local replies = {}
-for i, command in ipairs(commands) do
-  local reply = redis.pcall(unpack(command))
-  local refusal = refusal_in(reply)
-  if refusal then return redis.error_reply(refusal) end
-  replies[i] = reply
-end
-return replies
+return apply(commands)
 """
 )
 _START_SHA = hashlib.sha1(_START.encode()).hexdigest()
@@ -144,14 +137,7 @@ commands[#commands + 1] = {'DEL', KEYS[6]}
 commands[#commands + 1] = {'ZREM', KEYS[7], ARGV[3]}
 commands[#commands + 1] = {'ZREM', KEYS[8], ARGV[4]}
 if KEYS[9] ~= '' then commands[#commands + 1] = {'SREM', KEYS[9], ARGV[3]} end
-local replies = {}
-for i, command in ipairs(commands) do
-  local reply = redis.pcall(unpack(command))
-  local refusal = refusal_in(reply)
-  if refusal then return redis.error_reply(refusal) end
-  replies[i] = reply
-end
-return replies
+return apply(commands)
 """
 )
 _SUCCESS_SHA = hashlib.sha1(_SUCCESS.encode()).hexdigest()

@@ -50,9 +50,11 @@ local function still_queued(key)
 end
 """
 
-# Lua: the refusal of writes that ``reply`` (a ``redis.pcall``'s) is, if it is one, else nil.  Redis
-# refuses a script's writes only until its first one lands: a script that meets one ends with it, as
-# EXEC aborts, nothing applied.  Shared with the start script of :mod:`rq_gevent.job_writes`.
+# Lua: ``refusal_in(reply)``, the refusal of writes that a ``redis.pcall``'s reply is, if it is one,
+# else nil.  Redis refuses a script's writes only until its first one lands: a script that meets one
+# ends with it, as EXEC aborts, nothing applied.  ``apply(commands)``: each command as EXEC would (an
+# error is its reply, the others still run), ending at a refusal; the replies.  Shared with the start
+# and success scripts of :mod:`rq_gevent.job_writes`.
 REFUSAL_LUA = """
 local function refusal_in(reply)
   if type(reply) ~= 'table' or not reply.err then return nil end
@@ -62,6 +64,17 @@ local function refusal_in(reply)
     if string.find(err, refusal) then return err end
   end
   return nil
+end
+
+local function apply(commands)
+  local replies = {}
+  for i, command in ipairs(commands) do
+    local reply = redis.pcall(unpack(command))
+    local refusal = refusal_in(reply)
+    if refusal then return redis.error_reply(refusal) end
+    replies[i] = reply
+  end
+  return replies
 end
 """
 
