@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from redis import Redis
-from redis.client import Pipeline
+from redis.client import CaseInsensitiveDict, Pipeline
 from redis.exceptions import ResponseError, WatchError
 
 from .coalescing import Coalescer
@@ -217,7 +217,9 @@ class OneTripPipeline(Pipeline):
         return self._with_callbacks(commands, replies, raise_on_error)
 
     def _with_callbacks(self, commands: Any, replies: list[Any], raise_on_error: bool) -> list[Any]:
-        """What redis-py's ``_execute_transaction`` makes of EXEC's replies."""
+        """What redis-py's ``_execute_transaction`` makes of EXEC's replies, as a RESP2 connection
+        would: a script's commands answer in RESP2 whatever the client speaks (redis-py 8 speaks
+        RESP3, where HGETALL needs no callback and would stay a flat list)."""
         if len(replies) != len(commands):
             raise ResponseError("Wrong number of response items from the transaction's script")
         if raise_on_error:
@@ -226,11 +228,25 @@ class OneTripPipeline(Pipeline):
         for reply, (args, options) in zip(replies, commands, strict=True):
             if not isinstance(reply, Exception):
                 options.pop("keys", None)
-                callback = self.response_callbacks.get(args[0])
+                callback = _script_reply_callbacks(self.connection_pool).get(args[0])
                 if callback is not None:
                     reply = callback(reply, **options)
             data.append(reply)
         return data
+
+
+def _script_reply_callbacks(pool: Any) -> Any:
+    """The reply callbacks of a RESP2 client with the settings of ``pool``'s clients."""
+    return _resp2_callbacks(bool(pool.connection_kwargs.get("legacy_responses", True)))
+
+
+@functools.cache
+def _resp2_callbacks(legacy_responses: bool) -> Any:
+    try:  # redis-py >= 8
+        from redis._parsers.response_callbacks import get_response_callbacks
+    except ImportError:  # redis-py 5 to 7, whose clients speak RESP2 unless told otherwise
+        return CaseInsensitiveDict(Redis().response_callbacks)
+    return CaseInsensitiveDict(get_response_callbacks(2, legacy_responses))
 
 
 @functools.cache

@@ -5,6 +5,7 @@ import re
 import time
 
 import gevent
+import redis
 import testjobs
 from conftest import start_worker_greenlet, wait_until
 from rq import Queue, Retry
@@ -141,13 +142,14 @@ class OwnStartJob(Job):
         super().prepare_for_execution(worker_name, pipeline)
 
 
-def state_with_one_job_started(connection, job_class) -> tuple[dict, bool]:
+def state_with_one_job_started(connection, redis_url: str, job_class) -> tuple[dict, bool]:
     """Redis while a job started on a busy worker runs, and whether the start script was used."""
     connection.flushall()
     connection.script_flush()
     queue = Queue("fast", connection=connection, job_class=job_class)
     holder = queue.enqueue(testjobs.block_in_redis, "release", 10, job_id="holder")
-    worker = GeventWorker([queue], connection=connection, name="same-name", concurrency=2, job_class=job_class)
+    worker = GeventWorker([queue.name], connection=redis.Redis.from_url(redis_url), name="same-name",
+                          concurrency=2, job_class=job_class)  # fmt: skip
     greenlet = start_worker_greenlet(worker, burst=True)
     wait_until(lambda: holder.get_status(refresh=True) == "started", what="the holder started")
     job = queue.enqueue(testjobs.block_in_redis, "release", 10, job_id="started", ttl=600)  # PERSIST: TTL gone
@@ -156,15 +158,16 @@ def state_with_one_job_started(connection, job_class) -> tuple[dict, bool]:
     used_script = connection.script_exists(job_writes._START_SHA)[0]
     connection.rpush("release", "go", "go")
     greenlet.join(15)
+    worker.connection.close()
     assert job.get_status(refresh=True) == "finished"
     return state, used_script
 
 
-def test_a_start_in_one_script_call_writes_what_rqs_commands_write(connection):
+def test_a_start_in_one_script_call_writes_what_rqs_commands_write(connection, redis_url):
     """rq's own Job on a busy worker starts by job_writes' start script; a job class with its own
     start method by rq's commands: the same keys, TTLs, members, scores and values."""
-    by_script, used_script = state_with_one_job_started(connection, Job)
-    by_rq, used_script_too = state_with_one_job_started(connection, OwnStartJob)
+    by_script, used_script = state_with_one_job_started(connection, redis_url, Job)
+    by_rq, used_script_too = state_with_one_job_started(connection, redis_url, OwnStartJob)
     assert used_script and not used_script_too
     assert b"rq:execution:started:<execution>" in by_script
     assert same_but_for_clock(by_script, by_rq) == []
@@ -187,13 +190,14 @@ class OwnSuccessJob(Job):
         super()._handle_success(*args, **kwargs)
 
 
-def state_after_successes(connection, job_class) -> tuple[dict, bool]:
+def state_after_successes(connection, redis_url: str, job_class) -> tuple[dict, bool]:
     """Redis after successes of every result TTL, and whether the success script recorded them."""
     connection.flushall()
     connection.script_flush()
     queue = Queue("fast", connection=connection, job_class=job_class)
     holder = queue.enqueue(testjobs.block_in_redis, "release", 10, job_id="holder")  # the worker stays busy
-    worker = GeventWorker([queue], connection=connection, name="same-name", concurrency=10, job_class=job_class)
+    worker = GeventWorker([queue.name], connection=redis.Redis.from_url(redis_url), name="same-name",
+                          concurrency=10, job_class=job_class)  # fmt: skip
     greenlet = start_worker_greenlet(worker, burst=True)
     wait_until(lambda: holder.get_status(refresh=True) == "started", what="the holder started")
     # A result of an earlier run, which was to expire: a result kept forever keeps it too.
@@ -218,14 +222,15 @@ def state_after_successes(connection, job_class) -> tuple[dict, bool]:
     assert [execution.job_id for execution in worker.executions.values()] == ["holder"]
     connection.rpush("release", "go")
     greenlet.join(15)
+    worker.connection.close()
     return state, used_script
 
 
-def test_a_success_in_one_script_call_writes_what_rqs_code_writes(connection):
+def test_a_success_in_one_script_call_writes_what_rqs_code_writes(connection, redis_url):
     """rq's own Job's success, recorded by job_writes' success script, and a job class with
     its own ``_handle_success``'s, by rq's code: the same keys, TTLs, members, scores and values."""
-    by_script, used_script = state_after_successes(connection, Job)
-    by_rq, used_script_too = state_after_successes(connection, OwnSuccessJob)
+    by_script, used_script = state_after_successes(connection, redis_url, Job)
+    by_rq, used_script_too = state_after_successes(connection, redis_url, OwnSuccessJob)
     assert used_script and not used_script_too
     assert {b"rq:job:kept-100-s", b"rq:results:none-kept-forever"} <= by_script.keys()
     assert same_but_for_clock(by_script, by_rq) == []

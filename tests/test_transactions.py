@@ -181,6 +181,47 @@ def test_a_dependent_added_while_its_parent_runs_is_enqueued_and_the_parent_coun
     assert len(queue.finished_job_registry) == 2
 
 
+@pytest.mark.parametrize("queues", ["objects", "names"])
+def test_a_parent_whose_dependent_waits_ends_with_it_enqueued_whatever_the_worker_was_given(redis_url, queues):
+    """As the command line does, a worker given queue names reads the dependents through its own
+    client, whose transactions are script calls: rq's HGETALLs of them must come back as dicts."""
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue("one-trip", connection=connection)
+    parent = queue.enqueue(testjobs.green_sleep, 0.5, "parent ran", job_id="parent")
+    child = queue.enqueue(testjobs.green_sleep, 0, "child ran", job_id="child", depends_on=parent)
+    given = [queue] if queues == "objects" else [queue.name]
+    GeventWorker(given, connection=redis.Redis.from_url(redis_url), concurrency=5).work(burst=True)
+    assert parent.get_status(refresh=True) == "finished" and child.get_status(refresh=True) == "finished"
+    assert child.return_value() == "child ran"
+
+
+def test_reads_in_a_transaction_come_back_as_in_exec(connection):
+    """A script's commands answer in RESP2 whatever the client speaks: each reply gets the callback a
+    RESP2 client would apply."""
+    connection.hset("t:hash", mapping={"a": 1, "b": "two"})
+    connection.zadd("t:zset", {"x": 1.5, "y": 2})
+    connection.sadd("t:set", "m", "n")
+
+    def reads(pipeline) -> list:
+        pipeline.hgetall("t:hash")
+        pipeline.hmget("t:hash", "a", "missing")
+        pipeline.zrange("t:zset", 0, -1, withscores=True)
+        pipeline.zscore("t:zset", "x")
+        pipeline.smembers("t:set")
+        pipeline.exists("t:hash", "t:none")
+        pipeline.incrbyfloat("t:float", 0.5)
+        pipeline.ttl("t:hash")
+        return pipeline.execute()
+
+    expected = reads(connection.pipeline())
+    connection.delete("t:float")
+    client = transactions.one_trip_client(connection)
+    with transactions.one_trip():
+        pipeline = client.pipeline()
+    assert reads(pipeline) == expected
+    assert expected[0] == {b"a": b"1", b"b": b"two"} and expected[2] == [(b"x", 1.5), (b"y", 2.0)]
+
+
 def transactions_at_once(client: redis.Redis, count: int, prefix: str = "t") -> list:
     """``count`` greenlets, each with a transaction of its own begun inside ``one_trip``."""
 
