@@ -248,12 +248,8 @@ class JobWrites:
         args = (running.start_ttl, int(time.time()), execution.id, execution.composite_key, job.id,
                 len(execution_fields), *execution_fields, *job_fields)  # fmt: skip
         running.start_ttl = None
-        replies = worker.connection.coalescer.evalsha(_START_SHA, _START, len(keys), *keys, *args)
-        if replies == -1:
+        if self._call(_START_SHA, _START, keys, args) == -1:
             raise transactions.JobNotQueued(f"{job.key}: no longer queued")
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
 
     def _start_on(self, held: Any, job: Any, remove_from_intermediate_queue: bool) -> None:
         """The start as rq's commands on the held pipeline: one script call of them (transactions)."""
@@ -305,22 +301,27 @@ class JobWrites:
                 worker_executions_key)  # fmt: skip
         args = (result_ttl, "+inf" if score == -1 else score, execution.composite_key, execution.id, job.id,
                 len(job_fields), *job_fields, *result_fields)  # fmt: skip
-        replies = worker.connection.coalescer.evalsha(_SUCCESS_SHA, _SUCCESS, len(keys), *keys, *args)
-        if replies is None:  # it has dependents now
+        if self._call(_SUCCESS_SHA, _SUCCESS, keys, args) is None:  # it has dependents now
             by_rq()
             return
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
         if not compat.EXPLICIT_EXECUTIONS:
             worker.set_current_job_id(None)  # as rq 2's cleanup_execution: the tick writes it
-        worker.increment_successful_job_count()
-        worker.increment_total_working_time(job.ended_at - job.started_at)
         took = job.ended_at - job.started_at
+        worker.increment_successful_job_count()
+        worker.increment_total_working_time(took)
         if worker.log_job_description:
             worker.log.info("Successfully completed %s job in %ss on worker %s", job.description, took, worker.name)
         else:
             worker.log.info("Successfully completed job %s in %ss on worker %s", job.id, took, worker.name)
+
+    def _call(self, sha: str, source: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+        """One of this module's scripts, coalesced with other greenlets' calls; the first error among
+        its commands' replies is raised, as ``pipeline.execute()`` would."""
+        replies = self.worker.connection.coalescer.evalsha(sha, source, len(keys), *keys, *args)
+        for reply in replies if isinstance(replies, list) else ():
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     @staticmethod
     def note_end(job: Any) -> None:
