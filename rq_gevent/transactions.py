@@ -267,6 +267,9 @@ def one_trip_client(connection: Redis) -> Redis:
         return connection
     client: Any = copy.copy(connection)
     client.__class__ = _one_trip_client_class(type(connection))
+    # The pool stays the app's: collecting this copy (with the worker) must not close it under the
+    # app's commands in flight, as redis-py's __del__ does for a client that made its own pool.
+    client.auto_close_connection_pool = False
     client.coalescer = Coalescer(connection.connection_pool)
     return client
 

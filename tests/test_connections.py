@@ -1,5 +1,8 @@
 """Redis connections: a pool that fits the concurrency, and surviving a Redis restart."""
 
+import gc
+import weakref
+
 import gevent
 import pytest
 import redis
@@ -34,6 +37,35 @@ def test_dequeue_uses_its_own_connection_with_a_longer_socket_timeout(connection
     assert worker.dequeuer.client.connection_pool is not connection.connection_pool
     assert kwargs["socket_timeout"] > worker.dequeue_timeout
     assert kwargs["socket_keepalive"] is True
+
+
+def test_neither_a_finished_nor_a_collected_worker_closes_the_apps_client(redis_url):
+    """An app gives an embedded worker its client, whose pool is its own (``from_url``'s); a command
+    the app has in flight meanwhile gets its reply after ``work()`` returned and after the worker was
+    garbage-collected."""
+    app = redis.Redis.from_url(redis_url)
+    observer = redis.Redis.from_url(redis_url)
+    queue = Queue("app", connection=app)
+    job = queue.enqueue(testjobs.green_sleep, 0, "done")
+    worker = GeventWorker([queue], connection=app, concurrency=2)
+    held = app.connection_pool.get_connection()  # raw: redis-py would retry on a new connection
+    held.send_command("BLPOP", "app:wake", 20)
+    in_flight = gevent.spawn(held.read_response)
+    wait_until(lambda: any(c["cmd"] == "blpop" for c in observer.client_list()), what="BLPOP in flight")
+    worker.work(burst=True)
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    workers_client = weakref.ref(worker.connection)
+
+    del worker
+    gc.unfreeze()  # the first work() of a process froze what existed then (rq_gevent.collector)
+    gc.collect()
+    assert workers_client() is None  # the instrument: the worker and its client were collected
+
+    observer.rpush("app:wake", "up")
+    assert in_flight.get(timeout=10) == [b"app:wake", b"up"]
+    app.connection_pool.release(held)
+    observer.close()
+    app.close()
 
 
 def test_a_job_may_block_in_its_own_redis_calls_longer_than_the_workers_socket_timeout(
