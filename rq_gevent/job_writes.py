@@ -81,28 +81,26 @@ return -1
 # hash, the job's executions registry, started registry, intermediate list or "" (no LREM), the
 # worker's executions set or "" (rq < 3).  ARGV: heartbeat TTL, the current second, execution
 # id, its composite key, job id, how many words the execution hash's fields and values take, them,
-# then the job hash's fields and values.  Returns -1 (no longer queued) or the commands' replies.
+# then the job hash's fields and values.  Returns -1 (no longer queued), or ``ran()``'s reply.
 _START = (
     transactions.STILL_QUEUED_LUA
     + transactions.REFUSAL_LUA
     + """
 if not still_queued(KEYS[1]) then return -1 end
 local ttl, now, words = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
-local commands = {
-  {'HSET', KEYS[2], unpack(ARGV, 7, 6 + words)},
-  {'EXPIRE', KEYS[2], ttl},
-  {'ZADD', KEYS[3], now + ttl + 60, ARGV[3]},
-  {'EXPIRE', KEYS[3], ttl + 60},
-  {'ZADD', KEYS[4], now + ttl, ARGV[4]},
-}
+run('HSET', KEYS[2], unpack(ARGV, 7, 6 + words))
+run('EXPIRE', KEYS[2], ttl)
+run('ZADD', KEYS[3], now + ttl + 60, ARGV[3])
+run('EXPIRE', KEYS[3], ttl + 60)
+run('ZADD', KEYS[4], now + ttl, ARGV[4])
 if KEYS[6] ~= '' then
-  commands[#commands + 1] = {'SADD', KEYS[6], ARGV[4]}
-  commands[#commands + 1] = {'EXPIRE', KEYS[6], ttl + 60}
+  run('SADD', KEYS[6], ARGV[4])
+  run('EXPIRE', KEYS[6], ttl + 60)
 end
-commands[#commands + 1] = {'HSET', KEYS[1], unpack(ARGV, 7 + words)}
-if KEYS[5] ~= '' then commands[#commands + 1] = {'LREM', KEYS[5], 1, ARGV[5]} end
-commands[#commands + 1] = {'PERSIST', KEYS[1]}
-return apply(commands)
+run('HSET', KEYS[1], unpack(ARGV, 7 + words))
+if KEYS[5] ~= '' then run('LREM', KEYS[5], 1, ARGV[5]) end
+run('PERSIST', KEYS[1])
+return ran()
 """
 )
 _START_SHA = hashlib.sha1(_START.encode()).hexdigest()
@@ -114,30 +112,26 @@ _START_SHA = hashlib.sha1(_START.encode()).hexdigest()
 # its dependencies key, results stream, finished registry, execution hash, started registry, the job's
 # executions registry, the worker's executions set or "".  ARGV: result TTL, finished-registry score,
 # composite key, execution id, job id, how many words the job hash's fields and values take, them,
-# then the result's.  Returns false (the job has dependents: rq's own code records it) or the replies.
+# then the result's.  Returns false (the job has dependents: rq's own code records it), or ``ran()``'s
+# reply.
 _SUCCESS = (
     transactions.REFUSAL_LUA
     + """
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
 local ttl, words = tonumber(ARGV[1]), tonumber(ARGV[6])
-local commands = {
-  {'HSET', KEYS[1], unpack(ARGV, 7, 6 + words)},
-  {'XADD', KEYS[4], 'MAXLEN', '~', '10', '*', unpack(ARGV, 7 + words)},
-}
-if ttl == -1 then
-  commands[#commands + 1] = {'PERSIST', KEYS[4]}
-else
-  commands[#commands + 1] = {'EXPIRE', KEYS[4], ttl}
+run('HSET', KEYS[1], unpack(ARGV, 7, 6 + words))
+run('XADD', KEYS[4], 'MAXLEN', '~', '10', '*', unpack(ARGV, 7 + words))
+if ttl == -1 then run('PERSIST', KEYS[4]) else run('EXPIRE', KEYS[4], ttl) end
+run('ZADD', KEYS[5], ARGV[2], ARGV[5])
+if ttl > 0 then  -- rq's EXPIRE of the dependents set too, which does not exist
+  run('EXPIRE', KEYS[1], ttl)
+  run('EXPIRE', KEYS[3], ttl)
 end
-commands[#commands + 1] = {'ZADD', KEYS[5], ARGV[2], ARGV[5]}
-if ttl > 0 then
-  for i = 1, 3 do commands[#commands + 1] = {'EXPIRE', KEYS[i], ttl} end
-end
-commands[#commands + 1] = {'DEL', KEYS[6]}
-commands[#commands + 1] = {'ZREM', KEYS[7], ARGV[3]}
-commands[#commands + 1] = {'ZREM', KEYS[8], ARGV[4]}
-if KEYS[9] ~= '' then commands[#commands + 1] = {'SREM', KEYS[9], ARGV[3]} end
-return apply(commands)
+run('DEL', KEYS[6])
+run('ZREM', KEYS[7], ARGV[3])
+run('ZREM', KEYS[8], ARGV[4])
+if KEYS[9] ~= '' then run('SREM', KEYS[9], ARGV[3]) end
+return ran()
 """
 )
 _SUCCESS_SHA = hashlib.sha1(_SUCCESS.encode()).hexdigest()
@@ -316,12 +310,8 @@ class JobWrites:
 
     def _call(self, sha: str, source: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
         """One of this module's scripts, coalesced with other greenlets' calls; the first error among
-        its commands' replies is raised, as ``pipeline.execute()`` would."""
-        replies = self.worker.connection.coalescer.evalsha(sha, source, len(keys), *keys, *args)
-        for reply in replies if isinstance(replies, list) else ():
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+        its commands' replies is raised (the script's reply), as ``pipeline.execute()`` would."""
+        return self.worker.connection.coalescer.evalsha(sha, source, len(keys), *keys, *args)
 
     @staticmethod
     def note_end(job: Any) -> None:

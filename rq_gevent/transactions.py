@@ -44,17 +44,19 @@ from .coalescing import Coalescer
 # ahead (:mod:`rq_gevent.dequeue`).
 STILL_QUEUED_LUA = """
 local function still_queued(key)
-  if redis.call('EXISTS', key) == 0 then return false end
   local status = redis.pcall('HGET', key, 'status')
-  return type(status) ~= 'table' and (not status or status == 'queued')
+  if type(status) == 'table' then return false end
+  if status then return status == 'queued' end
+  return redis.call('EXISTS', key) == 1
 end
 """
 
 # Lua: ``refusal_in(reply)``, the refusal of writes that a ``redis.pcall``'s reply is, if it is one,
 # else nil.  Redis refuses a script's writes only until its first one lands: a script that meets one
-# ends with it, as EXEC aborts, nothing applied.  ``apply(commands)``: each command as EXEC would (an
-# error is its reply, the others still run), ending at a refusal; the replies.  Shared with the start
-# and success scripts of :mod:`rq_gevent.job_writes`.
+# ends with it, as EXEC aborts, nothing applied.  ``run(command...)``: the command as EXEC would run it
+# (an error is kept and the others still run), none after a refusal; ``ran()``, the script's reply:
+# the refusal, else the first error, else 1.  Shared with the start and success scripts of
+# :mod:`rq_gevent.job_writes`, whose callers need no other reply (and Redis builds none).
 REFUSAL_LUA = """
 local function refusal_in(reply)
   if type(reply) ~= 'table' or not reply.err then return nil end
@@ -66,15 +68,19 @@ local function refusal_in(reply)
   return nil
 end
 
-local function apply(commands)
-  local replies = {}
-  for i, command in ipairs(commands) do
-    local reply = redis.pcall(unpack(command))
-    local refusal = refusal_in(reply)
-    if refusal then return redis.error_reply(refusal) end
-    replies[i] = reply
+local refused, first_error
+local function run(...)
+  if refused then return end
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply.err then
+    refused = refusal_in(reply)
+    first_error = first_error or reply
   end
-  return replies
+end
+
+local function ran()
+  if refused then return redis.error_reply(refused) end
+  return first_error or 1
 end
 """
 
