@@ -53,10 +53,10 @@ end
 
 # Lua: ``refusal_in(reply)``, the refusal of writes that a ``redis.pcall``'s reply is, if it is one,
 # else nil.  Redis refuses a script's writes only until its first one lands: a script that meets one
-# ends with it, as EXEC aborts, nothing applied.  ``run(command...)``: the command as EXEC would run it
-# (an error is kept and the others still run), none after a refusal; ``ran()``, the script's reply:
-# the refusal, else the first error, else 1.  Shared with the start and success scripts of
-# :mod:`rq_gevent.job_writes`, whose callers need no other reply (and Redis builds none).
+# ends with it, as EXEC aborts, nothing applied.  ``run(command...)``: the command's reply, the command
+# run as EXEC would (an error is kept and the others still run), none after a refusal; ``ran()``, the
+# reply of a script whose caller needs no other (the start and success scripts of
+# :mod:`rq_gevent.job_writes`): the refusal, else the first error, else 1.
 REFUSAL_LUA = """
 local function refusal_in(reply)
   if type(reply) ~= 'table' or not reply.err then return nil end
@@ -76,6 +76,7 @@ local function run(...)
     refused = refusal_in(reply)
     first_error = first_error or reply
   end
+  return reply
 end
 
 local function ran()
@@ -101,10 +102,8 @@ end
 local replies, i, n = {}, 2, #ARGV
 while i <= n do
   local words = tonumber(ARGV[i])
-  local reply = redis.pcall(unpack(ARGV, i + 1, i + words))
-  local refusal = refusal_in(reply)
-  if refusal then return redis.error_reply(refusal) end
-  replies[#replies + 1] = reply
+  replies[#replies + 1] = run(unpack(ARGV, i + 1, i + words))
+  if refused then return ran() end
   i = i + words + 1
 end
 return replies
