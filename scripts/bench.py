@@ -3,7 +3,7 @@
     pip install -e '.[bench]'
     python scripts/bench.py [--jobs 2000] [--concurrency 100] [--processes 2] [--threads 50]
                             [--repeat 1] [--systems a,b,...] [--workloads noop,io50,mail]
-                            [--out scripts/bench_results]
+                            [--busy-loops 0] [--out scripts/bench_results]
 
 Starts its own redis-server (and, for the ``mail`` workload, a local SMTP server), then for each
 workload runs the same ``--jobs`` jobs through each system, one system at a time (``--repeat``
@@ -19,6 +19,7 @@ rounds of that; each system's run with the median jobs/s is reported, with the r
 ``rq-pool``         ``rq worker-pool -n P``
 ``celery``          ``celery worker -P gevent -c C`` (Redis broker, no result backend)
 ``dramatiq``        ``dramatiq-gevent -p 1 -t T`` (Redis broker)
+``floor``           the job bodies alone, in a gevent pool of C (``scripts/bench_floor.py``)
 ==================  =====================================================
 
 Workloads: ``noop``; ``io50``, a 50 ms ``time.sleep`` (green where gevent patched the process);
@@ -40,7 +41,13 @@ to ``--out``; prints the tables and the targets.  Throughput targets are ratios 
 whole run (N jobs from spawning the worker), as issues #7 and #20 state them; the steady-state ratio
 and both systems' CPU per job are shown beside each; CPU and Redis CPU per job against Dramatiq
 (issue #20) too.  A last table turns CPU per job into what one core does: jobs/s per worker core,
-and jobs/s one Redis can serve (the fleet's ceiling).  Exits 1 if a target is missed or a run failed.
+and jobs/s one Redis can serve (the fleet's ceiling), and each system's CPU and Redis CPU per job above
+the ``floor``'s: what the system itself costs, the job body taken out.  Exits 1 if a target is missed or a run failed.
+
+``--busy-loops N`` makes the day a slow one: N processes that only spin run beside everything for
+the whole run, as other tenants of a shared machine would (4 on 2 cores: each process of the run gets
+about a third of a core when it wants one).  CPU per job is still each system's own; jobs/s then
+shows who turns a scarce CPU into the most jobs.
 """
 
 from __future__ import annotations
@@ -71,7 +78,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 import psutil  # noqa: E402
 import redis  # noqa: E402
-from benchjobs import DONE_KEY  # noqa: E402
+from benchjobs import DONE_KEY, FLOOR_PLAN_KEY  # noqa: E402
 from rq import Queue  # noqa: E402
 from rq.registry import StartedJobRegistry  # noqa: E402
 
@@ -97,6 +104,7 @@ class Options:
     processes: int
     threads: int
     latency_jobs: int
+    busy_loops: int = 0
 
 
 @dataclass
@@ -127,6 +135,8 @@ SYSTEMS = [
                                                "-P", "gevent", "-c", str(o.concurrency), "--loglevel", "WARNING"]),
     System("dramatiq", "dramatiq", lambda url, o: [str(BIN / "dramatiq-gevent"), "benchapp_dramatiq",
                                                    "-p", "1", "-t", str(o.threads)]),
+    System("floor", "floor", lambda url, o: [sys.executable, str(SCRIPTS / "bench_floor.py"),
+                                             "-c", str(o.concurrency)]),
 ]  # fmt: skip
 
 
@@ -143,6 +153,7 @@ def label(system: System, options: Options) -> str:
         "rq-pool": f"rq worker-pool -n {options.processes}",
         "celery": f"celery -P gevent -c {options.concurrency}",
         "dramatiq": f"dramatiq-gevent -p 1 -t {options.threads}",
+        "floor": f"floor: job bodies, gevent pool of {options.concurrency}",
     }[system.name]
 
 
@@ -153,7 +164,10 @@ class Enqueuer:
     def __init__(self, family: str, connection: redis.Redis, smtp_port: int) -> None:
         self.family = family
         self.smtp_port = smtp_port
-        if family == "rq":
+        self.connection = connection
+        if family == "floor":
+            pass
+        elif family == "rq":
             self.queue = Queue(RQ_QUEUE, connection=connection)
         elif family == "celery":
             import benchapp_celery
@@ -177,6 +191,10 @@ class Enqueuer:
 
     def many(self, workload: str, count: int) -> None:
         function = self.function(workload)
+        if self.family == "floor":
+            plan = [[f"bench_{function}", self.args(workload, time.time())] for _ in range(count)]
+            self.connection.set(FLOOR_PLAN_KEY, json.dumps(plan))
+            return
         if self.family == "rq":
             for start in range(0, count, 500):
                 self.queue.enqueue_many([
@@ -444,6 +462,18 @@ def inflight_run(url: str, options: Options, log: Path) -> dict:
 
 
 @contextlib.contextmanager
+def busy_loops(count: int) -> Iterator[None]:
+    """``count`` processes that only spin, at the run's own priority, until the block ends."""
+    spinning = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for process in spinning:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
 def smtp_server(workdir: Path) -> Iterator[int]:
     port = free_port()
     sink = subprocess.Popen(
@@ -585,13 +615,19 @@ def markdown(runs: list[Run], latencies: list[Latency], inflight: dict | None, f
     fleet = [run for run in runs if not run.error and run.cpu_ms_per_job and run.redis_cpu_ms_per_job]
     if fleet:
         lines += ["", "What one core does, from CPU per job: jobs/s one worker core runs, jobs/s one Redis (one core) "
-                  "serves: the fleet's ceiling, whatever the number of worker hosts.", "",
+                  "serves: the fleet's ceiling, whatever the number of worker hosts; and CPU ms per job above the "
+                  "floor's (the job body alone in a gevent pool): the system's own cost.", "",
                   "| workload | system | jobs/s per worker core | fleet ceiling: jobs/s per Redis | worker cores one "
-                  "Redis feeds |", "| --- | --- | ---: | ---: | ---: |"]  # fmt: skip
+                  "Redis feeds | CPU ms/job above the floor | Redis CPU ms/job above the floor |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
         for run in fleet:
             per_core, ceiling = 1000 / run.cpu_ms_per_job, 1000 / run.redis_cpu_ms_per_job
             feeds = ceiling / per_core
-            lines.append(f"| {run.workload} | `{run.label}` | {per_core:.0f} | {ceiling:.0f} | {feeds:.1f} |")
+            floor = next((r for r in fleet if r.system == "floor" and r.workload == run.workload), None)
+            above = ("| | |" if floor is None or run is floor else
+                     f"| {run.cpu_ms_per_job - floor.cpu_ms_per_job:.2f} "
+                     f"| {run.redis_cpu_ms_per_job - floor.redis_cpu_ms_per_job:.2f} |")  # fmt: skip
+            lines.append(f"| {run.workload} | `{run.label}` | {per_core:.0f} | {ceiling:.0f} | {feeds:.1f} {above}")
     return "\n".join(lines) + "\n"
 
 
@@ -648,6 +684,9 @@ def main() -> int:
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
     parser.add_argument("--no-latency", action="store_true", help="skip the idle-latency runs")
     parser.add_argument("--no-inflight", action="store_true", help="skip the 1,000-jobs-in-flight run")
+    parser.add_argument("--busy-loops", type=int, default=0,
+                        help="processes that only spin beside the whole run: a slow day on a shared machine "
+                             "(default 0)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=SCRIPTS / "bench_results", help="where results are written")
     args = parser.parse_args()
     for value, name in ((args.jobs, "--jobs"), (args.concurrency, "--concurrency"), (args.processes, "--processes"),
@@ -655,6 +694,8 @@ def main() -> int:
                         (args.repeat, "--repeat")):  # fmt: skip
         if value < 1:
             parser.error(f"{name} must be at least 1")
+    if args.busy_loops < 0:
+        parser.error("--busy-loops must be at least 0")
     by_name = {s.name: s for s in SYSTEMS}
     unknown = [n for n in args.systems.split(",") if n not in by_name] + [
         w for w in args.workloads.split(",") if w not in WORKLOADS]  # fmt: skip
@@ -662,16 +703,18 @@ def main() -> int:
         parser.error(f"unknown system or workload: {', '.join(unknown)} (systems: {', '.join(by_name)}; "
                      f"workloads: {', '.join(WORKLOADS)})")  # fmt: skip
     systems = [by_name[n] for n in args.systems.split(",")]
-    options = Options(args.jobs, args.concurrency, args.processes, args.threads, args.latency_jobs)
+    options = Options(args.jobs, args.concurrency, args.processes, args.threads, args.latency_jobs, args.busy_loops)
     args.out.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
     latencies: list[Latency] = []
     inflight = None
-    with tempfile.TemporaryDirectory(prefix="rq-gevent-bench-") as tmp, EmbeddedRedis() as server:
+    with (tempfile.TemporaryDirectory(prefix="rq-gevent-bench-") as tmp, EmbeddedRedis() as server,
+          busy_loops(args.busy_loops)):  # fmt: skip
         workdir = Path(tmp)
         log = args.out / "workers.log"
         log.unlink(missing_ok=True)
         machine = versions(server.url)
+        machine["busy loops"] = str(args.busy_loops)
         os.environ["BENCH_REDIS_URL"] = server.url  # the Celery and Dramatiq apps' broker, here and in workers
         print("bench:", ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
         with smtp_server(workdir) as smtp_port:
@@ -686,7 +729,7 @@ def main() -> int:
                           flush=True)  # fmt: skip
                 runs += [median_run(of_system) for of_system in repeats.values()]
         if not args.no_latency:
-            for system in systems:
+            for system in (s for s in systems if s.family != "floor"):  # it has no queue to wait on
                 latency = latency_run(system, server.url, options, log)
                 latencies.append(latency)
                 print(f"  latency {latency.label:28} " + (f"FAILED: {latency.error}" if latency.error else
@@ -698,6 +741,8 @@ def main() -> int:
             print(f"  in flight: {most} jobs, peak RSS {peak:.0f} MB", flush=True)
     found = targets(runs, latencies, inflight)
     table = markdown(runs, latencies, inflight, found)
+    if args.busy_loops:
+        table = f"A slow day: {args.busy_loops} processes spinning beside the whole run (`--busy-loops`).\n\n" + table
     print()
     print(table)
     (args.out / "bench.md").write_text(table)

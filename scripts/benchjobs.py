@@ -15,6 +15,7 @@ from email.message import EmailMessage
 import redis
 
 DONE_KEY = "bench:done"
+FLOOR_PLAN_KEY = "bench:floor"  # the calls bench_floor.py makes, without a queue
 
 _recorder: redis.Redis | None = None
 
