@@ -42,8 +42,9 @@ to ``--out``; prints the tables and the targets.  Throughput targets are ratios 
 whole run (N jobs from spawning the worker), as issues #7 and #20 state them; the steady-state ratio
 and both systems' CPU per job are shown beside each; CPU and Redis CPU per job against Dramatiq
 (issue #20) too.  A last table turns CPU per job into what one core does: jobs/s per worker core,
-and jobs/s one Redis can serve (the fleet's ceiling), and each system's CPU and Redis CPU per job above
-the ``floor``'s: what the system itself costs, the job body taken out.  Exits 1 if a target is missed or a run failed.
+and jobs/s one Redis can serve (the fleet's ceiling); and gives each system's CPU and Redis CPU per
+job above the ``floor``'s: what the system itself costs, the job body taken out.  Exits 1 if a
+target is missed or a run failed.
 
 ``--busy-loops N`` makes the day a slow one: N processes that only spin run beside everything for
 the whole run, as other tenants of a shared machine would (4 on 2 cores: each process of the run gets
@@ -167,15 +168,13 @@ class Enqueuer:
         self.family = family
         self.smtp_port = smtp_port
         self.connection = connection
-        if family == "floor":
-            pass
-        elif family == "rq":
+        if family == "rq":
             self.queue = Queue(RQ_QUEUE, connection=connection)
         elif family == "celery":
             import benchapp_celery
 
             self.app = benchapp_celery
-        else:
+        elif family == "dramatiq":
             import benchapp_dramatiq
 
             self.app = benchapp_dramatiq
@@ -708,7 +707,7 @@ def main() -> int:
     options = Options(args.jobs, args.concurrency, args.processes, args.threads, args.latency_jobs, args.busy_loops)
     args.out.mkdir(parents=True, exist_ok=True)
     # As installing a wheel does: an editable checkout (or PYTHONDONTWRITEBYTECODE) would otherwise
-    # have every worker process compile rq_gevent from source, ~0.1 s no user's worker spends.
+    # have every worker process compile rq_gevent from source, ~35-50 ms no user's worker spends.
     for directory in (REPO / "rq_gevent", SCRIPTS):
         compileall.compile_dir(directory, maxlevels=0, quiet=1)
     runs: list[Run] = []
