@@ -11,6 +11,7 @@ import subprocess
 import sys
 import zlib
 from email.header import decode_header, make_header
+from email.headerregistry import Address
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
@@ -23,6 +24,8 @@ from jobs.discuz.hashing import make_prepared_hash, uc_input
 from jobs.discuz.sync import sync_discuz_user
 from jobs.enqueue import enqueue_activation_mail, enqueue_discuz_sync
 from jobs.mail.activation import LINK_MAX, NAME_MAX, send_activation_mail
+from jobs.mail.message import activation_message
+from jobs.mail.wire import MessageMismatch
 from jobs.sealing import seal
 
 LINK = "https://example.com/activate?token=abc123"
@@ -31,6 +34,13 @@ EXPECTED_HEADERS = {"subject", "from", "to", "date", "message-id", "auto-submitt
 
 def _header_block(raw: bytes) -> str:
     return raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+
+
+def _header_names(raw: bytes) -> set[str]:
+    lines = _header_block(raw).split("\r\n")
+    names = [line.split(":", 1)[0].lower() for line in lines if not line[:1].isspace()]
+    assert len(names) == len(set(names)), names
+    return set(names)
 
 
 @pytest.mark.parametrize(
@@ -53,13 +63,115 @@ def test_no_name_adds_a_header_line(smtp_sink, worker_process, redis_url, connec
     assert outcome(job)[0] == "finished", outcome(job)
     (raw,) = sink.raw_messages()
     headers = _header_block(raw)
-    names = {line.split(":", 1)[0].lower() for line in headers.split("\r\n") if not line[:1].isspace()}
-    assert names == EXPECTED_HEADERS, headers
+    assert _header_names(raw) == EXPECTED_HEADERS, headers
     (delivery,) = [event for event in sink.events() if event["event"] == "message"]
     assert delivery["rcpt_tos"] == ["bob@example.org"]
     (message,) = sink.messages()
     shown = message["To"].addresses[0].display_name
     assert "=?" not in shown and not any(character in shown for character in "\r\n\x00\x1b\x85\u2028\u202e")
+
+
+# Issue 31: email_validator accepts an encoded word as a local part, and Python 3.11's email decoded it
+# while writing the To header (a CR LF in it became a header line; two ended the headers; a NUL made
+# the To parse as another address).
+HOSTILE_ADDRESSES = [
+    "=?utf-8?q?x=0d=0aReply-To=3a=20evil=40evil.com?=@example.com",  # the issue's report
+    "=?utf-8?q?x=0d=0a=0d=0aevil_body?=@example.com",  # ends the headers
+    "=?utf-8?q?attacker=40evil.com=00?=@example.com",  # NUL: the To parsed as attacker@evil.com
+    "=?utf-8?b?eA0KQmNjOiB2aWN0aW1AeC5jb20=?=@example.com",  # base64
+    "x.=?iso-8859-1?q?y=0a?=.z@example.com",  # an encoded word between dots
+    '"=?utf-8?q?x=0d=0aBcc:_v@x.com?="@example.com',  # quoted
+    "x\r\nBcc: victim@x.com@example.com",
+    "x\r\n@example.com",
+    "x\n@example.com",
+    "x\r@example.com",
+    "x\x00@example.com",
+    "x\x1b@example.com",
+    "x\x7f@example.com",
+    "x\x85@example.com",  # C1: NEL
+    "x\u2028@example.com",  # Unicode line separator
+    "x@exam\u2028ple.com",
+    "x@example.com\r\nBcc: victim@x.com",
+    "x@example.com\x00",
+    "<x@example.com>",
+    "Evil <x@example.com>",
+    "x\\y@example.com",
+    "sm\u00dfith@example.com",  # a non-ASCII local part: Python writes it as an encoded word
+    "x@example.com,victim@x.com",
+    "x@[127.0.0.1]",
+    "a" * 64 + "@" + "b" * 200 + ".example.com",  # too long
+    "x" * 100_000 + "@example.com",
+]
+
+
+def test_no_address_adds_a_header_line_or_reaches_the_server(smtp_sink, worker_process, redis_url, connection):
+    sink = smtp_sink()
+    q = queue(connection)
+    control = enqueue_activation_mail(q, to="control@example.org", name="Control", link=LINK)
+    hostile = [q.enqueue(send_activation_mail, address, "Bob", LINK) for address in HOSTILE_ADDRESSES]
+    run_burst(worker_process, redis_url, sink.settings(), "-c", "10")
+    assert outcome(control)[0] == "finished", outcome(control)
+    for address, job in zip(HOSTILE_ADDRESSES, hostile, strict=True):
+        status, reason = outcome(job)
+        assert status == "failed" and reason.startswith("jobs.mail.address.AddressRefused: "), (address, reason)
+        assert address not in job.exc_info, (address, reason)
+    # The sink records the raw DATA bytes: one message, to the control, with exactly its headers.
+    (delivery,) = [event for event in sink.events() if event["event"] == "message"]
+    assert delivery["rcpt_tos"] == ["control@example.org"]
+    (raw,) = sink.raw_messages()
+    assert _header_names(raw) == EXPECTED_HEADERS
+    (message,) = sink.messages()
+    assert [address.addr_spec for address in message["To"].addresses] == ["control@example.org"]
+
+
+@pytest.mark.parametrize(
+    ("to", "name", "validated"),
+    [
+        ("Ann.O'Brien+tag@Example.ORG", "Ann O'Brien, Jr.", "Ann.O'Brien+tag@example.org"),
+        ("li.lei@bücher.example", '李雷 "Lei" \\ <x>', "li.lei@xn--bcher-kva.example"),
+        (
+            "x" * 64 + "@" + ".".join(["d" * 60] * 3) + ".org",
+            "a" * 99,
+            "x" * 64 + "@" + ".".join(["d" * 60] * 3) + ".org",
+        ),
+        ("postmaster@example.org", "=?utf-8?q?Bob=0D=0ABcc:_victim@x.com?=", "postmaster@example.org"),
+    ],
+)
+def test_the_bytes_sent_parse_to_the_validated_address(
+    smtp_sink, worker_process, redis_url, connection, to, name, validated
+):
+    sink = smtp_sink()
+    job = enqueue_activation_mail(queue(connection), to=to, name=name, link=LINK)
+    run_burst(worker_process, redis_url, sink.settings())
+    status, result = outcome(job)
+    assert status == "finished" and result["to"] == validated and result["sent"] is True, (status, result)
+    (raw,) = sink.raw_messages()
+    assert _header_names(raw) == EXPECTED_HEADERS
+    assert all(32 <= byte < 127 for byte in _header_block(raw).replace("\r\n", "").encode())
+    (message,) = sink.messages()
+    (address,) = message["To"].addresses
+    assert address.addr_spec == validated and "=?" not in address.display_name
+    (delivery,) = [event for event in sink.events() if event["event"] == "message"]
+    assert delivery["rcpt_tos"] == [validated]
+    assert message.get_content_type() == "multipart/alternative"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        Address("Bob", "=?utf-8?q?x=0d=0aReply-To=3a=20evil=40evil.com?=", "example.com"),
+        Address("Bob", "=?utf-8?q?x=0d=0a=0d=0aevil?=", "example.com"),
+        Address("Bob", "=?utf-8?q?attacker=40evil.com=00?=", "example.com"),
+        Address("=?utf-8?q?Bob=0D=0ABcc:_victim@x.com?=", "bob", "example.com"),
+        Address("Bob\x00\u2028Eve", "bob", "example.com"),
+    ],
+)
+def test_a_message_that_email_rewrites_is_never_sent(address):
+    """Past the address and name checks (an Address built by hand): the check on the serialized bytes
+    refuses what Python's email package made of it."""
+    sender = Address("Example", "noreply", "example.com")
+    with pytest.raises(MessageMismatch, match="it was not sent"):
+        activation_message(sender, address, "<x@example.com>", LINK, "en", "Example")
 
 
 def test_the_sink_refuses_a_line_over_998_bytes(smtp_sink):
@@ -157,6 +269,36 @@ def test_no_link_password_or_personal_field_reaches_the_log(smtp_sink, ucenter, 
     for text in (link, password, *personal):
         assert text not in output, text
         assert text not in info.stdout, text
+
+
+def test_a_refused_address_is_never_quoted(smtp_sink, sentry_sink, worker_process, redis_url, connection):
+    """email_validator's messages quote the address (a domain label, the part before the @-sign); the
+    job's error says which rule failed in words of ours only."""
+    sink, sentry = smtp_sink(), sentry_sink()
+    addresses = {
+        "labelmarkerone": "user@labelmarkerone\u0640x.example.org",  # IDNA: "Codepoint ... of '<label>'"
+        "labelmarkertwo": "user@labelmarkertwo.\u0640.example.org",
+        "labelmarkerthree": "user@xn--labelmarkerthree-.example.org",
+        "labelmarkerfour": "user@labelmarkerfour\u05d0.example.org",  # a right-to-left letter in a left-to-right label
+        "localmarkerfive": "localmarkerfive\u0640@example.org",
+        "localmarkersix": "localmarkersix=?@example.org",
+        "localmarkerseven": "localmarkerseven..x@example.org",
+        "labelmarkereight": "user@labelmarkereight_.example.org",
+        "labelmarkernine": "user@labelmarkernine",
+    }
+    q = queue(connection)
+    jobs = {marker: q.enqueue(send_activation_mail, address, "Name", LINK) for marker, address in addresses.items()}
+    worker = run_burst(worker_process, redis_url, sink.settings(), "--verbose", "--sentry-dsn", sentry.dsn())
+    events = sentry.events()
+    received = b"".join(sentry.received()).decode("utf-8", "replace").lower()
+    for marker, job in jobs.items():
+        status, reason = outcome(job)
+        for text in (worker.output().lower(), job.exc_info.lower(), received, json.dumps(events).lower()):
+            assert marker not in text, (marker, reason)
+        assert status == "failed" and reason.startswith("jobs.mail.address.AddressRefused: the "), reason
+    assert len(events) == len(jobs)
+    assert "registering birth" in worker.output()  # rq logs it at DEBUG: the log searched is the DEBUG one
+    assert sink.raw_messages() == []
 
 
 def test_an_unsealed_password_is_erased_from_the_job(ucenter, worker_process, redis_url, connection):

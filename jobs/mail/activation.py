@@ -6,10 +6,10 @@ import logging
 import time
 from email.headerregistry import Address, HeaderRegistry
 
-from email_validator import EmailNotValidError, validate_email
 from rq import Retry, get_current_job
 
-from jobs.mail.message import activation_digest, activation_message, header_text
+from jobs.mail.address import strict_header_address
+from jobs.mail.message import activation_digest, activation_message, activation_message_id, header_text
 from jobs.mail.smtp import SmtpSettings, deliver
 from jobs.outcomes import PermanentError, TransientError, retry_later
 from jobs.settings import required_setting, setting
@@ -33,20 +33,22 @@ def send_activation_mail(to: str, name: str, link: str, locale: str = "en") -> d
     """
     recipient = recipient_address(to, name)
     check_link(link)
+    sender = sender_address()
+    message_id = activation_message_id(recipient.addr_spec, link, sender.domain)
     message = activation_message(
-        sender=sender_address(),
+        sender=sender,
         to=recipient,
-        name=recipient.display_name,
+        message_id=message_id,
         link=link,
         locale=locale,
         site_name=setting("MAIL_SITE_NAME", "our site"),
     )
-    outcome = {"to": recipient.addr_spec, "message_id": message["Message-ID"]}
+    outcome = {"to": recipient.addr_spec, "message_id": message_id}
     settings = SmtpSettings.load()
     guard = DeliveryGuard.for_current_job(activation_key(recipient.addr_spec, link))
     state = guard.claim_or_wait(settings.timeout * 2)
     if state == DeliveryGuard.SENT:
-        log.info("activation mail %s was already delivered; not sending it again", message["Message-ID"])
+        log.info("activation mail %s was already delivered; not sending it again", message_id)
         return {**outcome, "sent": False}
     if state == DeliveryGuard.BUSY:
         return retry_later(TransientError("the same activation mail is being sent by another job"))
@@ -63,14 +65,10 @@ def send_activation_mail(to: str, name: str, link: str, locale: str = "en") -> d
 
 
 def recipient_address(to: str, name: str) -> Address:
+    """The validated recipient (see :mod:`jobs.mail.address`); a refusal never quotes ``to``."""
     if not isinstance(to, str) or not isinstance(name, str):
         raise PermanentError("to and name must be strings")
-    try:
-        valid = validate_email(to, check_deliverability=False)
-    except EmailNotValidError as error:
-        raise PermanentError(f"invalid recipient address: {error}") from None
-    local, _, domain = valid.normalized.rpartition("@")
-    return Address(display_name=display_name(name), username=local, domain=valid.ascii_domain or domain)
+    return strict_header_address(to, display_name(name))
 
 
 def display_name(name: str) -> str:
@@ -99,8 +97,10 @@ def sender_address() -> Address:
         header = HeaderRegistry()("From", raw)
         (address,) = header.addresses
     except (ValueError, IndexError):
-        raise PermanentError("MAIL_FROM must be one address, such as 'Example <noreply@example.com>'") from None
-    return address
+        address = None
+    if address is None:
+        raise PermanentError("MAIL_FROM must be one address, such as 'Example <noreply@example.com>'")
+    return strict_header_address(address.addr_spec, header_text(address.display_name), what="MAIL_FROM address")
 
 
 def activation_key(address: str, link: str) -> str:

@@ -1,8 +1,10 @@
 """Building the activation message: multipart text + HTML, every header encoded as RFC 5322/2047 want.
 
-Everything from user input that reaches a header passes :func:`header_text` first: no control
-character, no line separator and no RFC 2047 encoded word survives it, so no input can add a header
-line, whatever the Python version's ``email`` package does with such text.  Bodies go out 7bit only
+Every address in a header was checked by :mod:`jobs.mail.address` and is built from its parts;
+all other text from user input that reaches a header (the display name, the Subject) passes
+:func:`header_text` first: no control character, no line separator and no RFC 2047 encoded word
+survives it.  The result is then checked as the bytes that will be sent (:mod:`jobs.mail.wire`), so
+no input can add a header line, whatever the Python version's ``email`` package does.  Bodies go out 7bit only
 when every line fits SMTP's 998 bytes, else quoted-printable or base64.
 
 Templates are ``string.Template`` files, ``<locale>/activation.subject.txt``, ``activation.txt`` and
@@ -24,6 +26,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from string import Template
 
+from jobs.mail.wire import Outgoing, outgoing
 from jobs.outcomes import PermanentError
 from jobs.settings import setting
 
@@ -42,22 +45,26 @@ def header_text(value: str) -> str:
     return _ENCODED_WORD_START.sub("= ?", " ".join(cleaned.split()))
 
 
-def activation_message(sender: Address, to: Address, name: str, link: str, locale: str, site_name: str) -> EmailMessage:
-    subject, text, markup = (_template(locale, part) for part in _PARTS)
-    plain_values = {"name": name, "link": link, "site_name": site_name}
+def activation_message(
+    sender: Address, to: Address, message_id: str, link: str, locale: str, site_name: str
+) -> Outgoing:
+    """The activation mail to ``to`` (greeted by its display name), checked as it will be sent."""
+    subject_template, text, markup = (_template(locale, part) for part in _PARTS)
+    plain_values = {"name": to.display_name, "link": link, "site_name": site_name}
     html_values = {key: html.escape(value, quote=True) for key, value in plain_values.items()}
+    subject = header_text(subject_template.safe_substitute(plain_values))
     message = EmailMessage(policy=SMTP)
-    message["Subject"] = header_text(subject.safe_substitute(plain_values))
+    message["Subject"] = subject
     message["From"] = sender
     message["To"] = to
     message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = activation_message_id(to.addr_spec, link, sender.domain)
+    message["Message-ID"] = message_id
     message["Auto-Submitted"] = "auto-generated"
     body = text.safe_substitute(plain_values)
     message.set_content(body, cte=_transfer_encoding(body))
     body = markup.safe_substitute(html_values)
     message.add_alternative(body, subtype="html", cte=_transfer_encoding(body))
-    return message
+    return outgoing(message, sender, to, subject)
 
 
 def activation_digest(address: str, link: str) -> str:
@@ -81,7 +88,7 @@ def _transfer_encoding(body: str) -> str:
 
 def _template(locale: str, part: str) -> Template:
     if not isinstance(locale, str) or not _LOCALE.fullmatch(locale):
-        raise PermanentError(f"locale {locale!r} is not a language code such as 'en' or 'zh'")
+        raise PermanentError("the locale is not a language code such as 'en' or 'zh'")
     override_dir = setting("MAIL_TEMPLATE_DIR")
     for base in ([Path(override_dir)] if override_dir else []) + [BUILTIN_TEMPLATES]:
         path = base / locale / part

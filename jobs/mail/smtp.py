@@ -16,9 +16,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from email.message import EmailMessage
 from typing import NamedTuple
 
+from jobs.mail.wire import Outgoing
 from jobs.outcomes import PermanentError, TransientError
 from jobs.settings import SettingsError, boolean, setting
 
@@ -138,12 +138,13 @@ def pool_for(settings: SmtpSettings) -> SmtpPool:
     return pool
 
 
-def deliver(message: EmailMessage, settings: SmtpSettings | None = None) -> None:
-    """Send ``message``; raises ``PermanentError`` or ``TransientError`` with the server's answer."""
+def deliver(message: Outgoing, settings: SmtpSettings | None = None) -> None:
+    """Send ``message``'s bytes as they are, to its envelope (never one read back from its headers);
+    raises ``PermanentError`` or ``TransientError`` with the server's answer."""
     settings = settings or SmtpSettings.load()
     try:
         with pool_for(settings).connection() as client:
-            client.send_message(message)
+            client.sendmail(message.mail_from, [message.rcpt_to], message.data)
     except (smtplib.SMTPException, OSError) as error:
         raise classify(error, settings) from None
 
