@@ -56,10 +56,12 @@ def _header_names(raw: bytes) -> set[str]:
         "李雷 =?gb2312?B?\r\n?= Bcc: victim@x.com",
     ],
 )
-def test_no_name_adds_a_header_line(smtp_sink, worker_process, redis_url, connection, name):
+def test_no_name_adds_a_header_line(smtp_sink, worker_process, redis_url, connection, tmp_path, name):
     sink = smtp_sink()
+    (tmp_path / "templates" / "en").mkdir(parents=True)
+    (tmp_path / "templates" / "en" / "activation.subject.txt").write_text("Welcome, $name")  # the name in the Subject
     job = enqueue_activation_mail(queue(connection), to="bob@example.org", name=name, link=LINK)
-    run_burst(worker_process, redis_url, sink.settings())
+    run_burst(worker_process, redis_url, {**sink.settings(), "MAIL_TEMPLATE_DIR": str(tmp_path / "templates")})
     assert outcome(job)[0] == "finished", outcome(job)
     (raw,) = sink.raw_messages()
     headers = _header_block(raw)
@@ -67,8 +69,9 @@ def test_no_name_adds_a_header_line(smtp_sink, worker_process, redis_url, connec
     (delivery,) = [event for event in sink.events() if event["event"] == "message"]
     assert delivery["rcpt_tos"] == ["bob@example.org"]
     (message,) = sink.messages()
-    shown = message["To"].addresses[0].display_name
-    assert "=?" not in shown and not any(character in shown for character in "\r\n\x00\x1b\x85\u2028\u202e")
+    for shown in (message["To"].addresses[0].display_name, str(message["Subject"])):
+        assert "=?" not in shown and not any(character in shown for character in "\r\n\x00\x1b\x85\u2028\u202e")
+    assert str(message["Subject"]).startswith("Welcome, ")
 
 
 # Issue 31: email_validator accepts an encoded word as a local part, and Python 3.11's email decoded it
@@ -288,6 +291,7 @@ def test_a_refused_address_is_never_quoted(smtp_sink, sentry_sink, worker_proces
     }
     q = queue(connection)
     jobs = {marker: q.enqueue(send_activation_mail, address, "Name", LINK) for marker, address in addresses.items()}
+    jobs["localemarker"] = q.enqueue(send_activation_mail, "ok@example.org", "Name", LINK, "en\r\nlocalemarker")
     worker = run_burst(worker_process, redis_url, sink.settings(), "--verbose", "--sentry-dsn", sentry.dsn())
     events = sentry.events()
     received = b"".join(sentry.received()).decode("utf-8", "replace").lower()
@@ -295,7 +299,8 @@ def test_a_refused_address_is_never_quoted(smtp_sink, sentry_sink, worker_proces
         status, reason = outcome(job)
         for text in (worker.output().lower(), job.exc_info.lower(), received, json.dumps(events).lower()):
             assert marker not in text, (marker, reason)
-        assert status == "failed" and reason.startswith("jobs.mail.address.AddressRefused: the "), reason
+        refusal = "jobs.outcomes.PermanentError: the locale is" if marker == "localemarker" else "jobs.mail.address"
+        assert status == "failed" and reason.startswith(refusal), reason
     assert len(events) == len(jobs)
     assert "registering birth" in worker.output()  # rq logs it at DEBUG: the log searched is the DEBUG one
     assert sink.raw_messages() == []
