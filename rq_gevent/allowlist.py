@@ -145,7 +145,7 @@ class AllowedJobs:
         :meth:`resolve`: rq reads them through these public properties wherever it runs them
         (performing the job, callbacks, the abandoned-job clean-up), so none of those paths can
         run a refused callable.  ``base`` itself when everything is allowed."""
-        if self.patterns is None:
+        if self.patterns is None or getattr(base, "allowed_jobs", None) is self:
             return base
         return type(f"Allowed{base.__name__}", (base,), {"allowed_jobs": self, **_CHECKED_PROPERTIES})
 

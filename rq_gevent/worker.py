@@ -168,6 +168,8 @@ class GeventWorker(Worker):
         self.executions: dict[str, Any] = {}
         speedups.install()
         super().__init__(queues, *args, **kwargs)
+        for queue in self.queues:  # Queue objects passed in keep their own job class: their registries use it
+            queue.job_class = self.allowed_jobs.job_class(queue.job_class)
         self.admission = Admission(concurrency)
         self.loop = WorkLoop(self)
         self.dequeuer = Dequeuer(self)

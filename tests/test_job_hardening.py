@@ -510,8 +510,8 @@ part = functools.partial(plain)
 lam = lambda marker: record(marker)  # noqa: E731
 
 
-def callback(*args):
-    record(args[-1] if isinstance(args[-1], str) else "callback-ran")
+def callback(job, *args):
+    record(job.args[0] + "-callback")
 """
 
 
@@ -595,7 +595,7 @@ def test_allowed_jobs_allows_only_functions_defined_where_their_name_says(
         assert status == "failed" and reason.startswith("rq_gevent.allowlist.JobNotAllowed"), (role, reason)
         assert f"its {role[3:]} callback" in reason
     ran = sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(("refused-", "callback-")))
-    assert ran == [] and (tmp_path / "with-callback").exists()
+    assert ran == [] and (tmp_path / "with-callback-callback").exists()
     assert sorted(path.name for path in tmp_path.glob("allowed-*")) == [f"allowed-{n}" for n in range(len(allowed))]
 
 
@@ -627,3 +627,68 @@ def test_a_refused_module_is_never_imported(tmp_path, monkeypatch):
         with pytest.raises(JobNotAllowed, match="covered|matches no pattern"):
             AllowedJobs(patterns).resolve(name)
     assert not (tmp_path / "imported").exists()
+
+
+def test_allowed_jobs_guards_the_failure_callback_of_an_abandoned_job(worker_process, redis_url, connection, tmp_path):
+    """rq's maintenance runs the failure callback of a job whose worker died mid-job: the same rule."""
+    from rq import Queue
+    from rq.job import Callback, Job
+
+    _allowpkg(tmp_path)
+    q = Queue(QUEUE, connection=connection, serializer="rq.serializers.JSONSerializer")
+    jobs = {}
+    for name in ("allowpkg.reexport.callback", "allowpkg.defs.callback"):
+        job = Job.create("allowpkg.defs.plain", args=[str(tmp_path / name)], connection=connection, origin=QUEUE,
+                         serializer=q.serializer, on_failure=Callback(name))  # fmt: skip
+        job.set_status("started")  # as a dead worker leaves it: started, and long past its heartbeat
+        job.save()
+        connection.zadd(q.started_job_registry.key, {job.id: 1})
+        jobs[name] = job
+    (tmp_path / "allow_settings.py").write_text(f"REDIS_URL = {redis_url!r}\nALLOWED_JOBS = ['allowpkg.*']\n")
+    worker = worker_process(
+        "--config", "allow_settings", "-P", str(tmp_path), "--burst", "-S", "rq.serializers.JSONSerializer", QUEUE
+    )
+    assert worker.wait(60) == 0, worker.output()
+    assert [outcome(job)[0] for job in jobs.values()] == ["failed", "failed"], worker.output()
+    assert (tmp_path / "allowpkg.defs.callback-callback").exists(), worker.output()  # the instrument works
+    assert not (tmp_path / "allowpkg.reexport.callback-callback").exists()
+    assert "JobNotAllowed" in worker.output()
+
+
+# A job class whose ``perform`` calls ``self.func`` itself, never rq's private ``Job._execute``: a later
+# rq that drops that call path.
+BYPASSING_JOB = """
+from rq.job import Job
+
+
+class BypassingJob(Job):
+    def perform(self):
+        self._result = self.func(*self.args, **self.kwargs)
+        return self._result
+"""
+
+
+def test_allowed_jobs_holds_when_rq_no_longer_calls_job_execute(worker_process, redis_url, connection, tmp_path):
+    """The check sits in ``Job.func`` and the callback properties, not in a private call path of rq."""
+    from rq import Queue
+    from rq.job import Callback
+
+    _allowpkg(tmp_path)
+    (tmp_path / "bypassing.py").write_text(BYPASSING_JOB)
+    q = Queue(QUEUE, connection=connection, serializer="rq.serializers.JSONSerializer")
+    allowed = q.enqueue("allowpkg.defs.plain", str(tmp_path / "allowed"))
+    chain = q.enqueue("allowpkg.defs.os.mkdir", str(tmp_path / "chain"))
+    callback = q.enqueue(
+        "allowpkg.defs.plain", str(tmp_path / "callback"), on_success=Callback("allowpkg.reexport.callback")
+    )
+    (tmp_path / "allow_settings.py").write_text(f"REDIS_URL = {redis_url!r}\nALLOWED_JOBS = ['allowpkg.*']\n")
+    worker = worker_process(
+        "--config", "allow_settings", "-P", str(tmp_path), "--burst", "-S", "rq.serializers.JSONSerializer",
+        "--job-class", "bypassing.BypassingJob", QUEUE,
+    )  # fmt: skip
+    assert worker.wait(60) == 0, worker.output()
+    assert outcome(allowed) == ("finished", "plain")
+    for job in (chain, callback):
+        status, reason = outcome(job)
+        assert status == "failed" and reason.startswith("rq_gevent.allowlist.JobNotAllowed"), reason
+    assert not (tmp_path / "chain").exists() and not (tmp_path / "callback-callback").exists()
