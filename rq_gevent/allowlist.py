@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import types
 from collections.abc import Callable, Iterable, Mapping
 from fnmatch import fnmatchcase
@@ -34,6 +35,8 @@ from typing import Any
 
 from . import compat
 from .sensitivity import SensitiveJobs
+
+log = logging.getLogger("rq.worker")
 
 
 class JobNotAllowed(Exception):
@@ -176,13 +179,16 @@ def _checked_func(job: Any) -> Any:
 
 
 def _checked_callback(role: str, rq_property: property) -> property:
+    """A refused callback is no callback: rq calls callbacks on paths where an exception would stop
+    more than this job (rq 2's abandoned-job clean-up aborts the whole batch), and a job whose own
+    run is refused fails through :func:`_checked_func` anyway."""
+
     def callback(job: Any) -> Any:
         name = compat.callback_names(job)[role]
         why = None if name is None else job.allowed_jobs.why_not(name)
         if why is not None:
-            raise JobNotAllowed(
-                f"job {job.id} refused: its {role} {name!r} is not in the worker's ALLOWED_JOBS ({why})"
-            )
+            log.warning("Job %s: %s %r not run: not in the worker's ALLOWED_JOBS (%s)", job.id, role, name, why)
+            return None
         return rq_property.fget(job)
 
     return property(callback)

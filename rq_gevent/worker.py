@@ -43,7 +43,7 @@ import redis.exceptions
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.queue import Queue
-from rq.utils import import_job_class
+from rq.utils import import_attribute
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
 from . import alerts, collector, compat, speedups, timeouts, transactions
@@ -157,7 +157,7 @@ class GeventWorker(Worker):
         self.allowed_jobs = allowed_jobs if isinstance(allowed_jobs, AllowedJobs) else AllowedJobs(allowed_jobs)
         job_class = kwargs.get("job_class") or Job
         kwargs["job_class"] = self.allowed_jobs.job_class(
-            import_job_class(job_class) if isinstance(job_class, str) else job_class
+            import_attribute(job_class) if isinstance(job_class, str) else job_class
         )
         if not isinstance(sensitive_jobs, SensitiveJobs):
             sensitive_jobs = SensitiveJobs(sensitive_jobs)
