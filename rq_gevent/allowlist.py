@@ -43,6 +43,10 @@ class JobNotAllowed(Exception):
     """The job names a function or callback outside the worker's ``ALLOWED_JOBS``."""
 
 
+# Allowed names remembered at most: more distinct allowed names than this is no real worker's.
+_REMEMBERED_NAMES = 1024
+
+
 class AllowedJobs:
     """``ALLOWED_JOBS`` patterns; ``None`` allows everything."""
 
@@ -52,6 +56,7 @@ class AllowedJobs:
             if not isinstance(patterns, tuple) or not all(isinstance(p, str) and p for p in patterns):
                 raise ValueError(f"ALLOWED_JOBS must be a list of dotted function names or patterns, got {patterns!r}")
         self.patterns = patterns
+        self._allowed: dict[str, Callable[..., Any]] = {}  # name -> the function it resolved to
 
     def refusal(self, job: Any) -> str | None:
         """Why ``job`` may not run here, or None when it may.  Imports only allowed modules."""
@@ -88,8 +93,18 @@ class AllowedJobs:
 
         Nothing is imported unless ``name`` matches a pattern, and then only modules the patterns
         cover.  Attributes are read from namespaces (``inspect.getattr_static``): no module
-        ``__getattr__`` or descriptor of a class runs before the result is accepted.
+        ``__getattr__`` or descriptor of a class runs before the result is accepted.  An accepted
+        name is remembered (a worker resolves it several times per job); a refused one is not.
         """
+        function = self._allowed.get(name) if isinstance(name, str) else None
+        if function is None:
+            function = self._resolve(name)
+            if len(self._allowed) >= _REMEMBERED_NAMES:
+                self._allowed.clear()
+            self._allowed[name] = function
+        return function
+
+    def _resolve(self, name: str) -> Callable[..., Any]:
         parts = name.split(".") if isinstance(name, str) else []
         if len(parts) < 2 or not all(part.isidentifier() for part in parts):
             raise JobNotAllowed("not a dotted name of a module's function")

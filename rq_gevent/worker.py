@@ -418,7 +418,7 @@ class GeventWorker(Worker):
     def _serialised_if_async(self, job: Job) -> Iterator[None]:
         """Run ``async def`` jobs one at a time: asyncio allows one running loop per OS thread."""
         try:
-            func = self.allowed_jobs(job) and job.func  # rq imports it again at each access
+            func = job.func  # rq imports it again at each access; refused (JobNotAllowed) outside ALLOWED_JOBS
             is_async = bool(func) and (inspect.iscoroutinefunction(func) or asyncio.iscoroutinefunction(func))
         except Exception:
             is_async = False
