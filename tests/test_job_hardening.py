@@ -571,13 +571,16 @@ def test_allowed_jobs_allows_only_functions_defined_where_their_name_says(
     q = Queue(QUEUE, connection=connection, serializer="rq.serializers.JSONSerializer")
     allowed = {name: q.enqueue(name, str(tmp_path / f"allowed-{number}")) for number, name in enumerate(ALLOWED_NAMES)}
     refused = {name: q.enqueue(name, str(tmp_path / f"refused-{number}")) for number, name in enumerate(REFUSED_NAMES)}
-    callbacks = {
-        role: q.enqueue("allowpkg.defs.plain", str(tmp_path / f"callback-{role}"), **{role: Callback(name)})
+    callbacks = [
+        (role, q.enqueue("allowpkg.defs.plain", str(tmp_path / f"callback-{role}"), **{role: Callback(name)}))
         for role, name in (("on_success", "allowpkg.reexport.callback"), ("on_failure", "allowpkg.defs.os.mkdir"),
                            ("on_stopped", "allowpkg.defs.Maker"))
-    }  # fmt: skip
+    ]  # fmt: skip
     fine_callback = q.enqueue("allowpkg.defs.plain", str(tmp_path / "with-callback"),
                               on_success=Callback("allowpkg.defs.callback"))  # fmt: skip
+    # a dependent, enqueued by the worker once its dependency finished: its callbacks meet the same rule
+    callbacks.append(("on_success", q.enqueue("allowpkg.defs.plain", str(tmp_path / "callback-dependent"),
+                      depends_on=fine_callback, on_success=Callback("allowpkg.reexport.callback"))))  # fmt: skip
     (tmp_path / "allow_settings.py").write_text(f"REDIS_URL = {redis_url!r}\nALLOWED_JOBS = ['allowpkg.*']\n")
     worker = worker_process(
         "--config", "allow_settings", "-P", str(tmp_path), "--burst", "-S", "rq.serializers.JSONSerializer", QUEUE
@@ -590,7 +593,7 @@ def test_allowed_jobs_allows_only_functions_defined_where_their_name_says(
         status, reason = outcome(job)
         assert status == "failed" and reason.startswith("rq_gevent.allowlist.JobNotAllowed"), (name, reason)
         assert f"its function {name!r} is not in the worker's ALLOWED_JOBS" in reason
-    for role, job in callbacks.items():
+    for role, job in callbacks:
         status, reason = outcome(job)
         assert status == "failed" and reason.startswith("rq_gevent.allowlist.JobNotAllowed"), (role, reason)
         assert f"its {role[3:]} callback" in reason
