@@ -43,6 +43,7 @@ import redis.exceptions
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.queue import Queue
+from rq.utils import import_attribute
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
 from . import alerts, collector, compat, speedups, timeouts, transactions
@@ -115,8 +116,9 @@ class GeventWorker(Worker):
       (default ``None``: wait for them however long they take);
     * ``redis_alert_after``: seconds of Redis being unreachable before the worker raises an alert
       (:mod:`rq_gevent.alerts`; default 60);
-    * ``allowed_jobs``: patterns of the job functions (and callbacks) it may run; others fail with
-      :class:`rq_gevent.allowlist.JobNotAllowed` before they are imported (default: all).
+    * ``allowed_jobs``: patterns of the job functions (and callbacks) it may run, each a function
+      defined where its name says; others fail with :class:`rq_gevent.allowlist.JobNotAllowed`
+      before anything outside the patterns is imported (default: all; :mod:`rq_gevent.allowlist`).
     * ``sensitive_jobs``: patterns of job functions whose descriptions are never logged, besides
       functions marked with :func:`rq_gevent.sensitive` (:mod:`rq_gevent.sensitivity`).
     """
@@ -153,6 +155,10 @@ class GeventWorker(Worker):
         self.graceful_timeout = graceful_timeout
         self.redis_alert_after = redis_alert_after
         self.allowed_jobs = allowed_jobs if isinstance(allowed_jobs, AllowedJobs) else AllowedJobs(allowed_jobs)
+        job_class = kwargs.get("job_class") or Job
+        kwargs["job_class"] = self.allowed_jobs.job_class(
+            import_attribute(job_class) if isinstance(job_class, str) else job_class
+        )
         if not isinstance(sensitive_jobs, SensitiveJobs):
             sensitive_jobs = SensitiveJobs(sensitive_jobs)
         if sensitive_jobs.allowed is None:
@@ -162,6 +168,8 @@ class GeventWorker(Worker):
         self.executions: dict[str, Any] = {}
         speedups.install()
         super().__init__(queues, *args, **kwargs)
+        for queue in self.queues:  # Queue objects passed in keep their own job class: their registries use it
+            queue.job_class = self.allowed_jobs.job_class(queue.job_class)
         self.admission = Admission(concurrency)
         self.loop = WorkLoop(self)
         self.dequeuer = Dequeuer(self)
@@ -360,6 +368,8 @@ class GeventWorker(Worker):
         job, queue = running.job, running.queue
         self.jobs.enter(running)
         compat.on_function_call(job, functools.partial(self._function_called, running), self.jobs_connection)
+        if not self.allowed_jobs(job):
+            compat.skip_callbacks(job)  # the job fails as it calls its function (Job.func refuses it)
         try:
             execution = self.prepare_execution(job)
             with self._serialised_if_async(job):
@@ -387,8 +397,7 @@ class GeventWorker(Worker):
 
     def _function_called(self, running: RunningJob) -> None:
         refusal = self.allowed_jobs.refusal(running.job)
-        if refusal is not None:
-            compat.skip_callbacks(running.job)
+        if refusal is not None:  # Job.func would refuse it too; this keeps it out of the running count
             raise JobNotAllowed(f"job {running.job.id} refused: {refusal}")
         if running.phase is Phase.STARTED:
             running.phase = Phase.RUNNING
@@ -409,7 +418,7 @@ class GeventWorker(Worker):
     def _serialised_if_async(self, job: Job) -> Iterator[None]:
         """Run ``async def`` jobs one at a time: asyncio allows one running loop per OS thread."""
         try:
-            func = self.allowed_jobs(job) and job.func  # rq imports it again at each access
+            func = job.func  # rq imports it again at each access; refused (JobNotAllowed) outside ALLOWED_JOBS
             is_async = bool(func) and (inspect.iscoroutinefunction(func) or asyncio.iscoroutinefunction(func))
         except Exception:
             is_async = False

@@ -515,3 +515,330 @@ def test_allowed_jobs_refuses_any_other_function_before_importing_it(worker_proc
     status, reason = outcome(sneaky)
     assert status == "failed" and "its failure callback 'tripwire.callback' is not in" in reason
     assert not marker.exists() and not (tmp_path / "owned").exists()
+
+
+# --- ALLOWED_JOBS: what a pattern allows --------------------------------------------------------------
+
+# What a module may hold that runs anything: each probe is (attribute, its arguments, the marker it
+# leaves when it runs).  Chains through these are generated from the modules' namespaces.
+DANGEROUS_MODULES = {"os", "subprocess", "sys", "importlib", "builtins"}
+
+
+def _probe(module_name: str, marker, tripwire: str) -> tuple[str, list]:
+    return {
+        "os": ("mkdir", [str(marker)]),
+        "subprocess": ("run", [["touch", str(marker)]]),
+        "importlib": ("import_module", [tripwire]),
+        "builtins": ("open", [str(marker), "w"]),
+        "sys": ("exit", ["ran"]),  # SystemExit would be the job's failure, not JobNotAllowed
+    }[module_name]
+
+
+def _from_dangerous_module(function) -> bool:
+    return (getattr(function, "__module__", None) or "").split(".")[0] in DANGEROUS_MODULES | {"posix"}
+
+
+def _chains_through_dangerous_modules() -> list[tuple[str, str]]:
+    """``(dotted chain, dangerous module)`` through every module of jobs/ and rq_gevent/ whose namespace
+    holds one of ``DANGEROUS_MODULES`` or a function of theirs (``from os import getenv``)."""
+    import importlib
+    import inspect
+    import pkgutil
+    import types
+
+    import jobs
+    import rq_gevent
+
+    chains = []
+    for package in (jobs, rq_gevent):
+        names = [package.__name__] + [
+            info.name for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+        ]
+        for module_name in names:
+            if module_name.endswith(".__main__"):
+                continue
+            module = importlib.import_module(module_name)
+            for attribute, value in sorted(vars(module).items()):
+                if isinstance(value, types.ModuleType) and value.__name__ in DANGEROUS_MODULES:
+                    chains.append((f"{module_name}.{attribute}", value.__name__))
+                elif inspect.isroutine(value) and _from_dangerous_module(value) and not attribute.startswith("__"):
+                    chains.append((f"{module_name}.{attribute}", ""))
+    return chains
+
+
+def test_allowed_jobs_refuses_every_chain_through_a_module_an_allowed_one_imports(
+    worker_process, redis_url, connection, tmp_path
+):
+    """The issue: with ``jobs.*`` allowed, ``jobs.sealing.os.system`` ran a shell command."""
+    from rq import Queue
+
+    chains = _chains_through_dangerous_modules()
+    assert {"jobs.sealing.os", "jobs.settings.os", "jobs.discuz.uc_client_php.subprocess"} <= {c for c, _ in chains}
+    assert {kind for _, kind in chains} >= {"os", "subprocess", "sys", "importlib"}
+    q = Queue(QUEUE, connection=connection, serializer="rq.serializers.JSONSerializer")
+    refused, markers = [], []
+    for number, (chain, kind) in enumerate(chains):
+        marker = tmp_path / f"ran-{number}"
+        tripwire = f"tripwire_{number}"
+        (tmp_path / f"{tripwire}.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+        if kind:
+            attribute, args = _probe(kind, marker, tripwire)
+            refused.append(q.enqueue(f"{chain}.{attribute}", *args))
+        else:
+            refused.append(q.enqueue(chain, str(marker)))
+        markers.append(marker)
+    secret = q.enqueue("jobs.sealing.os.getenv", "JOBS_SEALING_KEY")
+    allowed = q.enqueue("testjobs.green_sleep", 0, "fine")
+    (tmp_path / "allow_settings.py").write_text(
+        f"REDIS_URL = {redis_url!r}\nALLOWED_JOBS = ['jobs.*', 'rq_gevent.*', 'testjobs.*']\n"
+    )
+    worker = worker_process(
+        "--config", "allow_settings", "-P", str(tmp_path), "--burst", "-S", "rq.serializers.JSONSerializer", QUEUE,
+        env={"JOBS_SEALING_KEY": "k" * 43 + "="},
+    )  # fmt: skip
+    assert worker.wait(120) == 0, worker.output()
+    assert outcome(allowed) == ("finished", "fine")
+    for job in [*refused, secret]:
+        status, reason = outcome(job)
+        assert status == "failed" and reason.startswith("rq_gevent.allowlist.JobNotAllowed"), (job.func_name, reason)
+        assert f"its function {job.func_name!r} is not in the worker's ALLOWED_JOBS" in reason
+    assert secret.return_value() is None
+    assert [marker for marker in markers if marker.exists()] == []
+
+
+ALLOWPKG_DEFS = """
+import functools
+import os
+from builtins import len
+
+from allowpkg.marks import record
+
+
+def plain(marker):
+    record(marker)
+    return "plain"
+
+
+async def coroutine(marker):
+    record(marker)
+    return "coroutine"
+
+
+class Tool:
+    @staticmethod
+    def static(marker):
+        record(marker)
+        return "static"
+
+    @classmethod
+    def klass(cls, marker):
+        record(marker)
+        return cls.__name__
+
+    def method(self, marker=None):
+        record(marker or self)
+        return "method"
+
+    class Inner:
+        @staticmethod
+        def deep(marker):
+            record(marker)
+            return "inner"
+
+
+class Maker:
+    def __init__(self, marker):
+        record(marker)
+
+
+instance = Tool()
+bound = instance.method
+part = functools.partial(plain)
+lam = lambda marker: record(marker)  # noqa: E731
+
+
+def callback(job, *args):
+    record(job.args[0] + "-callback")
+"""
+
+
+def _allowpkg(root) -> None:
+    """A package of job functions for the pattern ``allowpkg.*``: ``marks.record`` leaves a file."""
+    package = root / "allowpkg"
+    (package / "nested").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "nested" / "__init__.py").write_text("")
+    (package / "marks.py").write_text(
+        "import os\n\ndef record(marker):\n    if isinstance(marker, str) and os.path.isabs(marker):\n"
+        "        open(marker, 'w').close()\n"
+    )
+    (package / "defs.py").write_text(ALLOWPKG_DEFS)
+    (package / "reexport.py").write_text("from allowpkg.defs import plain, callback  # noqa: F401\n")
+    (package / "nested" / "deep.py").write_text(
+        "from allowpkg.marks import record\n\ndef deep(marker):\n    record(marker)\n    return 'deep'\n"
+    )
+
+
+ALLOWED_NAMES = {
+    "allowpkg.defs.plain": "plain",
+    "allowpkg.defs.coroutine": "coroutine",
+    "allowpkg.defs.Tool.static": "static",
+    "allowpkg.defs.Tool.klass": "Tool",
+    "allowpkg.nested.deep.deep": "deep",
+}
+REFUSED_NAMES = [
+    "allowpkg.reexport.plain",  # defined in allowpkg.defs: named where it is defined or not at all
+    "allowpkg.defs.record",  # the same, from another allowed module
+    "allowpkg.defs.instance.method",  # a method of a module-level instance
+    "allowpkg.defs.bound",
+    "allowpkg.defs.part",  # functools.partial
+    "allowpkg.defs.lam",  # a lambda's __qualname__ is <lambda>
+    "allowpkg.defs.len",  # a builtin
+    "allowpkg.defs.Maker",  # a class: calling it runs its __init__
+    "allowpkg.defs.os.mkdir",
+    "allowpkg.defs.functools.partial",
+    "allowpkg.marks.os.mkdir",
+    "allowpkg.defs.Tool.method.__call__",
+    "allowpkg.defs.Tool.__init__",
+    "allowpkg.defs.Tool.Inner.deep",  # rq resolves Class.method, no deeper
+    "allowpkg..defs.plain",
+    ".allowpkg.defs.plain",
+    "allowpkg.defs.plain.",
+    "allowpkg.defs",  # a module
+]
+
+
+def test_allowed_jobs_allows_only_functions_defined_where_their_name_says(
+    worker_process, redis_url, connection, tmp_path
+):
+    from rq import Queue
+    from rq.job import Callback
+
+    _allowpkg(tmp_path)
+    q = Queue(QUEUE, connection=connection, serializer="rq.serializers.JSONSerializer")
+    allowed = {name: q.enqueue(name, str(tmp_path / f"allowed-{number}")) for number, name in enumerate(ALLOWED_NAMES)}
+    refused = {name: q.enqueue(name, str(tmp_path / f"refused-{number}")) for number, name in enumerate(REFUSED_NAMES)}
+    callbacks = [
+        (role, q.enqueue("allowpkg.defs.plain", str(tmp_path / f"callback-{role}"), **{role: Callback(name)}))
+        for role, name in (("on_success", "allowpkg.reexport.callback"), ("on_failure", "allowpkg.defs.os.mkdir"),
+                           ("on_stopped", "allowpkg.defs.Maker"))
+    ]  # fmt: skip
+    fine_callback = q.enqueue("allowpkg.defs.plain", str(tmp_path / "with-callback"),
+                              on_success=Callback("allowpkg.defs.callback"))  # fmt: skip
+    # a dependent, enqueued by the worker once its dependency finished: its callbacks meet the same rule
+    callbacks.append(("on_success", q.enqueue("allowpkg.defs.plain", str(tmp_path / "callback-dependent"),
+                      depends_on=fine_callback, on_success=Callback("allowpkg.reexport.callback"))))  # fmt: skip
+    (tmp_path / "allow_settings.py").write_text(f"REDIS_URL = {redis_url!r}\nALLOWED_JOBS = ['allowpkg.*']\n")
+    worker = worker_process(
+        "--config", "allow_settings", "-P", str(tmp_path), "--burst", "-S", "rq.serializers.JSONSerializer", QUEUE
+    )
+    assert worker.wait(60) == 0, worker.output()
+    for name, job in allowed.items():
+        assert outcome(job) == ("finished", ALLOWED_NAMES[name]), name
+    assert outcome(fine_callback) == ("finished", "plain")
+    for name, job in refused.items():
+        status, reason = outcome(job)
+        assert status == "failed" and reason.startswith("rq_gevent.allowlist.JobNotAllowed"), (name, reason)
+        assert f"its function {name!r} is not in the worker's ALLOWED_JOBS" in reason
+    for role, job in callbacks:
+        status, reason = outcome(job)
+        assert status == "failed" and reason.startswith("rq_gevent.allowlist.JobNotAllowed"), (role, reason)
+        assert f"its {role[3:]} callback" in reason
+    ran = sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(("refused-", "callback-")))
+    assert ran == [] and (tmp_path / "with-callback-callback").exists()
+    assert sorted(path.name for path in tmp_path.glob("allowed-*")) == [f"allowed-{n}" for n in range(len(allowed))]
+
+
+def test_what_allowed_jobs_resolves_is_what_rq_would_call(tmp_path, monkeypatch):
+    """rq's own resolution of every allowed name gives the very object the check accepted."""
+    from rq.utils import import_attribute
+
+    from rq_gevent.allowlist import AllowedJobs, JobNotAllowed
+
+    _allowpkg(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    allowed = AllowedJobs(["allowpkg.*"])
+    for name in ALLOWED_NAMES:
+        assert allowed.resolve(name) == import_attribute(name), name
+    for name in REFUSED_NAMES:
+        with pytest.raises(JobNotAllowed):
+            allowed.resolve(name)
+
+
+def test_a_refused_module_is_never_imported(tmp_path, monkeypatch):
+    """Only modules the patterns cover are imported to resolve a name, even one that matches a pattern."""
+    from rq_gevent.allowlist import AllowedJobs, JobNotAllowed
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "__init__.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n")
+    (tmp_path / "outside" / "inner.py").write_text("def run():\n    pass\n")
+    for patterns, name in ((["out*r.run"], "outside.inner.run"), (["jobs.*"], "outside.inner.run")):
+        with pytest.raises(JobNotAllowed, match="covered|matches no pattern"):
+            AllowedJobs(patterns).resolve(name)
+    assert not (tmp_path / "imported").exists()
+
+
+def test_allowed_jobs_guards_the_failure_callback_of_an_abandoned_job(worker_process, redis_url, connection, tmp_path):
+    """rq's maintenance runs the failure callback of a job whose worker died mid-job: the same rule."""
+    from rq import Queue
+    from rq.job import Callback, Job
+
+    _allowpkg(tmp_path)
+    q = Queue(QUEUE, connection=connection, serializer="rq.serializers.JSONSerializer")
+    jobs = {}
+    for name in ("allowpkg.reexport.callback", "allowpkg.defs.callback"):
+        job = Job.create("allowpkg.defs.plain", args=[str(tmp_path / name)], connection=connection, origin=QUEUE,
+                         serializer=q.serializer, on_failure=Callback(name))  # fmt: skip
+        job.set_status("started")  # as a dead worker leaves it: started, and long past its heartbeat
+        job.save()
+        connection.zadd(q.started_job_registry.key, {job.id: 1})
+        jobs[name] = job
+    (tmp_path / "allow_settings.py").write_text(f"REDIS_URL = {redis_url!r}\nALLOWED_JOBS = ['allowpkg.*']\n")
+    worker = worker_process(
+        "--config", "allow_settings", "-P", str(tmp_path), "--burst", "-S", "rq.serializers.JSONSerializer", QUEUE
+    )
+    assert worker.wait(60) == 0, worker.output()
+    assert [outcome(job)[0] for job in jobs.values()] == ["failed", "failed"], worker.output()
+    assert (tmp_path / "allowpkg.defs.callback-callback").exists(), worker.output()  # the instrument works
+    assert not (tmp_path / "allowpkg.reexport.callback-callback").exists()
+    assert "failure callback 'allowpkg.reexport.callback' not run: not in the worker's ALLOWED_JOBS" in worker.output()
+
+
+# A job class whose ``perform`` calls ``self.func`` itself, never rq's private ``Job._execute``: a later
+# rq that drops that call path.
+BYPASSING_JOB = """
+from rq.job import Job
+
+
+class BypassingJob(Job):
+    def perform(self):
+        self._result = self.func(*self.args, **self.kwargs)
+        return self._result
+"""
+
+
+def test_allowed_jobs_holds_when_rq_no_longer_calls_job_execute(worker_process, redis_url, connection, tmp_path):
+    """The check sits in ``Job.func`` and the callback properties, not in a private call path of rq."""
+    from rq import Queue
+    from rq.job import Callback
+
+    _allowpkg(tmp_path)
+    (tmp_path / "bypassing.py").write_text(BYPASSING_JOB)
+    q = Queue(QUEUE, connection=connection, serializer="rq.serializers.JSONSerializer")
+    allowed = q.enqueue("allowpkg.defs.plain", str(tmp_path / "allowed"))
+    chain = q.enqueue("allowpkg.defs.os.mkdir", str(tmp_path / "chain"))
+    callback = q.enqueue(
+        "allowpkg.defs.plain", str(tmp_path / "callback"), on_success=Callback("allowpkg.reexport.callback")
+    )
+    (tmp_path / "allow_settings.py").write_text(f"REDIS_URL = {redis_url!r}\nALLOWED_JOBS = ['allowpkg.*']\n")
+    worker = worker_process(
+        "--config", "allow_settings", "-P", str(tmp_path), "--burst", "-S", "rq.serializers.JSONSerializer",
+        "--job-class", "bypassing.BypassingJob", QUEUE,
+    )  # fmt: skip
+    assert worker.wait(60) == 0, worker.output()
+    assert outcome(allowed) == ("finished", "plain")
+    for job in (chain, callback):
+        status, reason = outcome(job)
+        assert status == "failed" and reason.startswith("rq_gevent.allowlist.JobNotAllowed"), reason
+    assert not (tmp_path / "chain").exists() and not (tmp_path / "callback-callback").exists()
