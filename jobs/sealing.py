@@ -218,18 +218,25 @@ def arguments_refusal(func: Callable[..., Any], args: tuple | list, kwargs: dict
 
 def _shown_name(name: object) -> str:
     """A keyword's name as the error shows it: a caller could pass anything as a name via ``**``."""
-    return repr(name) if isinstance(name, str) and name.isidentifier() and len(name) <= 64 else "(not a Python name)"
+    return repr(name) if _is_a_name(name) else "(not a Python name)"
+
+
+def _is_a_name(name: object) -> bool:
+    return isinstance(name, str) and name.isidentifier() and len(name) <= 64
 
 
 def erase_arguments_of_current_job(reason: str) -> None:
     """Replace every argument value of the running job, and its description, in memory (keyword names
-    stay, so the stored job still shows which were given).  rq writes the job back when it records
+    that are Python names stay, so the stored job still shows which were given).  rq writes the job back when it records
     the failure that follows.  Call it before raising."""
     job = get_current_job()
     if job is None:
         return
     job.args = [ERASED_ARGUMENT for _ in job.args]
-    job.kwargs = {name: ERASED_ARGUMENT for name in job.kwargs}
+    job.kwargs = {
+        (name if _is_a_name(name) else f"{ERASED_ARGUMENT}{number}"): ERASED_ARGUMENT
+        for number, name in enumerate(job.kwargs)
+    }
     job.description = f"{job.func_name}(arguments erased: {reason})"
 
 

@@ -128,6 +128,7 @@ def test_arguments_that_do_not_fit_leave_no_plaintext_in_the_job(
     calls = {
         "unexpected keyword argument 'passwd'": (("u1", "u1@example.org"), {"passwd": secret}),
         "takes at most 3 positional arguments, 4 were given": (("u2", "u2@example.org", seal("x"), secret), {}),
+        "unexpected keyword argument (not a Python name)": (("u6", "u6@example.org"), {f"pw {secret}": 1}),
         "missing a required argument: 'email'": (("u3",), {"password": secret}),
         "multiple values for argument 'username'": (("u4", "u4@example.org", secret), {"username": "u4"}),
         "password_hash must be sealed with jobs.sealing.seal() at enqueue time, not a list": (
@@ -152,7 +153,8 @@ def test_arguments_that_do_not_fit_leave_no_plaintext_in_the_job(
             f"jobs.sealing.JobArgumentsError: sync_discuz_user: {reason}; the worker erased the job's arguments",
         )
         assert job.description.startswith("jobs.discuz.sync.sync_discuz_user(arguments erased")
-        assert set(job.kwargs) == set(calls[reason][1]) and len(job.args) == len(calls[reason][0])
+        assert len(job.kwargs) == len(calls[reason][1]) and len(job.args) == len(calls[reason][0])
+        assert set(job.kwargs.values()) <= {"[erased]"} and set(job.args) <= {"[erased]"}
     assert peer.members() == []
 
 
