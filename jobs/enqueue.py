@@ -24,7 +24,7 @@ from rq.job import Job, JobStatus
 from jobs.discuz.sync import sync_discuz_user
 from jobs.mail.activation import send_activation_mail
 from jobs.mail.message import activation_digest
-from jobs.sealing import Sealed
+from jobs.sealing import Sealed, arguments_refusal
 
 RESULT_TTL = 7 * 24 * 3600
 FAILURE_TTL = 30 * 24 * 3600
@@ -67,6 +67,9 @@ def enqueue_discuz_sync(
 
 
 def _enqueue_once(queue: Queue, function, job_id: str, description: str, kwargs: dict) -> Job:
+    refusal = arguments_refusal(function, (), kwargs)
+    if refusal is not None:  # the worker would refuse it too, after storing it: fail here instead
+        raise TypeError(f"{function.__qualname__}: {refusal}")
     try:
         existing = Job.fetch(job_id, connection=queue.connection, serializer=queue.serializer)
     except NoSuchJobError:

@@ -3,6 +3,10 @@
     from jobs.sealing import seal
     q.enqueue(sync_discuz_user, ..., password=seal(form.password))
 
+A job that takes secrets declares them with :func:`takes_secrets`: a call whose arguments do not fit
+its signature, or that carries a secret unsealed, fails before the body runs and leaves no copy of
+its arguments in the stored job.
+
 The key comes from ``JOBS_SEALING_KEY`` (a Fernet key; ``python -m jobs.sealing genkey`` makes one).
 Several comma-separated keys allow rotation: the first seals, any of them opens.  Web app and
 workers need the same key; it never travels with the job.
@@ -10,11 +14,17 @@ workers need the same key; it never travels with the job.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from rq import get_current_job
+
+from jobs.outcomes import PermanentError
 
 KEY_VARIABLE = "JOBS_SEALING_KEY"
 MASK = "***"
@@ -129,6 +139,105 @@ def erase_from_current_job(*plaintexts: object) -> None:
     job.args = [erased(value) for value in job.args]
     job.kwargs = {name: erased(value) for name, value in job.kwargs.items()}
     job.description = f"{job.func_name}(arguments erased: a secret was enqueued unsealed)"
+
+
+ERASED_ARGUMENT = "[erased]"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class JobArgumentsError(PermanentError):
+    """A job's arguments do not fit its signature, or carry a secret unsealed.  Names, never values."""
+
+
+def takes_secrets(*secret_parameters: str) -> Callable[[F], F]:
+    """Decorate a job whose ``secret_parameters`` hold values sealed with :func:`seal`.
+
+    ::
+
+        @takes_secrets("password")
+        def create_account(username, password): ...
+
+    rq calls a job as ``func(*args, **kwargs)``: arguments that do not bind to the signature (an
+    unknown keyword such as ``passwd=``, one positional too many, a missing one) raise ``TypeError``
+    before any line of the job runs, and the stored job keeps them, plaintext included, for its whole
+    failure TTL.  The decorated job binds them first; when they do not fit, or a secret parameter
+    gets anything but a sealed value, every argument is erased from the running job (rq writes it
+    back with the failure) and :class:`JobArgumentsError` says what was wrong, by name.
+    ``functools.wraps`` keeps the function's ``__module__``, ``__qualname__`` and marks, so rq stores
+    and imports the same dotted name.
+    """
+
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func)
+        unknown = [name for name in secret_parameters if name not in signature.parameters]
+        if unknown:
+            raise TypeError(f"{func.__qualname__} has no parameter {', '.join(unknown)}")
+
+        @functools.wraps(func)
+        def job(*args: Any, **kwargs: Any) -> Any:
+            refusal = arguments_refusal(job, args, kwargs)
+            if refusal is not None:
+                erase_arguments_of_current_job("they did not fit its signature or carried a secret unsealed")
+                raise JobArgumentsError(f"{func.__qualname__}: {refusal}; the worker erased the job's arguments")
+            return func(*args, **kwargs)
+
+        job.__rq_secret_parameters__ = secret_parameters  # type: ignore[attr-defined]
+        return job  # type: ignore[return-value]
+
+    return decorate
+
+
+def arguments_refusal(func: Callable[..., Any], args: tuple | list, kwargs: dict) -> str | None:
+    """Why ``func(*args, **kwargs)`` would be refused by :func:`takes_secrets`, or None.
+
+    The message names parameters and counts arguments; it never shows a value.  The enqueue helpers
+    call it too, so a mistake fails in the web app before anything reaches Redis.
+    """
+    signature = inspect.signature(func)
+    parameters = signature.parameters
+    takes_any_keyword = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    if not takes_any_keyword:
+        keywords = {name for name, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        unexpected = [name for name in kwargs if name not in keywords]
+        if unexpected:
+            return "unexpected keyword argument " + ", ".join(_shown_name(name) for name in unexpected)
+    if not any(p.kind is p.VAR_POSITIONAL for p in parameters.values()):
+        positional = [p for p in parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(args) > len(positional):
+            return f"takes at most {len(positional)} positional arguments, {len(args)} were given"
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as error:
+        return str(error)  # inspect's own message names parameters only (unknown keywords are handled above)
+    for name in getattr(func, "__rq_secret_parameters__", ()):
+        value = bound.arguments.get(name)
+        if value is not None and Sealed.of(value) is None:
+            return f"{name} must be sealed with jobs.sealing.seal() at enqueue time, not a {type(value).__name__}"
+    return None
+
+
+def _shown_name(name: object) -> str:
+    """A keyword's name as the error shows it: a caller could pass anything as a name via ``**``."""
+    return repr(name) if _is_a_name(name) else "(not a Python name)"
+
+
+def _is_a_name(name: object) -> bool:
+    return isinstance(name, str) and name.isidentifier() and len(name) <= 64
+
+
+def erase_arguments_of_current_job(reason: str) -> None:
+    """Replace every argument value of the running job, and its description, in memory (keyword names
+    that are Python names stay, so the stored job still shows which were given).  rq writes the job back when it records
+    the failure that follows.  Call it before raising."""
+    job = get_current_job()
+    if job is None:
+        return
+    job.args = [ERASED_ARGUMENT for _ in job.args]
+    job.kwargs = {
+        (name if _is_a_name(name) else f"{ERASED_ARGUMENT}{number}"): ERASED_ARGUMENT
+        for number, name in enumerate(job.kwargs)
+    }
+    job.description = f"{job.func_name}(arguments erased: {reason})"
 
 
 def generate_key() -> str:

@@ -153,7 +153,7 @@ def test_unsealed_password_is_refused_without_echoing_it(ucenter, worker_process
     status, reason = outcome(job)
     assert status == "failed"
     assert reason.endswith("password must be sealed with jobs.sealing.seal() at enqueue time, not a str; "
-                           "the worker erased it from the job")  # fmt: skip
+                           "the worker erased the job's arguments")  # fmt: skip
     assert PASSWORD not in (job.exc_info or "")
     with pytest.raises(TypeError, match="seal the password"):
         enqueue_discuz_sync(queue(connection), 1, "frank", "frank@example.org", password=PASSWORD)

@@ -12,7 +12,7 @@ from jobs.discuz.backend import ForumBackend, backend_from_settings
 from jobs.discuz.codes import EMAIL_EXISTS, USERNAME_EXISTS
 from jobs.discuz.errors import ForumConflict, ForumRejected
 from jobs.outcomes import PermanentError, TransientError, retry_later
-from jobs.sealing import Sealed, erase_from_current_job
+from jobs.sealing import Sealed, erase_from_current_job, takes_secrets
 from rq_gevent import sensitive
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,7 @@ PASSWORD_MAX = 1024  # characters; uc_client's authcode is pure Python RC4 here,
 
 
 @sensitive  # error reports must not carry the account it creates (the password is sealed anyway)
+@takes_secrets("password", "password_hash")  # arguments that do not fit leave no plaintext in the job
 def sync_discuz_user(
     username: str,
     email: str,
@@ -70,16 +71,10 @@ def _already_there(account: ForumAccount, email: str) -> dict:
 
 
 def _credential(password: object, password_hash: object, charset: str) -> Credential:
+    """The opened credential; ``takes_secrets`` has already refused an unsealed one."""
     if (password is None) == (password_hash is None):
         erase_from_current_job(*(value for value in (password, password_hash) if value is not None))
         raise PermanentError("pass exactly one of password= or password_hash=")
-    for name, value in (("password", password), ("password_hash", password_hash)):
-        if value is not None and Sealed.of(value) is None:
-            erase_from_current_job(value)
-            raise PermanentError(
-                f"{name} must be sealed with jobs.sealing.seal() at enqueue time, not a {type(value).__name__}; "
-                "the worker erased it from the job"
-            )
     password, password_hash = Sealed.of(password), Sealed.of(password_hash)
     if password is not None:
         secret = password.open()

@@ -9,7 +9,7 @@ A timeout kills the PHP process.  Under gevent the subprocess calls yield to oth
 from __future__ import annotations
 
 import json
-import logging
+import re
 import subprocess
 from pathlib import Path
 
@@ -21,8 +21,6 @@ from jobs.settings import required_setting, setting
 BRIDGE_SCRIPT = Path(__file__).with_name("uc_client_bridge.php")
 # Production-safe PHP: errors to stderr only, and stack traces that never show call arguments.
 PHP_OPTIONS = ["-d", "display_errors=stderr", "-d", "log_errors=0", "-d", "zend.exception_ignore_args=1"]
-
-log = logging.getLogger(__name__)
 
 
 class UcClientPhpBackend:
@@ -101,27 +99,48 @@ class UcClientPhpBackend:
         if returncode == 0 and isinstance(reply, dict) and "result" in reply:
             return reply["result"]
         error = reply.get("error") if isinstance(reply, dict) else None
-        if error in ("config", "uc_client", "charset"):
-            raise ForumConfigError(f"uc_client PHP bridge: {reply.get('message', error)}")
-        note = _stderr_note(returncode, stderr, carried_secret)
+        if error in BRIDGE_ERRORS:
+            raise ForumConfigError(f"uc_client PHP bridge: {BRIDGE_ERRORS[error]}")
+        note = _stderr_note(stderr, carried_secret)
         raise ForumConfigError(f"uc_client PHP bridge failed: PHP exited with code {returncode}; {note}")
 
 
-def _stderr_note(returncode: int, stderr: bytes, carried_secret: bool) -> str:
-    """What the job says of PHP's stderr; logged only when the call carried no secret.
+# The bridge's refusals, named from our side: its stdout is not copied either.
+BRIDGE_ERRORS = {
+    "config": "DISCUZ_PHP_CONFIG or DISCUZ_PHP_UC_CLIENT does not exist",
+    "uc_client": "client.php does not define uc_user_register/uc_get_user",
+    "charset": "the input cannot be written in the forum charset (UC_CHARSET in DISCUZ_PHP_CONFIG)",
+}
+# "PHP Fatal error:  <message> in /path/file.php on line 12" (or ":12" in an uncaught exception's).
+_PHP_DIAGNOSTIC = re.compile(
+    r"^(?:PHP )?(Fatal error|Parse error|Recoverable fatal error|Warning|Notice|Deprecated):"
+    r"(?:.* in (/\S+\.php)(?: on line |:)(\d+))?",
+    re.MULTILINE,
+)
 
-    A secret can reach stderr in forms no redaction list is sure to know (PHP's ``\\/`` escaping,
-    urlencoding, base64, a hash of it), so after a call with the password it is never passed on."""
+
+def _stderr_note(stderr: bytes, carried_secret: bool) -> str:
+    """What the job says of PHP's stderr: the kind and place of PHP's first diagnostic, never its text.
+
+    The text is uc_client's and UCenter's (an error page, a MySQL message, a warning quoting the
+    arguments): it can hold the member's data, and after a call with the password, the password in
+    forms no redaction list is sure to know (``\\/`` escaping, urlencoding, base64, a hash of it).
+    """
     text = stderr.decode("utf-8", errors="replace").strip()
     if not text:
         return (
             "PHP printed nothing (uc_client turns error reporting off, so a PHP fatal error is silent; "
             "run the bridge by hand with the site's php.ini to see it)"
         )
-    if carried_secret:
-        return f"PHP wrote {len(text)} characters to stderr, not logged because the call carried the password"
-    log.error("uc_client PHP bridge (exit code %s) wrote: %s", returncode, text[-2000:])
-    return "its stderr is in the worker log"
+    found = _PHP_DIAGNOSTIC.search(text)
+    # The place is taken only after a call without the password: a password may hold " in /x.php:1".
+    where = f" in {found.group(2)} on line {found.group(3)}" if found and found.group(2) and not carried_secret else ""
+    first = f"; the first is a PHP {found.group(1)}{where}" if found else ""
+    why = "the call carried the password" if carried_secret else "it can quote the member's data"
+    return (
+        f"PHP wrote {len(text)} characters to stderr{first}, not logged because {why} "
+        "(run the bridge by hand with the site's php.ini to see it)"
+    )
 
 
 def _request_bytes(request: dict, password: Secret | None) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import re
 import time
 import urllib.error
@@ -18,6 +19,16 @@ from jobs.settings import required_setting, setting
 
 USER_AGENT = "rq-gevent-jobs uc_client/1.0"
 RELEASES = {"1.6": "20170101", "1.7": "20240520"}
+CONFIG_HINT = "check UC_KEY, UC_APPID, DISCUZ_UC_VERSION and the clock"
+# UCenter's own answers to a request it will not serve (uc_server's index.php and control/*.php).
+UCENTER_REFUSALS = (
+    "Invalid input",
+    "Access denied for agent changed",
+    "Authorization has expired",
+    "Access denied for operation changed",
+    "Access denied for application",
+    "Invalid operation",
+)
 _INTEGER = re.compile(rb"-?\d+")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
@@ -92,7 +103,10 @@ class UCenterHttpBackend:
             raise ForumConfigError(f"UCenter answered HTTP {error.code}: check UC_API") from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
-            raise ForumUnavailable(f"UCenter unreachable: {type(reason).__name__}: {reason}") from None
+            detail = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
+            raise ForumUnavailable(f"UCenter unreachable: {type(reason).__name__}: {detail}") from None
+        except http.client.HTTPException as error:  # its message can hold the remote's own bytes
+            raise ForumUnavailable(f"UCenter's HTTP answer is malformed ({type(error).__name__})") from None
         if not answer.strip():
             raise ForumUnavailable("UCenter answered with an empty body")
         return answer
@@ -113,12 +127,21 @@ class UCenterHttpBackend:
             raise self._unexpected(answer) from None
 
     def _unexpected(self, answer: bytes) -> Exception:
-        """A non-protocol answer: an HTML error page is a hiccup, UCenter's own refusals are configuration."""
-        text = answer.decode(self.charset, errors="replace").strip()
-        if text.lower().startswith(("<!doctype", "<html")):
+        """A non-protocol answer: an HTML error page is a hiccup, UCenter's own refusals are configuration.
+
+        None of the answer's text is copied into the error: a forum's error page or PHP warning quotes
+        the member's data (``Duplicate entry 'alice'``) in forms no redaction is sure to catch (case,
+        HTML escaping, the forum charset).  UCenter's own refusals are recognised and named from our list.
+        """
+        text = answer.strip()
+        if text.lower().startswith((b"<!doctype", b"<html")):
             return ForumUnavailable("UCenter answered with an HTML page instead of a result")
+        refusal = next((known for known in UCENTER_REFUSALS if text == known.encode("ascii")), None)
+        if refusal is not None:
+            return ForumConfigError(f"UCenter refused the request: {refusal!r} ({CONFIG_HINT})")
         return ForumConfigError(
-            f"UCenter refused the request: {text[:120]!r} (check UC_KEY, UC_APPID, DISCUZ_UC_VERSION and the clock)"
+            f"UCenter answered {len(answer)} bytes that are not a result (not copied: an error page can quote "
+            f"the member's data; {CONFIG_HINT}, and the forum's own error log)"
         )
 
 

@@ -154,7 +154,7 @@ def classify(error: BaseException, settings: SmtpSettings) -> PermanentError | T
     server = f"{settings.host}:{settings.port}"
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         answers = list(error.recipients.values())
-        reason = "; ".join(f"{code} {_text(text)}" for code, text in answers)
+        reason = "; ".join(server_answer(code, text) for code, text in answers)
         if all(400 <= code < 500 for code, _ in answers):
             return TransientError(f"SMTP server {server} deferred the recipient: {reason}")
         return PermanentError(f"SMTP server {server} rejected the recipient: {reason}")
@@ -163,7 +163,7 @@ def classify(error: BaseException, settings: SmtpSettings) -> PermanentError | T
     if isinstance(error, smtplib.SMTPNotSupportedError):
         return PermanentError(f"SMTP server {server} does not support what we need: {error}")
     if isinstance(error, smtplib.SMTPResponseException):
-        answer = f"{error.smtp_code} {_text(error.smtp_error)}"
+        answer = server_answer(error.smtp_code, error.smtp_error)
         if 400 <= error.smtp_code < 500:
             return TransientError(f"SMTP server {server} answered {answer}")
         return PermanentError(f"SMTP server {server} rejected the message: {answer}")
@@ -178,14 +178,71 @@ def classify(error: BaseException, settings: SmtpSettings) -> PermanentError | T
     return TransientError(f"SMTP error talking to {server}: {type(error).__name__}")
 
 
-_ADDRESS = re.compile(r"[^\s<>\"',;:()\[\]]+@[^\s<>\"',;:()\[\]]+")
+def server_answer(code: int, raw: bytes | str) -> str:
+    """A server's answer as the job reports it: the reply code, the enhanced status code (RFC 3463)
+    and a fixed description of them, never the server's own text.
 
-
-def _text(raw: bytes | str) -> str:
-    """A server's answer, one line, without the addresses it may quote (they are personal data that
-    would reach the log and Sentry through the job's error)."""
+    That text quotes the recipient (``<alice@example.com>``, ``alice``, ``ALICE%40EXAMPLE.COM``,
+    the display name) in forms no redaction is sure to catch, and it would reach the log, the failed
+    job and Sentry.
+    """
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
-    return _ADDRESS.sub("<address>", " ".join(text.split()))[:200]
+    enhanced = _ENHANCED_STATUS.match(text.strip())
+    if enhanced and enhanced.group(1) == str(code)[:1]:
+        subject, detail = enhanced.group(2), enhanced.group(3)
+        meaning = ENHANCED_MEANINGS.get(f"{subject}.{detail}") or ENHANCED_SUBJECTS.get(subject, "other status")
+        return f"{code} {enhanced.group(0)} ({meaning}; the server's text is not copied)"
+    return f"{code} ({REPLY_MEANINGS.get(code, 'no standard meaning')}; the server's text is not copied)"
+
+
+_ENHANCED_STATUS = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
+# RFC 5321 4.2.3's reply codes and RFC 3463's status subjects and commonest details.
+REPLY_MEANINGS = {
+    421: "service not available",
+    450: "mailbox unavailable",
+    451: "local error in processing",
+    452: "insufficient system storage",
+    454: "temporary authentication failure",
+    500: "syntax error",
+    501: "syntax error in parameters",
+    502: "command not implemented",
+    503: "bad sequence of commands",
+    504: "parameter not implemented",
+    521: "does not accept mail",
+    550: "mailbox unavailable",
+    551: "user not local",
+    552: "exceeded storage allocation",
+    553: "mailbox name not allowed",
+    554: "transaction failed",
+    555: "MAIL FROM/RCPT TO parameters not recognized",
+}
+ENHANCED_SUBJECTS = {
+    "0": "other status",
+    "1": "addressing status",
+    "2": "mailbox status",
+    "3": "mail system status",
+    "4": "network and routing status",
+    "5": "mail delivery protocol status",
+    "6": "message content or media status",
+    "7": "security or policy status",
+}
+ENHANCED_MEANINGS = {
+    "1.1": "bad destination mailbox address",
+    "1.2": "bad destination system address",
+    "1.3": "bad destination mailbox address syntax",
+    "1.6": "destination mailbox has moved",
+    "1.8": "bad sender's system address",
+    "2.1": "mailbox disabled",
+    "2.2": "mailbox full",
+    "2.3": "message length exceeds administrative limit",
+    "3.0": "other or undefined mail system status",
+    "3.4": "message too big for system",
+    "4.1": "no answer from host",
+    "4.7": "delivery time expired",
+    "5.2": "syntax error",
+    "7.1": "delivery not authorized, message refused",
+    "7.26": "multiple authentication checks failed",
+}
 
 
 def _close(client: smtplib.SMTP) -> None:

@@ -6,9 +6,10 @@
 With ``--tls-cert`` it offers STARTTLS and requires it (``--implicit-tls``: TLS from the first
 byte instead); with ``--auth-user`` it requires AUTH (the password comes from
 ``SMTP_SINK_PASSWORD``, never argv).  A ``--rule`` makes one recipient answer ``550`` / ``451`` (any
-code) or ``sleep:SECONDS`` before answering.  Accepted messages land in the maildir as ``<n>.eml``
-(the exact bytes received); ``events.jsonl`` logs each with its envelope and connection.
-Like a strict MTA, it refuses a message with a line over 998 bytes (RFC 5321 4.5.3.1.6).
+code; the answer quotes the address in several spellings, as real servers do) or ``sleep:SECONDS``
+before answering.  Accepted messages land in the maildir as ``<n>.eml`` (the exact bytes received);
+``events.jsonl`` logs each with its envelope and connection.  Like a strict MTA, it refuses a message
+with a line over 998 bytes (RFC 5321 4.5.3.1.6).
 Prints ``ready <port>`` once listening.
 """
 
@@ -24,6 +25,7 @@ import ssl
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -47,9 +49,11 @@ class Sink:
         if rule and rule.startswith("sleep:"):
             await asyncio.sleep(float(rule.split(":", 1)[1]))
         elif rule:
-            # Quoting the address, as Postfix and Exim do.
-            detail = "4.3.0 try again later" if rule.startswith("4") else "5.1.1 Recipient address rejected"
-            return f"{rule} <{address}>: {detail}"
+            # Quoting the address, as Postfix and Exim do, and its local part in other spellings, as
+            # other servers do ("user ALICE unknown", "alice%40example.org").
+            status, detail = ("4.3.0", "try again later") if rule.startswith("4") else ("5.1.1", "user unknown")
+            local = address.rsplit("@", 1)[0]
+            return f"{rule} {status} <{address}>: {detail}: {local.upper()} {quote(address)}"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -11,7 +11,9 @@ members are hashed as that UCenter version would (1.7: bcrypt at PHP's cost 10, 
 ``--bcrypt-cost 4`` takes ~1 ms, so that a demo measures the workers, not this stand-in);
 ``--latency`` makes each API answer take that long, like a forum across the Internet.  For tests:
 ``GET /_members`` lists members as JSON; ``POST /_members`` adds one; ``POST /_faults`` queues faults
-for the next requests: a JSON list of ``"html"``, an HTTP status such as ``503``, or ``"sleep:SECONDS"``.
+for the next requests: a JSON list of ``"html"``, an HTTP status such as ``503``, ``"sleep:SECONDS"``, or
+``"quote"`` (a PHP warning quoting the member's username and e-mail in several spellings before the answer,
+as a UCenter with ``display_errors`` on prints when MySQL refuses a query).
 Prints ``ready <port>``.
 """
 
@@ -26,6 +28,7 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
+import html  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -33,7 +36,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from http.server import BaseHTTPRequestHandler  # noqa: E402
 from pathlib import Path  # noqa: E402
-from urllib.parse import parse_qsl  # noqa: E402
+from urllib.parse import parse_qsl, quote  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -128,6 +131,21 @@ class UCenter:
     def find(self, username: str) -> dict | None:
         return next((m for m in self.members if m["username"].lower() == username.lower()), None)
 
+    def warning_quoting_the_member(self, form: dict[str, str]) -> bytes:
+        """PHP's HTML-formatted warning for a MySQL refusal, quoting the request's username and e-mail
+        as given, upper-cased, HTML-escaped and URL-encoded, in the forum charset."""
+        plain = authcode.decode(form.get("input", ""), self.key)
+        fields = dict(parse_qsl(plain.decode("ascii"), keep_blank_values=True, encoding=self.charset)) if plain else {}
+        quoted = " ".join(
+            f"{value} {value.upper()} {html.escape(value)} {quote(value, encoding=self.charset)}"
+            for value in (fields.get("username", ""), fields.get("email", ""))
+        )
+        text = (
+            f"<br />\n<b>Warning</b>:  mysqli_query(): Duplicate entry for member {quoted} in "
+            "<b>/var/www/uc_server/lib/db.class.php</b> on line <b>62</b><br />\n"
+        )
+        return text.encode(self.charset, errors="replace")
+
     def get_user(self, username: str) -> bytes:
         member = self.find(username)
         if member is None:
@@ -168,14 +186,18 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0] != "/index.php":
             self.reply(404, b"not found")
             return
-        if self.inject_fault():
+        fault = self.inject_fault()
+        if fault is True:
             return
         time.sleep(self.latency)
         form = dict(parse_qsl(body.decode("ascii"), keep_blank_values=True))
         answer = self.ucenter.answer(form, self.headers.get("User-Agent", ""))
+        if fault == "quote":
+            answer = self.ucenter.warning_quoting_the_member(form) + answer
         self.reply(200, answer, f"text/html; charset={self.ucenter.charset}")
 
-    def inject_fault(self) -> bool:
+    def inject_fault(self) -> bool | str:
+        """True when the fault was the whole reply; ``"quote"`` when the answer is to carry a warning."""
         with self.ucenter.lock:
             fault = self.ucenter.faults.pop(0) if self.ucenter.faults else None
         if fault is None:
@@ -186,6 +208,8 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "html":
             self.reply(200, b"<!DOCTYPE html><html><body>Discuz! Database Error</body></html>")
             return True
+        if fault == "quote":
+            return fault
         if str(fault).startswith("sleep:"):
             time.sleep(float(fault.split(":", 1)[1]))
         return False
