@@ -120,3 +120,20 @@ def test_a_backward_clock_step_does_not_swallow_the_second_stop(connection, redi
     assert worker.wait(15) == 0, worker.output()
     assert "cold shutdown, requeueing 1 running jobs" in worker.output()
     assert job.get_status(refresh=True) == JobStatus.QUEUED
+
+
+def test_a_backward_clock_step_does_not_postpone_maintenance(connection, redis_url, worker_process, clock):
+    """Registry clean-ups (which fail or retry abandoned jobs) keep their --maintenance-interval when
+    the wall clock goes back an hour; rq's own interval is timed with the wall clock."""
+    # --worker-ttl 16: an idle worker's blocking pop (worker_ttl - 15 s) returns to the loop every second.
+    worker = worker_process("-u", redis_url, "--maintenance-interval", "1", "--worker-ttl", "16", env=clock.env())
+
+    def clean_ups() -> int:
+        return worker.output().count("cleaning registries for queue: default")
+
+    wait_until(lambda: clean_ups() >= 1, timeout=20, what="the first clean-up")
+    step(clock, -HOUR)
+    before = clean_ups()
+    wait_until(lambda: clean_ups() >= before + 2, what="two clean-ups after the step")
+    worker.shut_down()
+    assert worker.wait(15) == 0, worker.output()
