@@ -129,7 +129,7 @@ def test_a_backward_clock_step_does_not_postpone_maintenance(connection, redis_u
     worker = worker_process("-u", redis_url, "--maintenance-interval", "1", "--worker-ttl", "16", env=clock.env())
 
     def clean_ups() -> int:
-        return worker.output().count("cleaning registries for queue: default")
+        return worker.output().lower().count("cleaning registries for queue: default")  # rq 2.3: "Cleaning"
 
     wait_until(lambda: clean_ups() >= 1, timeout=20, what="the first clean-up")
     step(clock, -HOUR)
