@@ -40,12 +40,17 @@ def liveness_file(pid: int) -> Path:
     return Path(next(item[len(prefix) :] for item in environ if item.startswith(prefix)).decode())
 
 
-def touched_since_the_step_or_gone(path: Path) -> bool:
-    """The child touched its liveness file on the stepped clock (utime stamps the faked time)."""
+def mtime_or_none(path: Path) -> float | None:
     try:
-        return path.stat().st_mtime > time.time() + HOUR / 2
+        return path.stat().st_mtime
     except FileNotFoundError:
-        return True  # the master reaped it: the assertions below say why
+        return None  # the master reaped its process: the assertions below say why
+
+
+def all_touched_since(stamps: dict[Path, float | None]) -> bool:
+    """Each liveness file's mtime differs from its stamp (or its process was reaped)."""
+    current = {path: mtime_or_none(path) for path in stamps}
+    return all(mtime is None or mtime != stamps[path] for path, mtime in current.items())
 
 
 def start_pool(connection, redis_url, worker_process, clock: SteppedClock):
@@ -63,7 +68,8 @@ def test_a_forward_clock_step_aborts_no_worker_process(connection, redis_url, wo
     step(clock, HOUR)  # far beyond --hub-timeout
     # Each child stamps its liveness file on the new clock within a second; until then the file looks
     # an hour old to anything comparing it with the wall clock.
-    wait_until(lambda: all(touched_since_the_step_or_gone(path) for path in files), what="touches after the step")
+    stamps = {path: mtime_or_none(path) for path in files}
+    wait_until(lambda: all_touched_since(stamps), what="touches after the step")
     # The master's loop runs its watchdog, then spawns: a spawn after the touches proves the watchdog
     # looked at every child since the step.
     os.kill(master.pid, signal.SIGTTIN)

@@ -2,8 +2,10 @@
 
 The processes run with ``LD_PRELOAD=libfaketime.so.1`` and read their offset from the real time in
 a file on each clock call, so a test moves their ``time.time()`` forward or back while they run,
-as an NTP step or a resumed VM would move every process's clock at once.  The monotonic clocks,
-file timestamps from ``stat`` and the machine's own clock are left alone (tests share the machine).
+as an NTP step or a resumed VM would move every process's clock at once; ``os.utime(path)`` stamps
+their stepped time too.  The monotonic clocks, timestamps read by ``stat`` and the machine's own
+clock are left alone (tests share the machine), so a file the kernel stamps itself (on creation)
+keeps the real time, which a real step would have moved.
 Debian's ``faketime`` package (with its ``libfaketime``) is installed by apt when missing.
 """
 
