@@ -7,9 +7,10 @@ their handlers and handled in the master's loop, which every quarter second also
 
 * reaps exited workers and replaces them (backing off, then giving up, when they keep failing
   at start-up),
-* kills a worker whose liveness file has not been touched for ``--hub-timeout`` seconds: SIGABRT
-  first, so that its ``faulthandler`` prints where the event loop is stuck, then SIGKILL
-  ``ABORT_GRACE_SECONDS`` later if it is still there (gunicorn does the same),
+* kills a worker whose liveness file has not changed for ``--hub-timeout`` seconds, timed on the
+  master's monotonic clock, which no wall-clock step moves: SIGABRT first, so that its
+  ``faulthandler`` prints where the event loop is stuck, then SIGKILL ``ABORT_GRACE_SECONDS``
+  later if it is still there (gunicorn does the same),
 * recycles a worker over ``--max-memory-per-child`` (warm; SIGKILL at twice the limit),
 * rolls all workers on SIGHUP, one at a time, each replacement up before the next old one stops.
 
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rq_gevent import alerts
@@ -73,6 +74,11 @@ class Child:
     killed_by_master: str | None = None
     kill_alert: str = ""  # the alert kind of that kill
     aborted_at: float | None = None  # when the watchdog sent it SIGABRT
+    seen_mtime: float = field(init=False)  # the liveness file's mtime when the master last saw it change
+    seen_changing_at: float = field(init=False, default_factory=time.monotonic)  # when that was
+
+    def __post_init__(self) -> None:
+        self.seen_mtime = self.started_mtime
 
     @property
     def pid(self) -> int:
@@ -81,6 +87,16 @@ class Child:
     @property
     def name(self) -> str:
         return f"child {self.index} (pid {self.pid})"
+
+    def silence(self, mtime: float, now: float) -> float:
+        """Seconds on the master's monotonic clock (``now``) since the liveness file's mtime last changed.
+
+        Only whether the mtime changed counts, never its value: the child stamps it with the wall
+        clock, which an NTP step or a resumed VM moves by any amount, in either direction.
+        """
+        if mtime != self.seen_mtime:
+            self.seen_mtime, self.seen_changing_at = mtime, now
+        return now - self.seen_changing_at
 
 
 class Arbiter:
@@ -445,7 +461,7 @@ class Arbiter:
     # -- health -------------------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        now = time.time()
+        now = time.monotonic()
         for child in self._children():
             if child.killed_by_master:
                 self._kill_if_abort_ignored(child)
@@ -454,10 +470,10 @@ class Arbiter:
                 touched = os.stat(child.liveness_file).st_mtime
             except OSError:
                 continue
-            if not child.ready and touched > child.started_mtime:
+            if not child.ready and touched != child.started_mtime:
                 child.ready = True
                 self.startup_failures = 0
-            silent = now - touched
+            silent = child.silence(touched, now)
             if silent > self.hub_timeout:
                 self._kill(
                     child,

@@ -40,7 +40,11 @@ def prefixed_log_format(log_format: str | None, index: str) -> str:
 
 
 def touch_forever(path: str) -> None:
-    """Prove to the launcher, from the event loop itself, that the hub is running."""
+    """Prove to the launcher, from the event loop itself, that the hub is running.
+
+    The launcher watches only whether the file's mtime changes (timed on its own monotonic clock),
+    so the wall-clock time written here may step by any amount.
+    """
     while True:
         try:
             os.utime(path)

@@ -411,10 +411,6 @@ def record_stop_request(worker: Any) -> None:
     worker._stop_requested = True
 
 
-def stop_requested_at(worker: Any) -> Any:
-    return worker._shutdown_requested_date
-
-
 def queues_in_order(worker: Any) -> list[Any]:
     """The worker's queues in the order the dequeue strategy puts them now."""
     return worker._ordered_queues

@@ -7,10 +7,14 @@ to stop the worker, and what rq's clean-up would get wrong is handled first.
 * rq fails a job whose id it finds in ``:intermediate`` for over a minute.  A job popped but never
   started (its worker died in between) is requeued instead, up to ``compat.MAX_REQUEUES`` times;
   the stale id of a job that has moved on (finished, failed, running...) is only removed.
+* rq times the interval with the wall clock (``now() - last_cleaned_at``), so a step back by an hour
+  (NTP, a restored VM) would postpone every clean-up, abandoned jobs' included, by an hour: the
+  interval is timed on the monotonic clock instead.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from rq.utils import as_text, now
@@ -25,6 +29,11 @@ if TYPE_CHECKING:
 class Maintenance:
     def __init__(self, worker: GeventWorker) -> None:
         self.worker = worker
+        self._ran_at: float | None = None  # time.monotonic()
+
+    def due(self) -> bool:
+        """rq's ``should_run_maintenance_tasks``: at start, then every ``maintenance_interval`` s."""
+        return self._ran_at is None or time.monotonic() - self._ran_at > self.worker.maintenance_interval
 
     def run(self, rq_maintenance: Any) -> None:
         worker = self.worker
@@ -38,6 +47,7 @@ class Maintenance:
             worker.log.error("Worker %s: maintenance failed; retrying in %s s", worker.name,
                              worker.maintenance_interval, exc_info=True)  # fmt: skip
             worker.last_cleaned_at = now()
+        self._ran_at = time.monotonic()
 
     def _drop_ids_that_are_not_jobs(self, queue: Any) -> None:
         job_ids = queue.intermediate_queue.get_job_ids()

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import gevent
 import gevent.event
 import redis.exceptions
-from rq.utils import now
 
 from . import compat
 from .exceptions import ColdShutdown
@@ -33,6 +32,7 @@ class Shutdown:
     def __init__(self, worker: GeventWorker) -> None:
         self.worker = worker
         self.cold = gevent.event.Event()
+        self.warm_requested_at: float | None = None  # time.monotonic(): no wall-clock step moves it
         self._signal_handlers: list[Any] = []
 
     def install_signal_handlers(self) -> None:
@@ -55,6 +55,7 @@ class Shutdown:
             len(worker.jobs),
         )
         compat.record_stop_request(worker)
+        self.warm_requested_at = time.monotonic()
         if worker.jobs:
             with contextlib.suppress(redis.exceptions.RedisError):
                 worker.set_shutdown_requested_date()
@@ -71,8 +72,8 @@ class Shutdown:
 
     def request_cold(self) -> None:
         worker = self.worker
-        requested = compat.stop_requested_at(worker)
-        if requested is not None and (now() - requested).total_seconds() < 1:
+        requested = self.warm_requested_at
+        if requested is not None and time.monotonic() - requested < 1:
             worker.log.debug("Worker %s: second stop within 1 second ignored (duplicate signal)", worker.name)
             return
         worker.log.warning("Worker %s: cold shutdown, requeueing %d running jobs", worker.name, len(worker.jobs))

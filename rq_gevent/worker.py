@@ -329,6 +329,10 @@ class GeventWorker(Worker):
     def check_for_suspension(self, burst: bool) -> None:
         self.suspension.wait_while_suspended(burst)
 
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        return self.maintenance.due()
+
     def run_maintenance_tasks(self) -> None:
         self.maintenance.run(super().run_maintenance_tasks)
 
