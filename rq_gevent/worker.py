@@ -45,7 +45,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
-from . import alerts, collector, compat, speedups, timeouts, transactions
+from . import alerts, collector, compat, log_bounds, speedups, timeouts, transactions
 from .admission import Admission
 from .allowlist import AllowedJobs, JobNotAllowed
 from .commands import Commands
@@ -58,6 +58,7 @@ from .connections import (
     socket_timeout,
 )
 from .dequeue import Dequeuer
+from .error_text import ERROR_TEXT_MAX, Failure, cap, describe_failure
 from .exceptions import ColdShutdown, JobStopped
 from .heartbeat import Heartbeat
 from .job_writes import JobWrites
@@ -68,7 +69,7 @@ from .outcomes import Outcomes
 from .redis_waits import REDIS_UNAVAILABLE, when_redis_answers, why_unavailable
 from .running import Phase, RunningJob, RunningJobs, running_job
 from .scheduler import GreenletScheduler
-from .sensitivity import SensitiveJobs, SensitiveRecordFilter
+from .sensitivity import SensitiveJobs, SensitiveRecordFilter, public_message
 from .shutdown import Shutdown
 from .suspension import Suspension
 from .worker_writes import WorkerWrites, WorkerWritesTick
@@ -88,7 +89,13 @@ def _in_sensitive_job() -> bool:
     return current is not None and current.sensitive
 
 
+def _job_state() -> tuple[bool, Failure | None]:
+    current = running_job()
+    return (False, None) if current is None else (current.sensitive, current.failure)
+
+
 _SENSITIVE_RECORDS = SensitiveRecordFilter(_in_sensitive_job)
+_BOUNDED_RECORDS = log_bounds.BoundedRecordFilter(_job_state)
 
 
 def _in_one_trip(
@@ -102,6 +109,17 @@ def _in_one_trip(
             return record(*args, **kwargs)
 
     return in_one_trip
+
+
+def _failure_to_store(running: RunningJob | None, exc_string: str) -> str:
+    """What rq stores (job hash, failure Result) and sends (webhooks) for a failure: the worker's
+    bounded description of it, with no exception message for a sensitive job; rq's text, bounded,
+    for a failure rq itself found (an abandoned job)."""
+    if running is not None and running.failure is not None:
+        return running.failure.text
+    if running is not None and running.sensitive:
+        return describe_failure(*sys.exc_info(), sensitive=True)
+    return cap(exc_string, ERROR_TEXT_MAX)
 
 
 class GeventWorker(Worker):
@@ -182,6 +200,7 @@ class GeventWorker(Worker):
         self._interrupted_job_handlers: list[InterruptedJobHandler] = []
         if _SENSITIVE_RECORDS not in self.log.filters:
             self.log.addFilter(_SENSITIVE_RECORDS)
+        log_bounds.install(self.log, _BOUNDED_RECORDS)
 
     # -- per-job state that rq keeps on the worker --------------------------------------------------
 
@@ -389,7 +408,8 @@ class GeventWorker(Worker):
         refusal = self.allowed_jobs.refusal(running.job)
         if refusal is not None:
             compat.skip_callbacks(running.job)
-            raise JobNotAllowed(f"job {running.job.id} refused: {refusal}")
+            # Its message names the function and the rule, never an argument: shown for sensitive jobs too.
+            raise public_message(JobNotAllowed(f"job {running.job.id} refused: {refusal}"))
         if running.phase is Phase.STARTED:
             running.phase = Phase.RUNNING
             self.metrics.started(running)
@@ -459,7 +479,7 @@ class GeventWorker(Worker):
         if running is not None and "execution" not in kwargs:
             kwargs.update(compat.execution_kwargs(running.execution))
         record = _in_one_trip(super().handle_job_failure, job, queue, started_job_registry=started_job_registry,
-                              exc_string=exc_string, **kwargs)  # fmt: skip
+                              exc_string=_failure_to_store(running, exc_string), **kwargs)  # fmt: skip
         self.outcomes.failed(running, job, queue, exc_string, record, kwargs.get("execution"))
         if running is not None and not isinstance(running.interrupted_by, ColdShutdown):
             self._count_outcome(running, queue)
@@ -482,14 +502,18 @@ class GeventWorker(Worker):
         compat.cleanup_execution(self, job, pipeline, execution)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """rq's exception handling (its log line, the exception handlers, Sentry's), after noting the
+        failure as logs and Redis may show it (rq_gevent.error_text, rq_gevent.log_bounds)."""
         exception = exc_info[1] if len(exc_info) > 1 else None
+        running = self.jobs.own(job)
+        if running is not None:
+            running.failure = Failure.of(exc_info, sensitive=running.sensitive)
         if isinstance(exception, (JobStopped, ColdShutdown)):
             # Deliberate, like rq's stop-job and cold shutdown: not an error for exception handlers.
             self.log.info("Worker %s: job %s interrupted: %s", self.name, job.id, exception)
             for handler in self._interrupted_job_handlers:
                 handler(job, *exc_info)
             return
-        running = self.jobs.own(job)
         if running is not None and running.never_started:
             self.log.warning("Worker %s: Redis failed before job %s started (%s)", self.name, job.id, exception)
             return
