@@ -322,11 +322,11 @@ def test_a_sensitive_jobs_event_keeps_file_and_function_names(
     }
     for job_id, (kind, path, function) in expected.items():
         values = by_job[job_id]["exception"]["values"]
-        assert (values[-1]["type"], values[-1]["value"]) == (kind, WITHHELD)
         frames = [frame for value in values for frame in value["stacktrace"]["frames"]]
         assert all({"filename", "abs_path", "function", "lineno"} <= set(frame) for frame in frames), frames
         assert FILTERED not in str(values)  # file names, function names, source lines, messages
         assert any(frame["filename"].endswith(path) and frame["function"] == function for frame in frames)
+        assert (values[-1]["type"], values[-1]["value"]) == (kind, WITHHELD)
     for secret in ("gone-7q@example.org", "Gone Person", "Link-Token-7q", "Taken-Name-7q", "mine-7q@example.org"):
         assert secret.encode() not in received, secret
     assert b"Forum-Pw-7q" not in received
