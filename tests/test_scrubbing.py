@@ -109,7 +109,7 @@ def _failing(secret: str, error_type: type[Exception] = RuntimeError) -> tuple:
         except KeyError:
             error = error_type(f"refused {secret.upper()}")
             error.add_note(f"note {secret[::-1]}")
-            raise error
+            raise error  # noqa: B904 - the implicit context is what the test formats
     except Exception:
         return sys.exc_info()
 
