@@ -12,6 +12,8 @@ are fresh interpreters, so nothing is inherited across a fork).  What it adds to
   breadcrumbs), and for sensitive jobs (:mod:`rq_gevent.sensitivity`) no description, args or
   kwargs, no exception message (its type and frames stay), and every string the job was given
   removed from the event's values (file names, function names and source lines stay whole);
+* the same scrubbing and bounds for a client the application initialised itself
+  (:func:`scrubbing_for_own_client`);
 * bounds: every string of every event at most ``error_text.SENTRY_VALUE_MAX`` characters, a tag
   ``error_text.SENTRY_TAG_MAX`` (a 1 MB job id or message stays out of the payload).
 
@@ -25,7 +27,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,6 +202,30 @@ class _Scrubber:
             if running.sensitive or self.sensitive(running.job):
                 event = _scrub_sensitive(event, hint, running.job)
         return _bounded(event)
+
+
+def scrubbing_for_own_client() -> Callable[[], None] | None:
+    """For a Sentry client the application initialised itself (``sentry_sdk.init`` in its ``--config``
+    module, as rq users do, without this module's ``before_send``): a function that, called in a
+    job's greenlet once sentry-sdk's rq integration has opened the job's scope, gives that scope the
+    same scrubbing of sensitive jobs and the same bounds.  ``None`` without such a client."""
+    client = sentry_sdk.get_client()
+    if not client.is_active() or isinstance(client.options.get("before_send"), _Scrubber):
+        return None
+    return _scrub_this_jobs_events
+
+
+def _scrub_this_jobs_events() -> None:
+    # The job's own scope: its processors run after the rq integration's (which adds the description).
+    sentry_sdk.get_current_scope().add_event_processor(_scrubbed)
+
+
+def _scrubbed(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    scrubbing.trim_subprocess_breadcrumbs(event)
+    running = running_job()
+    if running is not None and running.sensitive:
+        event = _scrub_sensitive(event, hint, running.job)
+    return _bounded(event)
 
 
 def _scrub_sensitive(event: dict[str, Any], hint: dict[str, Any], job: Any) -> dict[str, Any]:

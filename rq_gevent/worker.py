@@ -111,6 +111,15 @@ def _in_one_trip(
     return in_one_trip
 
 
+def _sentry_scrubbing_for_own_client() -> Callable[[], None] | None:
+    """rq_gevent.sentry's scrubbing for a Sentry client the application set up (sentry-sdk is optional)."""
+    if "sentry_sdk" not in sys.modules:
+        return None
+    from .sentry import scrubbing_for_own_client
+
+    return scrubbing_for_own_client()
+
+
 def _failure_to_store(running: RunningJob | None, exc_string: str) -> str:
     """What rq stores (job hash, failure Result) and sends (webhooks) for a failure: the worker's
     bounded description of it, with no exception message for a sensitive job; rq's text, bounded,
@@ -198,6 +207,7 @@ class GeventWorker(Worker):
         self.jobs_connection = jobs_client(self.connection, self.jobs_socket_timeout, 2 * concurrency + 8)
         self._async_jobs = gevent.lock.Semaphore(1)
         self._interrupted_job_handlers: list[InterruptedJobHandler] = []
+        self._sentry_scrubbing: Callable[[], None] | None = None
         if _SENSITIVE_RECORDS not in self.log.filters:
             self.log.addFilter(_SENSITIVE_RECORDS)
         log_bounds.install(self.log, _BOUNDED_RECORDS)
@@ -309,6 +319,7 @@ class GeventWorker(Worker):
         # worker in rq's registry until its TTL.
         self._install_signal_handlers()
         self.bootstrap(logging_level, date_format, log_format)
+        self._sentry_scrubbing = _sentry_scrubbing_for_own_client()
         compat.set_dequeue_strategy(self, dequeue_strategy)
         self.dequeuer.open()
         self.log.info("Worker %s: running up to %d jobs at once", self.name, self.concurrency)
@@ -405,6 +416,8 @@ class GeventWorker(Worker):
                 self._became_idle()
 
     def _function_called(self, running: RunningJob) -> None:
+        if self._sentry_scrubbing is not None:
+            self._sentry_scrubbing()
         refusal = self.allowed_jobs.refusal(running.job)
         if refusal is not None:
             compat.skip_callbacks(running.job)

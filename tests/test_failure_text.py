@@ -10,6 +10,7 @@ import base64
 import binascii
 import zlib
 
+import pytest
 import sentryjobs
 import testjobs
 from rq import Queue
@@ -70,8 +71,9 @@ def stored_errors(job: Job) -> list[str]:
     return [job.latest_result().exc_string, *([job._exc_info] if job._exc_info is not None else [])]
 
 
+@pytest.mark.parametrize("config", ["sentry_config", "sentry_by_hand"])  # rq-gevent's Sentry set-up, or the app's
 def test_a_sensitive_jobs_exception_message_leaves_the_process_nowhere(
-    connection, redis_url, worker_process, sentry_sink
+    connection, redis_url, worker_process, sentry_sink, config
 ):
     sink = sentry_sink()
     queue = Queue(connection=connection)
@@ -80,7 +82,7 @@ def test_a_sensitive_jobs_exception_message_leaves_the_process_nowhere(
     by_pattern = queue.enqueue(sentryjobs.derived_by_pattern, "bob", secrets["pattern"])
     control = queue.enqueue(sentryjobs.derived_unmarked, "carol", secrets["control"])
     worker = worker_process(
-        "-u", redis_url, "--burst", "--logging-level", "DEBUG", "--config", "sentry_config",
+        "-u", redis_url, "--burst", "--logging-level", "DEBUG", "--config", config,
         env={"TEST_SENTRY_DSN": sink.dsn()},
     )  # fmt: skip
     assert worker.wait(60) == 0, worker.output()
@@ -88,7 +90,7 @@ def test_a_sensitive_jobs_exception_message_leaves_the_process_nowhere(
     log = worker.output()
     dump = redis_dump(connection)
     events = b"\n".join(sink.received()).decode(errors="replace")
-    by_job = {event["tags"]["rq.job_id"]: event for event in sink.events()}
+    by_job = {event["extra"]["rq-job"]["job_id"]: event for event in sink.events()}  # sentry-sdk's own
     # Controls: an ordinary job's message, its cause's and its note reach every haystack.
     for marker in derived_markers(secrets["control"]):
         assert (marker in log, marker in dump, marker in events) == (True, True, True), marker
