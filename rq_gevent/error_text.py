@@ -47,15 +47,15 @@ class BoundedText(str):
 @dataclass(frozen=True)
 class Failure:
     """How a job failed, as it may be written: kept for the job's greenlet from rq's
-    ``handle_exception`` to its ``handle_job_failure`` (rq formats its own text in between)."""
+    ``handle_exception`` to its ``handle_job_failure`` (rq formats its own text in between).
+    The text only: the exception would keep the job's frames, and their locals, alive."""
 
-    exception: BaseException | None
     text: BoundedText
 
     @classmethod
     def of(cls, exc_info: tuple, sensitive: bool) -> Failure:
         exc_type, exc_value, tb = (tuple(exc_info) + (None, None, None))[:3]
-        return cls(exc_value, describe_failure(exc_type, exc_value, tb, sensitive=sensitive))
+        return cls(describe_failure(exc_type, exc_value, tb, sensitive=sensitive))
 
 
 def cap(text: str, limit: int) -> str:
