@@ -56,6 +56,11 @@ def leak_unmarked(user: str, password: str) -> None:
     _leak(user, password)
 
 
+@sensitive
+def sleep_marked(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def derived_markers(secret: str) -> list[str]:
     """What :func:`_raise_derived` derives from ``secret``: none of it is in the job's arguments."""
     return [secret.upper(), secret[::-1], hashlib.sha256(secret.encode()).hexdigest()]

@@ -117,6 +117,15 @@ def test_a_sensitive_jobs_exception_message_leaves_the_process_nowhere(
         assert not any("vars" in frame for value in exceptions for frame in value["stacktrace"]["frames"])
 
 
+def test_the_workers_own_messages_show_for_a_sensitive_job(connection, redis_url, worker_process):
+    """A timeout's message is the worker's, not the job's: public (rq_gevent.sensitivity.public_message)."""
+    job = Queue(connection=connection).enqueue(sentryjobs.sleep_marked, 30, job_timeout=1)
+    worker = worker_process("-u", redis_url, "--burst")
+    assert worker.wait(60) == 0, worker.output()
+    for text in (worker.output(), *stored_errors(job)):
+        assert "JobTimeoutException: Task exceeded maximum timeout value (1 seconds)" in text
+
+
 def test_a_megabyte_of_input_leaves_bounded_text_in_logs_redis_and_sentry(
     connection, redis_url, worker_process, sentry_sink
 ):
