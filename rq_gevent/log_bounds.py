@@ -48,10 +48,14 @@ class BoundedRecordFilter(logging.Filter):
         sensitive, failure = self.job_state()
         if record.args:
             record.args = _bounded_args(record.args, sensitive, failure)
-        elif isinstance(record.msg, str):
-            record.msg = cap(record.msg, ERROR_TEXT_MAX)
+        if isinstance(record.msg, str):
+            if not record.args:
+                record.msg = cap(record.msg, ERROR_TEXT_MAX)
+        else:  # logged as an object: ``log.error(exc)``
+            record.msg = _bounded(record.msg, sensitive, failure, ERROR_TEXT_MAX)
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = describe_failure(*record.exc_info, sensitive=sensitive)
+            # Without the last newline, as logging.Formatter.formatException leaves it.
+            record.exc_text = describe_failure(*record.exc_info, sensitive=sensitive).rstrip("\n")
             if sensitive:
                 record.exc_info = None  # a handler that formats it itself would print the message
         elif isinstance(record.exc_text, str):
@@ -82,7 +86,7 @@ def _bounded_args(args: Any, sensitive: bool, failure: Failure | None) -> Any:
     return _bounded(args, sensitive, failure)
 
 
-def _bounded(value: Any, sensitive: bool, failure: Failure | None) -> Any:
+def _bounded(value: Any, sensitive: bool, failure: Failure | None, limit: int = LOG_VALUE_MAX) -> Any:
     if value is None or isinstance(value, (BoundedText, bool, int, float)):
         return value
     if isinstance(value, BaseException):
@@ -100,6 +104,6 @@ def _bounded(value: Any, sensitive: bool, failure: Failure | None) -> Any:
         if failure is not None:
             return failure.text
         return f"{TRACEBACK_HEAD} {WITHHELD}" if sensitive else cap(text, ERROR_TEXT_MAX)
-    if len(text) > LOG_VALUE_MAX:
-        return cap(text, LOG_VALUE_MAX)
+    if len(text) > limit:
+        return cap(text, limit)
     return value

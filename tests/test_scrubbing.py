@@ -1,10 +1,13 @@
 """The value scrubber and the failure text on their own: what counts as a secret of a job, where it is
 found, what a sensitive job's failure shows."""
 
+import io
+import logging
 import sys
 
 from rq_gevent import public_message
 from rq_gevent.error_text import ERROR_TEXT_MAX, MESSAGE_MAX, WITHHELD, cap, describe_failure
+from rq_gevent.log_bounds import BoundedRecordFilter
 from rq_gevent.scrubbing import (
     FILTERED,
     redact,
@@ -139,3 +142,31 @@ def test_failure_text_is_bounded_with_the_type_and_the_end_kept():
     text = describe_failure(*_failing("x" * 1_000_000), sensitive=False)
     assert len(text) <= ERROR_TEXT_MAX and "RuntimeError: refused XXXX" in text and "characters cut ...]" in text
     assert len(cap("y" * 5000, MESSAGE_MAX)) == MESSAGE_MAX and cap("short", MESSAGE_MAX) == "short"
+
+
+def test_log_records_are_bounded_and_a_sensitive_jobs_exceptions_show_their_type_only():
+    sensitive = False
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.log_bounds")
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    logger.propagate = False
+    record_filter = BoundedRecordFilter(lambda: (sensitive, None))
+    logger.addFilter(record_filter)
+    try:
+        logger.warning("job %s (attempt %d)", "i" * 100_000, 2)
+        sensitive = True
+        logger.error(ValueError("secret-1"))
+        logger.warning("failed: %s", RuntimeError("secret-2"))
+        try:
+            raise KeyError("secret-3")
+        except KeyError:
+            logger.exception("failed")
+    finally:
+        logger.removeFilter(record_filter)
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("job iii") and lines[0].endswith("iii (attempt 2)") and len(lines[0]) < 300
+    assert lines[1:3] == [f"ValueError: {WITHHELD}", f"failed: RuntimeError: {WITHHELD}"]
+    assert lines[-1] == f"KeyError: {WITHHELD}"  # its frame's source line above shows the code, not values
+    assert "secret-1" not in stream.getvalue() and "secret-2" not in stream.getvalue()
