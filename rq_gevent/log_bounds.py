@@ -62,8 +62,9 @@ class BoundedRecordFilter(logging.Filter):
             record.exc_text = cap(record.exc_text, ERROR_TEXT_MAX)
         if isinstance(record.stack_info, str):
             record.stack_info = cap(record.stack_info, ERROR_TEXT_MAX)
+        fields = record.__dict__
         for name in EXTRA_FIELDS:
-            value = getattr(record, name, None)
+            value = fields.get(name)
             if value is not None and not isinstance(value, (int, float)):
                 text = value if isinstance(value, str) else repr(value)
                 if len(text) > LOG_VALUE_MAX:
@@ -82,7 +83,10 @@ def _bounded_args(args: Any, sensitive: bool, failure: Failure | None) -> Any:
     if isinstance(args, Mapping):
         return {key: _bounded(value, sensitive, failure) for key, value in args.items()}
     if isinstance(args, tuple):
-        return tuple(_bounded(value, sensitive, failure) for value in args)
+        for value in args:  # the common case (names, ids, short descriptions) needs nothing
+            if type(value) is not str or len(value) > LOG_VALUE_MAX or value.startswith(TRACEBACK_HEAD):
+                return tuple(_bounded(value, sensitive, failure) for value in args)
+        return args
     return _bounded(args, sensitive, failure)
 
 
