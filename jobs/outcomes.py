@@ -15,6 +15,7 @@ from rq import Retry, get_current_job
 from rq.job import Job
 
 from jobs.settings import setting
+from rq_gevent import public_message
 
 DEFAULT_RETRY_INTERVALS = (10, 30, 60, 300, 900)
 TRANSIENT_FAILURES_KEY = "transient_failures"  # in job.meta
@@ -22,10 +23,14 @@ TRANSIENT_FAILURES_KEY = "transient_failures"  # in job.meta
 log = logging.getLogger(__name__)
 
 
+# Public messages: the worker shows them even for a sensitive job, whose other exceptions' messages
+# (a library's, a derived secret's) it withholds (rq_gevent.sensitivity.public_message).
+@public_message
 class PermanentError(Exception):
     """Fail the job now.  Messages state what went wrong, never the job's secret inputs."""
 
 
+@public_message
 class TransientError(Exception):
     """Worth another attempt later.  Messages never carry the job's secret inputs."""
 

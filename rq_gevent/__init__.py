@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .patching import NotPatchedError, is_patched, patch
-from .sensitivity import sensitive
+from .sensitivity import public_message, sensitive
 
 __version__ = "0.1.0"
 
@@ -36,6 +36,7 @@ __all__ = [
     "__version__",
     "is_patched",
     "patch",
+    "public_message",
     "sensitive",
 ]
 

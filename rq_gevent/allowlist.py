@@ -34,11 +34,12 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from . import compat
-from .sensitivity import SensitiveJobs
+from .sensitivity import SensitiveJobs, public_message
 
 log = logging.getLogger("rq.worker")
 
 
+@public_message  # names the refused callable and the rule, never an argument: shown for sensitive jobs too
 class JobNotAllowed(Exception):
     """The job names a function or callback outside the worker's ``ALLOWED_JOBS``."""
 

@@ -2,9 +2,14 @@
 
 They derive from ``BaseException`` so that a job's own ``except Exception:`` cannot swallow an
 operator's stop or a shutdown, the same way rq's ``SystemExit``-style interruptions behave.
+Their messages are the worker's (a job id, a worker name), never a job's input: public even for a
+sensitive job (:func:`rq_gevent.sensitivity.public_message`).
 """
 
+from .sensitivity import public_message
 
+
+@public_message
 class JobInterrupted(BaseException):
     """Base class: the worker interrupted this job on purpose."""
 

@@ -18,6 +18,7 @@ from typing import Any
 from greenlet import greenlet as Greenlet
 
 from . import compat, timeouts
+from .error_text import Failure
 from .exceptions import JobInterrupted, JobKilled, JobStopped
 
 
@@ -59,6 +60,8 @@ class RunningJob:
     admitted_at: float = field(default_factory=time.monotonic)  # right after its dequeue
     function_started_at: float | None = None  # set (for metrics) while its function runs
     outcome_counted: bool = False  # its failure or retry is in the metrics (rq may route one through both)
+    # How it failed, as logs and Redis may show it (rq_gevent.error_text): set by handle_exception.
+    failure: Failure | None = None
 
     @property
     def ran(self) -> bool:

@@ -3,10 +3,17 @@
 Sentry's own scrubber matches key names (``password``, ``token``...); it cannot see a secret inside
 a string such as an exception message or a command line.  These functions work on values:
 
-* :func:`secret_strings` collects the strings a sensitive job was given;
-* :func:`redact` replaces every occurrence of them anywhere in the event;
+* :func:`secret_strings` collects the strings a sensitive job was given: its arguments' *values*,
+  never the names of its keyword arguments or of its objects' attributes (``name``, ``username``
+  are words of every file name, source line and message);
+* :func:`redact` replaces every occurrence of them in the event's values, except where the event
+  names code (a frame's file, function and source lines, an exception's type): those come from the
+  source, not from the job's input;
+* :func:`withhold_exception_messages` removes every exception message (a sensitive job's message
+  may carry something derived from a secret, which no matching finds);
 * :func:`filter_job_extra`, :func:`strip_frame_variables` and :func:`trim_subprocess_breadcrumbs`
-  drop the places where arguments are copied wholesale.
+  drop the places where arguments are copied wholesale;
+* :func:`cap_strings` bounds every string of any event.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from .error_text import cap
 
 FILTERED = "[Filtered]"
 # Shorter strings are not searched for: replacing every "id" or "en" would wreck the event, and
@@ -23,7 +32,8 @@ _MAX_DEPTH = 6
 
 
 def secret_strings(*values: Any) -> list[str]:
-    """Every string (and decodable bytes) inside ``values``: containers and plain objects included.
+    """Every string (and decodable bytes) inside ``values``: containers and plain objects included,
+    their values only (not a mapping's keys, nor an object's attribute names).
 
     Longest first, each with its ``repr`` spelling too (``'a\\\\b'`` shows up escaped in reprs).
     """
@@ -44,8 +54,7 @@ def _collect(value: Any, found: set[str], depth: int) -> None:
     elif isinstance(value, (bytes, bytearray)):
         found.add(bytes(value).decode("utf-8", "replace"))
     elif isinstance(value, Mapping):
-        for key, item in value.items():
-            _collect(key, found, depth + 1)
+        for item in value.values():
             _collect(item, found, depth + 1)
     elif isinstance(value, (list, tuple, set, frozenset)):
         for item in value:
@@ -54,26 +63,84 @@ def _collect(value: Any, found: set[str], depth: int) -> None:
         _collect(vars(value), found, depth + 1)
 
 
+# Where an event names code, not data: a frame's location and source, an exception's type.
+CODE_KEYS = {
+    "frames": frozenset({"filename", "abs_path", "module", "function", "package", "lineno", "colno",
+                         "context_line", "pre_context", "post_context", "in_app", "platform"}),
+    "values": frozenset({"type", "module"}),
+}  # fmt: skip
+# Keys of Sentry's event format: names, kept even when a secret is part of one ("name" in "filename").
+EVENT_KEYS = frozenset(
+    {"abs_path", "breadcrumbs", "category", "colno", "context_line", "contexts", "data", "environment",
+     "event_id", "exception", "extra", "filename", "fingerprint", "formatted", "frames", "function",
+     "handled", "in_app", "level", "lineno", "logentry", "logger", "mechanism", "message", "meta",
+     "module", "modules", "package", "params", "platform", "post_context", "pre_context", "release",
+     "rq-job", "sdk", "server_name", "stacktrace", "tags", "threads", "timestamp", "transaction",
+     "type", "user", "value", "values", "vars", "description", "args", "kwargs", "job_id", "func"}
+)  # fmt: skip
+
+
 def redact(event: Any, secrets: Iterable[str]) -> Any:
-    """``event`` with every occurrence of each secret replaced by ``[Filtered]`` (keys included)."""
+    """``event`` with every occurrence of each secret in its values replaced by ``[Filtered]``.
+
+    Keys are redacted too (a mapping may be keyed by a value), except the names of Sentry's event
+    format (``EVENT_KEYS``); the code fields of ``CODE_KEYS`` are kept whole.
+    """
     secrets = list(secrets)
     if not secrets:
         return event
-    return _redact(event, secrets)
+    return _redact(event, secrets, frozenset())
 
 
-def _redact(value: Any, secrets: list[str]) -> Any:
+def _redact(value: Any, secrets: list[str], code_keys: frozenset[str]) -> Any:
     if isinstance(value, str):
         for secret in secrets:
             if secret in value:
                 value = value.replace(secret, FILTERED)
         return value
     if isinstance(value, dict):
-        return {_redact(key, secrets): _redact(item, secrets) for key, item in value.items()}
+        return {
+            _redact_key(key, secrets): item
+            if key in code_keys
+            else _redact(item, secrets, CODE_KEYS.get(key, frozenset()))
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        # The entries of a list named in CODE_KEYS (each frame, each exception) keep their code fields.
+        redacted = [_redact(item, secrets, code_keys) for item in value]
+        return redacted if isinstance(value, list) else tuple(redacted)
+    return value
+
+
+def _redact_key(key: Any, secrets: list[str]) -> Any:
+    return key if key in EVENT_KEYS else _redact(key, secrets, frozenset())
+
+
+def withhold_exception_messages(event: dict[str, Any], note: str, public: list[tuple[str, bool]]) -> None:
+    """Every exception's message (``value``) becomes ``note``; its type and frames stay.
+
+    ``public``: ``(type name, message is public)`` of each exception of the chain, oldest first, as
+    sentry-sdk lists them; a message is kept only where both lists match entry by entry.
+    """
+    values = [value for value in (event.get("exception") or {}).get("values") or [] if isinstance(value, dict)]
+    matching = len(values) == len(public) and all(
+        value.get("type") == name for value, (name, _) in zip(values, public, strict=True)
+    )
+    for index, value in enumerate(values):
+        if not (matching and public[index][1]):
+            value["value"] = note
+
+
+def cap_strings(value: Any, limit: int) -> Any:
+    """``value`` with each string (keys included) cut to ``limit`` characters."""
+    if isinstance(value, str):
+        return cap(value, limit)
+    if isinstance(value, dict):
+        return {cap_strings(key, limit): cap_strings(item, limit) for key, item in value.items()}
     if isinstance(value, list):
-        return [_redact(item, secrets) for item in value]
+        return [cap_strings(item, limit) for item in value]
     if isinstance(value, tuple):
-        return tuple(_redact(item, secrets) for item in value)
+        return tuple(cap_strings(item, limit) for item in value)
     return value
 
 

@@ -2,9 +2,10 @@
 
 A job is sensitive when its function is decorated with :func:`sensitive`, or when its function's
 dotted name matches one of the worker's ``SENSITIVE_JOBS`` patterns (``fnmatch`` style, e.g.
-``"myapp.billing.*"``).  The worker then logs its id instead of its description, and Sentry events
-(:mod:`rq_gevent.sentry`) carry none of its arguments.  Imports nothing heavy, so job modules can
-use the decorator freely.
+``"myapp.billing.*"``).  The worker then logs its id instead of its description, Sentry events
+(:mod:`rq_gevent.sentry`) carry none of its arguments, and no exception message of it leaves the
+worker (:mod:`rq_gevent.error_text`): not in the log, Redis or Sentry, unless the exception was
+marked with :func:`public_message`.  Imports nothing heavy, so job modules can use both freely.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
+E = TypeVar("E")
 
 _MARK = "__rq_gevent_sensitive__"
+_PUBLIC = "__rq_gevent_public_message__"
 
 
 def sensitive(func: F) -> F:
@@ -33,6 +36,25 @@ def sensitive(func: F) -> F:
 
 def is_marked_sensitive(func: object) -> bool:
     return bool(getattr(func, _MARK, False))
+
+
+def public_message(error: E) -> E:
+    """Mark an exception class (or one exception) whose message never carries a job's input, only
+    constants and codes: a sensitive job's logs, stored error and Sentry events then show it.
+
+    ::
+
+        @public_message
+        class QuotaExceeded(Exception): ...
+
+    A message built from an argument, or from anything derived from one, must not be marked.
+    """
+    setattr(error, _PUBLIC, True)
+    return error
+
+
+def has_public_message(error: object) -> bool:
+    return getattr(error, _PUBLIC, False) is True
 
 
 class SensitiveJobs:

@@ -10,7 +10,12 @@ are fresh interpreters, so nothing is inherited across a fork).  What it adds to
 * alerts (:mod:`rq_gevent.alerts`) tagged ``rq_gevent.alert`` and grouped per kind;
 * scrubbing: no local variables, no command-line arguments (``sys.argv`` and subprocess
   breadcrumbs), and for sensitive jobs (:mod:`rq_gevent.sensitivity`) no description, args or
-  kwargs, and every string the job was given removed from the whole event.
+  kwargs, no exception message (its type and frames stay), and every string the job was given
+  removed from the event's values (file names, function names and source lines stay whole);
+* the same scrubbing and bounds for a client the application initialised itself
+  (:func:`scrubbing_for_own_client`);
+* bounds: every string of every event at most ``error_text.SENTRY_VALUE_MAX`` characters, a tag
+  ``error_text.SENTRY_TAG_MAX`` (a 1 MB job id or message stays out of the payload).
 
 Delivery runs in a background greenlet with a bounded queue: a Sentry endpoint that is down, slow
 or rate-limiting drops events, never jobs.  :func:`close` waits at most ``FLUSH_SECONDS``.
@@ -22,7 +27,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,11 +39,11 @@ from sentry_sdk.integrations.rq import RqIntegration
 from sentry_sdk.transport import HttpTransport
 from sentry_sdk.utils import Dsn, event_from_exception
 
-from . import __version__, alerts, scrubbing
+from . import __version__, alerts, error_text, scrubbing
 from .allowlist import job_rules
 from .exceptions import JobKilled, JobStopped
 from .running import RunningJob, running_job
-from .sensitivity import SensitiveJobs
+from .sensitivity import SensitiveJobs, has_public_message
 
 # Longest a worker process waits at exit for queued events to be delivered.
 FLUSH_SECONDS = 2.0
@@ -192,14 +197,59 @@ class _Scrubber:
         scrubbing.trim_subprocess_breadcrumbs(event)
         _tag_alert(event)
         running = running_job()
-        if running is None:
-            return event
-        _tag_job(event, hint, running)
-        if not self.sensitive(running.job):
-            return event
-        scrubbing.filter_job_extra(event)
-        scrubbing.strip_frame_variables(event)
-        return scrubbing.redact(event, _given_strings(running.job))
+        if running is not None:
+            _tag_job(event, hint, running)
+            if running.sensitive or self.sensitive(running.job):
+                event = _scrub_sensitive(event, hint, running.job)
+        return _bounded(event)
+
+
+def scrubbing_for_own_client() -> Callable[[], None] | None:
+    """For a Sentry client the application initialised itself (``sentry_sdk.init`` in its ``--config``
+    module, as rq users do, without this module's ``before_send``): a function that, called in a
+    job's greenlet once sentry-sdk's rq integration has opened the job's scope, gives that scope the
+    same scrubbing of sensitive jobs and the same bounds.  ``None`` without such a client."""
+    client = sentry_sdk.get_client()
+    if not client.is_active() or isinstance(client.options.get("before_send"), _Scrubber):
+        return None
+    return _scrub_this_jobs_events
+
+
+def _scrub_this_jobs_events() -> None:
+    # The job's own scope: its processors run after the rq integration's (which adds the description).
+    sentry_sdk.get_current_scope().add_event_processor(_scrubbed)
+
+
+def _scrubbed(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    scrubbing.trim_subprocess_breadcrumbs(event)
+    running = running_job()
+    if running is not None and running.sensitive:
+        event = _scrub_sensitive(event, hint, running.job)
+    return _bounded(event)
+
+
+def _scrub_sensitive(event: dict[str, Any], hint: dict[str, Any], job: Any) -> dict[str, Any]:
+    """No argument, no local variable, no exception message (unless marked public); every string the
+    job was given replaced wherever else it shows (a breadcrumb, a log message)."""
+    scrubbing.filter_job_extra(event)
+    scrubbing.strip_frame_variables(event)
+    event = scrubbing.redact(event, _given_strings(job))
+    exception = (hint.get("exc_info") or (None, None, None))[1]
+    public = (
+        [(type(error).__name__, has_public_message(error)) for _, error in error_text.chain(exception)]
+        if exception
+        else []
+    )
+    scrubbing.withhold_exception_messages(event, error_text.WITHHELD, public)
+    return event
+
+
+def _bounded(event: dict[str, Any]) -> dict[str, Any]:
+    """Every string at most ``SENTRY_VALUE_MAX`` characters, a tag's value ``SENTRY_TAG_MAX``."""
+    tags = event.get("tags")
+    if isinstance(tags, dict):
+        event["tags"] = {key: error_text.cap(str(value), error_text.SENTRY_TAG_MAX) for key, value in tags.items()}
+    return scrubbing.cap_strings(event, error_text.SENTRY_VALUE_MAX)
 
 
 def _given_strings(job: Any) -> Iterable[str]:

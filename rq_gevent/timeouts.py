@@ -18,6 +18,8 @@ import gevent
 from greenlet import greenlet as Greenlet
 from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 
+from .sensitivity import public_message
+
 _armed: weakref.WeakKeyDictionary[Greenlet, GeventDeathPenalty] = weakref.WeakKeyDictionary()
 _pending: weakref.WeakKeyDictionary[Greenlet, BaseException] = weakref.WeakKeyDictionary()
 
@@ -43,7 +45,7 @@ class GeventDeathPenalty(BaseDeathPenalty):
         _armed[self._greenlet] = self
         if self._timeout is not None and self._timeout > 0:
             message = f"Task exceeded maximum timeout value ({self._timeout} seconds)"
-            self._arm(self._timeout, self._exception(message))
+            self._arm(self._timeout, public_message(self._exception(message)))  # no input in it
 
     def cancel_death_penalty(self) -> None:
         self._disarm()

@@ -46,7 +46,7 @@ from rq.queue import Queue
 from rq.utils import import_attribute
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
-from . import alerts, collector, compat, speedups, timeouts, transactions
+from . import alerts, collector, compat, log_bounds, speedups, timeouts, transactions
 from .admission import Admission
 from .allowlist import AllowedJobs, JobNotAllowed
 from .commands import Commands
@@ -59,6 +59,7 @@ from .connections import (
     socket_timeout,
 )
 from .dequeue import Dequeuer
+from .error_text import ERROR_TEXT_MAX, Failure, cap, describe_failure
 from .exceptions import ColdShutdown, JobStopped
 from .heartbeat import Heartbeat
 from .job_writes import JobWrites
@@ -89,7 +90,13 @@ def _in_sensitive_job() -> bool:
     return current is not None and current.sensitive
 
 
+def _job_state() -> tuple[bool, Failure | None]:
+    current = running_job()
+    return (False, None) if current is None else (current.sensitive, current.failure)
+
+
 _SENSITIVE_RECORDS = SensitiveRecordFilter(_in_sensitive_job)
+_BOUNDED_RECORDS = log_bounds.BoundedRecordFilter(_job_state)
 
 
 def _in_one_trip(
@@ -103,6 +110,26 @@ def _in_one_trip(
             return record(*args, **kwargs)
 
     return in_one_trip
+
+
+def _sentry_scrubbing_for_own_client() -> Callable[[], None] | None:
+    """rq_gevent.sentry's scrubbing for a Sentry client the application set up (sentry-sdk is optional)."""
+    if "sentry_sdk" not in sys.modules:
+        return None
+    from .sentry import scrubbing_for_own_client
+
+    return scrubbing_for_own_client()
+
+
+def _failure_to_store(running: RunningJob | None, exc_string: str) -> str:
+    """What rq stores (job hash, failure Result) and sends (webhooks) for a failure: the worker's
+    bounded description of it, with no exception message for a sensitive job; rq's text, bounded,
+    for a failure rq itself found (an abandoned job)."""
+    if running is not None and running.failure is not None:
+        return running.failure.text
+    if running is not None and running.sensitive:
+        return describe_failure(*sys.exc_info(), sensitive=True)
+    return cap(exc_string, ERROR_TEXT_MAX)
 
 
 class GeventWorker(Worker):
@@ -188,8 +215,10 @@ class GeventWorker(Worker):
         self.jobs_connection = jobs_client(self.connection, self.jobs_socket_timeout, 2 * concurrency + 8)
         self._async_jobs = gevent.lock.Semaphore(1)
         self._interrupted_job_handlers: list[InterruptedJobHandler] = []
+        self._sentry_scrubbing: Callable[[], None] | None = None
         if _SENSITIVE_RECORDS not in self.log.filters:
             self.log.addFilter(_SENSITIVE_RECORDS)
+        log_bounds.install(self.log, _BOUNDED_RECORDS)
 
     # -- per-job state that rq keeps on the worker --------------------------------------------------
 
@@ -298,6 +327,7 @@ class GeventWorker(Worker):
         # worker in rq's registry until its TTL.
         self._install_signal_handlers()
         self.bootstrap(logging_level, date_format, log_format)
+        self._sentry_scrubbing = _sentry_scrubbing_for_own_client()
         compat.set_dequeue_strategy(self, dequeue_strategy)
         self.dequeuer.open()
         self.log.info("Worker %s: running up to %d jobs at once", self.name, self.concurrency)
@@ -400,6 +430,8 @@ class GeventWorker(Worker):
                 self._became_idle()
 
     def _function_called(self, running: RunningJob) -> None:
+        if self._sentry_scrubbing is not None:
+            self._sentry_scrubbing()
         refusal = self.allowed_jobs.refusal(running.job)
         if refusal is not None:  # Job.func would refuse it too; this keeps it out of the running count
             raise JobNotAllowed(f"job {running.job.id} refused: {refusal}")
@@ -472,7 +504,7 @@ class GeventWorker(Worker):
         if running is not None and "execution" not in kwargs:
             kwargs.update(compat.execution_kwargs(running.execution))
         record = _in_one_trip(super().handle_job_failure, job, queue, started_job_registry=started_job_registry,
-                              exc_string=exc_string, **kwargs)  # fmt: skip
+                              exc_string=_failure_to_store(running, exc_string), **kwargs)  # fmt: skip
         self.outcomes.failed(running, job, queue, exc_string, record, kwargs.get("execution"))
         if running is not None and not isinstance(running.interrupted_by, ColdShutdown):
             self._count_outcome(running, queue)
@@ -495,14 +527,18 @@ class GeventWorker(Worker):
         compat.cleanup_execution(self, job, pipeline, execution)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """rq's exception handling (its log line, the exception handlers, Sentry's), after noting the
+        failure as logs and Redis may show it (rq_gevent.error_text, rq_gevent.log_bounds)."""
         exception = exc_info[1] if len(exc_info) > 1 else None
+        running = self.jobs.own(job)
+        if running is not None:
+            running.failure = Failure.of(exc_info, sensitive=running.sensitive)
         if isinstance(exception, (JobStopped, ColdShutdown)):
             # Deliberate, like rq's stop-job and cold shutdown: not an error for exception handlers.
             self.log.info("Worker %s: job %s interrupted: %s", self.name, job.id, exception)
             for handler in self._interrupted_job_handlers:
                 handler(job, *exc_info)
             return
-        running = self.jobs.own(job)
         if running is not None and running.never_started:
             self.log.warning("Worker %s: Redis failed before job %s started (%s)", self.name, job.id, exception)
             return

@@ -7,3 +7,5 @@ import sentry_sdk
 from sentry_sdk.integrations.rq import RqIntegration
 
 sentry_sdk.init(dsn=os.environ["TEST_SENTRY_DSN"], integrations=[RqIntegration()])
+
+SENSITIVE_JOBS = ["sentryjobs.leak_by_*", "sentryjobs.derived_by_*"]

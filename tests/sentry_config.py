@@ -4,4 +4,4 @@ import os
 
 SENTRY_DSN = os.environ["TEST_SENTRY_DSN"]
 SENTRY_ENVIRONMENT = "from-config"
-SENSITIVE_JOBS = ["sentryjobs.leak_by_*"]
+SENSITIVE_JOBS = ["sentryjobs.leak_by_*", "sentryjobs.derived_by_*"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import subprocess
 import sys
@@ -53,3 +54,38 @@ def leak_by_pattern(user: str, password: str) -> None:
 
 def leak_unmarked(user: str, password: str) -> None:
     _leak(user, password)
+
+
+@sensitive
+def sleep_marked(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def derived_markers(secret: str) -> list[str]:
+    """What :func:`_raise_derived` derives from ``secret``: none of it is in the job's arguments."""
+    return [secret.upper(), secret[::-1], hashlib.sha256(secret.encode()).hexdigest()]
+
+
+def _raise_derived(secret: str) -> None:
+    """Fail with ``secret`` and strings derived from it in the message, in a chained cause and in a note."""
+    upper, reversed_, digest = derived_markers(secret)
+    try:
+        raise KeyError(f"{secret} {reversed_}")
+    except KeyError as cause:
+        error = RuntimeError(f"login refused for {upper} (first {secret[:8]}, sha256 {digest})")
+        error.add_note(f"while trying {secret}")
+        raise error from cause
+
+
+@sensitive
+def derived_marked(user: str, secret: str) -> None:
+    _raise_derived(secret)
+
+
+def derived_by_pattern(user: str, secret: str) -> None:
+    """Sensitive through SENSITIVE_JOBS in tests/sentry_config.py."""
+    _raise_derived(secret)
+
+
+def derived_unmarked(user: str, secret: str) -> None:
+    _raise_derived(secret)

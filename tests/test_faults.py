@@ -26,6 +26,7 @@ from rq.worker import SimpleWorker, Worker
 
 from rq_gevent import GeventWorker
 from rq_gevent.embedded_redis import EmbeddedRedis
+from rq_gevent.error_text import WITHHELD
 
 # Executions of killed workers expire in ~2 s and are reaped every second.
 FAST_REAPING = ["--worker-class", "testworkers.ShortTTLWorker", "--job-monitoring-interval", "1"]
@@ -487,8 +488,10 @@ def test_bad_input_ends_each_job_with_a_clear_reason_and_the_worker_keeps_runnin
         return (job.exc_info or "").strip().splitlines()[-1]
 
     assert reason(garbage_data).startswith("rq.exceptions.DeserializationError")
-    assert "Invalid attribute name: no_such_function" in reason(missing_function)
-    assert "no_such_module" in reason(missing_module)
+    # A function that cannot be imported cannot show whether it is sensitive: it is taken for one, so
+    # its failure keeps the type and frames (rq's import_attribute) and withholds the message.
+    for job in (missing_function, missing_module):
+        assert reason(job).endswith(WITHHELD) and "in import_attribute" in job.exc_info
     # A function returning a generator: rq 2 fails the job (the result cannot be pickled); rq 3 runs a
     # generator as a coroutine on Python < 3.12 (and fails it), and on 3.12+ keeps a placeholder
     # result (finished).  Whatever rq's own worker does here, this worker must do too.

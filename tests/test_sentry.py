@@ -15,6 +15,7 @@ import redis
 import sentryjobs
 import testjobs
 from conftest import REPO_DIR, wait_until
+from jobrun import run_burst
 from rq import Queue, Retry
 from rq.command import send_stop_job_command
 from rq.job import JobStatus
@@ -25,6 +26,8 @@ from jobs.mail.activation import send_activation_mail
 from jobs.sealing import seal
 from rq_gevent import __version__
 from rq_gevent.embedded_redis import EmbeddedRedis, free_port
+from rq_gevent.error_text import WITHHELD
+from rq_gevent.scrubbing import FILTERED
 
 RELEASE = f"rq-gevent@{__version__}"
 
@@ -276,13 +279,13 @@ def test_no_secret_given_to_a_sensitive_job_reaches_sentry(connection, redis_url
     for job in (marked, by_pattern):
         event = by_job[job.id]
         assert event["extra"]["rq-job"]["description"] == "[Filtered]"
-        assert "failed with password [Filtered]" in exception_text(event)
+        assert exception_text(event) == f"CalledProcessError: {WITHHELD}\nRuntimeError: {WITHHELD}"
         # The subprocess, without its argv.
         assert f"{os.path.basename(sys.executable)} [Filtered]" in breadcrumb_messages(event)
         assert not any("vars" in frame for value in event["exception"]["values"] for frame in
                        value["stacktrace"]["frames"])  # fmt: skip
     assert by_job[discuz.id]["extra"]["rq-job"]["description"] == "[Filtered]"
-    assert "DISCUZ_BACKEND is not set" in exception_text(by_job[discuz.id])
+    assert exception_text(by_job[discuz.id]) == f"SettingsError: {WITHHELD}"  # DISCUZ_BACKEND is not set
     for secret in (marked_secret, pattern_secret, forum_address, link, mail_address, "Mail Person", unsealed):
         assert secret.encode() not in received, secret
     for secret in (forum_address, link, mail_address, "Mail Person", unsealed):  # the leak_* jobs print theirs
@@ -292,6 +295,42 @@ def test_no_secret_given_to_a_sensitive_job_reaches_sentry(connection, redis_url
     assert "leak_marked('alice'" not in worker.output() and "leak_by_pattern('bob'" not in worker.output()
     assert f"default: sentryjobs.leak_unmarked('carol', '{control_secret}') ({control.id})" in worker.output()
     assert event["environment"] == "from-config"
+
+
+def test_a_sensitive_jobs_event_keeps_file_and_function_names(
+    connection, redis_url, worker_process, sentry_sink, smtp_sink, ucenter
+):
+    """Keyword arguments named like words of every event (``name``, ``username``, ``email``): their
+    values are scrubbed, never their names."""
+    sink, smtp, forum = sentry_sink(), smtp_sink("gone-7q@example.org=550"), ucenter()
+    forum.add_member("Taken-Name-7q", "owner-7q@elsewhere.net", "their-password")
+    queue = Queue("jobs", connection=connection)
+    link = "https://example.com/activate?token=Link-Token-7q"
+    mail = queue.enqueue(send_activation_mail, to="gone-7q@example.org", name="Gone Person", link=link, locale="en")
+    discuz = queue.enqueue(
+        sync_discuz_user, username="Taken-Name-7q", email="mine-7q@example.org", password=seal("Forum-Pw-7q")
+    )
+    run_burst(worker_process, redis_url, {**smtp.settings(), **forum.settings()}, "--sentry-dsn", sink.dsn())
+
+    assert mail.get_status(refresh=True) == discuz.get_status(refresh=True) == JobStatus.FAILED
+    by_job = {tags(event)["rq.job_id"]: event for event in sink.events()}
+    received = b"".join(sink.received())
+    assert b"send_activation_mail" in received and b"_already_there" in received  # the searched payload
+    # The jobs' own errors (jobs.outcomes) have public messages; any other exception's is withheld.
+    expected = {
+        mail.id: ("PermanentError", "jobs/mail/activation.py", "send_activation_mail", "SMTP server 127.0.0.1:"),
+        discuz.id: ("ForumConflict", "jobs/discuz/sync.py", "_already_there", "the forum username belongs to"),
+    }
+    for job_id, (kind, path, function, message) in expected.items():
+        values = by_job[job_id]["exception"]["values"]
+        frames = [frame for value in values for frame in value["stacktrace"]["frames"]]
+        assert all({"filename", "abs_path", "function", "lineno"} <= set(frame) for frame in frames), frames
+        assert FILTERED not in str(values)  # file names, function names, source lines, messages
+        assert any(frame["filename"].endswith(path) and frame["function"] == function for frame in frames)
+        assert values[-1]["type"] == kind and values[-1]["value"].startswith(message), values[-1]["value"]
+    for secret in ("gone-7q@example.org", "Gone Person", "Link-Token-7q", "Taken-Name-7q", "mine-7q@example.org"):
+        assert secret.encode() not in received, secret
+    assert b"Forum-Pw-7q" not in received
 
 
 @pytest.mark.parametrize("answer", ["hang", "slow:5", "429", "500", "refused"])

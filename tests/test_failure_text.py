@@ -1,0 +1,165 @@
+"""What a failed job leaves behind (the worker's log, Redis, Sentry): no exception message of a sensitive
+job, and bounded text from any job, however large its input.  Real worker processes, a real Redis, the
+local Sentry sink.  Each search is paired with a control that finds what we know is there, so an empty
+search cannot pass by accident.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+
+import pytest
+import sentryjobs
+import testjobs
+from rq import Queue
+from rq.job import Job
+from sentryjobs import derived_markers
+
+from jobs.mail.activation import send_activation_mail
+from rq_gevent.error_text import ERROR_TEXT_MAX, SENTRY_TAG_MAX, SENTRY_VALUE_MAX, WITHHELD
+
+
+def redis_dump(connection) -> str:
+    """Every key and value in Redis (strings, hashes, lists, sets, sorted sets, streams), with rq's
+    zlib-compressed job fields and base64-and-zlib result fields also decoded."""
+    chunks: list[bytes] = []
+    for key in connection.scan_iter(count=1000):
+        kind = connection.type(key).decode()
+        values: list[bytes] = [key]
+        if kind == "string":
+            values.append(connection.get(key))
+        elif kind == "hash":
+            for field, value in connection.hgetall(key).items():
+                values += [field, value]
+        elif kind == "list":
+            values += connection.lrange(key, 0, -1)
+        elif kind == "set":
+            values += list(connection.smembers(key))
+        elif kind == "zset":
+            values += connection.zrange(key, 0, -1)
+        elif kind == "stream":
+            for _, fields in connection.xrange(key):
+                for field, value in fields.items():
+                    values += [field, value]
+        for value in values:
+            chunks.append(value)
+            chunks.extend(_decoded(value))
+    return b"\n".join(chunks).decode(errors="replace")
+
+
+def _decoded(value: bytes) -> list[bytes]:
+    for candidate in (value, _base64(value)):
+        try:
+            return [zlib.decompress(candidate)] if candidate else []
+        except zlib.error:
+            continue
+    return []
+
+
+def _base64(value: bytes) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def stored_errors(job: Job) -> list[str]:
+    """The error rq keeps in the job's failure result, and before rq 3 in the job's hash too."""
+    job.refresh()
+    return [job.latest_result().exc_string, *([job._exc_info] if job._exc_info is not None else [])]
+
+
+@pytest.mark.parametrize("config", ["sentry_config", "sentry_by_hand"])  # rq-gevent's Sentry set-up, or the app's
+def test_a_sensitive_jobs_exception_message_leaves_the_process_nowhere(
+    connection, redis_url, worker_process, sentry_sink, config
+):
+    sink = sentry_sink()
+    queue = Queue(connection=connection)
+    secrets = {"marked": "Marked-Pw-4417", "pattern": "Pattern-Pw-5528", "control": "Control-Pw-6639"}
+    marked = queue.enqueue(sentryjobs.derived_marked, "alice", secrets["marked"])
+    by_pattern = queue.enqueue(sentryjobs.derived_by_pattern, "bob", secrets["pattern"])
+    control = queue.enqueue(sentryjobs.derived_unmarked, "carol", secrets["control"])
+    worker = worker_process(
+        "-u", redis_url, "--burst", "--logging-level", "DEBUG", "--config", config,
+        env={"TEST_SENTRY_DSN": sink.dsn()},
+    )  # fmt: skip
+    assert worker.wait(60) == 0, worker.output()
+
+    log = worker.output()
+    dump = redis_dump(connection)
+    events = b"\n".join(sink.received()).decode(errors="replace")
+    by_job = {event["extra"]["rq-job"]["job_id"]: event for event in sink.events()}  # sentry-sdk's own
+    # Controls: an ordinary job's message, its cause's and its note reach every haystack.
+    for marker in derived_markers(secrets["control"]):
+        assert (marker in log, marker in dump, marker in events) == (True, True, True), marker
+    assert f"while trying {secrets['control']}" in log + dump + events
+    assert secrets["control"].upper() in by_job[control.id]["exception"]["values"][-1]["value"]
+    for job in (marked, by_pattern):
+        secret = secrets["marked" if job is marked else "pattern"]
+        for marker in [secret, secret[:8], *derived_markers(secret)]:
+            assert marker not in log, marker
+            assert marker not in events, marker
+        for marker in derived_markers(secret):  # the secret itself is the job's argument, in its hash
+            assert marker not in dump, marker
+        # What the operator needs stays: types, frames, why the message is missing.
+        for text in (log, *stored_errors(job)):
+            assert f"KeyError: {WITHHELD}" in text and f"RuntimeError: {WITHHELD}" in text
+            assert 'sentryjobs.py", line' in text and "in _raise_derived" in text
+        exceptions = by_job[job.id]["exception"]["values"]
+        assert [(value["type"], value["value"]) for value in exceptions] == [
+            ("KeyError", WITHHELD),
+            ("RuntimeError", WITHHELD),
+        ]
+        frames = exceptions[-1]["stacktrace"]["frames"]
+        assert frames[-1]["function"] == "_raise_derived" and frames[-1]["filename"].endswith("sentryjobs.py")
+        assert not any("vars" in frame for value in exceptions for frame in value["stacktrace"]["frames"])
+
+
+def test_the_workers_own_messages_show_for_a_sensitive_job(connection, redis_url, worker_process):
+    """A timeout's message is the worker's, not the job's: public (rq_gevent.sensitivity.public_message)."""
+    job = Queue(connection=connection).enqueue(sentryjobs.sleep_marked, 30, job_timeout=1)
+    worker = worker_process("-u", redis_url, "--burst")
+    assert worker.wait(60) == 0, worker.output()
+    for text in (worker.output(), *stored_errors(job)):
+        assert "JobTimeoutException: Task exceeded maximum timeout value (1 seconds)" in text
+
+
+def test_a_megabyte_of_input_leaves_bounded_text_in_logs_redis_and_sentry(
+    connection, redis_url, worker_process, sentry_sink
+):
+    sink = sentry_sink()
+    queue = Queue(connection=connection)
+    megabyte = 1_000_000
+    huge = queue.enqueue(testjobs.fail, "M" * megabyte, job_id="I" * megabyte)
+    locale = queue.enqueue(send_activation_mail, "ann@example.org", "Ann", "https://example.com/a?t=1", "L" * megabyte)
+    worker = worker_process(
+        "-u", redis_url, "--burst", "--logging-level", "DEBUG", "--sentry-dsn", sink.dsn(),
+        env={"MAIL_FROM": "Example <noreply@example.com>"},
+    )  # fmt: skip
+    assert worker.wait(60) == 0, worker.output()
+
+    log = worker.output()
+    # Controls: both failed, and each haystack holds the start of the huge input, cut.
+    assert huge.get_status(refresh=True) == "failed" and locale.get_status(refresh=True) == "failed"
+    assert "I" * 50 in log and "M" * 50 in log
+    assert max(len(line) for line in log.splitlines()) < ERROR_TEXT_MAX
+    assert len(log) < 200_000  # a few dozen lines; the job id alone is in ten of them
+    assert "characters cut ...]" in log
+    for text in stored_errors(huge):
+        assert "ValueError: " + "M" * 50 in text and "characters cut ...]" in text
+        assert len(text) <= ERROR_TEXT_MAX
+    for text in stored_errors(locale):  # a job error's public message, quoting the locale: cut
+        assert "PermanentError: locale 'LLLL" in text and "characters cut ...]" in text
+        assert len(text) <= ERROR_TEXT_MAX
+
+    events = sink.events()
+    assert len(events) == 2
+    for body in sink.received():
+        assert len(body) < 8 * SENTRY_VALUE_MAX, len(body)
+    huge_event = next(event for event in events if event["tags"]["rq.func"] == "testjobs.fail")
+    assert huge_event["tags"]["rq.job_id"].startswith("I" * 40)
+    assert len(huge_event["tags"]["rq.job_id"]) <= SENTRY_TAG_MAX
+    value = huge_event["exception"]["values"][-1]["value"]
+    assert value.startswith("M" * 50) and "characters cut ...]" in value and len(value) <= SENTRY_VALUE_MAX
