@@ -1,4 +1,4 @@
-"""Exceptions delivered into a running job's greenlet.
+"""Exceptions the worker raises in a job's greenlet.
 
 They derive from ``BaseException`` so that a job's own ``except Exception:`` cannot swallow an
 operator's stop or a shutdown, the same way rq's ``SystemExit``-style interruptions behave.
@@ -24,3 +24,11 @@ class JobKilled(JobInterrupted):
 
 class ColdShutdown(JobInterrupted):
     """The worker shut down cold; the job is put back at the front of its queue."""
+
+
+@public_message
+class FunctionNotImportable(Exception):
+    """The job's function cannot be imported.  Its message names the function and the import's
+    error, which come from the job's function name and the code base, never from its arguments:
+    public, so the reason shows even for a job that is taken for sensitive because its function
+    (and so its mark) cannot be read."""

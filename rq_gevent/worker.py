@@ -60,7 +60,7 @@ from .connections import (
 )
 from .dequeue import Dequeuer
 from .error_text import ERROR_TEXT_MAX, Failure, cap, describe_failure
-from .exceptions import ColdShutdown, JobStopped
+from .exceptions import ColdShutdown, FunctionNotImportable, JobStopped
 from .heartbeat import Heartbeat
 from .job_writes import JobWrites
 from .loop import WorkLoop
@@ -445,6 +445,13 @@ class GeventWorker(Worker):
         refusal = self.allowed_jobs.refusal(running.job)
         if refusal is not None:  # Job.func would refuse it too; this keeps it out of the running count
             raise JobNotAllowed(f"job {running.job.id} refused: {refusal}")
+        try:
+            _ = running.job.func  # rq imports it again right after this, where its error would be withheld
+        except Exception as exc:
+            raise FunctionNotImportable(
+                f"job {running.job.id}: its function {running.job.func_name!r} cannot be imported "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
         if running.phase is Phase.STARTED:
             running.phase = Phase.RUNNING
             self.metrics.started(running)
