@@ -83,7 +83,7 @@ class Commands:
         if getattr(worker, "pubsub_thread", None) is None:
             return
         self.watch = ListenerWatch(worker.connection, worker.pubsub_channel_name, period, self._subscribe_again,
-                                   worker.log, self._probe_failed)  # fmt: skip
+                                   worker.log, self._probe_failed, worker.redis_outage.succeeded)  # fmt: skip
         self.watch.start()
 
     def _probe_failed(self, error: redis.exceptions.RedisError) -> None:
@@ -93,6 +93,15 @@ class Commands:
             worker.redis_outage.failed(error)
         else:
             worker.log.warning("Worker %s: command listener probe failed (%s)", worker.name, error)
+
+    def heed_reconnections(self, pubsub: Any) -> None:
+        """Each time ``pubsub``'s connection (re)connects, Redis has answered: that may end an outage."""
+        connection = getattr(pubsub, "connection", None)
+        if connection is not None:
+            connection.register_connect_callback(self._listener_connected)  # kept as a weak reference
+
+    def _listener_connected(self, connection: Any) -> None:
+        self.worker.redis_outage.succeeded()
 
     def stop_watch(self) -> None:
         if self.watch is not None:

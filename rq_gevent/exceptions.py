@@ -1,8 +1,14 @@
-"""Exceptions delivered into a running job's greenlet.
+"""Exceptions delivered into a running job's greenlet, and the one ``work()`` raises when its loop died.
 
-They derive from ``BaseException`` so that a job's own ``except Exception:`` cannot swallow an
+The first derive from ``BaseException`` so that a job's own ``except Exception:`` cannot swallow an
 operator's stop or a shutdown, the same way rq's ``SystemExit``-style interruptions behave.
 """
+
+
+class WorkLoopDied(Exception):
+    """``GeventWorker.work()``: its work loop ended on an unexpected error (its ``__cause__``), after
+    the running jobs finished.  The worker did not stop as asked: ``rq-gevent worker`` exits non-zero
+    (``WORK_LOOP_DIED_EXIT``), and the launcher replaces such a process."""
 
 
 class JobInterrupted(BaseException):
