@@ -392,8 +392,8 @@ class Arbiter:
                 return
             self.early_deaths += 1
             self.last_early_death_at = time.monotonic()
-            lived = time.monotonic() - child.spawned_at
-            self._backed_off(child, self.early_deaths, f"died {lived:.0f} s after its start ({status or cause})")
+            what = f"died {time.monotonic() - child.spawned_at:.0f} s after its start ({status or cause})"
+            self._back_off_or_give_up(child, self.early_deaths, what)
             return
         self.startup_failures += 1
         reason = status or cause
@@ -404,19 +404,18 @@ class Arbiter:
             self._give_up(f"worker processes failed at start-up {self.startup_failures} times in a row; last: {reason}")
             self._report(alerts.CRASH_LOOP, "crash loop, last %s: %s", child, self.fatal_error)
             return
-        self._backed_off(child, self.startup_failures, f"failed at start-up ({reason})")
+        self._back_off_or_give_up(child, self.startup_failures, f"failed at start-up ({reason})")
 
-    def _backed_off(self, child: Child, failures: int, what: str) -> bool:
+    def _back_off_or_give_up(self, child: Child, failures: int, what: str) -> None:
         """The ``failures``-th failure in a row of a worker process: its replacement waits 0.5, 1, 2, 4 s;
-        at ``MAX_STARTUP_FAILURES`` the master gives up (a crash loop).  False if it gave up."""
+        at ``MAX_STARTUP_FAILURES`` the master gives up (a crash loop)."""
         if failures >= MAX_STARTUP_FAILURES:
             self._give_up(f"worker processes failed {failures} times in a row; last: {child.name} {what}")
             self._report(alerts.CRASH_LOOP, "crash loop, last %s: %s", child, self.fatal_error)
-            return False
+            return
         delay = min(MAX_RESPAWN_DELAY, 0.5 * 2 ** (failures - 1))
         self.next_spawn_at = time.monotonic() + delay
         log.warning("%s %s; next start in %.1f s", child.name, what, delay)
-        return True
 
     def _give_up(self, reason: str) -> None:
         self.fatal_error = reason

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from .worker import GeventWorker
 
 # The longest pause between two attempts of the loop while Redis is away, whatever rq's
-# ``max_connection_wait_time`` says (60 s): a host whose link returns takes jobs again within this.
-MAX_BACKOFF_SECONDS = 5.0
+# ``max_connection_wait_time`` says (60 s).  A host whose link returns takes jobs within 5 s: this
+# pause, then the attempt's own time (a connection that was failing at that moment: up to 3 s).
+MAX_BACKOFF_SECONDS = 2.0
 
 
 class WorkLoop:

@@ -360,7 +360,7 @@ class GeventWorker(Worker):
         """rq's command listener, waiting like :meth:`register_birth`; its reconnections after an
         outage tell the loop that Redis answers again."""
         self.wait_for_redis(super().subscribe, "subscribe to its command channel")
-        self.commands.heed_reconnections(self.pubsub)
+        self.commands.heed_reconnections(getattr(self, "pubsub", None))
 
     # -- one job: admitted, started, performed, ended ---------------------------------------------------
 

@@ -267,3 +267,15 @@ def test_workers_whose_loops_die_are_replaced_backing_off_then_the_master_gives_
     last = output.strip().splitlines()[-1]
     assert re.match(r"rq-gevent: error: worker processes failed (at start-up )?5 times in a row; last: .*work loop "
                     r"died: RuntimeError", last), output  # fmt: skip
+
+
+def test_a_worker_whose_loop_dies_soon_after_it_was_up_is_replaced_backing_off(redis_url, worker_process):
+    master = worker_process("-u", redis_url, "-n", "1", "--hub-timeout", "30", "--queue-class",
+                            "testworkers.LateUnpoppableQueue", "a", "b")  # fmt: skip
+    wait_until(lambda: len(re.findall(r"spawned child 1 \(pid", master.output())) >= 2, timeout=30,
+               what=f"child 1 replaced:\n{master.output()}")  # fmt: skip
+    output = master.output()
+    assert re.search(r"child 1 \(pid \d+\) died [1-9]\d* s after its start \(work loop died: RuntimeError: "
+                     r"LateUnpoppableQueue cannot pop\); next start in 0\.5 s", output), output  # fmt: skip
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0, master.output()

@@ -87,3 +87,13 @@ class UnpoppableQueue(Queue):
     @classmethod
     def lpop(cls, queue_keys, timeout, connection=None):
         raise RuntimeError("UnpoppableQueue cannot pop")
+
+
+class LateUnpoppableQueue(Queue):
+    """As :class:`UnpoppableQueue`, 2 s into its first pop: the worker process has been up a while
+    (the launcher saw it ready) when its loop dies."""
+
+    @classmethod
+    def lpop(cls, queue_keys, timeout, connection=None):
+        gevent.sleep(2)
+        raise RuntimeError("LateUnpoppableQueue cannot pop")
