@@ -40,6 +40,7 @@ class Commands:
         if command == PROBE_COMMAND:
             if self.watch is not None:
                 self.watch.heard(payload)
+            worker.redis_outage.succeeded()  # the listener hears Redis: that may end an outage
             return
         worker.log.info("Worker %s: received command %s", worker.name, command)
         if command == "shutdown":
@@ -93,15 +94,6 @@ class Commands:
             worker.redis_outage.failed(error)
         else:
             worker.log.warning("Worker %s: command listener probe failed (%s)", worker.name, error)
-
-    def heed_reconnections(self, pubsub: Any) -> None:
-        """Each time ``pubsub``'s connection (re)connects, Redis has answered: that may end an outage."""
-        connection = getattr(pubsub, "connection", None)
-        if connection is not None:
-            connection.register_connect_callback(self._listener_connected)  # kept as a weak reference
-
-    def _listener_connected(self, connection: Any) -> None:
-        self.worker.redis_outage.succeeded()
 
     def stop_watch(self) -> None:
         if self.watch is not None:

@@ -357,10 +357,8 @@ class GeventWorker(Worker):
         self.wait_for_redis(super().register_birth, "register")
 
     def subscribe(self) -> None:
-        """rq's command listener, waiting like :meth:`register_birth`; its reconnections after an
-        outage tell the loop that Redis answers again."""
+        """rq's command listener, waiting like :meth:`register_birth`."""
         self.wait_for_redis(super().subscribe, "subscribe to its command channel")
-        self.commands.heed_reconnections(getattr(self, "pubsub", None))
 
     # -- one job: admitted, started, performed, ended ---------------------------------------------------
 
