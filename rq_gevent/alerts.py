@@ -21,6 +21,7 @@ REDIS_UNREACHABLE = "redis-unreachable"
 WATCHDOG_KILL = "watchdog-kill"
 MEMORY_KILL = "memory-kill"
 WORKER_DIED = "worker-died"
+WORK_LOOP_DIED = "work-loop-died"  # said by the worker itself, which then exits WORK_LOOP_DIED_EXIT
 CRASH_LOOP = "crash-loop"
 
 

@@ -6,7 +6,7 @@ rq_gevent.child``), so nothing a worker uses was inherited across a fork.  Signa
 their handlers and handled in the master's loop, which every quarter second also
 
 * reaps exited workers and replaces them (backing off, then giving up, when they keep failing
-  at start-up),
+  at start-up or dying soon after it: a work loop that dies at once each time is a crash loop too),
 * kills a worker whose liveness file has not changed for ``--hub-timeout`` seconds, timed on the
   master's monotonic clock, which no wall-clock step moves: SIGABRT first, so that its
   ``faulthandler`` prints where the event loop is stuck, then SIGKILL ``ABORT_GRACE_SECONDS``
@@ -45,6 +45,7 @@ from rq_gevent.supervision import (
     INDEX_ENV,
     LIVENESS_ENV,
     STATUS_ENV,
+    WORK_LOOP_DIED_EXIT,
     read_status,
     rss_mb,
 )
@@ -54,6 +55,10 @@ log = logging.getLogger("rq_gevent.arbiter")
 TICK_SECONDS = 0.25
 MAX_STARTUP_FAILURES = 5
 MAX_RESPAWN_DELAY = 5.0
+# A worker process that fails (exits non-zero) within this many seconds of its start counts toward a
+# crash loop, as one that fails at start-up does: its replacement backs off, and MAX_STARTUP_FAILURES
+# of them in a row stop the master.  One that ran longer is replaced at once.
+CRASH_LOOP_WINDOW = 60.0
 JITTER = 0.10
 REPORT_WAIT_SECONDS = 10.0
 # A worker sent SIGABRT by the watchdog gets this long to print its tracebacks and die.
@@ -74,6 +79,7 @@ class Child:
     killed_by_master: str | None = None
     kill_alert: str = ""  # the alert kind of that kill
     aborted_at: float | None = None  # when the watchdog sent it SIGABRT
+    spawned_at: float = field(default_factory=time.monotonic)
     seen_mtime: float = field(init=False)  # the liveness file's mtime when the master last saw it change
     seen_changing_at: float = field(init=False, default_factory=time.monotonic)  # when that was
 
@@ -112,6 +118,8 @@ class Arbiter:
         self.last_stop_signal_at = 0.0
         self.rolling: list[int] = []
         self.startup_failures = 0
+        self.early_deaths = 0  # worker processes in a row that failed within CRASH_LOOP_WINDOW of their start
+        self.last_early_death_at = 0.0
         self.next_spawn_at = 0.0
         self.failed_exits = 0
         self.fatal_error = ""  # why the master gave up, if it did
@@ -367,7 +375,8 @@ class Arbiter:
                     pass
             if child.kill_alert:
                 self._report(child.kill_alert, "%s killed by the master: %s", child, cause)
-            elif code != 0 and child.ready and not self.stopping and not child.retiring:
+            elif code not in (0, WORK_LOOP_DIED_EXIT) and child.ready and not self.stopping and not child.retiring:
+                # (a worker whose loop died has raised its own alert, WORK_LOOP_DIED)
                 self._report(alerts.WORKER_DIED, "%s died: %s", child, cause)
             if child.retiring or self.stopping:
                 continue
@@ -395,6 +404,12 @@ class Arbiter:
             return  # recycled: _maintain starts its replacement
         if child.ready:
             self.startup_failures = 0
+            if time.monotonic() - child.spawned_at >= CRASH_LOOP_WINDOW:
+                return
+            self.early_deaths += 1
+            self.last_early_death_at = time.monotonic()
+            what = f"died {time.monotonic() - child.spawned_at:.0f} s after its start ({status or cause})"
+            self._back_off_or_give_up(child, self.early_deaths, what)
             return
         self.startup_failures += 1
         reason = status or cause
@@ -405,9 +420,18 @@ class Arbiter:
             self._give_up(f"worker processes failed at start-up {self.startup_failures} times in a row; last: {reason}")
             self._report(alerts.CRASH_LOOP, "crash loop, last %s: %s", child, self.fatal_error)
             return
-        delay = min(MAX_RESPAWN_DELAY, 0.5 * 2 ** (self.startup_failures - 1))
+        self._back_off_or_give_up(child, self.startup_failures, f"failed at start-up ({reason})")
+
+    def _back_off_or_give_up(self, child: Child, failures: int, what: str) -> None:
+        """The ``failures``-th failure in a row of a worker process: its replacement waits 0.5, 1, 2, 4 s;
+        at ``MAX_STARTUP_FAILURES`` the master gives up (a crash loop)."""
+        if failures >= MAX_STARTUP_FAILURES:
+            self._give_up(f"worker processes failed {failures} times in a row; last: {child.name} {what}")
+            self._report(alerts.CRASH_LOOP, "crash loop, last %s: %s", child, self.fatal_error)
+            return
+        delay = min(MAX_RESPAWN_DELAY, 0.5 * 2 ** (failures - 1))
         self.next_spawn_at = time.monotonic() + delay
-        log.warning("%s failed at start-up (%s); next start in %.1f s", child.name, reason, delay)
+        log.warning("%s %s; next start in %.1f s", child.name, what, delay)
 
     def _give_up(self, reason: str) -> None:
         self.fatal_error = reason
@@ -495,6 +519,11 @@ class Arbiter:
     def _maintain(self) -> None:
         if self.stopping:
             return
+        if self.early_deaths and any(
+            child.spawned_at > self.last_early_death_at and time.monotonic() - child.spawned_at >= CRASH_LOOP_WINDOW
+            for child in self.slots.values()
+        ):
+            self.early_deaths = 0  # a replacement has outlived the window: the crash loop is over
         for index in range(1, self.target + 1):
             if index not in self.slots and index not in self.finished and time.monotonic() >= self.next_spawn_at:
                 self._spawn(index)

@@ -19,6 +19,7 @@ from typing import Any
 
 import gevent
 
+from rq_gevent.exceptions import WorkLoopDied
 from rq_gevent.options import ConfigError, UserError, WorkerOptions
 from rq_gevent.supervision import (
     CONFIG_ERROR_EXIT,
@@ -26,6 +27,7 @@ from rq_gevent.supervision import (
     LIVENESS_ENV,
     LIVENESS_INTERVAL,
     STATUS_ENV,
+    WORK_LOOP_DIED_EXIT,
     write_status,
 )
 
@@ -101,6 +103,9 @@ def main() -> None:
         write_status(status_file, f"start-up error: {error}")
         print(f"rq-gevent: error: [child {index} pid {os.getpid()}] {error}", file=sys.stderr, flush=True)
         sys.exit(1)
+    except WorkLoopDied as error:
+        write_status(status_file, f"work loop died: {error}")  # its traceback and alert are logged
+        sys.exit(WORK_LOOP_DIED_EXIT)
     except BaseException as error:
         write_status(status_file, f"crashed: {type(error).__name__}: {error}")
         raise

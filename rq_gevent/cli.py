@@ -12,7 +12,9 @@ from typing import Any
 import click
 
 from rq_gevent import __version__
+from rq_gevent.exceptions import WorkLoopDied
 from rq_gevent.options import UserError, WorkerOptions
+from rq_gevent.supervision import WORK_LOOP_DIED_EXIT
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -174,7 +176,8 @@ def worker(**parsed: Any) -> None:
     \b
     Signals: SIGTERM or SIGINT once = warm shutdown (stop dequeuing, finish
     running jobs); a second time = cold shutdown (interrupt running jobs and put
-    them back at the front of their queues). Exit code 0 in both cases.
+    them back at the front of their queues). Exit code 0 in both cases; 70 if
+    the worker's loop died on an unexpected error (after its running jobs ended).
     """
     from rq_gevent.supervision import needs_arbiter, resolve_processes
 
@@ -206,6 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as error:
         click.echo(f"rq-gevent: error: {_one_line(str(error))}", err=True)
         sys.exit(1)
+    except WorkLoopDied as error:
+        click.echo(f"rq-gevent: error: the work loop died: {_one_line(str(error))}", err=True)
+        sys.exit(WORK_LOOP_DIED_EXIT)
     finally:
         logging.shutdown()
     sys.exit(0)

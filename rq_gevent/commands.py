@@ -40,6 +40,7 @@ class Commands:
         if command == PROBE_COMMAND:
             if self.watch is not None:
                 self.watch.heard(payload)
+            worker.redis_outage.succeeded()  # the listener hears Redis: that may end an outage
             return
         worker.log.info("Worker %s: received command %s", worker.name, command)
         if command == "shutdown":
@@ -83,7 +84,7 @@ class Commands:
         if getattr(worker, "pubsub_thread", None) is None:
             return
         self.watch = ListenerWatch(worker.connection, worker.pubsub_channel_name, period, self._subscribe_again,
-                                   worker.log, self._probe_failed)  # fmt: skip
+                                   worker.log, self._probe_failed, worker.redis_outage.succeeded)  # fmt: skip
         self.watch.start()
 
     def _probe_failed(self, error: redis.exceptions.RedisError) -> None:

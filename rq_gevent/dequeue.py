@@ -15,7 +15,8 @@
 * The blocking pop has a client of its own (:func:`rq_gevent.connections.dequeue_client`), so that a
   long block holds no pool connection, and a shutdown can wake it with ``CLIENT UNBLOCK``.
 * Bad input never stops the worker: an id whose job was deleted is skipped, an id whose key is not a
-  hash is dropped (logged), a job hash rq cannot load goes to the failed registry.
+  hash is dropped (logged), a job hash rq cannot load goes to the failed registry, a queue whose keys
+  hold the wrong type is skipped for a while (:mod:`rq_gevent.bad_queues`) and the others are popped.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import gevent.event
 import redis.exceptions
 from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.utils import as_text, get_version
 
 from . import compat
+from .bad_queues import BadQueues
 from .connections import dequeue_client, unblock_clients
 from .transactions import STILL_QUEUED_LUA
 
@@ -112,6 +115,8 @@ class Dequeuer:
         self._pops = itertools.count()
         self._process_token = uuid.uuid4().hex[:12]
         self._receipt_written = False
+        self.bad_queues = BadQueues(worker.name, worker.log, worker.bad_queue_skip_seconds)
+        self._woken = gevent.event.Event()  # wakes a pop that waits for a skipped queue's next look
 
     @property
     def receipt_key(self) -> str:
@@ -142,10 +147,44 @@ class Dequeuer:
 
     def wake(self) -> bool:
         """Wake a blocked pop as if it had timed out; False if Redis refused (it then ends at its timeout)."""
+        self._woken.set()
         return unblock_clients(self.worker.connection, self.client_name)
+
+    def queues(self) -> list[Any]:
+        """The queues to pop from now, in the dequeue strategy's order: not those skipped as bad."""
+        return self.bad_queues.usable(compat.queues_in_order(self.worker))
 
     def pop_one(self, timeout: int | None) -> list[tuple[Any, Any]]:
         """One job, blocking up to ``timeout`` seconds (``None``: not at all); empty if none came."""
+        while True:
+            if not self.queues():
+                self._wait_for_a_queue(timeout)
+                return []
+            try:
+                return self._pop_one(timeout)
+            except redis.exceptions.ResponseError:
+                if not self.bad_queues.skip_any_found(self.worker.connection, self.queues()):
+                    raise
+
+    def pop_batch(self, slots: int) -> list[tuple[Any, Any]]:
+        """Non-blocking: up to ``slots`` (at most ``DEQUEUE_BATCH``) jobs with their hashes, one round trip."""
+        while True:
+            try:
+                return self._pop_batch(slots)
+            except redis.exceptions.ResponseError:
+                if not self.bad_queues.skip_any_found(self.worker.connection, self.queues()):
+                    raise
+
+    def _wait_for_a_queue(self, timeout: int | None) -> None:
+        """Every queue is skipped as bad: wait (``timeout`` at most) for the first to be looked at again,
+        or for :meth:`wake`.  The worker keeps running: bad input is no reason to exit."""
+        if timeout is None:
+            return
+        next_look = self.bad_queues.seconds_to_next_look()
+        self._woken.clear()
+        self._woken.wait(timeout if next_look is None else min(timeout, next_look))
+
+    def _pop_one(self, timeout: int | None) -> list[tuple[Any, Any]]:
         if self._single_queue_lmove():
             return self._wait_then_take_one(timeout)
         while True:
@@ -157,11 +196,10 @@ class Dequeuer:
             if job is not None:
                 return [self._admitting(job, queue)]
 
-    def pop_batch(self, slots: int) -> list[tuple[Any, Any]]:
-        """Non-blocking: up to ``slots`` (at most ``DEQUEUE_BATCH``) jobs with their hashes, one round trip."""
+    def _pop_batch(self, slots: int) -> list[tuple[Any, Any]]:
         if not self._single_queue_lmove():
             return []
-        queue = compat.queues_in_order(self.worker)[0]
+        queue = self.queues()[0]
         admitted = []
         for job_id, fields in self._pop_with_hashes(queue, min(slots, DEQUEUE_BATCH)):
             job = self._load_popped_job(queue, job_id, fields)
@@ -179,7 +217,7 @@ class Dequeuer:
         return int(self._put_back_script(keys=keys, args=[prefix, *job_ids], client=self.worker.connection))
 
     def _wait_then_take_one(self, timeout: int | None) -> list[tuple[Any, Any]]:
-        queue = compat.queues_in_order(self.worker)[0]
+        queue = self.queues()[0]
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             # One job, or those of an earlier pop whose reply was lost (no more than its free slots).
@@ -198,7 +236,7 @@ class Dequeuer:
                 return []
 
     def _single_queue_lmove(self) -> bool:
-        return len(compat.queues_in_order(self.worker)) == 1 and get_version(self.worker.connection) >= (6, 2, 0)
+        return len(self.queues()) == 1 and get_version(self.worker.connection) >= (6, 2, 0)
 
     def _pop_with_hashes(self, queue: Any, count: int) -> Iterator[tuple[str, dict[bytes, bytes] | None]]:
         """Move up to ``count`` ids from ``queue`` to its ``:intermediate`` list, with each job's hash
@@ -213,7 +251,11 @@ class Dequeuer:
         keys = [queue.key, queue.intermediate_queue_key, self.receipt_key]
         self._receipt_written = True
         args = [count, prefix, self._pop_token, RECEIPT_SECONDS]
-        popped = self._pop_script(keys=keys, args=args, client=self.client)
+        try:
+            popped = self._pop_script(keys=keys, args=args, client=self.client)
+        except redis.exceptions.ResponseError:
+            self._pop_token = None  # a reply, an error: nothing to ask again
+            raise
         self._pop_token = None
         for index in range(0, len(popped), 2):
             fields = popped[index + 1]
@@ -232,7 +274,7 @@ class Dequeuer:
     def _pop_job_id(self, timeout: int | None) -> tuple[Any, str] | None:
         """(B)LMOVE into ``:intermediate`` (one queue, Redis >= 6.2) or (B)LPOP; ``timeout`` None: no block."""
         worker = self.worker
-        queue_keys = [queue.key for queue in compat.queues_in_order(worker)]
+        queue_keys = [queue.key for queue in self.queues()]
         try:
             if self._single_queue_lmove():
                 popped = worker.queue_class.lmove(self.client, queue_keys[0], timeout)

@@ -1,12 +1,19 @@
-"""Exceptions the worker raises in a job's greenlet.
+"""Exceptions the worker raises in a job's greenlet, and the one ``work()`` raises when its loop died.
 
-They derive from ``BaseException`` so that a job's own ``except Exception:`` cannot swallow an
-operator's stop or a shutdown, the same way rq's ``SystemExit``-style interruptions behave.
+The job interruptions (``JobInterrupted``) derive from ``BaseException`` so that a job's own
+``except Exception:`` cannot swallow an operator's stop or a shutdown, the same way rq's
+``SystemExit``-style interruptions behave.
 Their messages are the worker's (a job id, a worker name), never a job's input: public even for a
 sensitive job (:func:`rq_gevent.sensitivity.public_message`).
 """
 
 from .sensitivity import public_message
+
+
+class WorkLoopDied(Exception):
+    """``GeventWorker.work()``: its work loop ended on an unexpected error (its ``__cause__``), after
+    the running jobs finished.  The worker did not stop as asked: ``rq-gevent worker`` exits non-zero
+    (``WORK_LOOP_DIED_EXIT``), and the launcher replaces such a process."""
 
 
 @public_message

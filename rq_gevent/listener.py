@@ -31,6 +31,7 @@ class ListenerWatch(Background):
         resubscribe: Callable[[], None],
         log: logging.Logger,
         on_redis_error: Callable[[redis.exceptions.RedisError], None],
+        on_redis_answer: Callable[[], None] | None = None,
     ) -> None:
         self._connection = connection
         self._channel = channel
@@ -38,6 +39,7 @@ class ListenerWatch(Background):
         self._resubscribe = resubscribe
         self._log = log
         self._on_redis_error = on_redis_error
+        self._on_redis_answer = on_redis_answer
         self._outstanding: str | None = None
 
     def run(self) -> None:
@@ -64,6 +66,9 @@ class ListenerWatch(Background):
             # Said, though: when every job is busy in its own code, this may be the first of the
             # worker's own commands to find a path gone silent.
             self._on_redis_error(exc)
+            return
+        if self._on_redis_answer is not None:
+            self._on_redis_answer()  # after an outage, the first of the worker's commands to get through may be this
 
     def heard(self, payload: dict[str, Any]) -> None:
         """The listener received one of our probes."""

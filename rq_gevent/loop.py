@@ -2,8 +2,14 @@
 few ahead, :mod:`rq_gevent.prefetch`), admit them, until stopped, drained (burst), ``max_jobs``
 admitted or idle for ``max_idle_time``.
 
-While Redis is unavailable the loop backs off (rq's ``exponential_backoff_factor`` up to
-``max_connection_wait_time``) and never exits for it.
+While Redis is unavailable the loop backs off (rq's ``exponential_backoff_factor``, up to
+``max_connection_wait_time`` but never more than ``MAX_BACKOFF_SECONDS``) and never exits for it; it
+tries again at once when another of the worker's connections (heartbeat, command listener, outcome
+writer) sees Redis answer (:meth:`WorkLoop.redis_answered`).
+
+Any other error ending the loop is a failure, not a stop: it is logged with its traceback and as an
+alert (``alerts.WORK_LOOP_DIED``), running jobs finish as in a warm shutdown, and ``work()`` raises
+:class:`rq_gevent.exceptions.WorkLoopDied` (``rq-gevent worker`` exits ``WORK_LOOP_DIED_EXIT``).
 """
 
 from __future__ import annotations
@@ -11,9 +17,10 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+import gevent.event
 import redis.exceptions
 
-from . import compat
+from . import alerts, compat
 from .compat import StopRequested
 from .dequeue import DEQUEUE_BATCH
 from .prefetch import MAX_WAIT, Prefetched
@@ -21,6 +28,11 @@ from .redis_waits import REDIS_UNAVAILABLE, Backoff, why_unavailable
 
 if TYPE_CHECKING:
     from .worker import GeventWorker
+
+# The longest pause between two attempts of the loop while Redis is away, whatever rq's
+# ``max_connection_wait_time`` says (60 s).  A host whose link returns takes jobs within 5 s: this
+# pause, then the attempt's own time (a connection that was failing at that moment: up to 3 s).
+MAX_BACKOFF_SECONDS = 2.0
 
 
 class WorkLoop:
@@ -31,9 +43,18 @@ class WorkLoop:
         self.prefetched = Prefetched(limit=0)
         # ``admission.ended`` when a pop ahead found the queue empty: no other until a job ends.
         self._empty_ahead_at: int | None = None
+        # Set when one of the worker's connections sees Redis answer after an outage: ends a back-off.
+        self._redis_answered = gevent.event.Event()
+        self.died: Exception | None = None  # the error that ended the loop, if one did
+
+    def redis_answered(self) -> None:
+        """Another connection of the worker has seen Redis answer again: try again now, not after the
+        rest of the back-off."""
+        self._redis_answered.set()
 
     def run(self, burst: bool, max_jobs: int | None, max_idle_time: int | None) -> None:
-        """Dequeue until told to stop; errors other than Redis being away stop the loop, logged."""
+        """Dequeue until told to stop.  An error other than Redis being away ends the loop as a failure:
+        logged, alerted and kept in ``died`` for ``work()`` to raise once running jobs have finished."""
         worker = self.worker
         self.max_idle_time = max_idle_time
         self.prefetched = Prefetched(limit=0 if max_jobs is not None else min(DEQUEUE_BATCH, worker.concurrency))
@@ -42,15 +63,20 @@ class WorkLoop:
             self._loop(burst, max_jobs)
         except StopRequested:
             pass
-        except Exception:
+        except Exception as exc:
+            self.died = exc
             worker.log.error("Worker %s: unhandled exception in the work loop, stopping", worker.name, exc_info=True)
+            alerts.alert(alerts.WORK_LOOP_DIED, "Worker %s: its work loop died (%s); it takes no more jobs, "
+                         "finishes its %d running jobs and exits with an error", worker.name, type(exc).__name__,
+                         len(worker.jobs), worker=worker.name)  # fmt: skip
         finally:
             self.dequeuing = False
             self._put_back_prefetched("the worker stops")
 
     def _loop(self, burst: bool, max_jobs: int | None) -> None:
         worker = self.worker
-        backoff = Backoff(1.0, ceiling=worker.max_connection_wait_time, factor=worker.exponential_backoff_factor)
+        ceiling = min(worker.max_connection_wait_time, MAX_BACKOFF_SECONDS)
+        backoff = Backoff(1.0, ceiling=ceiling, factor=worker.exponential_backoff_factor)
         while not compat.stop_requested(worker):
             try:
                 if not self._step(burst, max_jobs):
@@ -60,7 +86,8 @@ class WorkLoop:
             except REDIS_UNAVAILABLE as exc:
                 worker.log.error("Worker %s: %s; retrying in %.0f s", worker.name, why_unavailable(exc), backoff.next)
                 worker.redis_outage.failed(exc)
-                backoff.pause(after=exc)
+                self._redis_answered.clear()
+                backoff.pause(self._redis_answered, after=exc)
 
     def _step(self, burst: bool, max_jobs: int | None) -> bool:
         """One turn: admit what the free slots allow.  False when the worker should stop dequeuing."""

@@ -68,17 +68,22 @@ def when_redis_answers(
     who: str,
     to_do: str,
     max_backoff: float = 5.0,
+    answered_again: Callable[[], None] | None = None,
 ) -> T:
     """``call()`` again and again, backing off, until it does not fail with ``REDIS_UNAVAILABLE``.
 
     The first failure is logged as a warning: "``who``: Redis unreachable (...); will ``to_do`` once
     it answers".  Once ``give_up`` is set the last error is raised instead (a cold shutdown).
+    ``answered_again()`` is called when a call succeeds after failing: Redis is back.
     """
     backoff = Backoff(ceiling=max_backoff)
     warned = False
     while True:
         try:
-            return call()
+            result = call()
+            if warned and answered_again is not None:
+                answered_again()
+            return result
         except REDIS_UNAVAILABLE as exc:
             if give_up.is_set():
                 raise

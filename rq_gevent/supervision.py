@@ -26,6 +26,9 @@ STATUS_ENV = "RQ_GEVENT_STATUS_FILE"
 
 # A worker process's exit code for a ConfigError (sysexits' EX_CONFIG): the launcher stops, no retry.
 CONFIG_ERROR_EXIT = 78
+# ``rq-gevent worker``'s exit code when its work loop died on an unexpected error (sysexits'
+# EX_SOFTWARE); the worker has raised its own alert.  The launcher replaces the process.
+WORK_LOOP_DIED_EXIT = 70
 
 SUPERVISION_OPTIONS = ("hub_timeout", "max_jobs_per_child", "max_memory_per_child")
 

@@ -60,7 +60,7 @@ from .connections import (
 )
 from .dequeue import Dequeuer
 from .error_text import ERROR_TEXT_MAX, Failure, cap, describe_failure
-from .exceptions import ColdShutdown, FunctionNotImportable, JobStopped
+from .exceptions import ColdShutdown, FunctionNotImportable, JobStopped, WorkLoopDied
 from .heartbeat import Heartbeat
 from .job_writes import JobWrites
 from .loop import WorkLoop
@@ -159,6 +159,8 @@ class GeventWorker(Worker):
     dequeue_socket_margin = 10
     # A running job's execution expires this many seconds after its heartbeat is due (rq: 60).
     heartbeat_ttl_margin = 60
+    # A queue whose keys hold the wrong type is skipped this long, then popped from again (rq_gevent.bad_queues).
+    bad_queue_skip_seconds = 60.0
 
     def __init__(
         self,
@@ -211,7 +213,7 @@ class GeventWorker(Worker):
         self.worker_writes = WorkerWrites()
         self.writes_tick = WorkerWritesTick(self)
         self.redis_outage = alerts.RedisOutage(
-            self.name, redis_alert_after, self.log, on_recovered=self.outcomes.recheck_after_outage, metrics=metrics
+            self.name, redis_alert_after, self.log, on_recovered=self._redis_recovered, metrics=metrics
         )
         self.jobs_connection = jobs_client(self.connection, self.jobs_socket_timeout, 2 * concurrency + 8)
         self._async_jobs = gevent.lock.Semaphore(1)
@@ -298,7 +300,14 @@ class GeventWorker(Worker):
 
     def wait_for_redis(self, call: Callable[[], Any], to_do: str) -> Any:
         """``call()`` until Redis answers it; a cold shutdown gives up (raising Redis's error)."""
-        return when_redis_answers(call, self.shutdown.cold, self.log, f"Worker {self.name}", to_do)
+        return when_redis_answers(call, self.shutdown.cold, self.log, f"Worker {self.name}", to_do,
+                                  answered_again=self.redis_outage.succeeded)  # fmt: skip
+
+    def _redis_recovered(self, down_since: float) -> None:
+        """An outage ended, seen by whichever connection first had an answer: the loop tries again at
+        once, and outcomes recorded meanwhile are checked."""
+        self.loop.redis_answered()
+        self.outcomes.recheck_after_outage(down_since)
 
     # -- the loop -------------------------------------------------------------------------------------
 
@@ -321,6 +330,9 @@ class GeventWorker(Worker):
         * ``max_idle_time``: exit after this many seconds with no job running and none dequeued.
 
         Each call counts its own jobs: ``max_jobs``, the idle time and the return value.
+
+        Raises :class:`rq_gevent.exceptions.WorkLoopDied` if the loop ended on an unexpected error
+        (after the running jobs finished and the worker deregistered): the worker did not stop as asked.
         """
         self.admission.start_counting()
         # Before bootstrap: a SIGTERM while the worker registers (say, the launcher's master dying at that
@@ -359,6 +371,8 @@ class GeventWorker(Worker):
             self.dequeuer.close()
             self.jobs_connection.connection_pool.disconnect()
             self.shutdown.remove_signal_handlers()
+        if self.loop.died is not None:
+            raise WorkLoopDied(f"{type(self.loop.died).__name__}: {self.loop.died}") from self.loop.died
         return self.admission.admitted > 0
 
     def check_for_suspension(self, burst: bool) -> None:

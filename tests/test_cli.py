@@ -230,3 +230,13 @@ def test_importing_the_worker_into_an_unpatched_process_is_a_clear_error():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO_DIR))
     assert "needs gevent's monkey-patching before ssl, redis are imported" in result.stdout, result.stderr
+
+
+def test_a_worker_whose_loop_dies_exits_non_zero(connection, redis_url, worker_process):
+    # Over two queues the pop is the queue class's, which fails: not bad input, an unexpected error.
+    worker = worker_process("-u", redis_url, "--queue-class", "testworkers.UnpoppableQueue", "a", "b")
+    assert worker.wait(30) == 70, worker.output()
+    output = worker.output()
+    assert "unhandled exception in the work loop, stopping" in output and "UnpoppableQueue cannot pop" in output
+    assert "its work loop died (RuntimeError)" in output, output  # the alert (rq.worker.alerts)
+    assert output.strip().splitlines()[-1].startswith("rq-gevent: error: the work loop died: RuntimeError"), output

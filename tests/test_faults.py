@@ -15,7 +15,7 @@ import gevent
 import pytest
 import redis
 import testjobs
-from conftest import wait_until
+from conftest import start_worker_greenlet, wait_until
 from ledger import Ledger, ledger_job, runs_of
 from peers.processes import PEERS_DIR, ServerProcess, free_port
 from rq import Callback, Queue, Retry
@@ -636,3 +636,69 @@ def test_redis_restarted_or_unreachable_mid_run(worker_process, down_for, outcom
         if outcomes_wait_for_redis:
             # Jobs that ended while Redis was away waited for it to record their outcome.
             assert "will record the outcome of job ledger-" in master.output()
+
+
+def test_a_queue_key_of_the_wrong_type_is_skipped_and_the_other_queues_are_worked(connection, redis_url,
+                                                                                  worker_process):  # fmt: skip
+    connection.set("rq:queue:wt", "x")
+    good = Queue("good", connection=connection)
+    worker = worker_process("-u", redis_url, "wt", "good")
+    jobs = [good.enqueue(testjobs.green_sleep, 0.1, i) for i in range(10)]
+    wait_until(lambda: all(job.get_status(refresh=True) == JobStatus.FINISHED for job in jobs), timeout=30,
+               what=f"the other queue's jobs done; worker output:\n{worker.output()}")  # fmt: skip
+    later = good.enqueue(testjobs.green_sleep, 0, "later")  # it keeps working
+    wait_until(lambda: later.get_status(refresh=True) == JobStatus.FINISHED, what="a later job done")
+    assert worker.process.poll() is None, worker.output()
+    output = worker.output()
+    # Once per skip period (60 s), with the key and its type.
+    assert output.count("rq:queue:wt is a string, not a list; skipping it for 60 s") == 1, output
+    assert "unhandled exception" not in output and "Traceback" not in output, output
+    assert connection.get("rq:queue:wt") == b"x"  # not ours to change
+    worker.shut_down()
+    assert worker.wait(15) == 0, worker.output()
+
+
+class QuickLookWorker(GeventWorker):
+    bad_queue_skip_seconds = 0.5  # a bad queue is looked at again every half second
+
+
+@pytest.mark.parametrize(
+    "bad_key, make_bad, key_type",
+    [
+        (":intermediate", lambda c, key: c.hset(key, "field", "value"), "hash"),
+        ("", lambda c, key: c.zadd(key, {"member": 1}), "zset"),
+    ],
+)
+def test_a_worker_whose_only_queue_is_bad_keeps_waiting_then_works_it_once_fixed(connection, caplog, bad_key,
+                                                                                 make_bad, key_type):  # fmt: skip
+    queue = Queue("only", connection=connection)
+    # A pop into a bad intermediate list fails only once there is a job to move.
+    waiting = queue.enqueue(testjobs.green_sleep, 0, "waiting") if bad_key else None
+    make_bad(connection, queue.key + bad_key)
+    worker = QuickLookWorker([queue], connection=connection)
+    greenlet = start_worker_greenlet(worker)
+    try:
+        wrong = f"{queue.key}{bad_key} is a {key_type}, not a list"
+        wait_until(lambda: sum(wrong in record.getMessage() for record in caplog.records) >= 2,
+                   what="the bad key found, then found again after the skip")  # fmt: skip
+        assert not greenlet.dead  # bad input is no crash: it waits
+        connection.delete(queue.key + bad_key)
+        job = waiting or queue.enqueue(testjobs.green_sleep, 0, "fixed")
+        wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, what="the fixed queue worked")
+    finally:
+        worker.request_stop()
+        greenlet.join(timeout=15)
+    assert greenlet.dead and greenlet.exception is None, greenlet.exception
+    assert not any("unhandled exception" in record.getMessage() for record in caplog.records)
+
+
+def test_a_burst_worker_counts_a_bad_queue_as_empty(connection, caplog):
+    connection.set("rq:queue:wt", "x")
+    good = Queue("good", connection=connection)
+    jobs = [good.enqueue(testjobs.green_sleep, 0, i) for i in range(3)]
+
+    GeventWorker([Queue("wt", connection=connection), good], connection=connection).work(burst=True)
+
+    assert [job.return_value() for job in jobs] == [0, 1, 2]
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("rq:queue:wt is a string, not a list" in m for m in messages), messages

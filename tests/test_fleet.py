@@ -1,9 +1,12 @@
 """Several worker hosts against one Redis, one of them cut off: each host a network namespace with a
 ``-n 2`` pool, Redis on the bridge between them.  Host 0 loses its link for longer than an execution
-lives; host 1 must recover its jobs under rq's rules, and host 0 must rejoin by itself."""
+lives; host 1 must recover its jobs under rq's rules, and host 0 must rejoin by itself.  An idle host
+cut off long enough for its work loop's back-off to grow takes jobs within seconds of its link
+returning."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +24,12 @@ from rq_gevent.embedded_redis import EmbeddedRedis
 
 MONITORING, MAINTENANCE = 5, 5  # s: an execution lives MONITORING + 60 s without a heartbeat
 CUT_SECONDS = 75  # longer than that: the cut host's executions expire while it is away
+# An idle host cut off this long, then restored as its work loop begins a pause.  Without the cap its
+# back-off (rq's, doubling up to 60 s) had grown by then: measured, restored 40 s after the cut as a
+# 16 s pause began, it took its first job 16.2 s after its link returned (58 s, a 32 s pause: 32.1 s);
+# with the cap, 2.1 s.
+IDLE_CUT_SECONDS = 35
+TAKES_JOBS_WITHIN = 5.0  # s after its link returns (docs/security.md: "A host whose link returns")
 
 
 @pytest.fixture
@@ -87,3 +96,51 @@ def test_a_cut_off_host_s_jobs_are_recovered_and_it_rejoins(fleet, tmp_path):
         assert account.duplicates >= 1, account  # host 0's interrupted runs, retried by host 1
         assert "Traceback" not in host0, host0[-3000:]
         assert [worker.returncode for worker in workers] == [0, 0], host0[-3000:]
+
+
+def _pauses(log_path) -> list[str]:
+    """The pauses the host's work loops announced so far ("...; retrying in 4 s"), not its listeners'."""
+    lines = log_path.read_text(errors="replace").splitlines()
+    found = (re.search(r"retrying in \d+ s", line) for line in lines if "command listener" not in line)
+    return [match.group() for match in found if match]
+
+
+def test_a_host_whose_link_returns_takes_jobs_within_seconds(fleet, tmp_path):
+    bind = ["--bind", "127.0.0.1", fleet.redis_address, "--protected-mode", "no"]
+    with EmbeddedRedis(extra_args=bind) as server:
+        connection = redis.Redis(port=server.port)
+        url = f"redis://{fleet.redis_address}:{server.port}/0"
+        ledger = Ledger(connection)
+        log_path = tmp_path / "host0.log"
+        with open(log_path, "w") as log:
+            worker = _worker_on(fleet, 0, url, log)
+            try:
+                wait_until(lambda: len(Worker.all(connection=connection)) == 2, timeout=30, what="2 worker processes")
+                cut_at = time.monotonic()
+                fleet.cut(0)  # idle: its work loops are blocked in a pop, then retry and back off
+                ledger.enqueue(10)
+                time.sleep(max(0.0, IDLE_CUT_SECONDS - (time.monotonic() - cut_at)))
+                # The link returns as a work loop begins a pause: the longest its back-off has grown.
+                pauses_before = len(_pauses(log_path))
+                wait_until(lambda: len(_pauses(log_path)) > pauses_before, timeout=60, interval=0.05,
+                           what="host 0's work loop pausing again")  # fmt: skip
+                fleet.restore(0)
+                restored_at = time.monotonic()
+                print(f"link back {restored_at - cut_at:.0f} s after the cut; pauses: {_pauses(log_path)}")
+                wait_until(lambda: len(FinishedJobRegistry(queue=ledger.queue)) > 0, timeout=60, interval=0.1,
+                           what="host 0 taking a job")  # fmt: skip
+                took_jobs_after = time.monotonic() - restored_at
+                print(f"host 0 finished a job {took_jobs_after:.1f} s after its link came back")
+                ledger.settle(timeout=60)
+            finally:
+                worker.terminate()
+                try:
+                    worker.wait(60)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+        output = log_path.read_text(errors="replace")
+        worker_lines = "\n".join(line for line in output.splitlines() if "job" not in line.lower())
+        assert took_jobs_after <= TAKES_JOBS_WITHIN, worker_lines[-4000:]
+        assert ledger.account().lines == {"finished": 10}, ledger.account()
+        assert "Traceback" not in output, output[-3000:]
+        assert worker.returncode == 0, output[-3000:]

@@ -253,3 +253,29 @@ def test_the_master_loads_nothing_a_worker_could_inherit():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO_DIR))
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_workers_whose_loops_die_are_replaced_backing_off_then_the_master_gives_up(redis_url, worker_process):
+    master = worker_process("-u", redis_url, "-n", "2", "--queue-class", "testworkers.UnpoppableQueue", "a", "b")
+    assert master.wait(60) == 1, master.output()
+    output = master.output()
+    assert len(re.findall(r"spawned child \d \(pid", output)) >= 3, output  # replaced
+    assert re.search(r"child \d \(pid \d+\) exited: exit code 70 \(work loop died: RuntimeError", output), output
+    # Dying that soon (before or after the master saw it ready) is a crash loop: backing off, then giving up.
+    assert "; next start in 0.5 s" in output and "; next start in 2.0 s" in output, output
+    assert "its work loop died (RuntimeError)" in output, output  # each worker's alert
+    last = output.strip().splitlines()[-1]
+    assert re.match(r"rq-gevent: error: worker processes failed (at start-up )?5 times in a row; last: .*work loop "
+                    r"died: RuntimeError", last), output  # fmt: skip
+
+
+def test_a_worker_whose_loop_dies_soon_after_it_was_up_is_replaced_backing_off(redis_url, worker_process):
+    master = worker_process("-u", redis_url, "-n", "1", "--hub-timeout", "30", "--queue-class",
+                            "testworkers.LateUnpoppableQueue", "a", "b")  # fmt: skip
+    wait_until(lambda: len(re.findall(r"spawned child 1 \(pid", master.output())) >= 2, timeout=30,
+               what=f"child 1 replaced:\n{master.output()}")  # fmt: skip
+    output = master.output()
+    assert re.search(r"child 1 \(pid \d+\) died [1-9]\d* s after its start \(work loop died: RuntimeError: "
+                     r"LateUnpoppableQueue cannot pop\); next start in 0\.5 s", output), output  # fmt: skip
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0, master.output()

@@ -1,10 +1,12 @@
-"""Worker classes for subprocess tests (``--worker-class testworkers.ShortTTLWorker``)."""
+"""Worker and queue classes for subprocess tests (``--worker-class testworkers.ShortTTLWorker``,
+``--queue-class testworkers.UnpoppableQueue``)."""
 
 import itertools
 import os
 from pathlib import Path
 
 import gevent
+from rq import Queue
 
 from rq_gevent import GeventWorker
 
@@ -76,3 +78,22 @@ class GatedPopWorker(GeventWorker):
             return pop_batch(slots)
 
         self.dequeuer.pop_batch = gated_pop_batch
+
+
+class UnpoppableQueue(Queue):
+    """A queue class whose pop always fails with an error that is not bad input (over several queues
+    the worker pops with the queue class's ``lpop``): the worker's loop dies on it."""
+
+    @classmethod
+    def lpop(cls, queue_keys, timeout, connection=None):
+        raise RuntimeError("UnpoppableQueue cannot pop")
+
+
+class LateUnpoppableQueue(Queue):
+    """As :class:`UnpoppableQueue`, 2 s into its first pop: the worker process has been up a while
+    (the launcher saw it ready) when its loop dies."""
+
+    @classmethod
+    def lpop(cls, queue_keys, timeout, connection=None):
+        gevent.sleep(2)
+        raise RuntimeError("LateUnpoppableQueue cannot pop")
