@@ -44,6 +44,7 @@ from rq_gevent.supervision import (
     DEFAULT_HUB_TIMEOUT,
     INDEX_ENV,
     LIVENESS_ENV,
+    MASTER_PID_ENV,
     STATUS_ENV,
     WORK_LOOP_DIED_EXIT,
     read_status,
@@ -304,7 +305,15 @@ class Arbiter:
         with open(liveness_file, "w"):
             pass
         started_mtime = os.stat(liveness_file).st_mtime
-        env = dict(os.environ, **{INDEX_ENV: str(index), LIVENESS_ENV: liveness_file, STATUS_ENV: status_file})
+        env = dict(
+            os.environ,
+            **{
+                INDEX_ENV: str(index),
+                LIVENESS_ENV: liveness_file,
+                STATUS_ENV: status_file,
+                MASTER_PID_ENV: str(os.getpid()),
+            },
+        )
         if self.options.metrics_port:
             env[METRICS_DIRECTORY_ENV] = self.metrics_dir
         process = subprocess.Popen(

@@ -26,6 +26,7 @@ from rq_gevent.supervision import (
     INDEX_ENV,
     LIVENESS_ENV,
     LIVENESS_INTERVAL,
+    MASTER_PID_ENV,
     STATUS_ENV,
     WORK_LOOP_DIED_EXIT,
     write_status,
@@ -56,13 +57,22 @@ def touch_forever(path: str) -> None:
 
 
 def die_with_parent() -> None:
-    """If the launcher dies (even by SIGKILL), shut down warm instead of running on as an orphan."""
+    """If the launcher dies (even by SIGKILL), shut down warm instead of running on as an orphan.
+
+    The kernel's death signal covers a parent that dies after it is asked for; a launcher that died
+    between spawning this process and that moment is found by the parent pid having changed: the
+    process then exits before it reads its options or touches Redis.
+    """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
     except (OSError, AttributeError):
         pass
+    master = os.environ.get(MASTER_PID_ENV)
+    if master and master.isdigit() and os.getppid() != int(master):
+        print(f"rq-gevent: launcher (pid {master}) gone before this worker process started; exiting", flush=True)
+        sys.exit(0)
 
 
 def check() -> None:

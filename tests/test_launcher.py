@@ -3,9 +3,12 @@
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
 import testjobs
 from conftest import wait_until
 from rq import Queue, Retry
@@ -279,3 +282,34 @@ def test_a_worker_whose_loop_dies_soon_after_it_was_up_is_replaced_backing_off(r
                      r"LateUnpoppableQueue cannot pop\); next start in 0\.5 s", output), output  # fmt: skip
     os.kill(master.pid, signal.SIGTERM)
     assert master.wait(15) == 0, master.output()
+
+
+def test_a_worker_process_whose_launcher_died_before_it_started_exits_at_once():
+    """The kernel's parent-death signal is asked for only once the child runs: a launcher that died
+    before then must still not leave an orphan worker (the child compares its parent with the pid
+    the launcher gave it, before it reads its options)."""
+
+    def child(master_pid: int) -> subprocess.Popen:
+        env = dict(os.environ, RQ_GEVENT_MASTER_PID=str(master_pid), PYTHONUNBUFFERED="1")
+        return subprocess.Popen([sys.executable, "-m", "rq_gevent.child"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+
+    # Its launcher (pid 1 here: not this process, its real parent) is gone: it exits without
+    # reading its options from stdin, which this test never closes.
+    orphan = child(1)
+    try:
+        orphan.wait(timeout=30)  # stdin stays open: a process that reads it waits for ever
+        output = orphan.stdout.read()
+    finally:
+        orphan.kill()
+        orphan.communicate()
+    assert orphan.returncode == 0, output
+    assert b"launcher (pid 1) gone before this worker process started" in output
+    # Control: with its launcher alive (this process), it waits for its options.
+    adopted = child(os.getpid())
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            adopted.wait(timeout=3)
+    finally:
+        adopted.kill()
+        adopted.communicate()
