@@ -6,18 +6,22 @@ a broken worker: after a pop Redis refuses, each key the pop touches is asked it
 key of the wrong type is skipped for ``skip_seconds`` (one ERROR line per skip, naming the key and its
 type) while the worker keeps popping from its other queues, then it is popped from again.  A refusal
 with no such key behind it is not bad input: it is raised.
+
+rq's maintenance keeps a :class:`BadQueues` of its own, for the keys a queue's clean-up touches
+(:func:`rq_gevent.compat.maintenance_keys`; :mod:`rq_gevent.maintenance`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rq.utils import as_text
 
 
-def _expected_types(queue: Any) -> list[tuple[str, str]]:
+def pop_keys(queue: Any) -> list[tuple[str, str]]:
     """The keys a pop from ``queue`` touches, each with the only type it may have (or be absent)."""
     return [
         (queue.key, "list"),
@@ -27,10 +31,19 @@ def _expected_types(queue: Any) -> list[tuple[str, str]]:
 
 
 class BadQueues:
-    def __init__(self, worker_name: str, log: logging.Logger, skip_seconds: float) -> None:
+    def __init__(
+        self,
+        worker_name: str,
+        log: logging.Logger,
+        skip_seconds: float,
+        doing: str = "pop from",
+        expected_types: Callable[[Any], list[tuple[str, str]]] = pop_keys,
+    ) -> None:
         self.worker_name = worker_name
         self.log = log
         self.skip_seconds = skip_seconds
+        self.doing = doing  # what cannot be done with a bad queue, for the log: "cannot <doing> queue ..."
+        self.expected_types = expected_types  # queue -> the keys ``doing`` touches, each with its type
         self._skipped_until: dict[str, float] = {}  # queue key -> time.monotonic() of the next look
 
     def usable(self, queues: list[Any]) -> list[Any]:
@@ -50,9 +63,9 @@ class BadQueues:
         return max(0.0, min(self._skipped_until.values()) - time.monotonic())
 
     def skip_any_found(self, connection: Any, queues: list[Any]) -> bool:
-        """After a pop over ``queues`` that Redis refused: skip each of them with a key of the wrong
-        type, logged; False if there is none (the refusal has another cause)."""
-        expected = [(queue, key, wanted) for queue in queues for key, wanted in _expected_types(queue)]
+        """After Redis refused a pop (or a clean-up, as ``doing`` says) over ``queues``: skip each of
+        them with a key of the wrong type, logged; False if there is none (the refusal has another cause)."""
+        expected = [(queue, key, wanted) for queue in queues for key, wanted in self.expected_types(queue)]
         with connection.pipeline(transaction=False) as pipeline:
             for _, key, _ in expected:
                 pipeline.type(key)
@@ -64,7 +77,7 @@ class BadQueues:
                 wrong.setdefault(queue.key, []).append(f"{key} is a {key_type}, not a {wanted}")
         for queue_key, problems in wrong.items():
             self._skipped_until[queue_key] = time.monotonic() + self.skip_seconds
-            self.log.error("Worker %s: cannot pop from queue %s: %s; skipping it for %.0f s, then looking again",
-                           self.worker_name, by_key[queue_key].name, "; ".join(problems),
+            self.log.error("Worker %s: cannot %s queue %s: %s; skipping it for %.0f s, then looking again",
+                           self.worker_name, self.doing, by_key[queue_key].name, "; ".join(problems),
                            self.skip_seconds)  # fmt: skip
         return bool(wrong)

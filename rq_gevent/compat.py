@@ -24,8 +24,10 @@ except ImportError:  # rq < 2.6 defines it next to the worker
     from rq.worker import StopRequested  # type: ignore[no-redef,attr-defined]
 
 import rq
+from rq import worker_registration
 from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.executions import Execution, ExecutionRegistry
+from rq.registry import clean_registries
 from rq.results import Result
 from rq.utils import current_timestamp, now
 
@@ -373,6 +375,31 @@ class JobHeartbeats:
         args = [ttl, started_score, execution.id, execution.composite_key, now_ts + ttl + 60,
                 beat_time.timestamp(), utcformat(beat_time), "XX" if EXPLICIT_EXECUTIONS else ""]  # fmt: skip
         self._script(keys=keys, args=args, client=pipeline)
+
+
+# -- maintenance ----------------------------------------------------------------------------------
+
+
+def clean_queue(worker: Any, queue: Any) -> None:
+    """rq's clean-up of one queue, what ``BaseWorker.clean_registries`` does for each queue while it
+    holds the queue's maintenance lock (the same from rq 2.3.3 to 3.0): its registries, its workers
+    set, its intermediate list."""
+    worker.log.info("Worker %s: cleaning registries for queue: %s", worker.name, queue.name)
+    clean_registries(queue, worker._exc_handlers)
+    worker_registration.clean_worker_registry(queue)
+    queue.intermediate_queue.cleanup(worker, queue)
+
+
+def maintenance_keys(queue: Any) -> list[tuple[str, str]]:
+    """The keys of ``queue`` its clean-up (:func:`clean_queue`) reads or writes, each with the only
+    type it may have (or be absent).  rq 3 adds the ready registry."""
+    keys = [(queue.key, "list"), (queue.intermediate_queue_key, "list")]
+    keys.append((worker_registration.WORKERS_BY_QUEUE_KEY % queue.name, "set"))
+    for name in ("started", "finished", "failed", "deferred", "scheduled", "ready"):
+        registry = getattr(queue, f"{name}_job_registry", None)  # rq < 3: no ready registry
+        if registry is not None:
+            keys.append((registry.key, "zset"))
+    return keys
 
 
 # -- the scheduler --------------------------------------------------------------------------------

@@ -7,6 +7,13 @@ to stop the worker, and what rq's clean-up would get wrong is handled first.
 * rq fails a job whose id it finds in ``:intermediate`` for over a minute.  A job popped but never
   started (its worker died in between) is requeued instead, up to ``compat.MAX_REQUEUES`` times;
   the stale id of a job that has moved on (finished, failed, running...) is only removed.
+* rq cleans the queues one after another and stops at the first error: a queue with a key of the wrong
+  type (its started registry a string, say) kept every queue after it from being cleaned (their
+  abandoned jobs never failed or requeued) and left its maintenance lock held.  Each queue is cleaned
+  on its own: its lock is released whatever happens, a key of the wrong type is bad input (one ERROR
+  line naming the key and its type, the queue skipped for ``bad_queue_skip_seconds``,
+  :mod:`rq_gevent.bad_queues`), any other error is logged with its traceback, and the next queue is
+  cleaned.  Only Redis being away ends the round.
 * rq times the interval with the wall clock (``now() - last_cleaned_at``), so a step back by an hour
   (NTP, a restored VM) would postpone every clean-up, abandoned jobs' included, by an hour: the
   interval is timed on the monotonic clock instead.
@@ -20,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from rq.utils import as_text, now
 
 from . import compat
+from .bad_queues import BadQueues
 from .redis_waits import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
@@ -30,6 +38,8 @@ class Maintenance:
     def __init__(self, worker: GeventWorker) -> None:
         self.worker = worker
         self._ran_at: float | None = None  # time.monotonic()
+        self.bad_queues = BadQueues(worker.name, worker.log, worker.bad_queue_skip_seconds, doing="clean up",
+                                    expected_types=compat.maintenance_keys)  # fmt: skip
 
     def due(self) -> bool:
         """rq's ``should_run_maintenance_tasks``: at start, then every ``maintenance_interval`` s."""
@@ -38,9 +48,7 @@ class Maintenance:
     def run(self, rq_maintenance: Any) -> None:
         worker = self.worker
         try:
-            for queue in worker.queues:
-                self._drop_ids_that_are_not_jobs(queue)
-            rq_maintenance()
+            rq_maintenance()  # its clean_registries() is clean_queues()
         except REDIS_UNAVAILABLE:
             raise
         except Exception:
@@ -48,6 +56,29 @@ class Maintenance:
                              worker.maintenance_interval, exc_info=True)  # fmt: skip
             worker.last_cleaned_at = now()
         self._ran_at = time.monotonic()
+
+    def clean_queues(self, queues: list[Any]) -> None:
+        """rq's ``clean_registries`` for each of ``queues`` but those skipped as bad, each on its own."""
+        worker = self.worker
+        for queue in self.bad_queues.usable(queues):
+            try:
+                self._clean(queue)
+            except REDIS_UNAVAILABLE:
+                raise
+            except Exception:
+                if not self.bad_queues.skip_any_found(worker.connection, [queue]):
+                    worker.log.error("Worker %s: maintenance of queue %s failed; retrying in %s s", worker.name,
+                                     queue.name, worker.maintenance_interval, exc_info=True)  # fmt: skip
+
+    def _clean(self, queue: Any) -> None:
+        self._drop_ids_that_are_not_jobs(queue)
+        # If several workers share the queue, one of them cleans it.
+        if not queue.acquire_maintenance_lock():
+            return
+        try:
+            compat.clean_queue(self.worker, queue)
+        finally:
+            queue.release_maintenance_lock()
 
     def _drop_ids_that_are_not_jobs(self, queue: Any) -> None:
         job_ids = queue.intermediate_queue.get_job_ids()

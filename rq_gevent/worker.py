@@ -43,7 +43,7 @@ import redis.exceptions
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.queue import Queue
-from rq.utils import import_attribute
+from rq.utils import import_attribute, now
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
 from . import alerts, collector, compat, log_bounds, speedups, timeouts, transactions
@@ -384,6 +384,11 @@ class GeventWorker(Worker):
 
     def run_maintenance_tasks(self) -> None:
         self.maintenance.run(super().run_maintenance_tasks)
+
+    def clean_registries(self) -> None:
+        """rq's, with each queue cleaned on its own (a bad queue does not stop the others')."""
+        self.maintenance.clean_queues(list(self.queues))
+        self.last_cleaned_at = now()
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         """While ``rq suspend`` is in force the state stays SUSPENDED, whatever jobs start or end.

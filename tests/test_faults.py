@@ -6,6 +6,7 @@ Real redis-server, real ``rq-gevent`` processes, real signals.  Each test prints
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import time
@@ -523,7 +524,7 @@ def test_a_job_rq_cannot_load_does_not_stop_maintenance_or_the_worker(connection
     GeventWorker([queue], connection=connection).work(burst=True)  # maintenance runs first
 
     assert served.get_status(refresh=True) == JobStatus.FINISHED
-    assert any("maintenance failed; retrying in" in record.getMessage() for record in caplog.records)
+    assert any("maintenance of queue bad failed; retrying in" in record.getMessage() for record in caplog.records)
 
 
 @pytest.mark.parametrize("pop", ["batched", "one at a time"])
@@ -560,7 +561,7 @@ def test_an_id_that_is_not_a_job_left_in_the_intermediate_list_does_not_stop_mai
     assert connection.get("rq:job:not-a-hash") == b"someone else's value"
     messages = [record.getMessage() for record in caplog.records]
     assert any("not-a-hash" in m and "not a job hash" in m for m in messages), messages
-    assert not any("maintenance failed" in m for m in messages), messages
+    assert not any("failed; retrying in" in m for m in messages), messages  # by maintenance
 
 
 @pytest.mark.parametrize("workers_start", ["before", "while full"])
@@ -690,6 +691,55 @@ def test_a_worker_whose_only_queue_is_bad_keeps_waiting_then_works_it_once_fixed
         greenlet.join(timeout=15)
     assert greenlet.dead and greenlet.exception is None, greenlet.exception
     assert not any("unhandled exception" in record.getMessage() for record in caplog.records)
+
+
+class QuickCleaningWorker(GeventWorker):
+    dequeue_block_seconds = 1  # an idle loop comes round (and to maintenance) every second
+
+
+@pytest.mark.parametrize(
+    "bad_key, key_type",
+    [
+        (lambda queue: queue.started_job_registry.key, "zset"),
+        (lambda queue: queue.intermediate_queue_key, "list"),
+    ],
+)
+def test_maintenance_skips_a_queue_with_a_key_of_the_wrong_type_and_cleans_the_others(connection, caplog, bad_key,
+                                                                                      key_type):  # fmt: skip
+    """rq's clean-up stops at the first queue it cannot clean: the queues after it were never cleaned
+    (their abandoned jobs stayed started for ever), and a traceback was logged every interval."""
+    caplog.set_level(logging.INFO)
+    bad, good = Queue("bad", connection=connection), Queue("good", connection=connection)
+    connection.set(bad_key(bad), "x")
+    # An abandoned job of the good queue: started by a worker that is gone, its execution expired.
+    abandoned = good.enqueue(testjobs.green_sleep, 0, "abandoned")
+    connection.lrem(good.key, 0, abandoned.id)
+    abandoned.set_status(JobStatus.STARTED)
+    connection.zadd(good.started_job_registry.key, {f"{abandoned.id}:gone": time.time() - 10})
+    worker = QuickCleaningWorker([bad, good], connection=connection, maintenance_interval=1)
+    greenlet = start_worker_greenlet(worker)
+
+    def cleanings() -> int:
+        return sum("cleaning registries for queue: good" in record.getMessage().lower() for record in caplog.records)
+
+    try:
+        wait_until(lambda: abandoned.get_status(refresh=True) == JobStatus.FAILED, timeout=20,
+                   what="the good queue's abandoned job failed")  # fmt: skip
+        wait_until(lambda: cleanings() >= 3, timeout=20, what="maintenance run 3 times")
+        later = good.enqueue(testjobs.green_sleep, 0, "later")  # the worker keeps working
+        wait_until(lambda: later.get_status(refresh=True) == JobStatus.FINISHED, what="a later job done")
+    finally:
+        worker.request_stop()
+        greenlet.join(timeout=15)
+    assert greenlet.dead and greenlet.exception is None, greenlet.exception
+    assert abandoned.id in FailedJobRegistry(queue=good)
+    assert not connection.exists(bad.registry_cleaning_key)  # its maintenance lock released
+    assert connection.get(bad_key(bad)) == b"x"  # not ours to change
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    wrong = f"cannot clean up queue bad: {bad_key(bad)} is a string, not a {key_type}; skipping it for 60 s"
+    # One line (once per skip period, 60 s) naming the key and its type; no traceback.
+    assert [wrong in record.getMessage() for record in errors] == [True], [r.getMessage() for r in errors]
+    assert all(record.exc_info is None for record in errors)
 
 
 def test_a_burst_worker_counts_a_bad_queue_as_empty(connection, caplog):
