@@ -2,17 +2,23 @@
 
 Whoever can write to Redis can enqueue a job naming any importable function (``os.system``) and
 any callbacks.  With ``ALLOWED_JOBS`` (a list of ``fnmatch`` patterns of dotted names, e.g.
-``["jobs.*", "myapp.tasks.*"]``) every callable a job names (its function, its success, failure
-and stopped callbacks) must be a function *defined* where the name says:
+``["jobs.mail.activation.send_activation_mail", "myapp.tasks.*"]``) every callable a job names (its
+function, its success, failure and stopped callbacks) must be a function *defined* where the name
+says:
 
-* the name matches a pattern (``*`` spans dots: ``jobs.*`` covers ``jobs.mail.activation.send``);
+* the name matches a pattern (``*`` spans dots: ``myapp.tasks.*`` covers ``myapp.tasks.mail.send``),
+  and no part of it is private (starts with ``_``);
 * only modules whose names, and their parent packages' names, match a pattern or a pattern cut at
   one of its dots are imported;
-* the name resolves, through the module's and its class's own namespaces, to a Python function
-  (a module-level function, or a module-level class's plain, static or class method) whose ``__module__`` and
-  ``__qualname__`` spell that very name.  So an attribute chain through a module the allowed one
-  imports (``jobs.sealing.os.system``), a re-export (``from x import f``), a builtin, a class, a
-  method of an instance and a ``functools.partial`` are all refused.
+* the name resolves, through the module's and its class's own namespaces, to a Python function (a
+  module-level function, or a module-level class's plain, static or class method, which a pattern
+  must name exactly) whose ``__module__`` and ``__qualname__`` spell that very name.  So an
+  attribute chain through a module the allowed one imports (``jobs.sealing.os.system``), a
+  re-export (``from x import f``), a builtin, a class, a method of an instance and a
+  ``functools.partial`` are all refused.
+
+A wildcard still allows every public module-level function of the modules it covers, helpers
+included: use one only for modules that hold nothing but jobs, and name other functions exactly.
 
 A refused job fails with :class:`JobNotAllowed` naming the refused callable, and none of its
 callbacks runs.  The worker's job class (:meth:`AllowedJobs.job_class`) resolves ``Job.func`` and
@@ -109,11 +115,15 @@ class AllowedJobs:
         parts = name.split(".") if isinstance(name, str) else []
         if len(parts) < 2 or not all(part.isidentifier() for part in parts):
             raise JobNotAllowed("not a dotted name of a module's function")
+        if any(part.startswith("_") for part in parts):
+            raise JobNotAllowed("a private name (a part starting with '_') is never a job")
         if self.patterns is not None and not any(fnmatchcase(name, pattern) for pattern in self.patterns):
             raise JobNotAllowed("it matches no pattern")
         module, attributes = self._import_longest_module(parts)
         if len(attributes) > 2:
             raise JobNotAllowed("it is neither a module's function nor a method of a module's class")
+        if len(attributes) == 2 and self.patterns is not None and name not in self.patterns:
+            raise JobNotAllowed("a method of a class runs only when a pattern names it exactly, without wildcards")
         owner: Any = module
         for depth, attribute in enumerate(attributes):
             try:

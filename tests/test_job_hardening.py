@@ -566,6 +566,46 @@ def _chains_through_dangerous_modules() -> list[tuple[str, str]]:
     return chains
 
 
+def test_the_documented_allowed_jobs_hands_out_no_helper_of_jobs(
+    worker_process, redis_url, connection, tmp_path, sealing_key
+):
+    """Found by a red team: under ``jobs.*`` every function *defined* in jobs/ ran, helpers included:
+    ``jobs.settings.setting("JOBS_SEALING_KEY")`` stored the sealing key as its result, and
+    ``SmtpSettings.load`` the SMTP password.  The docs' setting (``jobs.JOB_FUNCTIONS``, exact names)
+    refuses them, and even under a wildcard a private name or a method never runs."""
+    from rq import Queue
+
+    from jobs import JOB_FUNCTIONS
+
+    smtp_password = "SmtpPw-" + "h4rdening"
+    settings = (f"REDIS_URL = {redis_url!r}\nSMTP_HOST = '127.0.0.1'\nSMTP_PORT = '2525'\nSMTP_USER = 'mailer'\n"
+                f"SMTP_PASSWORD = {smtp_password!r}\nMAIL_FROM = 'site@example.com'\n")  # fmt: skip
+    helpers = {  # name: (args, refused under JOB_FUNCTIONS, refused under jobs.*)
+        "jobs.settings.setting": (["JOBS_SEALING_KEY"], True, False),  # public: a wildcard allows it
+        "jobs.mail.smtp.SmtpSettings.load": ([], True, True),  # a method no pattern names exactly
+        "jobs.sealing._fernet": ([], True, True),  # private
+        "jobs.discuz.hashing.verify_password": (["guess", "$2b$04$" + "a" * 53, "", "utf-8"], True, False),
+    }
+    for config, patterns, column in (("exact_settings", list(JOB_FUNCTIONS), 1), ("wild_settings", ["jobs.*"], 2)):
+        connection.flushall()
+        (tmp_path / f"{config}.py").write_text(settings + f"ALLOWED_JOBS = {patterns!r}\n")
+        q = Queue(QUEUE, connection=connection, serializer="rq.serializers.JSONSerializer")
+        jobs = {name: q.enqueue(name, *spec[0]) for name, spec in helpers.items()}
+        worker = worker_process(
+            "--config", config, "-P", str(tmp_path), "--burst", "-S", "rq.serializers.JSONSerializer", QUEUE
+        )
+        assert worker.wait(60) == 0, worker.output()
+        for name, job in jobs.items():
+            status, reason = outcome(job)
+            if helpers[name][column]:
+                assert status == "failed" and "JobNotAllowed" in reason, (config, name, status, reason)
+            else:  # the control: the wildcard does allow a public helper, as the docs say
+                assert status != "failed" or "JobNotAllowed" not in reason, (config, name, reason)
+        if column == 1:
+            stored = json.dumps([job.return_value(refresh=True) for job in jobs.values()])
+            assert sealing_key not in stored and smtp_password not in stored
+
+
 def test_allowed_jobs_refuses_every_chain_through_a_module_an_allowed_one_imports(
     worker_process, redis_url, connection, tmp_path
 ):
@@ -659,6 +699,10 @@ lam = lambda marker: record(marker)  # noqa: E731
 
 def callback(job, *args):
     record(job.args[0] + "-callback")
+
+
+def _private(marker):
+    record(marker)
 """
 
 
@@ -679,6 +723,8 @@ def _allowpkg(root) -> None:
     )
 
 
+# Methods run only when a pattern names them exactly; the wildcard covers the module-level functions.
+ALLOWPKG_PATTERNS = ["allowpkg.*", "allowpkg.defs.Tool.static", "allowpkg.defs.Tool.klass"]
 ALLOWED_NAMES = {
     "allowpkg.defs.plain": "plain",
     "allowpkg.defs.coroutine": "coroutine",
@@ -701,6 +747,9 @@ REFUSED_NAMES = [
     "allowpkg.defs.Tool.method.__call__",
     "allowpkg.defs.Tool.__init__",
     "allowpkg.defs.Tool.Inner.deep",  # rq resolves Class.method, no deeper
+    "allowpkg.defs.Tool.method",  # a method, and no pattern names it exactly (only the wildcard matches)
+    "allowpkg.defs._private",  # a private name, whatever the patterns say
+    "allowpkg.defs.__builtins__",
     "allowpkg..defs.plain",
     ".allowpkg.defs.plain",
     "allowpkg.defs.plain.",
@@ -728,7 +777,7 @@ def test_allowed_jobs_allows_only_functions_defined_where_their_name_says(
     # a dependent, enqueued by the worker once its dependency finished: its callbacks meet the same rule
     callbacks.append(("on_success", q.enqueue("allowpkg.defs.plain", str(tmp_path / "callback-dependent"),
                       depends_on=fine_callback, on_success=Callback("allowpkg.reexport.callback"))))  # fmt: skip
-    (tmp_path / "allow_settings.py").write_text(f"REDIS_URL = {redis_url!r}\nALLOWED_JOBS = ['allowpkg.*']\n")
+    (tmp_path / "allow_settings.py").write_text(f"REDIS_URL = {redis_url!r}\nALLOWED_JOBS = {ALLOWPKG_PATTERNS!r}\n")
     worker = worker_process(
         "--config", "allow_settings", "-P", str(tmp_path), "--burst", "-S", "rq.serializers.JSONSerializer", QUEUE
     )
@@ -757,7 +806,7 @@ def test_what_allowed_jobs_resolves_is_what_rq_would_call(tmp_path, monkeypatch)
 
     _allowpkg(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    allowed = AllowedJobs(["allowpkg.*"])
+    allowed = AllowedJobs(ALLOWPKG_PATTERNS)
     for name in ALLOWED_NAMES:
         assert allowed.resolve(name) == import_attribute(name), name
     for name in REFUSED_NAMES:
