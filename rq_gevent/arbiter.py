@@ -502,7 +502,10 @@ class Arbiter:
             try:
                 touched = os.stat(child.liveness_file).st_mtime
             except OSError:
-                continue
+                # Removed (a tmp cleaner): no sign of life, so a stuck process is still killed once it
+                # has been silent for --hub-timeout; a healthy one recreates it within a second.
+                touched = child.seen_mtime
+                self._keep_workdir()
             if not child.ready and touched != child.started_mtime:
                 child.ready = True
                 self.startup_failures = 0
@@ -524,6 +527,20 @@ class Arbiter:
                 self._kill(child, alerts.MEMORY_KILL, f"memory {rss:.0f} MB, over twice --max-memory-per-child")
             elif rss > child.memory_limit_mb and not child.retiring:
                 self._retire(child, f"recycled: memory {rss:.0f} MB > {child.memory_limit_mb:.0f} MB")
+
+    def _keep_workdir(self) -> None:
+        """Recreate the master's directory if something removed it (a tmp cleaner): its children recreate
+        their liveness files in it, and replacements are spawned there."""
+        try:
+            os.mkdir(self.workdir, 0o700)
+        except FileExistsError:
+            return
+        except OSError as error:
+            log.warning("cannot recreate %s: %s", self.workdir, error)
+            return
+        if self.options.metrics_port:
+            os.makedirs(self.metrics_dir, exist_ok=True)
+        log.warning("recreated %s (removed while the master ran)", self.workdir)
 
     def _maintain(self) -> None:
         if self.stopping:

@@ -46,14 +46,28 @@ def touch_forever(path: str) -> None:
     """Prove to the launcher, from the event loop itself, that the hub is running.
 
     The launcher watches only whether the file's mtime changes (timed on its own monotonic clock),
-    so the wall-clock time written here may step by any amount.
+    so the wall-clock time written here may step by any amount.  A removed file is recreated.
     """
     while True:
-        try:
-            os.utime(path)
-        except OSError:
-            pass
+        touch(path)
         gevent.sleep(LIVENESS_INTERVAL)
+
+
+def touch(path: str) -> None:
+    """Change ``path``'s mtime, recreating the file if something removed it (a tmp cleaner): the master
+    takes a missing file for no sign of life, and would kill a healthy process after --hub-timeout.
+    Never through a symlink planted in its place."""
+    try:
+        os.utime(path)
+        return
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    except OSError:
+        pass  # its directory gone too: the master recreates that (Arbiter._watch)
 
 
 def die_with_parent() -> None:

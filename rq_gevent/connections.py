@@ -23,7 +23,7 @@ import weakref
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from redis import BlockingConnectionPool, ConnectionPool, Redis
+from redis import BlockingConnectionPool, ConnectionPool, Redis, UnixDomainSocketConnection
 from redis.exceptions import (
     ConnectionError,
     OutOfMemoryError,
@@ -155,10 +155,19 @@ def share_path(connection: Redis) -> None:
 
 
 def dequeue_client(connection: Redis, client_name: str, socket_timeout: float) -> Redis:
-    """A client with one connection of its own, for blocking pops only."""
+    """A client with one connection of its own, for blocking pops only.  TCP keepalive where the
+    connection is TCP (plain, TLS or through Sentinel): a unix socket has no such option (its
+    connection class refuses it), and no network path to lose silently."""
+    keepalive = {} if over_unix_socket(connection) else {"socket_keepalive": True}
     return client_like(
-        connection, max_connections=2, socket_timeout=socket_timeout, socket_keepalive=True, client_name=client_name
+        connection, max_connections=2, socket_timeout=socket_timeout, client_name=client_name, **keepalive
     )
+
+
+def over_unix_socket(connection: Redis) -> bool:
+    """Whether ``connection`` reaches Redis over a unix socket (``unix://``), where TCP options such as
+    ``socket_keepalive`` do not apply."""
+    return issubclass(connection.connection_pool.connection_class, UnixDomainSocketConnection)
 
 
 def jobs_client(connection: Redis, socket_timeout: float, max_connections: int) -> Redis:

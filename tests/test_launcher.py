@@ -2,7 +2,9 @@
 
 import os
 import re
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -170,6 +172,51 @@ def test_watchdog_kills_a_child_whose_hub_is_stuck_while_others_serve(connection
     wait_until(lambda: after.get_status(refresh=True) == JobStatus.FINISHED)
     os.kill(master.pid, signal.SIGTERM)
     assert master.wait(15) == 0
+
+
+def liveness_file(pid: int) -> Path:
+    """The liveness file of worker process ``pid``, as its launcher told it (its environment)."""
+    from rq_gevent.supervision import LIVENESS_ENV
+
+    environ = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+    return Path(environ[LIVENESS_ENV])
+
+
+def test_a_removed_liveness_file_is_recreated_and_a_stuck_child_without_one_is_still_killed(
+    connection, redis_url, worker_process
+):
+    """A tmp cleaner removes the worker processes' liveness files: the watchdog skipped a child without
+    one (never killing it, stuck or not), and the child's touches failed silently.  Now a healthy child
+    recreates its file and keeps running past --hub-timeout, even when the master's whole directory
+    went; a stuck one is killed as before."""
+    queue = Queue(connection=connection)
+    spinner = queue.enqueue(testjobs.spin, 600)
+    master = worker_process("-u", redis_url, "-n", "2", "-c", "5", "--hub-timeout", "3", *FAST_REAPING)
+    wait_until(lambda: spinner.get_status(refresh=True) == JobStatus.STARTED, what="spinning job started")
+    spinner.refresh()
+    stuck = Worker.find_by_key(Worker.redis_worker_namespace_prefix + spinner.worker_name, connection=connection).pid
+    [healthy] = children(master.pid) - {stuck}
+    files = {pid: liveness_file(pid) for pid in (stuck, healthy)}
+    for path in files.values():
+        path.unlink()
+
+    wait_until(lambda: files[healthy].exists(), timeout=3, what="the healthy child's file recreated")
+    wait_until(lambda: f"(pid {stuck}): watchdog" in master.output(), timeout=15, what="the stuck child killed")
+    time.sleep(1)  # with the stuck one's kill, past --hub-timeout since the files went
+    assert healthy in children(master.pid), master.output()
+    assert f"(pid {healthy}): watchdog" not in master.output()
+    assert not files[stuck].exists()  # a stuck child recreates nothing: no sign of life came from it
+    served = queue.enqueue(testjobs.green_sleep, 0, "served")
+    wait_until(lambda: served.get_status(refresh=True) == JobStatus.FINISHED, what="the healthy child serving")
+
+    # The master's whole directory removed: it recreates that, the child its file in it.
+    shutil.rmtree(files[healthy].parent)
+    wait_until(lambda: files[healthy].exists(), timeout=3, what="the file recreated in a recreated directory")
+    assert stat.S_IMODE(files[healthy].parent.stat().st_mode) == 0o700
+    time.sleep(4)  # past --hub-timeout
+    assert healthy in children(master.pid) and f"(pid {healthy}): watchdog" not in master.output()
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(15) == 0, master.output()
 
 
 def test_crash_loop_ends_with_one_clear_error(worker_process):
