@@ -10,6 +10,8 @@ to stop the worker, and what rq's clean-up would get wrong is handled first.
 * rq times the interval with the wall clock (``now() - last_cleaned_at``), so a step back by an hour
   (NTP, a restored VM) would postpone every clean-up, abandoned jobs' included, by an hour: the
   interval is timed on the monotonic clock instead.
+* rq's clean-up of an abandoned job runs its failure callback here, outside the job's greenlet:
+  exception messages logged meanwhile are withheld (:mod:`rq_gevent.job_code_outside`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rq.utils import as_text, now
 
-from . import compat
+from . import compat, job_code_outside
 from .redis_waits import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
@@ -40,7 +42,8 @@ class Maintenance:
         try:
             for queue in worker.queues:
                 self._drop_ids_that_are_not_jobs(queue)
-            rq_maintenance()
+            with job_code_outside.rq_maintenance():  # it may run jobs' failure callbacks
+                rq_maintenance()
         except REDIS_UNAVAILABLE:
             raise
         except Exception:
