@@ -130,9 +130,21 @@ def withheld(error: BaseException, sensitive: bool) -> bool:
     return sensitive and not has_public_message(error)
 
 
+def public_text(error: BaseException) -> str:
+    """What :func:`rq_gevent.sensitivity.public_message` vouches for: ``str(error)``, without the
+    ``__notes__`` (PEP 678) that anything up the stack may add, nor the arguments behind a ``__str__``."""
+    try:
+        return str(error)
+    except Exception:  # a __str__ that raises: Python prints the same
+        return "<exception str() failed>"
+
+
 def _exception_lines(error: BaseException, sensitive: bool) -> list[str]:
     if withheld(error, sensitive):
         lines = [f"{_type_name(type(error))}: {WITHHELD}\n"]
+    elif sensitive:  # a public message: that message only, its notes are not vouched for
+        name, message = _type_name(type(error)), public_text(error)
+        lines = [cap(f"{name}: {message}\n" if message else f"{name}\n", MESSAGE_MAX)]
     else:
         try:
             text = "".join(traceback.format_exception_only(type(error), error))

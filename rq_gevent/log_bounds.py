@@ -6,8 +6,12 @@ worker's logger and rq's own, rewrites each record before any handler formats it
 
 * a traceback argument becomes the failure the worker described for that job (bounded; for a
   sensitive job with every exception message withheld), and so does the exception of ``exc_info``;
+  in a sensitive job's greenlet any argument of more than one line is taken for a traceback,
+  whatever its first line (an exception group's, a chain's whose first exception was never raised);
 * in a sensitive job's greenlet an exception passed as an argument shows its type only (unless its
-  message is marked public: :func:`rq_gevent.sensitivity.public_message`);
+  message is marked public: :func:`rq_gevent.sensitivity.public_message`, which vouches for its
+  ``str()`` only, not its notes nor the arguments its ``repr()`` shows);
+* an exception once withheld (:mod:`rq_gevent.job_code_outside`) stays withheld in any record;
 * any other argument, and a message without arguments, is cut to ``LOG_VALUE_MAX`` characters
   (``ERROR_TEXT_MAX`` for a message), as are the ``extra`` fields rq attaches (job id, arguments...).
 """
@@ -27,8 +31,10 @@ from .error_text import (
     Failure,
     cap,
     describe_failure,
+    public_text,
     withheld,
 )
+from .job_code_outside import is_withheld, mark_withheld
 
 # Loggers rq writes to from a worker process, besides the worker's own (``rq.worker``).
 RQ_LOGGERS = ("rq.worker", "rq.job", "rq.queue", "rq.registry", "rq.webhook", "rq.scheduler", "rq.scripts")
@@ -54,9 +60,11 @@ class BoundedRecordFilter(logging.Filter):
         else:  # logged as an object: ``log.error(exc)``
             record.msg = _bounded(record.msg, sensitive, failure, ERROR_TEXT_MAX)
         if record.exc_info and record.exc_info[1] is not None:
+            sensitive = sensitive or is_withheld(record.exc_info[1])
             # Without the last newline, as logging.Formatter.formatException leaves it.
             record.exc_text = describe_failure(*record.exc_info, sensitive=sensitive).rstrip("\n")
             if sensitive:
+                mark_withheld(record.exc_info[1])
                 record.exc_info = None  # a handler that formats it itself would print the message
         elif isinstance(record.exc_text, str):
             record.exc_text = cap(record.exc_text, ERROR_TEXT_MAX)
@@ -84,7 +92,7 @@ def _bounded_args(args: Any, sensitive: bool, failure: Failure | None) -> Any:
         return {key: _bounded(value, sensitive, failure) for key, value in args.items()}
     if isinstance(args, tuple):
         for value in args:  # the common case (names, ids, short descriptions) needs nothing
-            if type(value) is not str or len(value) > LOG_VALUE_MAX or value.startswith(TRACEBACK_HEAD):
+            if type(value) is not str or len(value) > LOG_VALUE_MAX or "\n" in value:
                 return tuple(_bounded(value, sensitive, failure) for value in args)
         return args
     return _bounded(args, sensitive, failure)
@@ -94,8 +102,10 @@ def _bounded(value: Any, sensitive: bool, failure: Failure | None, limit: int = 
     if value is None or isinstance(value, (BoundedText, bool, int, float)):
         return value
     if isinstance(value, BaseException):
-        if withheld(value, sensitive):
+        if withheld(value, sensitive or is_withheld(value)):
             return f"{type(value).__name__}: {WITHHELD}"
+        if sensitive:  # its public message, not the object: its repr() would show its arguments
+            return cap(public_text(value), limit)
         text = str(value)
     elif isinstance(value, str):
         text = value
@@ -104,6 +114,8 @@ def _bounded(value: Any, sensitive: bool, failure: Failure | None, limit: int = 
             text = str(value)
         except Exception:
             return f"<{type(value).__name__}>"
+    if sensitive and "\n" in text:  # a traceback, whatever its first line, or a message of many lines
+        return failure.text if failure is not None else WITHHELD
     if text.startswith(TRACEBACK_HEAD):
         if failure is not None:
             return failure.text

@@ -17,6 +17,8 @@ to stop the worker, and what rq's clean-up would get wrong is handled first.
 * rq times the interval with the wall clock (``now() - last_cleaned_at``), so a step back by an hour
   (NTP, a restored VM) would postpone every clean-up, abandoned jobs' included, by an hour: the
   interval is timed on the monotonic clock instead.
+* rq's clean-up of an abandoned job runs its failure callback here, outside the job's greenlet:
+  exception messages logged meanwhile are withheld (:mod:`rq_gevent.job_code_outside`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from rq.utils import as_text, now
 
-from . import compat
+from . import compat, job_code_outside
 from .bad_queues import BadQueues
 from .redis_waits import REDIS_UNAVAILABLE
 
@@ -76,7 +78,8 @@ class Maintenance:
         if not queue.acquire_maintenance_lock():
             return
         try:
-            compat.clean_queue(self.worker, queue)
+            with job_code_outside.rq_maintenance():  # it may run abandoned jobs' failure callbacks
+                compat.clean_queue(self.worker, queue)
         finally:
             queue.release_maintenance_lock()
 

@@ -116,19 +116,20 @@ def _redact_key(key: Any, secrets: list[str]) -> Any:
     return key if key in EVENT_KEYS else _redact(key, secrets, frozenset())
 
 
-def withhold_exception_messages(event: dict[str, Any], note: str, public: list[tuple[str, bool]]) -> None:
+def withhold_exception_messages(event: dict[str, Any], note: str, public: list[tuple[str, str | None]]) -> None:
     """Every exception's message (``value``) becomes ``note``; its type and frames stay.
 
-    ``public``: ``(type name, message is public)`` of each exception of the chain, oldest first, as
-    sentry-sdk lists them; a message is kept only where both lists match entry by entry.
+    ``public``: ``(type name, public message or None)`` of each exception of the chain, oldest first,
+    as sentry-sdk lists them; where both lists match entry by entry, a public message is shown (that
+    message only: sentry-sdk's value appends the exception's notes, which nobody vouched for).
     """
     values = [value for value in (event.get("exception") or {}).get("values") or [] if isinstance(value, dict)]
     matching = len(values) == len(public) and all(
         value.get("type") == name for value, (name, _) in zip(values, public, strict=True)
     )
     for index, value in enumerate(values):
-        if not (matching and public[index][1]):
-            value["value"] = note
+        message = public[index][1] if matching else None
+        value["value"] = note if message is None else message
 
 
 def cap_strings(value: Any, limit: int) -> Any:

@@ -10,8 +10,10 @@ are fresh interpreters, so nothing is inherited across a fork).  What it adds to
 * alerts (:mod:`rq_gevent.alerts`) tagged ``rq_gevent.alert`` and grouped per kind;
 * scrubbing: no local variables, no command-line arguments (``sys.argv`` and subprocess
   breadcrumbs), and for sensitive jobs (:mod:`rq_gevent.sensitivity`) no description, args or
-  kwargs, no exception message (its type and frames stay), and every string the job was given
-  removed from the event's values (file names, function names and source lines stay whole);
+  kwargs, no exception message (its type and frames stay; a public message shows without its
+  notes), and every string the job was given removed from the event's values (file names,
+  function names and source lines stay whole); no exception message either for events sent while
+  rq's maintenance runs jobs' failure callbacks (:mod:`rq_gevent.job_code_outside`);
 * the same scrubbing and bounds for a client the application initialised itself
   (:func:`scrubbing_for_own_client`);
 * bounds: every string of every event at most ``error_text.SENTRY_VALUE_MAX`` characters, a tag
@@ -39,7 +41,7 @@ from sentry_sdk.integrations.rq import RqIntegration
 from sentry_sdk.transport import HttpTransport
 from sentry_sdk.utils import Dsn, event_from_exception
 
-from . import __version__, alerts, error_text, scrubbing
+from . import __version__, alerts, error_text, job_code_outside, scrubbing
 from .allowlist import job_rules
 from .exceptions import JobKilled, JobStopped
 from .running import RunningJob, running_job
@@ -201,6 +203,8 @@ class _Scrubber:
             _tag_job(event, hint, running)
             if running.sensitive or self.sensitive(running.job):
                 event = _scrub_sensitive(event, hint, running.job)
+        elif _outside_jobs_withheld(hint):
+            scrubbing.withhold_exception_messages(event, error_text.WITHHELD, [])
         return _bounded(event)
 
 
@@ -225,7 +229,16 @@ def _scrubbed(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
     running = running_job()
     if running is not None and running.sensitive:
         event = _scrub_sensitive(event, hint, running.job)
+    elif running is None and _outside_jobs_withheld(hint):
+        scrubbing.withhold_exception_messages(event, error_text.WITHHELD, [])
     return _bounded(event)
+
+
+def _outside_jobs_withheld(hint: dict[str, Any]) -> bool:
+    """An event sent outside any job while rq's maintenance runs jobs' callbacks, or about an
+    exception withheld before (rq_gevent.job_code_outside): no exception message."""
+    exception = (hint.get("exc_info") or (None, None, None))[1]
+    return job_code_outside.in_rq_maintenance() or job_code_outside.is_withheld(exception)
 
 
 def _scrub_sensitive(event: dict[str, Any], hint: dict[str, Any], job: Any) -> dict[str, Any]:
@@ -233,15 +246,25 @@ def _scrub_sensitive(event: dict[str, Any], hint: dict[str, Any], job: Any) -> d
     job was given replaced wherever else it shows (a breadcrumb, a log message)."""
     scrubbing.filter_job_extra(event)
     scrubbing.strip_frame_variables(event)
-    event = scrubbing.redact(event, _given_strings(job))
+    given = list(_given_strings(job))
+    event = scrubbing.redact(event, given)
     exception = (hint.get("exc_info") or (None, None, None))[1]
-    public = (
-        [(type(error).__name__, has_public_message(error)) for _, error in error_text.chain(exception)]
-        if exception
-        else []
-    )
-    scrubbing.withhold_exception_messages(event, error_text.WITHHELD, public)
+    scrubbing.withhold_exception_messages(event, error_text.WITHHELD, _public_messages(exception, given))
     return event
+
+
+def _public_messages(exception: BaseException | None, given: list[str]) -> list[tuple[str, str | None]]:
+    """``(type name, public message)`` of each exception of the chain, the message without its notes
+    and scrubbed of the job's strings; ``None`` for a message that is not public."""
+    if exception is None:
+        return []
+    return [
+        (
+            type(error).__name__,
+            scrubbing.redact(error_text.public_text(error), given) if has_public_message(error) else None,
+        )
+        for _, error in error_text.chain(exception)
+    ]
 
 
 def _bounded(event: dict[str, Any]) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from rq.queue import Queue
 from rq.utils import import_attribute, now
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
-from . import alerts, collector, compat, log_bounds, speedups, timeouts, transactions
+from . import alerts, collector, compat, job_code_outside, log_bounds, speedups, timeouts, transactions
 from .admission import Admission
 from .allowlist import AllowedJobs, JobNotAllowed
 from .commands import Commands
@@ -93,7 +93,9 @@ def _in_sensitive_job() -> bool:
 
 def _job_state() -> tuple[bool, Failure | None]:
     current = running_job()
-    return (False, None) if current is None else (current.sensitive, current.failure)
+    if current is None:  # rq's maintenance may run a job's failure callback (rq_gevent.job_code_outside)
+        return job_code_outside.in_rq_maintenance(), None
+    return current.sensitive, current.failure
 
 
 _SENSITIVE_RECORDS = SensitiveRecordFilter(_in_sensitive_job)

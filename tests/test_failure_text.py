@@ -162,4 +162,138 @@ def test_a_megabyte_of_input_leaves_bounded_text_in_logs_redis_and_sentry(
     assert huge_event["tags"]["rq.job_id"].startswith("I" * 40)
     assert len(huge_event["tags"]["rq.job_id"]) <= SENTRY_TAG_MAX
     value = huge_event["exception"]["values"][-1]["value"]
-    assert value.startswith("M" * 50) and "characters cut ...]" in value and len(value) <= SENTRY_VALUE_MAX
+    # Cut by our cap, or first by sentry-sdk's own max_value_length (1,024 in 2.20; far higher later).
+    assert value.startswith("M" * 50) and len(value) <= SENTRY_VALUE_MAX
+
+
+SHAPED_JOBS = """
+from rq_gevent import sensitive
+
+
+@sensitive
+def group(user, secret):
+    raise ExceptionGroup("group " + secret[::-1], [ValueError("member " + secret[::-1])])
+
+
+@sensitive
+def nested_group(user, secret):
+    inner = BaseExceptionGroup("inner " + secret[::-1], [KeyboardInterrupt("deep " + secret[::-1])])
+    raise BaseExceptionGroup("outer", [inner, ValueError("side")])
+
+
+@sensitive
+def from_unraised_cause(user, secret):
+    raise RuntimeError("sync failed") from ValueError("cause " + secret[::-1])
+
+
+@sensitive
+def many_lines(user, secret):
+    raise ValueError("first line\\n" + secret[::-1])
+
+
+@sensitive
+def syntax_error(user, secret):
+    compile("x = '" + secret[::-1] + "' +", "<template>", "exec")
+"""
+SHAPES = ["group", "nested_group", "from_unraised_cause", "many_lines", "syntax_error"]
+
+
+def test_a_sensitive_jobs_message_is_withheld_whatever_its_tracebacks_first_line(
+    connection, redis_url, worker_process, tmp_path, sentry_sink
+):
+    """rq logs ``exception raised while executing (...)\\n<traceback>``: an exception group's starts with
+    ``  + Exception Group Traceback``, a chain's whose first exception was never raised with that
+    exception's message; neither starts with ``Traceback (most recent call last):``.  The messages
+    are derived from the secret (reversed), so only withholding, not matching, keeps them out."""
+    sink = sentry_sink()
+    (tmp_path / "shapedjobs.py").write_text(SHAPED_JOBS)
+    secret = "Shaped-Secret-7781"
+    queue = Queue(connection=connection)
+    jobs = [queue.enqueue(f"shapedjobs.{shape}", "alice", secret) for shape in SHAPES]
+    worker = worker_process("-u", redis_url, "-P", str(tmp_path), "--burst", "--sentry-dsn", sink.dsn())
+    assert worker.wait(60) == 0, worker.output()
+    log = worker.output()
+    events = b"\n".join(sink.received()).decode(errors="replace")
+    for job in jobs:  # the instrument: rq's line is there for each, and each failure was recorded
+        assert f"job {job.id}: exception raised while executing" in log or f"[Job {job.id}]" in log, job
+        assert job.get_status(refresh=True) == "failed" and WITHHELD in stored_errors(job)[-1]
+    haystacks = {"log": log, "redis": redis_dump(connection), "sentry": events}
+    leaks = [(name, line) for name, text in haystacks.items() for line in text.splitlines() if secret[::-1] in line]
+    assert leaks == []
+    assert "ExceptionGroup" in log and "SyntaxError" in log and len(sink.events()) == len(SHAPES)
+
+
+NOTED_JOBS = """
+from jobs.outcomes import PermanentError
+from rq_gevent import sensitive
+
+
+@sensitive
+def noted(user, secret):
+    try:
+        raise PermanentError("the forum refused the account")  # public: constants only
+    except PermanentError as error:
+        error.add_note("while syncing " + secret[::-1])  # a note is not the message the class vouches for
+        raise
+"""
+
+
+def test_a_public_exceptions_notes_are_not_public(connection, redis_url, worker_process, tmp_path, sentry_sink):
+    """``public_message`` vouches for an exception class's *message*; traceback.format_exception_only
+    (and sentry-sdk, which appends notes to the value) also show its ``__notes__``, which anything up
+    the stack may add: a sensitive job's note, derived from its secret (reversed here, so value
+    matching cannot catch it), stays out of the worker log, the failure stored in Redis and Sentry."""
+    sink = sentry_sink()
+    (tmp_path / "notedjobs.py").write_text(NOTED_JOBS)
+    secret = "Noted-Secret-3390"
+    job = Queue(connection=connection).enqueue("notedjobs.noted", "alice", secret)
+    worker = worker_process("-u", redis_url, "-P", str(tmp_path), "--burst", "--sentry-dsn", sink.dsn())
+    assert worker.wait(60) == 0, worker.output()
+    stored = stored_errors(job)[-1]
+    events = b"\n".join(sink.received()).decode(errors="replace")
+    haystacks = {"log": worker.output(), "redis": stored, "sentry": events}
+    for text in haystacks.values():  # the instrument: the public message is shown
+        assert "the forum refused the account" in text
+    assert [name for name, text in haystacks.items() if secret[::-1] in text] == []
+
+
+ABANDONED_JOBS = """
+from rq_gevent import sensitive
+
+
+@sensitive
+def charge(user, secret):
+    return "charged"
+
+
+def on_failure(job, connection, kind, value, traceback):
+    # notifying the user failed: an exception quoting what it was given, as libraries' do
+    raise ConnectionError("could not notify about card " + job.args[1][::-1])
+"""
+
+
+def test_a_sensitive_abandoned_jobs_failure_callback_error_stays_out_of_the_log(
+    connection, redis_url, worker_process, tmp_path, sentry_sink
+):
+    """rq's maintenance runs the failure callback of a job whose worker died (StartedJobRegistry.cleanup),
+    outside any job's greenlet, and logs a raising callback with ``logger.exception`` (rq 3:
+    rq.registry; rq 2 raises it out of the maintenance): its message stays out of the log and,
+    through sentry-sdk's logging integration, of Sentry; its type stays."""
+    from rq.job import Callback
+
+    (tmp_path / "abandonedjobs.py").write_text(ABANDONED_JOBS)
+    secret = "Abandoned-Card-4242"
+    queue = Queue(connection=connection)
+    job = Job.create("abandonedjobs.charge", args=["alice", secret], connection=connection, origin=queue.name,
+                     on_failure=Callback("abandonedjobs.on_failure"))  # fmt: skip
+    job.set_status("started")  # as a dead worker leaves it: started, long past its heartbeat
+    job.save()
+    connection.zadd(queue.started_job_registry.key, {job.id: 1})
+    sink = sentry_sink()
+    worker = worker_process("-u", redis_url, "-P", str(tmp_path), "--burst", "--sentry-dsn", sink.dsn())
+    assert worker.wait(60) == 0, worker.output()
+    log = worker.output()
+    events = b"\n".join(sink.received()).decode(errors="replace")
+    assert "failure callback" in log and "ConnectionError" in log  # the instrument: the callback ran
+    assert (secret[::-1] in log, secret[::-1] in events) == (False, False)
+    assert f"ConnectionError: {WITHHELD}" in log  # its type and frames stay

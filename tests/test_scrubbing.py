@@ -7,6 +7,7 @@ import sys
 
 from rq_gevent import public_message
 from rq_gevent.error_text import ERROR_TEXT_MAX, MESSAGE_MAX, WITHHELD, cap, describe_failure
+from rq_gevent.job_code_outside import mark_withheld
 from rq_gevent.log_bounds import BoundedRecordFilter
 from rq_gevent.scrubbing import (
     FILTERED,
@@ -97,11 +98,13 @@ def test_redact_keeps_code_locations_and_event_keys_whole():
 
 
 def test_withheld_messages_keep_types_and_public_ones_only_where_the_chain_matches():
-    event = {"exception": {"values": [{"type": "KeyError", "value": "k"}, {"type": "JobNotAllowed", "value": "j"}]}}
-    withhold_exception_messages(event, WITHHELD, [("KeyError", False), ("JobNotAllowed", True)])
+    # sentry-sdk's value of a public exception appends its notes: only the public message is kept
+    values = [{"type": "KeyError", "value": "k"}, {"type": "JobNotAllowed", "value": "j\na note"}]
+    event = {"exception": {"values": values}}
+    withhold_exception_messages(event, WITHHELD, [("KeyError", None), ("JobNotAllowed", "j")])
     assert [value["value"] for value in event["exception"]["values"]] == [WITHHELD, "j"]
     other = {"exception": {"values": [{"type": "RuntimeError", "value": "r"}]}}
-    withhold_exception_messages(other, WITHHELD, [("JobNotAllowed", True)])  # not the same chain: withheld
+    withhold_exception_messages(other, WITHHELD, [("JobNotAllowed", "j")])  # not the same chain: withheld
     assert other["exception"]["values"][0]["value"] == WITHHELD
 
 
@@ -138,6 +141,41 @@ def test_a_public_message_shows_for_a_sensitive_job():
     assert f"KeyError: {WITHHELD}" in text  # its cause is no public exception
 
 
+@public_message
+class Refused(ValueError):
+    """Its ``str()`` is a constant; its arguments are not."""
+
+    def __str__(self) -> str:
+        return "refused"
+
+
+def test_a_public_message_shows_without_its_notes_or_arguments_for_a_sensitive_job():
+    exc_info = _failing("pw-98765", QuotaExceeded)
+    exc_info[1].add_note("noted pw-56789")
+    text = describe_failure(*exc_info, sensitive=True)
+    assert "QuotaExceeded: refused PW-98765" in text and "pw-56789" not in text
+    assert "noted pw-56789" in describe_failure(*exc_info, sensitive=False)  # not sensitive: shown whole
+    stream, record_filter, logger = io.StringIO(), BoundedRecordFilter(lambda: (True, None)), logging.getLogger("t.p")
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    logger.addFilter(record_filter)
+    try:
+        logger.warning("failed: %r", Refused("pw-11111"))  # repr() would show the arguments
+    finally:
+        logger.removeFilter(record_filter)
+        logger.removeHandler(handler)
+    assert stream.getvalue() == "failed: 'refused'\n"
+
+
+def test_a_public_message_in_sentry_is_scrubbed_of_the_jobs_strings_and_has_no_notes():
+    from rq_gevent.sentry import _public_messages
+
+    error = QuotaExceeded("refused pw-98765")
+    error.add_note("noted pw-56789")  # sentry-sdk's value would end with it
+    assert _public_messages(error, ["pw-98765"]) == [("QuotaExceeded", f"refused {FILTERED}")]
+    assert _public_messages(KeyError("pw-98765"), []) == [("KeyError", None)]
+
+
 def test_failure_text_is_bounded_with_the_type_and_the_end_kept():
     text = describe_failure(*_failing("x" * 1_000_000), sensitive=False)
     assert len(text) <= ERROR_TEXT_MAX and "RuntimeError: refused XXXX" in text and "characters cut ...]" in text
@@ -158,15 +196,23 @@ def test_log_records_are_bounded_and_a_sensitive_jobs_exceptions_show_their_type
         sensitive = True
         logger.error(ValueError("secret-1"))
         logger.warning("failed: %s", RuntimeError("secret-2"))
+        # a traceback whatever its first line (a group's, a chain's from an unraised cause): withheld
+        logger.error("raised:\n%s", "  + Exception Group Traceback (most recent call last):\n  | secret-4\n")
         try:
             raise KeyError("secret-3")
         except KeyError:
             logger.exception("failed")
+        sensitive = False  # withheld once (rq's maintenance logged it), withheld again anywhere
+        error = OSError("secret-5")
+        mark_withheld(error)
+        logger.warning("again: %s", error)
+        logger.error("again", exc_info=(OSError, error, None))
     finally:
         logger.removeFilter(record_filter)
         logger.removeHandler(handler)
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("job iii") and lines[0].endswith("iii (attempt 2)") and len(lines[0]) < 300
-    assert lines[1:3] == [f"ValueError: {WITHHELD}", f"failed: RuntimeError: {WITHHELD}"]
-    assert lines[-1] == f"KeyError: {WITHHELD}"  # its frame's source line above shows the code, not values
-    assert "secret-1" not in stream.getvalue() and "secret-2" not in stream.getvalue()
+    assert lines[1:5] == [f"ValueError: {WITHHELD}", f"failed: RuntimeError: {WITHHELD}", "raised:", WITHHELD]
+    assert lines[-4] == f"KeyError: {WITHHELD}"  # its frame's source line above shows the code, not values
+    assert lines[-3:] == [f"again: OSError: {WITHHELD}", "again", f"OSError: {WITHHELD}"]
+    assert [n for n in (1, 2, 4, 5) if f"secret-{n}" in stream.getvalue()] == []  # 3: its source line only
