@@ -6,13 +6,10 @@ search cannot pass by accident.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import zlib
-
 import pytest
 import sentryjobs
 import testjobs
+from redis_dump import redis_dump as every_value
 from rq import Queue
 from rq.job import Job
 from sentryjobs import derived_markers
@@ -22,47 +19,7 @@ from rq_gevent.error_text import ERROR_TEXT_MAX, SENTRY_TAG_MAX, SENTRY_VALUE_MA
 
 
 def redis_dump(connection) -> str:
-    """Every key and value in Redis (strings, hashes, lists, sets, sorted sets, streams), with rq's
-    zlib-compressed job fields and base64-and-zlib result fields also decoded."""
-    chunks: list[bytes] = []
-    for key in connection.scan_iter(count=1000):
-        kind = connection.type(key).decode()
-        values: list[bytes] = [key]
-        if kind == "string":
-            values.append(connection.get(key))
-        elif kind == "hash":
-            for field, value in connection.hgetall(key).items():
-                values += [field, value]
-        elif kind == "list":
-            values += connection.lrange(key, 0, -1)
-        elif kind == "set":
-            values += list(connection.smembers(key))
-        elif kind == "zset":
-            values += connection.zrange(key, 0, -1)
-        elif kind == "stream":
-            for _, fields in connection.xrange(key):
-                for field, value in fields.items():
-                    values += [field, value]
-        for value in values:
-            chunks.append(value)
-            chunks.extend(_decoded(value))
-    return b"\n".join(chunks).decode(errors="replace")
-
-
-def _decoded(value: bytes) -> list[bytes]:
-    for candidate in (value, _base64(value)):
-        try:
-            return [zlib.decompress(candidate)] if candidate else []
-        except zlib.error:
-            continue
-    return []
-
-
-def _base64(value: bytes) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        return b""
+    return every_value(connection).decode(errors="replace")
 
 
 def stored_errors(job: Job) -> list[str]:

@@ -8,13 +8,13 @@ control that finds something we know is there, so an empty search cannot pass by
 
 from __future__ import annotations
 
-import base64
 import subprocess
 import sys
 import zlib
 
 import pytest
 from jobrun import QUEUE, outcome, queue, run_burst
+from redis_dump import redis_dump, unpacked
 from rq import Queue
 
 from jobs.discuz.sync import sync_discuz_user
@@ -22,45 +22,6 @@ from jobs.enqueue import enqueue_activation_mail, enqueue_discuz_sync
 from jobs.sealing import seal
 
 PASSWORD = "Zq8-unique-secret-93lk"
-
-
-def redis_dump(connection, skip_fields: tuple[bytes, ...] = ()) -> bytes:
-    """Every key and value in Redis, with rq's zlib-compressed fields also decompressed; a hash's
-    ``skip_fields`` left out."""
-    chunks: list[bytes] = []
-    for key in connection.scan_iter(count=1000):
-        kind = connection.type(key).decode()
-        values: list[bytes] = [key]
-        if kind == "string":
-            values.append(connection.get(key))
-        elif kind == "hash":
-            for field, value in connection.hgetall(key).items():
-                if field not in skip_fields:
-                    values += [field, value]
-        elif kind == "list":
-            values += connection.lrange(key, 0, -1)
-        elif kind == "set":
-            values += list(connection.smembers(key))
-        elif kind == "zset":
-            values += [member for member, _ in connection.zrange(key, 0, -1, withscores=True)]
-        elif kind == "stream":
-            for _, fields in connection.xrange(key):
-                for field, value in fields.items():
-                    values += [field, value]
-        for value in values:
-            chunks += [value, *_decoded(value)]
-    return b"\n".join(chunks)
-
-
-def _decoded(value: bytes) -> list[bytes]:
-    """``value`` unpacked as rq packs fields: zlib (job hashes), base64 of zlib (a result's exc_string)."""
-    unpacked = []
-    for unpack in (zlib.decompress, lambda raw: zlib.decompress(base64.b64decode(raw, validate=True))):
-        try:
-            unpacked.append(unpack(value))
-        except (zlib.error, ValueError):
-            pass
-    return unpacked
 
 
 def test_password_is_nowhere_in_redis_logs_or_sentry(
@@ -164,7 +125,7 @@ def redis_dump_of(connection, job, skip_fields: tuple[bytes, ...] = ()) -> bytes
     chunks = [value for field, value in stored if field not in skip_fields for value in (field, value)]
     for _, fields in connection.xrange(f"rq:results:{job.id}"):
         chunks += [value for field_value in fields.items() for value in field_value]
-    return b"\n".join(chunk for value in chunks for chunk in (value, *_decoded(value)))
+    return b"\n".join(chunk for value in chunks for chunk in (value, *unpacked(value)))
 
 
 def test_secret_taking_jobs_keep_their_name_and_the_helper_refuses_before_redis(connection):
