@@ -6,10 +6,12 @@ returning."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -48,12 +50,17 @@ def _worker_on(fleet: Fleet, index: int, url: str, log) -> subprocess.Popen:
     return fleet.run(index, argv, cwd=str(REPO_DIR), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-def test_a_cut_off_host_s_jobs_are_recovered_and_it_rejoins(fleet, tmp_path):
+@contextlib.contextmanager
+def _redis_for(fleet: Fleet) -> Iterator[tuple[redis.Redis, str, Ledger]]:
+    """A Redis the fleet's hosts reach at its address: this process's client, the hosts' URL, a ledger."""
     bind = ["--bind", "127.0.0.1", fleet.redis_address, "--protected-mode", "no"]
     with EmbeddedRedis(extra_args=bind) as server:
         connection = redis.Redis(port=server.port)
-        url = f"redis://{fleet.redis_address}:{server.port}/0"
-        ledger = Ledger(connection)
+        yield connection, f"redis://{fleet.redis_address}:{server.port}/0", Ledger(connection)
+
+
+def test_a_cut_off_host_s_jobs_are_recovered_and_it_rejoins(fleet, tmp_path):
+    with _redis_for(fleet) as (connection, url, ledger):
         ledger.enqueue(400, seconds=2.0, retry=Retry(max=2))
         logs = [open(tmp_path / f"host{index}.log", "w") for index in range(2)]
         workers = [_worker_on(fleet, index, url, logs[index]) for index in range(2)]
@@ -106,11 +113,7 @@ def _pauses(log_path) -> list[str]:
 
 
 def test_a_host_whose_link_returns_takes_jobs_within_seconds(fleet, tmp_path):
-    bind = ["--bind", "127.0.0.1", fleet.redis_address, "--protected-mode", "no"]
-    with EmbeddedRedis(extra_args=bind) as server:
-        connection = redis.Redis(port=server.port)
-        url = f"redis://{fleet.redis_address}:{server.port}/0"
-        ledger = Ledger(connection)
+    with _redis_for(fleet) as (connection, url, ledger):
         log_path = tmp_path / "host0.log"
         with open(log_path, "w") as log:
             worker = _worker_on(fleet, 0, url, log)
