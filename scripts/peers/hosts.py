@@ -21,7 +21,7 @@ class Fleet:
     def __init__(self, hosts: int = 2, tag: str | None = None):
         self.tag = tag or str(os.getpid() % 10000)
         self.bridge = f"rqbr{self.tag}"
-        self.network = int(self.tag) % 250
+        self.network = _unused_network(int(self.tag) % 250)  # test sessions may run fleets at once
         self.hosts = [f"rqhost{self.tag}-{index}" for index in range(hosts)]
         self.redis_address = SUBNET.format(self.network, 1)
 
@@ -73,6 +73,16 @@ class Fleet:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _unused_network(first: int) -> int:
+    """The first ``SUBNET`` network from ``first`` on (wrapping at 250) that no interface here is on."""
+    shown = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+    for offset in range(250):
+        network = (first + offset) % 250
+        if SUBNET.format(network, "") not in shown:
+            return network
+    raise RuntimeError("every 10.77.N.0/24 network is in use here")
 
 
 def _ip(*args: str, check: bool = True) -> None:

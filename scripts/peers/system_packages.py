@@ -1,12 +1,16 @@
 """Install a server program through the system package manager when the machine lacks it.
 
 CI machines start bare: the suite installs what it needs rather than skipping. Only Debian/Ubuntu's
-apt is supported; anywhere else a missing program is a clear error, never a skip.
+apt is supported; anywhere else a missing program is a clear error, never a skip.  Test sessions
+that run at once (noxfile.py's ``suite``) take turns at apt through a lock file: apt allows one
+install at a time.
 """
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 
 _updated = False
 
@@ -20,6 +24,19 @@ def ensure_command(command: str, apt_packages: list[str], also_look_in: tuple[st
         raise RuntimeError(f"{command} is not installed and this machine has no apt-get; install {apt_packages}")
     if os.geteuid() != 0 and not shutil.which("sudo"):
         raise RuntimeError(f"{command} is not installed and installing {apt_packages} needs root")
+    with open(os.path.join(tempfile.gettempdir(), "rq-gevent-tests-apt.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = _which(command, also_look_in)  # another session may have installed it meanwhile
+        if found:
+            return found
+        _apt_install(apt_packages)
+    found = _which(command, also_look_in)
+    if not found:
+        raise RuntimeError(f"installed {apt_packages} but {command} is still not found")
+    return found
+
+
+def _apt_install(apt_packages: list[str]) -> None:
     prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     global _updated
@@ -32,10 +49,6 @@ def ensure_command(command: str, apt_packages: list[str], also_look_in: tuple[st
         env=env,
         stdout=subprocess.DEVNULL,
     )
-    found = _which(command, also_look_in)
-    if not found:
-        raise RuntimeError(f"installed {apt_packages} but {command} is still not found")
-    return found
 
 
 def _which(command: str, also_look_in: tuple[str, ...]) -> str | None:
