@@ -463,11 +463,13 @@ class GeventWorker(Worker):
     def _function_called(self, running: RunningJob) -> None:
         if self._sentry_scrubbing is not None:
             self._sentry_scrubbing()
-        refusal = self.allowed_jobs.refusal(running.job)
-        if refusal is not None:  # Job.func would refuse it too; this keeps it out of the running count
-            raise JobNotAllowed(f"job {running.job.id} refused: {refusal}")
         try:
-            _ = running.job.func  # rq imports it again right after this, where its error would be withheld
+            # The worker's job class refuses a job outside ALLOWED_JOBS here (JobNotAllowed), before it
+            # counts as running; rq imports the function again right after, where an import error's
+            # message would be withheld.
+            _ = running.job.func
+        except JobNotAllowed:
+            raise
         except Exception as exc:
             raise FunctionNotImportable(
                 f"job {running.job.id}: its function {running.job.func_name!r} cannot be imported "
