@@ -290,9 +290,14 @@ def test_php_call_shows_no_secret_in_the_process_list(
         "-u", redis_url, "--burst", "jobs", env={**php_uc_client(peer), "UC_TEST_PAUSE_FILE": str(pause)}
     )
     # The lookup's bridge process ends at once; the one that stays is register's, paused holding the password.
-    wait_until(lambda: _bridge_pids() and _bridge_pids() == _bridge_pids(after=0.5), timeout=20, what="PHP register")
+    wait_until(
+        lambda: _bridge_pids(pause) and _bridge_pids(pause) == _bridge_pids(pause, after=0.5),
+        timeout=20,
+        what="PHP register",
+    )
     listing = _process_list()
-    bridge_lines = [line for line in listing.splitlines() if "uc_client_bridge.php" in line]
+    ours = _bridge_pids(pause)
+    bridge_lines = [line for line in listing.splitlines() if line.split()[0] in ours]
     assert bridge_lines and all(line.split()[-1].endswith("uc_client_bridge.php") for line in bridge_lines)
     assert PASSWORD not in listing
     assert PASSWORD not in _environments_of(bridge_lines)
@@ -313,7 +318,7 @@ def test_php_timeout_kills_the_process_and_retries(
     status, reason = outcome(job)
     assert status == "failed" and job.number_of_retries == 2
     assert reason.endswith("uc_client PHP call killed after 1 s")
-    assert "uc_client_bridge.php" not in _process_list()
+    assert not _bridge_pids(pause), "a killed PHP call is still running"
 
 
 def test_php_missing_uc_client_is_a_configuration_error(ucenter, php_uc_client, worker_process, redis_url, connection):
@@ -329,16 +334,23 @@ def _process_list() -> str:
     return subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True, check=True).stdout
 
 
-def _bridge_pids(after: float = 0.0) -> set[str]:
+def _bridge_pids(pause: Path, after: float = 0.0) -> set[str]:
+    """This test's PHP bridge processes: other test sessions may run bridges of their own at the same time.
+
+    Each test's pause file path is unique and the bridge inherits it in its environment.
+    """
     time.sleep(after)
-    return {line.split()[0] for line in _process_list().splitlines() if "uc_client_bridge.php" in line}
+    marker = f"UC_TEST_PAUSE_FILE={pause}".encode()
+    pids = {line.split()[0] for line in _process_list().splitlines() if "uc_client_bridge.php" in line}
+    return {pid for pid in pids if marker in _environment_of(pid).split(b"\0")}
+
+
+def _environment_of(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
 
 
 def _environments_of(lines: list[str]) -> str:
-    texts = []
-    for line in lines:
-        try:
-            texts.append(Path(f"/proc/{line.split()[0]}/environ").read_bytes().decode(errors="replace"))
-        except OSError:
-            pass
-    return "\n".join(texts)
+    return "\n".join(_environment_of(line.split()[0]).decode(errors="replace") for line in lines)
