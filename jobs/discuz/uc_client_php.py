@@ -8,9 +8,13 @@ A timeout kills the PHP process.  Under gevent the subprocess calls yield to oth
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
 import json
 import re
 import subprocess
+from importlib.resources import as_file, files
 from pathlib import Path
 
 from jobs.discuz.account import Credential, ForumAccount
@@ -18,7 +22,7 @@ from jobs.discuz.errors import ForumConfigError, ForumUnavailable
 from jobs.sealing import Secret
 from jobs.settings import required_setting, setting
 
-BRIDGE_SCRIPT = Path(__file__).with_name("uc_client_bridge.php")
+BRIDGE_SCRIPT = files("jobs.discuz") / "uc_client_bridge.php"
 # Production-safe PHP: errors to stderr only, and stack traces that never show call arguments.
 PHP_OPTIONS = ["-d", "display_errors=stderr", "-d", "log_errors=0", "-d", "zend.exception_ignore_args=1"]
 
@@ -71,7 +75,7 @@ class UcClientPhpBackend:
         request.update(uc_client=self.uc_client_dir, config=self.config_file)
         try:
             process = subprocess.Popen(
-                [self.php, *PHP_OPTIONS, str(BRIDGE_SCRIPT)],
+                [self.php, *PHP_OPTIONS, str(bridge_script_file())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -103,6 +107,17 @@ class UcClientPhpBackend:
             raise ForumConfigError(f"uc_client PHP bridge: {BRIDGE_ERRORS[error]}")
         note = _stderr_note(stderr, carried_secret)
         raise ForumConfigError(f"uc_client PHP bridge failed: PHP exited with code {returncode}; {note}")
+
+
+_extracted = contextlib.ExitStack()
+atexit.register(_extracted.close)
+
+
+@functools.cache
+def bridge_script_file() -> Path:
+    """The bridge as a file PHP can run: the installed file itself, or, when the package is imported
+    from a zip, a copy that lasts until the process exits."""
+    return _extracted.enter_context(as_file(BRIDGE_SCRIPT))
 
 
 # The bridge's refusals, named from our side: its stdout is not copied either.

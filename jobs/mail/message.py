@@ -23,6 +23,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
+from importlib.resources import files
 from pathlib import Path
 from string import Template
 
@@ -30,7 +31,8 @@ from jobs.mail.wire import Outgoing, outgoing
 from jobs.outcomes import PermanentError
 from jobs.settings import setting
 
-BUILTIN_TEMPLATES = Path(__file__).with_name("templates")
+# Package data, read the same way from a wheel, a zip or a checkout.
+BUILTIN_TEMPLATES = files("jobs.mail") / "templates"
 LOCALES = ("en", "zh")  # built in; MAIL_TEMPLATE_DIR may add more
 _LOCALE = re.compile(r"[a-z]{2,3}(_[A-Za-z]{2,4})?")
 _PARTS = ("activation.subject.txt", "activation.txt", "activation.html")

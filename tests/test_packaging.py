@@ -1,0 +1,205 @@
+"""What ``pip install rq-gevent`` gets: the sdist and the wheel, their contents and their metadata.
+
+The package session of noxfile.py builds both (the wheel from the sdist) and passes them in
+``RQ_GEVENT_TEST_DIST``; run alone, these tests build them from this tree.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+import rq_gevent
+from conftest import REPO_DIR
+
+# Every file the code reads at run time, found through importlib.resources.
+RUN_TIME_FILES = [
+    *(
+        f"jobs/mail/templates/{locale}/activation.{part}"
+        for locale in ("en", "zh")
+        for part in ("subject.txt", "txt", "html")
+    ),
+    "jobs/discuz/uc_client_bridge.php",
+    "rq_gevent/py.typed",
+]
+PACKAGES = ("rq_gevent/", "jobs/")
+
+
+@dataclass
+class Artefacts:
+    sdist: Path
+    wheel: Path
+
+    def sdist_names(self) -> list[str]:
+        """Files inside the sdist, without its top directory (``rq_gevent-X/``)."""
+        with tarfile.open(self.sdist) as archive:
+            return [member.name.split("/", 1)[1] for member in archive.getmembers() if member.isfile()]
+
+    def wheel_names(self) -> list[str]:
+        with zipfile.ZipFile(self.wheel) as archive:
+            return archive.namelist()
+
+    def wheel_member(self, suffix: str) -> bytes:
+        with zipfile.ZipFile(self.wheel) as archive:
+            (name,) = [name for name in archive.namelist() if name.endswith(suffix)]
+            return archive.read(name)
+
+    def sdist_member(self, name: str) -> bytes:
+        with tarfile.open(self.sdist) as archive:
+            top = archive.getnames()[0].split("/")[0]
+            return archive.extractfile(f"{top}/{name}").read()
+
+    def metadata(self) -> Message:
+        return message_from_bytes(self.wheel_member(".dist-info/METADATA"))
+
+
+@pytest.fixture(scope="module")
+def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Artefacts:
+    given = os.environ.get("RQ_GEVENT_TEST_DIST")
+    if given:
+        dist = Path(given)
+    else:
+        dist = tmp_path_factory.mktemp("dist")
+        command = [sys.executable, "-m", "build", "--outdir", str(dist), str(REPO_DIR)]
+        built = subprocess.run(command, capture_output=True, text=True)
+        assert built.returncode == 0, built.stdout + built.stderr
+    (sdist,) = dist.glob("rq_gevent-*.tar.gz")
+    (wheel,) = dist.glob("rq_gevent-*.whl")
+    return Artefacts(sdist, wheel)
+
+
+def package_files(names: list[str]) -> set[str]:
+    return {
+        name for name in names if name.startswith(PACKAGES) and not name.endswith("/") and "__pycache__" not in name
+    }
+
+
+def test_both_artefacts_hold_every_file_the_code_reads_at_run_time(artefacts):
+    assert set(RUN_TIME_FILES) <= package_files(artefacts.wheel_names())
+    assert set(RUN_TIME_FILES) <= package_files(artefacts.sdist_names())
+
+
+def test_the_wheel_holds_every_file_of_the_sdists_packages(artefacts):
+    """Whatever lands in the packages' directories (a template, a Lua script) ships, not only .py files."""
+    assert package_files(artefacts.sdist_names()) == package_files(artefacts.wheel_names())
+
+
+def test_both_artefacts_carry_the_license(artefacts):
+    license_text = artefacts.sdist_member("LICENSE")
+    assert license_text.startswith(b"BSD 2-Clause License")
+    assert artefacts.wheel_member(".dist-info/licenses/LICENSE") == license_text
+    assert artefacts.metadata()["License"] == "BSD-2-Clause"
+
+
+def test_the_version_is_the_packages_and_has_a_changelog_entry(artefacts):
+    version = artefacts.metadata()["Version"]
+    assert version == rq_gevent.__version__
+    assert artefacts.wheel.name.startswith(f"rq_gevent-{version}-")
+    changelog = artefacts.sdist_member("docs/changelog.md").decode()
+    assert re.search(rf"^## {re.escape(version)} \(\d{{4}}-\d\d-\d\d\)$", changelog, re.MULTILINE), changelog[:500]
+
+
+def test_the_console_script_prints_the_installed_version():
+    script = Path(sys.executable).parent / "rq-gevent"
+    shown = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert (shown.returncode, shown.stdout) == (0, f"rq-gevent {rq_gevent.__version__}\n"), shown.stderr
+
+
+def noxfile_constants() -> dict[str, object]:
+    """noxfile.py's module-level constants made of literals and earlier constants (nox itself is not
+    installed where the tests run)."""
+    found: dict[str, object] = {}
+    for node in ast.parse((REPO_DIR / "noxfile.py").read_text()).body:
+        if isinstance(node, ast.Assign) and all(isinstance(target, ast.Name) for target in node.targets):
+            if all(
+                isinstance(part, (ast.Constant, ast.List, ast.Tuple, ast.Name, ast.expr_context))
+                for part in ast.walk(node.value)
+            ):
+                value = eval(compile(ast.Expression(node.value), "noxfile.py", "eval"), {"__builtins__": {}}, found)
+                found.update((target.id, value) for target in node.targets)
+    return found
+
+
+def test_the_python_versions_declared_are_those_ci_tests(artefacts):
+    constants = noxfile_constants()
+    tested = sorted({constants["OLDEST_PYTHON"], constants["NEWEST_PYTHON"], constants["PACKAGE_PYTHON"]})
+    assert tested == ["3.11", "3.12", "3.13"]  # noxfile's three, each a full minor-version range step
+    metadata = artefacts.metadata()
+    declared = sorted(
+        classifier.rsplit(" :: ", 1)[1]
+        for classifier in metadata.get_all("Classifier")
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", classifier)
+    )
+    assert declared == tested
+    oldest, newest = tested[0], tested[-1]
+    newest_minor = int(newest.split(".")[1])
+    assert metadata["Requires-Python"] == f"<3.{newest_minor + 1},>={oldest}"
+
+
+def test_the_rq_range_declared_is_the_one_ci_tests(artefacts):
+    rq_versions = [rq for rq, _, _ in noxfile_constants()["MATRIX"]]
+    (requirement,) = [
+        r for r in artefacts.metadata().get_all("Requires-Dist") if re.match(r"rq ?[<>=!~]", r) and "extra" not in r
+    ]
+    oldest = min(rq_versions, key=lambda version: tuple(map(int, version.split("."))))
+    newest = max(rq_versions, key=lambda version: tuple(map(int, version.split("."))))
+    major, minor = newest.split(".")[:2]
+    assert requirement.replace(" ", "") == f"rq<{major}.{int(minor) + 1},>={oldest}"
+
+
+def test_every_extra_the_docs_name_exists(artefacts):
+    extras = set(artefacts.metadata().get_all("Provides-Extra"))
+    named = set()
+    for doc in ["README.md", *(f"docs/{path.name}" for path in (REPO_DIR / "docs").glob("*.md"))]:
+        text = artefacts.sdist_member(doc).decode()
+        for group in re.findall(r"(?:rq-gevent|\.)\[([a-z0-9_,-]+)\]", text):
+            named.update(group.split(","))
+    assert {"jobs", "sentry", "metrics", "embedded", "demo", "test"} <= named  # the scan finds what it should
+    assert named <= extras, named - extras
+
+
+def test_the_project_urls_are_declared(artefacts):
+    urls = dict(entry.split(", ", 1) for entry in artefacts.metadata().get_all("Project-URL"))
+    assert set(urls) == {"Documentation", "Source", "Changelog", "Issues"}
+    assert all(url.startswith("https://") for url in urls.values())
+    assert urls["Changelog"].endswith("docs/changelog.md")
+
+
+def test_package_data_is_read_from_the_wheel_as_a_zip(artefacts, tmp_path):
+    """importlib.resources, not paths beside __file__: a template renders and the PHP bridge runs as a
+    file when the packages are imported straight from the wheel (zipimport), and the bridge's extracted
+    copy is gone when the process exits."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(artefacts.wheel)!r})
+import jobs, rq_gevent
+assert jobs.__file__.startswith({str(artefacts.wheel)!r}), jobs.__file__
+assert rq_gevent.__file__.startswith({str(artefacts.wheel)!r}), rq_gevent.__file__
+from email.headerregistry import Address
+from jobs.mail.message import activation_message
+from jobs.discuz.uc_client_php import bridge_script_file
+to = Address("王五", "ww", "example.cn")
+sent = activation_message(Address("", "noreply", "example.org"), to, "<m@example.org>", "https://x/a", "zh", "论坛")
+from email import message_from_bytes, policy
+print(message_from_bytes(sent.data, policy=policy.default)["Subject"])
+print(bridge_script_file())
+print(bridge_script_file().stat().st_size)
+"""
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    subject, bridge, size = ran.stdout.splitlines()
+    assert "论坛" in subject
+    assert not bridge.startswith(str(artefacts.wheel)) and bridge.endswith("uc_client_bridge.php")
+    assert int(size) == len(artefacts.wheel_member("jobs/discuz/uc_client_bridge.php"))
+    assert not Path(bridge).exists(), "the bridge's extracted copy outlived the process"
