@@ -49,16 +49,22 @@ class WaitRecordingWorker(GeventWorker):
 
 
 class JobEndsDuringTheLastPopWorker(WaitRecordingWorker):
+    """Holds an empty pop until the running jobs have ended; records each pop as (jobs running
+    before it, jobs it popped, jobs running after it)."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.pops: list[tuple[int, int, int]] = []
         pop = self.loop._pop
 
         def pop_while_the_last_job_ends(burst, slots):
+            running_before = len(self.jobs)
             popped = pop(burst, slots)
             if not popped:
                 while self.jobs:
                     self.admission.job_ended.clear()
                     self.admission.job_ended.wait(1)
+            self.pops.append((running_before, len(popped), len(self.jobs)))
             return popped
 
         self.loop._pop = pop_while_the_last_job_ends
@@ -72,6 +78,12 @@ def test_burst_pops_again_at_once_when_the_last_job_ended_during_the_pop(connect
     worker.work(burst=True)
 
     assert [job.return_value() for job in jobs] == [0, 1, 2]
+    # The situation happened: an empty pop began with jobs running and ended with none, and the loop
+    # popped again after it (rather than quitting with the queue unchecked).
+    last_ended_during = [
+        n for n, (before, popped, after) in enumerate(worker.pops) if before and not popped and not after
+    ]
+    assert last_ended_during and worker.pops[last_ended_during[-1] + 1 :], worker.pops
     # Waiting for a job to end with none running would sleep the full second for nothing.
     assert all(running for running, _ in worker.waits), worker.waits
 
