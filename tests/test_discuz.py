@@ -300,7 +300,10 @@ def test_php_call_shows_no_secret_in_the_process_list(
     bridge_lines = [line for line in listing.splitlines() if line.split()[0] in ours]
     assert bridge_lines and all(line.split()[-1].endswith("uc_client_bridge.php") for line in bridge_lines)
     assert PASSWORD not in listing
-    assert PASSWORD not in _environments_of(bridge_lines)
+    environments = [_read_environment(pid) for pid in ours]  # unreadable: an error, not an empty environment
+    pause_variable = f"UC_TEST_PAUSE_FILE={pause}".encode()
+    assert all(pause_variable in environment.split(b"\0") for environment in environments)  # the read saw them
+    assert not any(PASSWORD.encode() in environment for environment in environments)
     pause.unlink()
     assert worker.wait(30) == 0
     assert outcome(job)[0] == "finished"
@@ -346,11 +349,12 @@ def _bridge_pids(pause: Path, after: float = 0.0) -> set[str]:
 
 
 def _environment_of(pid: str) -> bytes:
+    """For picking processes out of the list: one that ended or is not ours to read has none."""
     try:
-        return Path(f"/proc/{pid}/environ").read_bytes()
+        return _read_environment(pid)
     except OSError:
         return b""
 
 
-def _environments_of(lines: list[str]) -> str:
-    return "\n".join(_environment_of(line.split()[0]).decode(errors="replace") for line in lines)
+def _read_environment(pid: str) -> bytes:
+    return Path(f"/proc/{pid}/environ").read_bytes()
