@@ -43,3 +43,28 @@ def unpacked(value: bytes) -> list[bytes]:
         except (zlib.error, ValueError):
             pass
     return found
+
+
+def key_values(connection, match: str = "*") -> dict[bytes, tuple[str, object]]:
+    """Each key matching ``match``, with its type and its value as the commands that read it answer:
+    a string's bytes, a hash's dict, a list, a set sorted, a sorted set's (member, score) pairs in
+    order, a stream's (id, fields) entries."""
+    values: dict[bytes, tuple[str, object]] = {}
+    for key in sorted(connection.scan_iter(match=match, count=1000)):
+        kind = connection.type(key).decode()
+        if kind == "string":
+            value: object = connection.get(key)
+        elif kind == "hash":
+            value = connection.hgetall(key)
+        elif kind == "list":
+            value = connection.lrange(key, 0, -1)
+        elif kind == "set":
+            value = sorted(connection.smembers(key))
+        elif kind == "zset":
+            value = connection.zrange(key, 0, -1, withscores=True)
+        elif kind == "stream":
+            value = connection.xrange(key)
+        else:
+            raise ValueError(f"{key!r}: a {kind} is not read here")
+        values[key] = (kind, value)
+    return values
