@@ -36,6 +36,12 @@ def _header_block(raw: bytes) -> str:
     return raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
 
 
+def _refusals(sink) -> list[tuple[str, str, str]]:
+    """The sink's refusals, at whichever stage: (MAIL, RCPT or DATA, the reply code, the command's argument)."""
+    refused = [event for event in sink.events() if event["event"] == "refused"]
+    return [(event["stage"], event["answer"][:3], event["argument"]) for event in refused]
+
+
 def _header_names(raw: bytes) -> set[str]:
     lines = _header_block(raw).split("\r\n")
     names = [line.split(":", 1)[0].lower() for line in lines if not line[:1].isspace()]
@@ -188,6 +194,31 @@ def test_the_sink_refuses_a_line_over_998_bytes(smtp_sink):
             client.sendmail("a@example.org", ["b@example.org"], b"Subject: x\r\n\r\n" + b"y" * 999 + b"\r\n")
 
 
+def test_the_sink_records_a_refusal_at_mail_rcpt_and_data(smtp_sink):
+    """The refusal events counted below are written wherever a refusal happens, not only at DATA."""
+    sink = smtp_sink("refused-sender@example.org=550", "busy@example.org=451")
+    settings = sink.settings()
+    with smtplib.SMTP(settings["SMTP_HOST"], int(settings["SMTP_PORT"])) as client:
+        client.starttls(context=ssl.create_default_context(cafile=settings["SMTP_CA_FILE"]))
+        client.ehlo()
+        assert client.mail("a@example.org")[0] == 530  # aiosmtpd's own refusal: no AUTH yet
+        client.login(settings["SMTP_USER"], settings["SMTP_PASSWORD"])
+        assert client.mail("refused-sender@example.org")[0] == 550
+        assert client.mail("a@example.org")[0] == 250
+        assert client.rcpt("busy@example.org")[0] == 451
+        client.rset()
+        with pytest.raises(smtplib.SMTPDataError, match="Line too long"):
+            client.sendmail("a@example.org", ["b@example.org"], b"Subject: x\r\n\r\n" + b"y" * 999 + b"\r\n")
+    assert _refusals(sink) == [
+        ("MAIL", "530", "FROM:<a@example.org>"),
+        ("MAIL", "550", "FROM:<refused-sender@example.org>"),
+        ("RCPT", "451", "TO:<busy@example.org>"),
+        ("DATA", "500", None),
+    ]
+    (data_refusal,) = [event for event in sink.events() if event["event"] == "refused" and event["stage"] == "DATA"]
+    assert data_refusal["mail_from"] == "a@example.org" and data_refusal["rcpt_tos"] == ["b@example.org"]
+
+
 def test_a_long_link_goes_out_in_lines_of_at_most_998_bytes(smtp_sink, worker_process, redis_url, connection):
     sink = smtp_sink()
     link = "https://example.com/activate?token=" + "eyJhbGciOiJIUzI1NiJ9." * 75  # ~1,600 characters, a JWT
@@ -228,6 +259,8 @@ def test_reenqueueing_a_failed_activation_starts_a_fresh_attempt(smtp_sink, work
     first = enqueue_activation_mail(queue(connection), to="busy@example.org", name="Busy", link=LINK)
     run_burst(worker_process, redis_url, sink.settings())
     assert outcome(first)[0] == "failed" and first.number_of_retries == 2
+    deferred = ("RCPT", "451", "TO:<busy@example.org>")
+    assert _refusals(sink) == [deferred] * 3  # each attempt reached the server, and only RCPT refused
     failed = FailedJobRegistry(QUEUE, connection=connection)
     assert first.id in failed.get_job_ids()
 
@@ -239,7 +272,7 @@ def test_reenqueueing_a_failed_activation_starts_a_fresh_attempt(smtp_sink, work
     assert again.id not in failed.get_job_ids()
     run_burst(worker_process, redis_url, sink.settings())
     assert outcome(fetched)[0] == "failed" and fetched.number_of_retries == 2  # the full budget again
-    assert len([event for event in sink.events() if event["event"] == "refused"]) == 0
+    assert _refusals(sink) == [deferred] * 6  # three more attempts at the server
 
 
 # --- what logs and rq info show ---------------------------------------------------------------------

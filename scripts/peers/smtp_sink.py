@@ -5,11 +5,14 @@
 
 With ``--tls-cert`` it offers STARTTLS and requires it (``--implicit-tls``: TLS from the first
 byte instead); with ``--auth-user`` it requires AUTH (the password comes from
-``SMTP_SINK_PASSWORD``, never argv).  A ``--rule`` makes one recipient answer ``550`` / ``451`` (any
+``SMTP_SINK_PASSWORD``, never argv).  A ``--rule`` makes one address answer ``550`` / ``451`` (any
 code; the answer quotes the address in several spellings, as real servers do) or ``sleep:SECONDS``
-before answering.  Accepted messages land in the maildir as ``<n>.eml`` (the exact bytes received);
-``events.jsonl`` logs each with its envelope and connection.  Like a strict MTA, it refuses a message
-with a line over 998 bytes (RFC 5321 4.5.3.1.6).
+before answering, as a recipient (RCPT) or as the sender (MAIL).  Accepted messages land in the
+maildir as ``<n>.eml`` (the exact bytes received); ``events.jsonl`` logs each with its envelope and
+connection (``"event": "message"``), and each refusal: every 4xx or 5xx answer to MAIL, RCPT or DATA,
+a rule's or the server's own (authentication required, a malformed address, a line too long...), with
+its stage, the command's argument and the answer (``"event": "refused"``).  Like a strict MTA, it
+refuses a message with a line over 998 bytes (RFC 5321 4.5.3.1.6).
 Prints ``ready <port>`` once listening.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -28,7 +32,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 MAX_LINE = 998
 
@@ -44,7 +48,7 @@ class Sink:
         with self.lock, open(self.maildir / "events.jsonl", "a", encoding="utf-8") as log:
             log.write(json.dumps(fields) + "\n")
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+    async def refusal_by_rule(self, address: str) -> str | None:
         rule = self.rules.get(address.lower())
         if rule and rule.startswith("sleep:"):
             await asyncio.sleep(float(rule.split(":", 1)[1]))
@@ -54,12 +58,25 @@ class Sink:
             status, detail = ("4.3.0", "try again later") if rule.startswith("4") else ("5.1.1", "user unknown")
             local = address.rsplit("@", 1)[0]
             return f"{rule} {status} <{address}>: {detail}: {local.upper()} {quote(address)}"
+        return None
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        refusal = await self.refusal_by_rule(address)
+        if refusal:
+            return refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        refusal = await self.refusal_by_rule(address)
+        if refusal:
+            return refusal
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         if any(len(line) > MAX_LINE for line in envelope.original_content.split(b"\r\n")):
-            self.event(event="refused", reason="line too long", rcpt_tos=envelope.rcpt_tos)
             return "500 5.5.2 Line too long"
         number = next(self.counter)
         path = self.maildir / f"{number}.eml"
@@ -76,6 +93,54 @@ class Sink:
             connection=id(session),
         )
         return "250 Message accepted"
+
+
+class RefusalRecordingSMTP(SMTP):
+    """aiosmtpd's server, logging each 4xx or 5xx answer to MAIL, RCPT or DATA as a ``refused`` event,
+    whoever refused: a hook of the sink or aiosmtpd itself."""
+
+    STAGES = ("MAIL", "RCPT", "DATA")
+
+    def __init__(self, handler: Sink, *args, **kwargs):
+        super().__init__(handler, *args, **kwargs)
+        self.stage: str | None = None
+        self.argument: str | None = None
+        self.envelope_before: tuple[str | None, list[str]] = (None, [])
+        for stage in self.STAGES:
+            self._smtp_methods[stage] = self._recording_stage(stage, self._smtp_methods[stage])
+
+    def _recording_stage(self, stage: str, method):
+        @functools.wraps(method)  # keeps aiosmtpd's syntax attributes, for HELP
+        async def recorded(argument):
+            self.stage, self.argument = stage, argument
+            # DATA empties the envelope before it answers: the sender and recipients as the command found them
+            self.envelope_before = (self.envelope.mail_from, list(self.envelope.rcpt_tos))
+            try:
+                await method(argument)
+            finally:
+                self.stage = self.argument = None
+
+        return recorded
+
+    async def push(self, status):
+        answer = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        if self.stage and answer[:1] in ("4", "5"):
+            mail_from, rcpt_tos = self.envelope_before
+            self.event_handler.event(
+                event="refused",
+                stage=self.stage,
+                argument=self.argument,
+                answer=answer,
+                mail_from=mail_from,
+                rcpt_tos=rcpt_tos,
+                connection=id(self.session),
+            )
+        await super().push(status)
+
+
+class RefusalRecordingController(Controller):
+    def factory(self):
+        return RefusalRecordingSMTP(self.handler, **self.SMTP_kwargs)
 
 
 class Authenticator:
@@ -119,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             # aiosmtpd only knows of TLS begun by STARTTLS; an implicit-TLS connection is encrypted anyway.
             auth_require_tls=not options.implicit_tls,
         )
-    controller = Controller(
+    controller = RefusalRecordingController(
         Sink(options.maildir, rules),
         hostname=options.host,
         port=options.port,
