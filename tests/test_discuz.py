@@ -289,22 +289,24 @@ def test_php_call_shows_no_secret_in_the_process_list(
     worker = worker_process(
         "-u", redis_url, "--burst", "jobs", env={**php_uc_client(peer), "UC_TEST_PAUSE_FILE": str(pause)}
     )
-    # The lookup's bridge process ends at once; the one that stays is register's, paused holding the password.
-    wait_until(
-        lambda: _bridge_pids(pause) and _bridge_pids(pause) == _bridge_pids(pause, after=0.5),
-        timeout=20,
-        what="PHP register",
-    )
-    listing = _process_list()
-    ours = _bridge_pids(pause)
-    bridge_lines = [line for line in listing.splitlines() if line.split()[0] in ours]
-    assert bridge_lines and all(line.split()[-1].endswith("uc_client_bridge.php") for line in bridge_lines)
-    assert PASSWORD not in listing
-    environments = [_read_environment(pid) for pid in ours]  # unreadable: an error, not an empty environment
-    pause_variable = f"UC_TEST_PAUSE_FILE={pause}".encode()
-    assert all(pause_variable in environment.split(b"\0") for environment in environments)  # the read saw them
-    assert not any(PASSWORD.encode() in environment for environment in environments)
-    pause.unlink()
+    try:
+        # The lookup's bridge process ends at once; the one that stays is register's, paused holding the password.
+        wait_until(
+            lambda: _bridge_pids(pause) and _bridge_pids(pause) == _bridge_pids(pause, after=0.5),
+            timeout=20,
+            what="PHP register",
+        )
+        listing = _process_list()
+        ours = _bridge_pids(pause)
+        bridge_lines = [line for line in listing.splitlines() if line.split()[0] in ours]
+        assert bridge_lines and all(line.split()[-1].endswith("uc_client_bridge.php") for line in bridge_lines)
+        assert PASSWORD not in listing
+        environments = [_read_environment(pid) for pid in ours]  # unreadable: an error, not an empty environment
+        pause_variable = f"UC_TEST_PAUSE_FILE={pause}".encode()
+        assert all(pause_variable in environment.split(b"\0") for environment in environments)  # the read saw them
+        assert not any(PASSWORD.encode() in environment for environment in environments)
+    finally:  # a failed check leaves no bridge paused behind it
+        pause.unlink()
     assert worker.wait(30) == 0
     assert outcome(job)[0] == "finished"
 
