@@ -39,19 +39,20 @@ SERVERS_UNDER_TEST = {"7.0": "7.", "valkey8": "8."}  # the value, and the versio
 
 def refuse_a_checkout() -> None:
     """RQ_GEVENT_TEST_INSTALLED=1 (noxfile.py's package session): the code under test must be the
-    installed wheel, not an editable install or a source tree beside the tests."""
-    import importlib.metadata
-    import json
+    wheel installed in this interpreter's site-packages, not a tree on sys.path (PYTHONPATH, the
+    current directory) or an editable install's."""
+    import sysconfig
 
     import jobs
     import rq_gevent
 
+    site_packages = Path(sysconfig.get_paths()["purelib"]).resolve()
     for package in (rq_gevent, jobs):
-        if Path(package.__file__).resolve().is_relative_to(REPO_DIR.resolve()):
-            raise pytest.UsageError(f"RQ_GEVENT_TEST_INSTALLED is set, but {package.__name__} is this tree's")
-    direct_url = importlib.metadata.distribution("rq-gevent").read_text("direct_url.json") or "{}"
-    if json.loads(direct_url).get("dir_info", {}).get("editable"):
-        raise pytest.UsageError("RQ_GEVENT_TEST_INSTALLED is set, but rq-gevent is installed editable")
+        if not Path(package.__file__).resolve().is_relative_to(site_packages):
+            raise pytest.UsageError(
+                f"RQ_GEVENT_TEST_INSTALLED is set, but {package.__name__} comes from {package.__file__}, "
+                f"not from {site_packages}"
+            )
 
 
 def pytest_configure(config: pytest.Config) -> None:

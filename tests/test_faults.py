@@ -472,6 +472,7 @@ def test_bad_input_ends_each_job_with_a_clear_reason_and_the_worker_keeps_runnin
     connection.hset(garbage_date.key, "created_at", "not a date")
     missing_function = queue.enqueue("testjobs.no_such_function")
     missing_module = queue.enqueue("no_such_module.function")
+    missing_dependency = queue.enqueue("testjobs_missing_dependency.function")
     unpicklable = queue.enqueue(testjobs.unpicklable_result)
     ten_megabytes = queue.enqueue(testjobs.green_sleep, 0, "y" * 10_000_000)
     deleted = queue.enqueue(testjobs.green_sleep, 0, "deleted")
@@ -494,6 +495,9 @@ def test_bad_input_ends_each_job_with_a_clear_reason_and_the_worker_keeps_runnin
     assert "FunctionNotImportable" in reason(missing_function)
     assert "Invalid attribute name: no_such_function" in reason(missing_function)
     assert "no_such_module" in reason(missing_module) and not reason(missing_module).endswith(WITHHELD)
+    assert reason(missing_dependency).endswith(
+        "(ModuleNotFoundError: No module named 'rq_gevent_tests_not_installed')"
+    ), reason(missing_dependency)
     # A function returning a generator: rq 2 fails the job (the result cannot be pickled); rq 3 runs a
     # generator as a coroutine on Python < 3.12 (and fails it), and on 3.12+ keeps a placeholder
     # result (finished).  Whatever rq's own worker does here, this worker must do too.

@@ -97,12 +97,12 @@ def test_both_artefacts_carry_the_license(artefacts):
     license_text = artefacts.sdist_member("LICENSE")
     assert license_text.startswith(b"BSD 2-Clause License")
     assert artefacts.wheel_member(".dist-info/licenses/LICENSE") == license_text
-    assert artefacts.metadata()["License"] == "BSD-2-Clause"
+    assert artefacts.metadata()["License-Expression"] == "BSD-2-Clause"
 
 
 def test_the_version_is_the_packages_and_has_a_changelog_entry(artefacts):
     version = artefacts.metadata()["Version"]
-    assert version == rq_gevent.__version__
+    assert version == rq_gevent.__version__  # setup.cfg reads it from the package: written in one place
     assert artefacts.wheel.name.startswith(f"rq_gevent-{version}-")
     changelog = artefacts.sdist_member("docs/changelog.md").decode()
     assert re.search(rf"^## {re.escape(version)} \(\d{{4}}-\d\d-\d\d\)$", changelog, re.MULTILINE), changelog[:500]
@@ -135,7 +135,7 @@ def minor(version: str) -> int:
 
 def test_the_python_versions_declared_are_those_ci_tests(artefacts):
     constants = noxfile_constants()
-    tested = sorted({constants["OLDEST_PYTHON"], constants["NEWEST_PYTHON"], constants["PACKAGE_PYTHON"]}, key=minor)
+    tested = sorted({python for _, python, _ in constants["MATRIX"]} | {constants["PACKAGE_PYTHON"]}, key=minor)
     minors = [minor(version) for version in tested]
     assert minors == list(range(minors[0], minors[-1] + 1)), f"a Python between the ends is not tested: {tested}"
     metadata = artefacts.metadata()
@@ -168,8 +168,8 @@ def test_every_extra_the_docs_name_exists(artefacts):
     named = set()
     for doc in ["README.md", *(f"docs/{path.name}" for path in (REPO_DIR / "docs").glob("*.md"))]:
         text = artefacts.sdist_member(doc).decode()
-        for group in re.findall(r"(?:rq-gevent|\.)\[([a-z0-9_,-]+)\]", text):
-            named.update(group.split(","))
+        for group in re.findall(r"(?:rq-gevent|\.)\[([^]]*)\]", text, re.IGNORECASE):
+            named.update(extra.strip().lower() for extra in group.split(","))
     assert {"jobs", "sentry", "metrics", "embedded", "demo", "test"} <= named  # the scan finds what it should
     assert named <= extras, named - extras
 
@@ -208,3 +208,22 @@ print(bridge_script_file().stat().st_size)
     assert not bridge.startswith(str(artefacts.wheel)) and bridge.endswith("uc_client_bridge.php")
     assert int(size) == len(artefacts.wheel_member("jobs/discuz/uc_client_bridge.php"))
     assert not Path(bridge).exists(), "the bridge's extracted copy outlived the process"
+
+
+def test_the_job_modules_without_their_extra_name_it(artefacts, tmp_path):
+    """The wheel alone, without the extra "jobs": importing the job modules says what to install."""
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    installed = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--no-deps", str(artefacts.wheel)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    imported = subprocess.run(
+        [python, "-c", "import rq_gevent; import jobs.mail.activation"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert imported.stderr.strip().splitlines()[-1] == (
+        "ImportError: the job modules need cryptography, email-validator, PyMySQL, bcrypt: "
+        "pip install 'rq-gevent[jobs]'"
+    ), imported.stderr
