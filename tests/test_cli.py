@@ -24,6 +24,7 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subproc
     )
 
 
+@pytest.mark.once  # parsing and imports: the same on every version
 def test_version_and_help():
     version = run_cli("--version")
     assert version.returncode == 0
@@ -86,6 +87,7 @@ def test_config_module_supplies_url_queues_and_concurrency(connection, redis_url
     assert "Worker from-config" in result.stdout
 
 
+@pytest.mark.once  # parsing and imports: the same on every version
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -148,6 +150,7 @@ def test_rq_worker_short_flags(connection, redis_url):
     assert "started with PID" in result.stdout + result.stderr
 
 
+@pytest.mark.once  # parsing and imports: the same on every version
 def test_help_prints_percent_signs_once():
     help_text = run_cli("worker", "--help").stdout
     assert "(+0-10% jitter)" in help_text and "%%" not in help_text
@@ -217,12 +220,14 @@ def test_a_second_worker_with_the_same_live_name_is_refused(connection, redis_ur
     assert first.wait(10) == 0
 
 
+@pytest.mark.once  # parsing and imports: the same on every version
 def test_importing_the_package_loads_nothing_network_related():
     code = "import sys, rq_gevent; print(sorted(m for m in ('redis', 'rq', 'ssl', 'gevent') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO_DIR))
     assert result.stdout.strip() == "[]", result.stderr
 
 
+@pytest.mark.once  # parsing and imports: the same on every version
 def test_importing_the_worker_into_an_unpatched_process_is_a_clear_error():
     code = (
         "import redis, rq_gevent\n"

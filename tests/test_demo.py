@@ -8,6 +8,10 @@ import sys
 import pytest
 from conftest import REPO_DIR
 
+# Runs once, not on each rq, Python and server (docs/contributing.md):
+# the demo script's processes and its summary.
+pytestmark = pytest.mark.once
+
 
 def run_demo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -18,6 +18,10 @@ from jobs.discuz.sync import sync_discuz_user
 from jobs.enqueue import enqueue_discuz_sync
 from jobs.sealing import seal
 
+# Runs once, not on each rq, Python and server (docs/contributing.md):
+# the job module against UCenter, MariaDB and PHP; rq's retries are test_lifecycle's.
+pytestmark = pytest.mark.once
+
 PASSWORD = "Pa55-密码-7f3a"
 
 

@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 
 import click
+import pytest
 from conftest import REPO_DIR
+
+# Runs once, not on each rq, Python and server (docs/contributing.md):
+# the docs' text and mkdocs.
+pytestmark = pytest.mark.once
 
 DOCS = REPO_DIR / "docs"
 

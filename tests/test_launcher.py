@@ -18,6 +18,10 @@ from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 
+# Runs once, not on each rq, Python and server (docs/contributing.md):
+# the launcher's processes, signals and liveness files.
+pytestmark = pytest.mark.once
+
 # Executions of killed workers expire in ~2 s and are reaped every second, so abandoned jobs are
 # seen through in seconds rather than rq's 60 s + 10 min.
 FAST_REAPING = [

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from conftest import wait_until
 from jobrun import outcome, queue, run_burst
 from rq.job import Job
 
 from jobs.enqueue import enqueue_activation_mail
 from jobs.mail.activation import send_activation_mail
+
+# Runs once, not on each rq, Python and server (docs/contributing.md):
+# the job module against an SMTP server; rq's retries are test_lifecycle's.
+pytestmark = pytest.mark.once
 
 LINK = "https://example.com/activate?token=abc123"
 
@@ -142,6 +147,7 @@ def test_unreachable_server_is_retried_then_delivered(smtp_sink, worker_process,
     assert 1 <= worker.output().count("retrying in 1 s") < 8
 
 
+@pytest.mark.every_version  # jobs.outcomes counts retries as each rq version records them
 def test_retries_after_an_interval_end_on_every_rq_version(smtp_sink, worker_process, redis_url, connection):
     """A retry scheduled after an interval (not 0 s) is counted too: rq 2.3.3 never increments
     number_of_retries for those, so counting on it retried a busy recipient for ever."""

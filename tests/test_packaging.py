@@ -23,6 +23,10 @@ from conftest import REPO_DIR
 
 import rq_gevent
 
+# Runs once, not on each rq, Python and server (docs/contributing.md):
+# the built artefacts.
+pytestmark = pytest.mark.once
+
 # Every file the code reads at run time, found through importlib.resources.
 RUN_TIME_FILES = [
     *(
@@ -150,6 +154,16 @@ def test_the_python_versions_declared_are_those_ci_tests(artefacts):
     assert declared == tested
     oldest, newest = tested[0], tested[-1]
     assert metadata["Requires-Python"] == f"<3.{minor(newest) + 1},>={oldest}"
+
+
+def test_each_matrix_entry_differs_from_the_base_in_one_thing():
+    """So that a failure in one session alone points to one cause: its rq, its Python or its server."""
+    base, *others = noxfile_constants()["MATRIX"]
+    assert others
+    for entry in others:
+        assert sum(mine != theirs for mine, theirs in zip(entry, base, strict=True)) == 1, (entry, base)
+    for axis in range(3):  # and each of rq, Python and server is varied by some entry
+        assert any(entry[axis] != base[axis] for entry in others), axis
 
 
 def test_the_rq_range_declared_is_the_one_ci_tests(artefacts):

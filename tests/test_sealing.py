@@ -8,6 +8,10 @@ import pytest
 
 from jobs.sealing import KEY_VARIABLE, Sealed, SealingError, Secret, generate_key, seal
 
+# Runs once, not on each rq, Python and server (docs/contributing.md):
+# cryptography's Fernet and pickle, no worker.
+pytestmark = pytest.mark.once
+
 PASSWORD = "S3cr3t-pässwörd"
 
 

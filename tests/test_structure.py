@@ -3,11 +3,22 @@
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+import pytest
+
+import jobs
+import rq_gevent
+
+# Runs once, not on each rq, Python and server (docs/contributing.md):
+# the source's import graph.
+pytestmark = pytest.mark.once
+
+# Where the packages under test are: this tree, or site-packages when the installed wheel is tested.
+ROOT = Path(rq_gevent.__file__).resolve().parent.parent
+assert Path(jobs.__file__).resolve().parent.parent == ROOT, (rq_gevent.__file__, jobs.__file__)
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
@@ -40,7 +51,7 @@ def imported_modules(path: Path, package: str) -> set[str]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    paths = [*REPO.glob("rq_gevent/**/*.py"), *REPO.glob("jobs/**/*.py")]
+    paths = [*ROOT.glob("rq_gevent/**/*.py"), *ROOT.glob("jobs/**/*.py")]
     modules = {module_name(path): path for path in paths}
     graph = {}
     for name, path in modules.items():
