@@ -11,6 +11,8 @@ import click
 import pytest
 from conftest import REPO_DIR
 
+from rq_gevent import metrics
+
 # Runs once, not on each rq, Python and server (docs/contributing.md):
 # the docs' text and mkdocs.
 pytestmark = pytest.mark.once
@@ -70,7 +72,7 @@ def test_docs_list_the_mysql_errors_the_database_backend_retries():
 
 
 def test_docs_list_every_metric_the_worker_exports():
-    source = (REPO_DIR / "rq_gevent" / "metrics.py").read_text()
+    source = Path(metrics.__file__).read_text()
     defined = set(re.findall(r'"(rq_gevent_[a-z_]+)"', source))
     documented = set(re.findall(r"`(rq_gevent_[a-z_]+?)(?:_total)?`", (DOCS / "metrics.md").read_text()))
     counters = set(re.findall(r'Counter\(\s*"(rq_gevent_[a-z_]+)"', source))
@@ -92,7 +94,7 @@ def test_the_grafana_dashboard_queries_only_metrics_the_worker_exports():
     import json
 
     dashboard = json.loads((DOCS / "grafana" / "rq-gevent-dashboard.json").read_text())
-    source = (REPO_DIR / "rq_gevent" / "metrics.py").read_text()
+    source = Path(metrics.__file__).read_text()
     families = set(re.findall(r'"(rq_gevent_[a-z_]+)"', source))
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
     used = {name for expr in exprs for name in re.findall(r"rq_gevent_[a-z_]+", expr)}
