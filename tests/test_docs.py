@@ -160,3 +160,17 @@ def test_kubernetes_grace_period_outlasts_the_graceful_timeout():
     args = pod["containers"][0]["args"]
     graceful = float(args[args.index("--graceful-timeout") + 1])
     assert pod["terminationGracePeriodSeconds"] > graceful
+
+
+def test_contributing_lists_every_module_that_runs_once():
+    """docs/contributing.md's table of tests that run once names exactly the modules marked once."""
+    marked = sorted(
+        path.name
+        for path in (REPO_DIR / "tests").glob("test_*.py")
+        if re.search(r"^pytestmark = pytest\.mark\.once$", path.read_text(), re.MULTILINE)
+    )
+    assert "test_docs.py" in marked  # this module is marked: the scan finds what it should
+    text = (DOCS / "contributing.md").read_text()
+    table = text.split("**Tests that run once.**", 1)[1].split("\n\n**", 1)[0]
+    listed = sorted(set(re.findall(r"^\| `(test_\w+\.py)`", table, re.MULTILINE)))
+    assert listed == marked
