@@ -12,7 +12,9 @@ Every job ends up in exactly one line of the account:
 
 Each run of a job adds a token of its own to the set ``ledger:runs:<id>`` (idempotent, so a command
 redis-py resends after a dropped connection counts once), and at-least-once re-runs are counted as
-``duplicates`` (jobs that ran more than once).
+``duplicates`` (jobs that ran more than once).  A run that cannot add its token (Redis unreachable or
+refusing it for ``RECORD_WITHIN`` s) fails its job with ``RunNotRecorded``, and the account counts that
+job as lost: an uncounted run would under-count the runs and duplicates unseen.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ from rq.job import Job, JobStatus
 from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 RUNS_KEY = "ledger:runs:{}"
+# How long a run keeps trying to count itself: longer than any outage a fault test holds a running job
+# through (the fleet's 75 s cut), shorter than rq's default job timeout (180 s), which would hide why.
+RECORD_WITHIN = 120.0
+NOT_RECORDED = "failed: run not recorded"
+
+
+class RunNotRecorded(RuntimeError):
+    """A run of ``ledger_job`` could not add its token to ``ledger:runs:<id>``."""
 
 
 def runs_of(connection, job_id: str) -> int:
@@ -86,7 +96,7 @@ class Ledger:
             line = "finished" if status == b"finished" else self._line(job_id, queued, started, waiting)
             if line == "pending: queued" and job_id in popped:
                 line = "pending: popped"
-            if line == "lost":
+            if line in ("lost", NOT_RECORDED):
                 account.lost.append(self._describe(job_id, queued, started, waiting))
             elif line.startswith("pending"):
                 account.pending += 1
@@ -157,6 +167,7 @@ class Ledger:
 
 
 REASONS = [  # (text in the stored exception, the ledger's name for it)
+    ("RunNotRecorded", NOT_RECORDED.removeprefix("failed: ")),
     ("AbandonedJobError", "abandoned"),
     ("JobTimeoutException", "timeout"),
     ("stuck in intermediate queue", "stuck in intermediate queue"),
@@ -181,15 +192,20 @@ def ledger_job(seconds: float) -> str:
 
     The count goes through a client of the ledger's own with a 5 s socket timeout: a job's own
     connection waits as long as under rq's worker (``worker_ttl - 5``), and an instrument must not
-    hang on a dead path until the job's timeout."""
+    hang on a dead path until the job's timeout.  The fault may be hitting this job's path to Redis
+    too: it tries again until Redis takes the count, and fails the job (``RunNotRecorded``) after
+    ``RECORD_WITHIN`` s rather than run uncounted."""
     job = get_current_job()
     counter = _counting_client(job.connection)
     run_token = uuid.uuid4().hex  # the same token if redis-py resends the command: one run, one member
-    for _attempt in range(10):  # the fault may be hitting this job's own connection too
+    deadline = time.monotonic() + RECORD_WITHIN
+    while True:
         try:
-            counter.sadd(f"ledger:runs:{job.id}", run_token)
+            counter.sadd(RUNS_KEY.format(job.id), run_token)
             break
-        except (ConnectionError, TimeoutError, OutOfMemoryError):  # a full Redis refuses the job's write too
+        except (ConnectionError, TimeoutError, OutOfMemoryError) as error:  # a full Redis refuses it too
+            if time.monotonic() >= deadline:
+                raise RunNotRecorded(f"run {run_token} of {job.id} not counted within {RECORD_WITHIN:.0f} s") from error
             time.sleep(0.2)
     time.sleep(seconds)
     return job.id

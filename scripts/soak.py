@@ -55,6 +55,7 @@ BATCH = 100
 LONG_EVERY, LONG_SECONDS = 10, 3.0
 # Executions of killed workers expire 65 s after their last heartbeat; maintenance every 30 s.
 WORKER_ARGS = ["--job-monitoring-interval", "5", "--maintenance-interval", "30"]
+WARM_SHUTDOWN_BEGUN = "Send it again for a cold shutdown"  # a worker process's line once it took a stop signal
 
 
 class Pool:
@@ -65,6 +66,7 @@ class Pool:
             *host, sys.executable, "-m", "rq_gevent", "worker", "-P", str(SCRIPTS), "-u", url,
             "-n", str(processes), "-c", str(concurrency), *WORKER_ARGS, "ledger",
         ]  # fmt: skip
+        self.log_path = log_path
         self.log = open(log_path, "ab")
         self.process: subprocess.Popen | None = None
 
@@ -79,9 +81,11 @@ class Pool:
             return []
 
     def shut_down(self, cold: bool = False, timeout: float = 120) -> int:
+        children, log_offset = self.children(), self.log_path.stat().st_size
         self.process.send_signal(signal.SIGTERM)
         if cold:
-            time.sleep(1.1)  # a second signal within 1 s is taken for a duplicate
+            self._wait_for_warm_shutdowns(children, log_offset)
+            time.sleep(1.1)  # a second signal within 1 s of a process's first is taken for a duplicate
             self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout)
@@ -89,6 +93,23 @@ class Pool:
             print(f"soak: pool did not stop within {timeout} s; killing it", flush=True)
             self.process.kill()
             return self.process.wait()
+
+    def _wait_for_warm_shutdowns(self, children: list[int], log_offset: int, timeout: float = 30) -> None:
+        """Until each of ``children`` logged that it took the first SIGTERM (the launcher passed it on), or
+        exited: the second one is then a second one to every process, not a duplicate."""
+        deadline = time.monotonic() + timeout
+        waiting = set(children)
+        while waiting and time.monotonic() < deadline:
+            with open(self.log_path, "rb") as log:
+                log.seek(log_offset)
+                lines = log.read().decode(errors="replace").splitlines()
+            begun = {
+                pid for pid in waiting for line in lines if f" pid {pid}] " in line and WARM_SHUTDOWN_BEGUN in line
+            }
+            waiting = {pid for pid in waiting - begun if Path(f"/proc/{pid}").exists()}
+            time.sleep(0.05)
+        if waiting:
+            print(f"soak: children {sorted(waiting)} did not log a warm shutdown within {timeout:.0f} s", flush=True)
 
 
 class Faults:

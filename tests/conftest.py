@@ -134,6 +134,9 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval:
     raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
 
 
+WARM_SHUTDOWN_BEGUN = "Send it again for a cold shutdown"  # a worker process's line once it took a stop signal
+
+
 class WorkerProcess:
     """A real ``rq-gevent worker`` subprocess whose output is kept for assertions."""
 
@@ -158,11 +161,16 @@ class WorkerProcess:
         self.log_file.flush()
         return self.log_path.read_text(errors="replace")
 
-    def shut_down(self, cold: bool = False) -> None:
-        """SIGTERM (warm); for a cold shutdown, a second one once the warm one has begun."""
+    def shut_down(self, cold: bool = False, worker_processes: int = 1) -> None:
+        """SIGTERM (warm); for a cold shutdown, a second one once the warm one has begun in each of the
+        ``worker_processes`` (a launcher's children, which log it after the launcher took the signal)."""
+        begun_before = self.output().count(WARM_SHUTDOWN_BEGUN)
         os.kill(self.pid, signal.SIGTERM)
         if cold:
-            wait_until(lambda: "Send it again for a cold shutdown" in self.output(), what="warm shutdown begun")
+            wait_until(
+                lambda: self.output().count(WARM_SHUTDOWN_BEGUN) >= begun_before + worker_processes,
+                what=f"warm shutdown begun in {worker_processes} worker processes",
+            )
             time.sleep(1.1)  # a second signal within 1 s is taken for a duplicate, as rq does
             os.kill(self.pid, signal.SIGTERM)
 

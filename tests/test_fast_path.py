@@ -3,8 +3,10 @@ exactly as rq's own SimpleWorker leaves it, on every rq version CI runs."""
 
 import re
 import time
+from collections.abc import Iterator
 
 import gevent
+import pytest
 import redis
 import testjobs
 from conftest import start_worker_greenlet, wait_until
@@ -13,6 +15,7 @@ from rq.job import Job
 from rq.worker import SimpleWorker, Worker
 
 from rq_gevent import GeventWorker, job_writes
+from rq_gevent.embedded_redis import EmbeddedRedis
 
 EXECUTION_ID = re.compile(rb"[0-9a-f]{32}")
 TIMESTAMPS = {b"created_at", b"enqueued_at", b"started_at", b"ended_at", b"last_heartbeat",
@@ -21,6 +24,21 @@ POP_TOKEN = re.compile(rb"^[0-9a-f]{12}:\d+$")  # in the worker's record of its 
 # Hash fields whose values must match; the others (timestamps, pickled data) only by name.
 COMPARED_VALUES = {b"status", b"origin", b"worker_name", b"retries_left", b"number_of_retries", b"state",
                    b"successful_job_count", b"failed_job_count", b"current_job", b"queues", b"type"}  # fmt: skip
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis of each test's own, not the session's: these tests observe Redis server-wide (every key, the
+    script cache, the reads it processed, suspension), which a leftover worker of an earlier test changes."""
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture
+def connection(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
 
 
 def enqueue_every_outcome(connection) -> Queue:

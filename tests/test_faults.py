@@ -336,7 +336,7 @@ def test_a_job_whose_bookkeeping_fails_before_it_runs_is_requeued_when_redis_is_
             wait_until(lambda: f"will requeue job {job.id} once it answers" in worker.output(), timeout=20,
                        what="retrying")  # fmt: skip
         else:
-            gevent.sleep(0.3)  # the job's function runs meanwhile; its own SADD retries for 2 s
+            gevent.sleep(0.3)  # the job's function runs meanwhile; its own SADD retries until Redis answers
         private_redis.start()
         wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=60, what="job finished")
         os.kill(worker.pid, signal.SIGTERM)

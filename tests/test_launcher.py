@@ -253,9 +253,7 @@ def test_second_signal_shuts_children_down_cold_and_pid_file(connection, redis_u
     wait_until(lambda: len(StartedJobRegistry(queue=queue)) == 6, what="6 jobs running")
     assert pid_file.read_text() == str(master.pid)
 
-    os.kill(master.pid, signal.SIGTERM)
-    time.sleep(1.2)
-    os.kill(master.pid, signal.SIGTERM)
+    master.shut_down(cold=True, worker_processes=2)  # the second SIGTERM a second after both children took the first
     assert master.wait(20) == 0, master.output()
 
     assert {job.get_status(refresh=True) for job in jobs} == {JobStatus.QUEUED}

@@ -4,7 +4,6 @@ import os
 import signal
 import time
 
-import gevent
 import testjobs
 from conftest import wait_until
 from rq import Queue
@@ -15,6 +14,10 @@ from rq.worker import Worker
 
 def running_jobs(queue):
     return lambda: len(StartedJobRegistry(queue=queue))
+
+
+def registered_as(connection, pid: int) -> Worker | None:
+    return next((worker for worker in Worker.all(connection=connection) if worker.pid == pid), None)
 
 
 def assert_deregistered(connection):
@@ -41,8 +44,12 @@ def test_warm_shutdown_finishes_running_jobs_and_leaves_the_rest(connection, red
 
 def test_warm_shutdown_of_an_idle_worker_wakes_the_blocking_pop(connection, redis_url, worker_process):
     worker = worker_process("-u", redis_url)
-    wait_until(lambda: len(Worker.all(connection=connection)) == 1, what="worker registered")
-    wait_until(lambda: any(c.get("cmd") in ("blmove", "blpop") for c in connection.client_list()), what="blocked")
+    wait_until(lambda: registered_as(connection, worker.pid), what="worker registered")
+    pop_client = f"{registered_as(connection, worker.pid).name}:dequeue"  # rq_gevent.dequeue's, not a leftover's
+    wait_until(
+        lambda: any(c["name"] == pop_client and c["cmd"] in ("blmove", "blpop") for c in connection.client_list()),
+        what="its pop blocked",
+    )
 
     started = time.monotonic()
     os.kill(worker.pid, signal.SIGINT)
@@ -58,9 +65,7 @@ def test_cold_shutdown_requeues_running_jobs_at_the_front(connection, redis_url,
     worker = worker_process("-u", redis_url, "-c", "5")
     wait_until(lambda: running_jobs(queue)() == 5, what="5 jobs running")
 
-    os.kill(worker.pid, signal.SIGTERM)
-    gevent.sleep(1.2)  # a second signal within 1 s counts as a duplicate, as in rq
-    os.kill(worker.pid, signal.SIGTERM)
+    worker.shut_down(cold=True)  # the second SIGTERM a second after the worker took the first
     assert worker.wait(timeout=10) == 0, worker.output()
 
     for job in running:
