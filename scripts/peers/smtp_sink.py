@@ -95,6 +95,15 @@ class Sink:
         return "250 Message accepted"
 
 
+def _keyword_upper(argument: str | None) -> str | None:
+    """``from:<a@b>`` as ``FROM:<a@b>``: SMTP's keywords are case-insensitive (RFC 5321 2.4), and
+    clients differ (Python 3.13's smtplib sends them in lower case, 3.11's in upper)."""
+    keyword, colon, rest = (argument or "").partition(":")
+    if colon and keyword.upper() in ("FROM", "TO"):
+        return f"{keyword.upper()}:{rest}"
+    return argument
+
+
 class RefusalRecordingSMTP(SMTP):
     """aiosmtpd's server, logging each 4xx or 5xx answer to MAIL, RCPT or DATA as a ``refused`` event,
     whoever refused: a hook of the sink or aiosmtpd itself."""
@@ -112,7 +121,7 @@ class RefusalRecordingSMTP(SMTP):
     def _recording_stage(self, stage: str, method):
         @functools.wraps(method)  # keeps aiosmtpd's syntax attributes, for HELP
         async def recorded(argument):
-            self.stage, self.argument = stage, argument
+            self.stage, self.argument = stage, _keyword_upper(argument)
             # DATA empties the envelope before it answers: the sender and recipients as the command found them
             self.envelope_before = (self.envelope.mail_from, list(self.envelope.rcpt_tos))
             try:
