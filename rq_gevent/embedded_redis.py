@@ -108,16 +108,29 @@ class EmbeddedRedis:
             os.path.join(self.directory, "redis.log"),
             *self.extra_args,
         ]
+        log_path = os.path.join(self.directory, "redis.log")
+        logged_before = os.path.getsize(log_path) if os.path.exists(log_path) else 0  # a restart appends
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited with code {self.process.returncode}: {self.log_tail()}")
-            if self._answers_ping():
+            # Ready in its own log, too: a PING answered by some other server that took the port first
+            # (its own then fails to bind and exits) must not pass for this one.
+            if self._answers_ping() and self._logged_ready(log_path, logged_before):
                 return self
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout} s")
+
+    @staticmethod
+    def _logged_ready(log_path: str, offset: int) -> bool:
+        try:
+            with open(log_path, "rb") as log:
+                log.seek(offset)
+                return b"Ready to accept connections" in log.read()
+        except OSError:
+            return False
 
     def _answers_ping(self) -> bool:
         try:

@@ -69,6 +69,7 @@ class Pool:
         self.log_path = log_path
         self.log = open(log_path, "ab")
         self.process: subprocess.Popen | None = None
+        self.cold_shutdowns_unchecked = 0  # second SIGTERMs sent before every child had taken the first
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -110,6 +111,7 @@ class Pool:
             time.sleep(0.05)
         if waiting:
             print(f"soak: children {sorted(waiting)} did not log a warm shutdown within {timeout:.0f} s", flush=True)
+            self.cold_shutdowns_unchecked += 1
 
 
 class Faults:
@@ -312,8 +314,10 @@ def main() -> int:
     print(f"pool exit code {exit_code}; work-loop crashes {crashes}; tracebacks in the log {tracebacks} ({log_path})")
     for lost in account.lost[:20]:
         print(f"  lost: {lost}")
-    if account.lost or account.pending:
-        print(f"soak: FAILED: {len(account.lost)} lost, {account.pending} still pending")
+    unchecked = sum(pool.cold_shutdowns_unchecked for pool in pools)
+    if account.lost or account.pending or unchecked:
+        print(f"soak: FAILED: {len(account.lost)} lost, {account.pending} still pending, {unchecked} cold "
+              "shutdowns whose second SIGTERM may have been taken for a duplicate")  # fmt: skip
         return 1
     print("soak: no job lost")
     return 0

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import gevent
 import pytest
@@ -38,7 +39,8 @@ SERVERS_UNDER_TEST = {"7.0": "7.", "valkey8": "8."}  # the value, and the versio
 
 
 # Which tests a run takes (noxfile.py): "matrix" those that depend on rq's, Python's or the server's
-# version (not marked once), "once" the others; unset, all of them.
+# version (not marked once), "once" the others, "sentry" those of "matrix" that talk to Sentry (marked
+# sentry, or using the sentry_sink fixture); unset, all of them.
 TESTS_TO_RUN = os.environ.get("RQ_GEVENT_TEST_RUNS")
 
 
@@ -46,16 +48,33 @@ def runs_once(item: pytest.Item) -> bool:
     return item.get_closest_marker("once") is not None and item.get_closest_marker("every_version") is None
 
 
+def talks_to_sentry(item: pytest.Item) -> bool:
+    return item.get_closest_marker("sentry") is not None or "sentry_sink" in getattr(item, "fixturenames", ())
+
+
+def taken_by_this_run(item: pytest.Item) -> bool:
+    if TESTS_TO_RUN == "once":
+        return runs_once(item)
+    return not runs_once(item) and (TESTS_TO_RUN == "matrix" or talks_to_sentry(item))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not TESTS_TO_RUN:
         return
-    if TESTS_TO_RUN not in ("matrix", "once"):
-        raise pytest.UsageError(f"RQ_GEVENT_TEST_RUNS must be matrix or once, not {TESTS_TO_RUN!r}")
-    taken = [item for item in items if runs_once(item) == (TESTS_TO_RUN == "once")]
+    if TESTS_TO_RUN not in ("matrix", "once", "sentry"):
+        raise pytest.UsageError(f"RQ_GEVENT_TEST_RUNS must be matrix, once or sentry, not {TESTS_TO_RUN!r}")
+    taken = [item for item in items if taken_by_this_run(item)]
     left = [item for item in items if item not in taken]
     if left:
         config.hook.pytest_deselected(items=left)
         items[:] = taken
+
+
+def registered_as(connection: redis.Redis, pid: int) -> Any:
+    """The rq worker registered by process ``pid``, or None."""
+    from rq.worker import Worker
+
+    return next((worker for worker in Worker.all(connection=connection) if worker.pid == pid), None)
 
 
 def refuse_a_checkout() -> None:

@@ -422,3 +422,15 @@ def test_a_worker_serves_redis_over_tls(worker_process, tmp_path):
         client.close()
     finally:
         server.cleanup()
+
+
+def test_a_server_started_on_a_port_another_server_took_fails_loudly():
+    """Sessions run side by side: a port freed by a restart may be taken by another session's server.
+    Its PING must not pass for this server's: the start fails, saying why."""
+    with EmbeddedRedis() as other:
+        taken = EmbeddedRedis(port=other.port)
+        try:
+            with pytest.raises(RuntimeError, match="exited with code"):
+                taken.start()
+        finally:
+            taken.cleanup()

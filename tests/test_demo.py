@@ -91,6 +91,7 @@ def test_demo_refuses_sizes_it_does_not_support(args, message):
     assert result.stderr.strip().splitlines()[-1] == f"demo.py: error: {message}"
 
 
+@pytest.mark.every_version  # a returned Retry with a delay, then rq's scheduler: rq's own code on each version
 def test_demo_against_a_redis_a_stopped_run_left_jobs_in(connection, redis_url):
     """A demo interrupted with jobs still scheduled (a retry) or started leaves them under the stable
     ids the helpers use; the next run must not take them for its own."""
@@ -106,6 +107,7 @@ def test_demo_against_a_redis_a_stopped_run_left_jobs_in(connection, redis_url):
     assert "jobs not ended" not in result.stdout
 
 
+@pytest.mark.every_version  # a returned Retry with a delay, then rq's scheduler: rq's own code on each version
 def test_demo_summary_stays_correct_when_the_forum_times_out():
     """Every forum call outlasts the job's HTTP timeout: the sync jobs retry (the scheduler brings them
     back), then fail; the summary counts them, names why, and the demo exits non-zero."""

@@ -19,7 +19,7 @@ from jobs.enqueue import enqueue_discuz_sync
 from jobs.sealing import seal
 
 # Runs once, not on each rq, Python and server (docs/contributing.md):
-# the job module against UCenter, MariaDB and PHP; rq's retries are test_lifecycle's.
+# the job module against UCenter, MariaDB and PHP; rq's retries are test_lifecycle's, but those after a delay.
 pytestmark = pytest.mark.once
 
 PASSWORD = "Pa55-密码-7f3a"
@@ -234,6 +234,7 @@ def test_database_access_denied_is_a_configuration_error(forum_database, worker_
     assert "wrong-db-password" not in reason
 
 
+@pytest.mark.every_version  # a returned Retry with a delay, then rq's scheduler: rq's own code on each version
 def test_database_down_mid_job_is_retried_and_creates_one_member(
     forum_database, mariadb, worker_process, redis_url, connection
 ):

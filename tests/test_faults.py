@@ -16,7 +16,7 @@ import gevent
 import pytest
 import redis
 import testjobs
-from conftest import start_worker_greenlet, wait_until
+from conftest import registered_as, start_worker_greenlet, wait_until
 from ledger import Ledger, ledger_job, runs_of
 from peers.processes import PEERS_DIR, ServerProcess, free_port
 from rq import Callback, Queue, Retry
@@ -74,23 +74,26 @@ def test_kill_9_of_a_worker_process_under_load(connection, redis_url, worker_pro
     assert set(account.lines) <= {"finished", "failed: abandoned"}, account
 
 
-def test_client_kill_of_the_workers_connections_repeatedly(connection, redis_url, worker_process):
-    ledger = Ledger(connection)
-    ledger.enqueue(400, seconds=0.05)
-    worker = worker_process("-u", redis_url, "-c", "20", *FAST_REAPING, "ledger")
-    wait_until(lambda: len(Worker.all(connection=connection)) == 1, what="worker")
-    kills = 0
-    deadline = time.monotonic() + 6
-    while time.monotonic() < deadline:
-        gevent.sleep(0.3)
-        kills += connection.client_kill_filter(_type="normal", skipme=True)
-        kills += connection.client_kill_filter(_type="pubsub", skipme=True)
-    # A pop whose answer died with its connection leaves its job in rq's intermediate list: rq's
-    # maintenance finds it after a minute, and the worker requeues it (it never ran).
-    ledger.settle(timeout=120)
-    os.kill(worker.pid, signal.SIGTERM)
-    assert worker.wait(15) == 0, worker.output()
-    account = ledger.account()
+def test_client_kill_of_the_workers_connections_repeatedly(worker_process):
+    # A Redis of the test's own: the kills, and their count, reach this worker's connections only, not a
+    # leftover worker's on the session's server.
+    with EmbeddedRedis() as server, redis.Redis.from_url(server.url) as connection:
+        ledger = Ledger(connection)
+        ledger.enqueue(400, seconds=0.05)
+        worker = worker_process("-u", server.url, "-c", "20", *FAST_REAPING, "ledger")
+        wait_until(lambda: len(Worker.all(connection=connection)) == 1, what="worker")
+        kills = 0
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            gevent.sleep(0.3)
+            kills += connection.client_kill_filter(_type="normal", skipme=True)
+            kills += connection.client_kill_filter(_type="pubsub", skipme=True)
+        # A pop whose answer died with its connection leaves its job in rq's intermediate list: rq's
+        # maintenance finds it after a minute, and the worker requeues it (it never ran).
+        ledger.settle(timeout=120)
+        os.kill(worker.pid, signal.SIGTERM)
+        assert worker.wait(15) == 0, worker.output()
+        account = ledger.account()
     print(f"{kills} connections killed")
     assert kills >= 20
     assert_nothing_lost(account)
@@ -174,10 +177,10 @@ def test_a_pop_whose_reply_is_lost_loses_no_job(connection, proxy, worker_proces
     # which the muted path kills: each one waiting out its own socket timeout would add 20 s.
     holders = [ledger.queue.enqueue(testjobs.block_in_redis, "nothing-comes", 1) for _ in range(8)]
     wait_until(lambda: all(job.get_status(refresh=True) == JobStatus.FINISHED for job in holders), what="holders")
-    wait_until(lambda: _blocked(connection), what="a client blocked in the pop")
+    wait_until(lambda: _blocked(connection, worker), what="a client blocked in the pop")
     os.kill(proxy.pid, signal.SIGHUP)  # replies dropped, requests delivered
     (job_id,) = ledger.enqueue(1, seconds=0.1)
-    wait_until(lambda: not _blocked(connection), timeout=5, what="Redis answering the pop")
+    wait_until(lambda: not _blocked(connection, worker), timeout=5, what="Redis answering the pop")
     time.sleep(2)
     os.kill(proxy.pid, signal.SIGUSR2)
     healed_at = time.monotonic()
@@ -217,7 +220,7 @@ def test_a_batch_pop_whose_reply_is_lost_is_taken_again(connection, proxy, worke
     worker = worker_process("-u", proxy.url, "--worker-class", "testworkers.GatedPopWorker", "ledger",
                             env={"TEST_GATE_DIR": str(tmp_path)})  # fmt: skip
     try:
-        wait_until(lambda: _blocked(connection), what="the worker idle in its pop")
+        wait_until(lambda: _blocked(connection, worker), what="the worker idle in its pop")
         ledger.enqueue(5, seconds=0.1)  # one wakes the idle pop, the next pop takes the rest
         wait_until(lambda: (tmp_path / "reached").exists(), what="the worker about to pop the rest")
         os.kill(proxy.pid, signal.SIGHUP)  # replies dropped, requests delivered
@@ -242,9 +245,12 @@ def test_a_batch_pop_whose_reply_is_lost_is_taken_again(connection, proxy, worke
     assert "requeued" not in worker.output()  # the worker ran them, not maintenance's requeue
 
 
-def _blocked(connection) -> bool:
-    """Some client is blocked (in the worker's pop) on Redis right now."""
-    return any("b" in client.get("flags", "") for client in connection.client_list())
+def _blocked(connection, worker) -> bool:
+    """The worker's own pop client (not a leftover's on the session's server) is blocked on Redis now."""
+    registered = registered_as(connection, worker.pid)
+    pop_client = registered and f"{registered.name}:dequeue"
+    clients = connection.client_list()
+    return any(client.get("name") == pop_client and "b" in client.get("flags", "") for client in clients)
 
 
 def pop_and_abandon(connection, queue, job) -> None:

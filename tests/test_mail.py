@@ -13,7 +13,7 @@ from jobs.enqueue import enqueue_activation_mail
 from jobs.mail.activation import send_activation_mail
 
 # Runs once, not on each rq, Python and server (docs/contributing.md):
-# the job module against an SMTP server; rq's retries are test_lifecycle's.
+# the job module against an SMTP server; rq's retries are test_lifecycle's, but those after a delay (below).
 pytestmark = pytest.mark.once
 
 LINK = "https://example.com/activate?token=abc123"
@@ -132,6 +132,7 @@ def test_4xx_answers_are_retried_and_the_last_failure_says_why(smtp_sink, worker
     assert worker.output().count("retrying in 0 s") == 2
 
 
+@pytest.mark.every_version  # a returned Retry with a delay, then rq's scheduler: rq's own code on each version
 def test_unreachable_server_is_retried_then_delivered(smtp_sink, worker_process, redis_url, connection):
     sink = smtp_sink()
     sink.server.stop()

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_DIR
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 import rq_gevent
 
@@ -164,6 +166,14 @@ def test_each_matrix_entry_differs_from_the_base_in_one_thing():
         assert sum(mine != theirs for mine, theirs in zip(entry, base, strict=True)) == 1, (entry, base)
     for axis in range(3):  # and each of rq, Python and server is varied by some entry
         assert any(entry[axis] != base[axis] for entry in others), axis
+
+
+def test_the_oldest_sentry_sdk_declared_is_the_one_ci_tests(artefacts):
+    requirements = artefacts.metadata().get_all("Requires-Dist")
+    (requirement,) = [r for r in requirements if r.startswith("sentry-sdk") and 'extra == "sentry"' in r]
+    (floor,) = Requirement(requirement).specifier
+    assert floor.operator == ">="
+    assert Version(floor.version) == Version(noxfile_constants()["OLDEST_SENTRY_SDK"])
 
 
 def test_the_rq_range_declared_is_the_one_ci_tests(artefacts):

@@ -29,6 +29,9 @@ from rq_gevent.embedded_redis import EmbeddedRedis, free_port
 from rq_gevent.error_text import WITHHELD
 from rq_gevent.scrubbing import FILTERED
 
+# Talks to Sentry: also run with the oldest sentry-sdk setup.cfg declares (noxfile.py).
+pytestmark = pytest.mark.sentry
+
 RELEASE = f"rq-gevent@{__version__}"
 
 

@@ -5,7 +5,7 @@ import signal
 import time
 
 import testjobs
-from conftest import wait_until
+from conftest import registered_as, wait_until
 from rq import Queue
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
@@ -14,10 +14,6 @@ from rq.worker import Worker
 
 def running_jobs(queue):
     return lambda: len(StartedJobRegistry(queue=queue))
-
-
-def registered_as(connection, pid: int) -> Worker | None:
-    return next((worker for worker in Worker.all(connection=connection) if worker.pid == pid), None)
 
 
 def assert_deregistered(connection):

@@ -10,24 +10,40 @@ as a failed switch port or a partition does.  Needs root (``ip netns``, ``ip lin
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 SUBNET = "10.77.{}.{}"
 
 
 class Fleet:
-    def __init__(self, hosts: int = 2, tag: str | None = None):
-        self.tag = tag or str(os.getpid() % 10000)
-        self.bridge = f"rqbr{self.tag}"
-        self.network = _unused_network(int(self.tag) % 250)  # test sessions may run fleets at once
-        self.hosts = [f"rqhost{self.tag}-{index}" for index in range(hosts)]
-        self.redis_address = SUBNET.format(self.network, 1)
+    def __init__(self, hosts: int = 2):
+        self.count = hosts
+        self.network: int | None = None  # 10.77.N.0/24, chosen by start(): test sessions may run fleets at once
+
+    @property
+    def bridge(self) -> str:
+        return f"rqbr{self.network}"
+
+    @property
+    def hosts(self) -> list[str]:
+        return [f"rqhost{self.network}-{index}" for index in range(self.count)]
+
+    @property
+    def redis_address(self) -> str:
+        return SUBNET.format(self.network, 1)
 
     def start(self) -> Fleet:
-        _ip("link", "add", self.bridge, "type", "bridge")
-        _ip("addr", "add", f"{self.redis_address}/24", "dev", self.bridge)
+        # One fleet at a time picks its network and puts its address on it (which marks it in use), so
+        # two sessions cannot take the same network, nor the same names (derived from the network).
+        with open(os.path.join(tempfile.gettempdir(), "rq-gevent-fleet.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.network = _unused_network(os.getpid() % 250)
+            _ip("link", "add", self.bridge, "type", "bridge")
+            _ip("addr", "add", f"{self.redis_address}/24", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
         for index, host in enumerate(self.hosts):
             inside, outside = self._veth(index)
@@ -45,7 +61,7 @@ class Fleet:
         return SUBNET.format(self.network, 10 + index)
 
     def _veth(self, index: int) -> tuple[str, str]:
-        return f"rqv{self.tag}h{index}", f"rqv{self.tag}b{index}"
+        return f"rqv{self.network}h{index}", f"rqv{self.network}b{index}"
 
     def run(self, index: int, argv: list[str], **popen: object) -> subprocess.Popen:
         """``argv`` as a process on host ``index`` (``ip netns exec``; no shell)."""
@@ -59,6 +75,8 @@ class Fleet:
         _ip("link", "set", self._veth(index)[1], "up")
 
     def stop(self) -> None:
+        if self.network is None:
+            return
         for index, host in enumerate(self.hosts):
             _ip("link", "del", self._veth(index)[1], check=False)
             _ip("netns", "del", host, check=False)
