@@ -90,6 +90,7 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        log_path = os.path.join(self.directory, "redis.log")
         args = [
             self.binary,
             "--port",
@@ -105,10 +106,9 @@ class EmbeddedRedis:
             "--daemonize",
             "no",
             "--logfile",
-            os.path.join(self.directory, "redis.log"),
+            log_path,
             *self.extra_args,
         ]
-        log_path = os.path.join(self.directory, "redis.log")
         logged_before = os.path.getsize(log_path) if os.path.exists(log_path) else 0  # a restart appends
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

