@@ -7,8 +7,9 @@ time, each a nox process with a virtualenv of its own under .nox/:
   server's version (``RQ_GEVENT_TEST_RUNS=matrix``).  The first entry is the base; each other one
   differs from it in one thing (an end of the rq range setup.cfg declares, the last rq 2, the newest
   Python, the other server), so a failure in one session alone points to that one cause.
-* ``sentry_oldest``: the tests that talk to Sentry (``RQ_GEVENT_TEST_RUNS=sentry``) on the base
-  entry with the oldest sentry-sdk setup.cfg declares: the one thing it changes.
+* a ``sentry`` session per ``SENTRY_SDK_2X`` entry: the tests that talk to Sentry
+  (``RQ_GEVENT_TEST_RUNS=sentry``) on the base entry with a sentry-sdk 2.x (the matrix runs the newest
+  release setup.cfg allows, a 3.x): the one thing each changes.
 * ``package``: what a user installs (the sdist, the wheel built from it, installed outside the
   checkout), with the tests marked ``once`` (``RQ_GEVENT_TEST_RUNS=once``): those that are the same
   on every version, listed in docs/contributing.md.
@@ -39,9 +40,10 @@ MATRIX = [  # (rq, Python, server: RQ_GEVENT_TEST_REDIS)
 # The installed wheel and the tests marked once run on the Python between the matrix's, so each Python
 # setup.cfg declares runs tests (tests/test_packaging.py checks the classifiers against these).
 PACKAGE_PYTHON = "3.12"
-# setup.cfg declares sentry-sdk >= 2.20 (extra "sentry"): the matrix runs the newest; ``sentry_oldest``
-# runs the oldest on the base entry, with the tests that talk to Sentry, so a failure there is sentry-sdk's.
-OLDEST_SENTRY_SDK = "2.20.0"
+# setup.cfg declares sentry-sdk >= 2.20, < 4 (extra "sentry"): the matrix runs the newest (3.x); the
+# ``sentry`` sessions run the oldest and the last 2.x (whose options differ) on the base entry, with the
+# tests that talk to Sentry, so a failure there is sentry-sdk's.
+SENTRY_SDK_2X = {"oldest": "==2.20.0", "last2": "<3"}
 
 nox.options.sessions = ["lint", "docs", "suite"]
 # A session waits on timers far more than it computes (a load average of ~0.4 on 2 cores while one
@@ -90,10 +92,11 @@ def tests(session: nox.Session, rq: str, redis: str) -> None:
 
 
 @nox.session(python=interpreter(MATRIX[0][1]))
-def sentry_oldest(session: nox.Session) -> None:
-    """The tests that talk to Sentry, on the base entry with the oldest sentry-sdk setup.cfg declares."""
+@nox.parametrize("sentry_sdk", list(SENTRY_SDK_2X.values()), ids=list(SENTRY_SDK_2X))
+def sentry(session: nox.Session, sentry_sdk: str) -> None:
+    """The tests that talk to Sentry, on the base entry with a sentry-sdk 2.x setup.cfg declares."""
     rq, _, redis = MATRIX[0]
-    session.install("-e", ".[test]", f"rq=={rq}", f"sentry-sdk=={OLDEST_SENTRY_SDK}")
+    session.install("-e", ".[test]", f"rq=={rq}", f"sentry-sdk{sentry_sdk}")
     _run_tests(session, redis, "sentry")
 
 
@@ -155,11 +158,12 @@ def package(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def suite(session: nox.Session) -> None:
-    """``package``, ``sentry_oldest`` and every ``tests`` session, ``SESSIONS_AT_ONCE`` at a time, each a nox process of
-    its own whose output is printed whole when it ends; then each session's duration.  Fails if any
-    failed."""
+    """Every ``tests`` session, then ``package`` and the ``sentry`` sessions, ``SESSIONS_AT_ONCE`` at a
+    time, each a nox process of its own whose output is printed whole when it ends; then each session's
+    duration.  Fails if any failed."""
     logs = tempfile.mkdtemp(prefix="rq-gevent-suite-")
-    waiting, running, ended = [*(f"tests({test_id})" for test_id in TEST_IDS), "package", "sentry_oldest"], {}, []
+    waiting = [*(f"tests({test_id})" for test_id in TEST_IDS), "package", *(f"sentry({entry})" for entry in SENTRY_SDK_2X)]
+    running, ended = {}, []
     while waiting or running:
         while waiting and len(running) < SESSIONS_AT_ONCE:
             name = waiting.pop(0)

@@ -36,6 +36,7 @@ from typing import Any
 import sentry_sdk
 from rq.timeouts import JobTimeoutException
 from sentry_sdk.integrations.argv import ArgvIntegration
+from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.integrations.rq import RqIntegration
 from sentry_sdk.transport import HttpTransport
@@ -107,6 +108,25 @@ def describe_dsn(dsn: str) -> str:
     return f"{parsed.scheme}://{parsed.netloc}{parsed.path}{parsed.project_id}"
 
 
+# What sentry-sdk 3 changed and we keep as 2.x has it: no local variables and no personal data in
+# events (one option, data_collection, which refuses the two 2.x takes; event_from_exception now reads
+# it itself); log records as breadcrumbs and ERROR records as events (logging is no longer a default
+# integration, and its ``level`` now means Sentry Logs, which we do not send).
+if int(sentry_sdk.VERSION.split(".")[0]) >= 3:
+    _NO_LOCALS_NO_PII: dict[str, Any] = {"data_collection": {"user_info": False, "stack_frame_variables": False}}
+    _LOGGING: list[Any] = [
+        LoggingIntegration(level=None, event_level=logging.ERROR, breadcrumb_level=logging.INFO)  # type: ignore[call-arg]
+    ]
+    _event_from_exception = event_from_exception  # reads the client's options itself
+else:
+    _NO_LOCALS_NO_PII = {"include_local_variables": False, "send_default_pii": False}
+    _LOGGING = []
+
+    def _event_from_exception(exc_info: Any, mechanism: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        # Without the client's options 2.x would include local variables.
+        return event_from_exception(exc_info, client_options=sentry_sdk.get_client().options, mechanism=mechanism)
+
+
 def init_sentry(settings: SentrySettings, worker_name: str | None = None) -> bool:
     """Start reporting to ``settings.dsn`` from this process; False (and nothing done) without a DSN."""
     if not settings.dsn:
@@ -115,12 +135,11 @@ def init_sentry(settings: SentrySettings, worker_name: str | None = None) -> boo
         dsn=settings.dsn,
         environment=settings.environment,
         release=settings.release,
-        integrations=[RqIntegration()],
+        integrations=[RqIntegration(), *_LOGGING],
         # argv can hold --url / --sentry-dsn credentials; a breadcrumb and span per Redis command
         # (rq's own bookkeeping, about 18 per job) costs about a fifth of a worker's throughput.
         disabled_integrations=[ArgvIntegration(), RedisIntegration()],
-        include_local_variables=False,
-        send_default_pii=False,
+        **_NO_LOCALS_NO_PII,
         before_send=_Scrubber(settings.sensitive_jobs),
         shutdown_timeout=FLUSH_SECONDS,
         transport=LoggingHttpTransport,
@@ -180,10 +199,7 @@ def report_stopped_job(job: Any, *exc_info: Any) -> None:
 
 
 def _capture_stopped(job: Any, exc_info: Any) -> None:
-    client = sentry_sdk.get_client()
-    event, hint = event_from_exception(
-        tuple(exc_info), client_options=client.options, mechanism={"type": "rq", "handled": True}
-    )
+    event, hint = _event_from_exception(tuple(exc_info), mechanism={"type": "rq", "handled": True})
     event["level"] = "warning"
     event["fingerprint"] = ["rq-gevent", "stopped", job.func_name]
     sentry_sdk.capture_event(event, hint=hint)

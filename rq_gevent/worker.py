@@ -598,7 +598,11 @@ class GeventWorker(Worker):
             # Deliberate, like rq's stop-job and cold shutdown: not an error for exception handlers.
             self.log.info("Worker %s: job %s interrupted: %s", self.name, job.id, exception)
             for handler in self._interrupted_job_handlers:
-                handler(job, *exc_info)
+                try:
+                    handler(job, *exc_info)
+                except Exception:  # a report that failed must not cost the job its recorded outcome
+                    self.log.exception("Worker %s: interrupted-job handler %r failed for job %s",
+                                       self.name, handler, job.id)  # fmt: skip
             return
         if running is not None and running.never_started:
             self.log.warning("Worker %s: Redis failed before job %s started (%s)", self.name, job.id, exception)

@@ -47,6 +47,30 @@ def test_stop_job_stops_only_that_job(connection):
     assert connection.keys("rq:execution*") == []
 
 
+def test_an_interrupted_job_handler_that_raises_costs_the_job_nothing(connection, caplog):
+    """A report (Sentry's, or one pushed by the application) that fails is logged; the stopped job is
+    recorded as stopped all the same, and the handlers after it still run."""
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 30)
+    worker = GeventWorker([queue], connection=connection)
+    seen = []
+
+    def broken(job, *exc_info):
+        raise RuntimeError("the report failed")
+
+    worker.push_interrupted_job_handler(broken)
+    worker.push_interrupted_job_handler(lambda job, *exc_info: seen.append((job.id, exc_info[0].__name__)))
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(started(queue, 1))
+    send_stop_job_command(connection, job.id)
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STOPPED, timeout=5, what="job stopped")
+    greenlet.join(10)
+    assert greenlet.dead and greenlet.exception is None
+    assert seen == [(job.id, "JobStopped")]
+    assert job.id in FailedJobRegistry(queue=queue)
+    assert any("interrupted-job handler" in record.getMessage() and record.exc_info for record in caplog.records)
+
+
 def test_stop_job_for_a_job_not_running_here_is_ignored(connection):
     queue = Queue(connection=connection)
     job = queue.enqueue(testjobs.green_sleep, 1, "kept")

@@ -127,7 +127,7 @@ def noxfile_constants() -> dict[str, object]:
     for node in ast.parse((REPO_DIR / "noxfile.py").read_text()).body:
         if isinstance(node, ast.Assign) and all(isinstance(target, ast.Name) for target in node.targets):
             if all(
-                isinstance(part, (ast.Constant, ast.List, ast.Tuple, ast.Name, ast.expr_context))
+                isinstance(part, (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Name, ast.expr_context))
                 for part in ast.walk(node.value)
             ):
                 value = eval(compile(ast.Expression(node.value), "noxfile.py", "eval"), {"__builtins__": {}}, found)
@@ -168,12 +168,15 @@ def test_each_matrix_entry_differs_from_the_base_in_one_thing():
         assert any(entry[axis] != base[axis] for entry in others), axis
 
 
-def test_the_oldest_sentry_sdk_declared_is_the_one_ci_tests(artefacts):
+def test_the_sentry_sdk_range_declared_is_the_one_ci_tests(artefacts):
+    """The floor is the oldest CI installs; the cap is the major after 3, the newest CI runs (the
+    matrix installs the newest release the range allows)."""
     requirements = artefacts.metadata().get_all("Requires-Dist")
     (requirement,) = [r for r in requirements if r.startswith("sentry-sdk") and 'extra == "sentry"' in r]
-    (floor,) = Requirement(requirement).specifier
-    assert floor.operator == ">="
-    assert Version(floor.version) == Version(noxfile_constants()["OLDEST_SENTRY_SDK"])
+    specifiers = {specifier.operator: Version(specifier.version) for specifier in Requirement(requirement).specifier}
+    assert specifiers.keys() == {">=", "<"}, requirement
+    assert specifiers[">="] == Version(noxfile_constants()["SENTRY_SDK_2X"]["oldest"].removeprefix("=="))
+    assert specifiers["<"] == Version("4")
 
 
 def test_the_rq_range_declared_is_the_one_ci_tests(artefacts):
