@@ -162,7 +162,8 @@ def suite(session: nox.Session) -> None:
     time, each a nox process of its own whose output is printed whole when it ends; then each session's
     duration.  Fails if any failed."""
     logs = tempfile.mkdtemp(prefix="rq-gevent-suite-")
-    waiting = [*(f"tests({test_id})" for test_id in TEST_IDS), "package", *(f"sentry({entry})" for entry in SENTRY_SDK_2X)]
+    sentry = [f"sentry({entry})" for entry in SENTRY_SDK_2X]
+    waiting = [*(f"tests({test_id})" for test_id in TEST_IDS), "package", *sentry]
     running, ended = {}, []
     while waiting or running:
         while waiting and len(running) < SESSIONS_AT_ONCE:

@@ -73,21 +73,25 @@ def when_redis_answers(
     """``call()`` again and again, backing off, until it does not fail with ``REDIS_UNAVAILABLE``.
 
     The first failure is logged as a warning: "``who``: Redis unreachable (...); will ``to_do`` once
-    it answers".  Once ``give_up`` is set the last error is raised instead (a cold shutdown).
+    it answers"; a later one at INFO when its reason differs from the last logged.  Once ``give_up``
+    is set the last error is raised instead (a cold shutdown).
     ``answered_again()`` is called when a call succeeds after failing: Redis is back.
     """
     backoff = Backoff(ceiling=max_backoff)
-    warned = False
+    said: str | None = None
     while True:
         try:
             result = call()
-            if warned and answered_again is not None:
+            if said is not None and answered_again is not None:
                 answered_again()
             return result
         except REDIS_UNAVAILABLE as exc:
             if give_up.is_set():
                 raise
-            if not warned:
-                log.warning("%s: %s; will %s once it answers", who, why_unavailable(exc), to_do)
-                warned = True
+            reason = why_unavailable(exc)
+            if said is None:
+                log.warning("%s: %s; will %s once it answers", who, reason, to_do)
+            elif reason != said:  # where an outage stands (which server, refusing or unreachable) shows in the log
+                log.info("%s: still waiting to %s: %s", who, to_do, reason)
+            said = reason
             backoff.pause(give_up, after=exc)

@@ -434,3 +434,29 @@ def test_a_server_started_on_a_port_another_server_took_fails_loudly():
                 taken.start()
         finally:
             taken.cleanup()
+
+
+def test_an_outage_whose_reason_changes_says_so_once_per_change(connection, caplog):
+    """The first failure is a warning; a later one is logged (INFO) only when its reason changes, as
+    when a server that refused writes (a failover's new primary without replicas) becomes unreachable."""
+    worker = GeventWorker(["default"], connection=connection, name="reasons")
+    writer = redis.Redis(connection_pool=connection.connection_pool)  # the worker's pool: refusals mapped
+    attempts = []
+
+    def write():
+        attempts.append(len(attempts) + 1)
+        connection.config_set("min-replicas-to-write", 1 if len(attempts) <= 2 else 0)
+        if len(attempts) == 3:
+            raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+        return writer.set("reasons:written", 1)
+
+    caplog.set_level("INFO", logger="rq.worker")
+    try:
+        assert worker.wait_for_redis(write, "write the test's key") is True
+    finally:
+        connection.config_set("min-replicas-to-write", 0)
+    assert attempts == [1, 2, 3, 4]
+    lines = [(record.levelname, record.getMessage()) for record in caplog.records if "reasons" in record.getMessage()]
+    assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
+    assert "NOREPLICAS" in lines[0][1] and "will write the test's key once it answers" in lines[0][1], lines
+    assert "still waiting to write the test's key: Redis unreachable (Error 111" in lines[1][1], lines
