@@ -35,7 +35,7 @@ from rq.utils import as_text, get_version
 from . import compat
 from .bad_queues import BadQueues
 from .connections import dequeue_client, unblock_clients
-from .transactions import STILL_QUEUED_LUA
+from .transactions import NOT_WITHDRAWN_LUA
 
 if TYPE_CHECKING:
     from .worker import GeventWorker
@@ -82,14 +82,14 @@ return popped
 """
 
 # KEYS: queue, intermediate list.  ARGV: job key prefix, then job ids in pop order.  Takes them out of
-# the intermediate list and puts those still queued (cancelled or deleted meanwhile: not) back at the
+# the intermediate list and puts those not withdrawn (cancelled or deleted meanwhile) back at the
 # front of the queue, in order; returns how many.
 _PUT_BACK = (
-    STILL_QUEUED_LUA
+    NOT_WITHDRAWN_LUA
     + """
 local back = 0
 for i = #ARGV, 2, -1 do
-    if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 and still_queued(ARGV[1] .. ARGV[i]) then
+    if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 and not_withdrawn(ARGV[1] .. ARGV[i]) then
         local pushed = redis.pcall('LPUSH', KEYS[1], ARGV[i])
         if type(pushed) == 'table' and pushed.err then
             -- refused after its LREM (an ACL, a queue key that is not a list): back for maintenance
@@ -209,7 +209,7 @@ class Dequeuer:
 
     def put_back(self, queue: Any, job_ids: list[str]) -> int:
         """Popped jobs that never started, back at the front of ``queue`` in their order (those still in
-        its intermediate list and still queued); returns how many."""
+        its intermediate list and not withdrawn); returns how many."""
         if self._put_back_script is None:
             self._put_back_script = self.worker.connection.register_script(_PUT_BACK)
         keys = [queue.key, queue.intermediate_queue_key]

@@ -16,9 +16,10 @@ compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on ev
   the current second as rq's ``current_timestamp()``) in about 25 words instead of about 80: less
   for the worker to build and pack.  A job class with its own start methods, or a worker becoming
   busy, takes the pipeline; a test compares the two starts' writes on every rq version.
-* **Only a job still queued starts.**  The start applies only if the job hash still exists with
-  status queued: a job cancelled or deleted after its pop (rq's ``cancel()`` and ``delete()`` do not
-  look in ``:intermediate``) is not run; its id leaves ``:intermediate``.
+* **A job withdrawn after its pop does not start.**  The start applies only if the job hash still
+  exists and was not cancelled (rq's ``cancel()`` and ``delete()`` do not look in ``:intermediate``);
+  otherwise the job is not run and its id leaves ``:intermediate``.  Any other status starts, as
+  under rq's worker.
 * **A success in a few words.**  A success of rq's own ``Job`` with no dependents is one call of
   :data:`_SUCCESS`, from rq's ``to_dict``, ``Result.serialize()`` and ``BaseRegistry.add``'s score;
   the job hash's three HSETs (last heartbeat, status, its fields) are one, the last having rewritten
@@ -77,16 +78,16 @@ return -1
 
 
 # rq's start of a job (``Execution.create``, ``prepare_for_execution``, the LREM from the intermediate
-# list, the PERSIST), applied as EXEC would, if the job is still queued.  KEYS: job hash, execution
+# list, the PERSIST), applied as EXEC would, if the job was not withdrawn.  KEYS: job hash, execution
 # hash, the job's executions registry, started registry, intermediate list or "" (no LREM), the
 # worker's executions set or "" (rq < 3).  ARGV: heartbeat TTL, the current second, execution
 # id, its composite key, job id, how many words the execution hash's fields and values take, them,
-# then the job hash's fields and values.  Returns -1 (no longer queued), or ``ran()``'s reply.
+# then the job hash's fields and values.  Returns -1 (withdrawn), or ``ran()``'s reply.
 _START = (
-    transactions.STILL_QUEUED_LUA
+    transactions.NOT_WITHDRAWN_LUA
     + transactions.REFUSAL_LUA
     + """
-if not still_queued(KEYS[1]) then return -1 end
+if not not_withdrawn(KEYS[1]) then return -1 end
 local ttl, now, words = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
 run('HSET', KEYS[2], unpack(ARGV, 7, 6 + words))
 run('EXPIRE', KEYS[2], ttl)
@@ -205,7 +206,7 @@ class JobWrites:
             if running is not None:
                 running.failed_before_start()
             raise
-        except transactions.JobNotQueued:
+        except transactions.JobWithdrawn:
             if running is not None:
                 running.withdrawn()
             queue = worker.queue_class(job.origin, connection=worker.connection)
@@ -243,13 +244,13 @@ class JobWrites:
                 len(execution_fields), *execution_fields, *job_fields)  # fmt: skip
         running.start_ttl = None
         if self._call(_START_SHA, _START, keys, args) == -1:
-            raise transactions.JobNotQueued(f"{job.key}: no longer queued")
+            raise transactions.JobWithdrawn(f"{job.key}: cancelled or deleted")
 
     def _start_on(self, held: Any, job: Any, remove_from_intermediate_queue: bool) -> None:
         """The start as rq's commands on the held pipeline: one script call of them (transactions)."""
         worker = self.worker
         with held as pipeline:
-            transactions.only_if_queued(pipeline, job.key)
+            transactions.only_if_not_withdrawn(pipeline, job.key)
             if type(job).heartbeat is not Job.heartbeat:  # else rq's HSET, which the next one overwrites
                 job.heartbeat(now(), worker.get_heartbeat_ttl(job), pipeline=pipeline)
             job.prepare_for_execution(worker.name, pipeline=pipeline)

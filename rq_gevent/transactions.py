@@ -18,9 +18,10 @@ greenlets, and rq's success without its WATCH round trips; counters that count o
   assumption: the WATCH is sent first, as rq asked.
 * :meth:`OneTripPipeline.after_execute` runs code once the transaction has applied, never on a
   WatchError's first attempt: the worker's in-memory counters add up there.
-* :func:`only_if_queued`: the transaction applies only if a job is still queued, checked by the
-  same script; else nothing applies and :class:`JobNotQueued` is raised.  A job's start uses it:
-  rq's ``Job.cancel()`` and ``delete()`` do not look in ``:intermediate``, where a popped job waits.
+* :func:`only_if_not_withdrawn`: the transaction applies only if a job still exists and was not
+  cancelled, checked by the same script; else nothing applies and :class:`JobWithdrawn` is raised.
+  A job's start uses it: rq's ``Job.cancel()`` and ``delete()`` do not look in ``:intermediate``,
+  where a popped job waits.
 """
 
 from __future__ import annotations
@@ -39,14 +40,15 @@ from redis.exceptions import ResponseError, WatchError
 
 from .coalescing import Coalescer
 
-# Lua: whether the job hash ``key`` exists with status queued or none (not cancelled, deleted or
-# taken).  A key that is not a hash any more is not queued.  Shared with the put-back of jobs popped
-# ahead (:mod:`rq_gevent.dequeue`).
-STILL_QUEUED_LUA = """
-local function still_queued(key)
+# Lua: whether the job hash ``key`` is still to run: it exists and was not cancelled (rq's ``cancel()``
+# and ``delete()`` do not look in ``:intermediate``, where a popped job waits).  Any other status runs,
+# as under rq's worker (``created``, for a job saved and pushed by hand).  A key that is not a hash is no
+# job.  Shared with the put-back of jobs popped ahead (:mod:`rq_gevent.dequeue`).
+NOT_WITHDRAWN_LUA = """
+local function not_withdrawn(key)
   local status = redis.pcall('HGET', key, 'status')
   if type(status) == 'table' then return false end
-  if status then return status == 'queued' end
+  if status then return status ~= 'canceled' end
   return redis.call('EXISTS', key) == 1
 end
 """
@@ -85,11 +87,11 @@ local function ran()
 end
 """
 
-# KEYS: the watched keys, all assumed absent; then job hashes that must still be queued.  ARGV: how
+# KEYS: the watched keys, all assumed absent; then job hashes that must not be withdrawn.  ARGV: how
 # many job hashes, then each command as its length and its words.  Returns false (a watched key
-# exists), -1 (a job is no longer queued: cancelled, deleted, taken) or the commands' replies.
+# exists), -1 (a job was withdrawn: cancelled or deleted) or the commands' replies.
 _APPLY_IF_ABSENT = (
-    STILL_QUEUED_LUA
+    NOT_WITHDRAWN_LUA
     + REFUSAL_LUA
     + """
 local jobs = tonumber(ARGV[1])
@@ -97,7 +99,7 @@ for i = 1, #KEYS - jobs do
   if redis.call('EXISTS', KEYS[i]) == 1 then return false end
 end
 for i = #KEYS - jobs + 1, #KEYS do
-  if not still_queued(KEYS[i]) then return -1 end
+  if not not_withdrawn(KEYS[i]) then return -1 end
 end
 local replies, i, n = {}, 2, #ARGV
 while i <= n do
@@ -112,8 +114,8 @@ return replies
 _APPLY_IF_ABSENT_SHA = hashlib.sha1(_APPLY_IF_ABSENT.encode()).hexdigest()
 
 
-class JobNotQueued(Exception):
-    """A transaction required a job still queued, and it is not: nothing was applied."""
+class JobWithdrawn(Exception):
+    """A transaction required a job not withdrawn (cancelled or deleted), and it was: nothing was applied."""
 
 
 # Inside :func:`one_trip`: None outside, else whether to assume no dependents.
@@ -143,7 +145,7 @@ class OneTripPipeline(Pipeline):
         self._coalescer = coalescer if mode is not None else None
         self._optimistic = bool(mode) and self._coalescer is not None
         self._assumed_absent: tuple[Any, ...] = ()
-        self._queued_jobs: tuple[Any, ...] = ()
+        self._checked_jobs: tuple[Any, ...] = ()
         self._after_execute: list[Callable[[], None]] = []
 
     def after_execute(self, callback: Callable[[], None]) -> None:
@@ -154,9 +156,9 @@ class OneTripPipeline(Pipeline):
         callbacks, self._after_execute = self._after_execute, []
         if self._coalescer is not None and self._in_one_script():
             replies = self._execute_as_script(raise_on_error)
-        elif self._queued_jobs:
+        elif self._checked_jobs:
             self.reset()
-            raise RuntimeError("a transaction that must check a job is still queued is not one script call")
+            raise RuntimeError("a transaction that must check a job was not withdrawn is not one script call")
         elif self._assumed_absent:
             # Only a script checks the assumption: let rq build it again, watched for real.
             self._optimistic = False
@@ -200,12 +202,12 @@ class OneTripPipeline(Pipeline):
             self._assumed_absent = ()
             self.watching = False  # nothing was watched on the connection: no UNWATCH to send
         self._after_execute = []
-        self._queued_jobs = ()
+        self._checked_jobs = ()
         super().reset()
 
     def _execute_as_script(self, raise_on_error: bool) -> list[Any]:
         assert self._coalescer is not None
-        commands, keys, jobs = self.command_stack, (*self._assumed_absent, *self._queued_jobs), self._queued_jobs
+        commands, keys, jobs = self.command_stack, (*self._assumed_absent, *self._checked_jobs), self._checked_jobs
         words: list[Any] = [len(jobs)]
         for args, _options in commands:
             words.append(len(args))
@@ -218,7 +220,7 @@ class OneTripPipeline(Pipeline):
             self._optimistic = False  # rq builds it again: watch and read for real this time
             raise WatchError("a key assumed absent exists (the job has dependents)")
         if replies == -1:
-            raise JobNotQueued(f"{', '.join(map(str, jobs))}: no longer queued")
+            raise JobWithdrawn(f"{', '.join(map(str, jobs))}: cancelled or deleted")
         return self._with_callbacks(commands, replies, raise_on_error)
 
     def _with_callbacks(self, commands: Any, replies: list[Any], raise_on_error: bool) -> list[Any]:
@@ -279,13 +281,13 @@ def one_trip_client(connection: Redis) -> Redis:
     return client
 
 
-def only_if_queued(pipeline: Any, job_key: str) -> None:
+def only_if_not_withdrawn(pipeline: Any, job_key: str) -> None:
     """``pipeline``'s transaction applies only if the job hash ``job_key`` exists and is queued (or has
     no status).  Only a pipeline made inside :func:`one_trip` can check it: any other is refused here,
     and one whose transaction cannot be one script call (it watches for real) fails at ``execute``."""
     if not isinstance(pipeline, OneTripPipeline) or pipeline._coalescer is None:
-        raise TypeError("only_if_queued needs a pipeline of the worker's client made inside one_trip()")
-    pipeline._queued_jobs = (*pipeline._queued_jobs, job_key)
+        raise TypeError("only_if_not_withdrawn needs a pipeline of the worker's client made inside one_trip()")
+    pipeline._checked_jobs = (*pipeline._checked_jobs, job_key)
 
 
 def count_once_applied(pipeline: Any, count: Callable[[], None]) -> None:

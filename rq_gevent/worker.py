@@ -205,7 +205,7 @@ class GeventWorker(Worker):
         self.graceful_timeout = graceful_timeout
         self.redis_alert_after = redis_alert_after
         self.allowed_jobs = allowed_jobs if isinstance(allowed_jobs, AllowedJobs) else AllowedJobs(allowed_jobs)
-        job_class = kwargs.get("job_class") or Job
+        job_class = kwargs.get("job_class") or type(self).job_class  # a subclass's own, as rq's worker keeps it
         kwargs["job_class"] = self.allowed_jobs.job_class(
             import_attribute(job_class) if isinstance(job_class, str) else job_class
         )

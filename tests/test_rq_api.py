@@ -187,6 +187,22 @@ def test_dependencies_with_and_without_allow_failure(connection):
     assert strict.get_status(refresh=True) == JobStatus.DEFERRED
 
 
+class MarkedJob(Job):
+    """A job class a worker subclass names as its class attribute, as rq users do."""
+
+
+def test_a_worker_subclass_keeps_its_own_job_class_and_runs_jobs_as_it(connection):
+    class MarkedWorker(GeventWorker):
+        job_class = MarkedJob
+
+    worker = MarkedWorker(["default"], connection=connection)
+    assert worker.job_class is MarkedJob  # rq's Worker keeps a subclass's job_class unless one is passed
+    job = Queue(connection=connection).enqueue(testjobs.green_sleep, 0, "marked")
+    worker.work(burst=True)
+    assert job.get_status(refresh=True) == JobStatus.FINISHED and job.return_value() == "marked"
+    assert MarkedWorker(["default"], connection=connection, job_class=Job).job_class is Job
+
+
 def test_a_second_work_call_counts_its_own_jobs(connection):
     """Embedding: max_jobs, the idle time and the return value belong to each work() call."""
     queue = Queue(connection=connection)

@@ -95,10 +95,11 @@ class SentinelSet:
     def wait_until_writable(self, timeout: float = 60) -> float:
         """Wait until the primary accepts writes (``min-replicas-to-write``: a replica follows it, which
         after a ``kill -9`` takes the sentinels from 1 to ~20 s); returns the monotonic time it did."""
-        _wait(self._accepts_writes, timeout, "the primary to accept writes")
+        _wait(self.accepts_writes, timeout, "the primary to accept writes")
         return time.monotonic()
 
-    def _accepts_writes(self) -> bool:
+    def accepts_writes(self) -> bool:
+        """Whether the primary sentinel 0 names takes a write now."""
         try:
             return bool(redis.Redis(*self.primary_address(), socket_timeout=1).set("peers:probe", 1, px=1000))
         except redis.RedisError:
