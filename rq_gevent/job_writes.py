@@ -17,9 +17,10 @@ compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on ev
   for the worker to build and pack.  A job class with its own start methods, or a worker becoming
   busy, takes the pipeline; a test compares the two starts' writes on every rq version.
 * **A job withdrawn after its pop does not start.**  The start applies only if the job hash still
-  exists and was not cancelled (rq's ``cancel()`` and ``delete()`` do not look in ``:intermediate``);
-  otherwise the job is not run and its id leaves ``:intermediate``.  Any other status starts, as
-  under rq's worker.
+  exists and was neither cancelled (rq's ``cancel()`` and ``delete()`` do not look in
+  ``:intermediate``) nor started or ended elsewhere meanwhile; otherwise the job is not run and its id
+  leaves ``:intermediate``.  A status from before a run (queued, created, deferred, scheduled) starts,
+  as under rq's worker.
 * **A success in a few words.**  A success of rq's own ``Job`` with no dependents is one call of
   :data:`_SUCCESS`, from rq's ``to_dict``, ``Result.serialize()`` and ``BaseRegistry.add``'s score;
   the job hash's three HSETs (last heartbeat, status, its fields) are one, the last having rewritten

@@ -19,7 +19,8 @@ greenlets, and rq's success without its WATCH round trips; counters that count o
 * :meth:`OneTripPipeline.after_execute` runs code once the transaction has applied, never on a
   WatchError's first attempt: the worker's in-memory counters add up there.
 * :func:`only_if_not_withdrawn`: the transaction applies only if a job still exists and was not
-  cancelled, checked by the same script; else nothing applies and :class:`JobWithdrawn` is raised.
+  cancelled or taken in hand elsewhere (``NOT_WITHDRAWN_LUA``), checked by the same script; else
+  nothing applies and :class:`JobWithdrawn` is raised.
   A job's start uses it: rq's ``Job.cancel()`` and ``delete()`` do not look in ``:intermediate``,
   where a popped job waits.
 """
@@ -40,15 +41,18 @@ from redis.exceptions import ResponseError, WatchError
 
 from .coalescing import Coalescer
 
-# Lua: whether the job hash ``key`` is still to run: it exists and was not cancelled (rq's ``cancel()``
-# and ``delete()`` do not look in ``:intermediate``, where a popped job waits).  Any other status runs,
-# as under rq's worker (``created``, for a job saved and pushed by hand).  A key that is not a hash is no
-# job.  Shared with the put-back of jobs popped ahead (:mod:`rq_gevent.dequeue`).
+# Lua: whether the job hash ``key`` is still to run: it exists, and was neither cancelled (rq's
+# ``cancel()`` and ``delete()`` do not look in ``:intermediate``, where a popped job waits) nor taken in
+# hand elsewhere meanwhile (started, or ended: a stock rq worker's maintenance fails a job it finds in
+# ``:intermediate`` for a minute).  A status from before a run (queued, created, deferred, scheduled)
+# runs, as under rq's worker: a job saved ``created`` and pushed by hand, for one.  A key that is not a
+# hash is no job.  Shared with the put-back of jobs popped ahead (:mod:`rq_gevent.dequeue`).
 NOT_WITHDRAWN_LUA = """
+local withdrawn_statuses = {canceled = true, started = true, finished = true, failed = true, stopped = true}
 local function not_withdrawn(key)
   local status = redis.pcall('HGET', key, 'status')
   if type(status) == 'table' then return false end
-  if status then return status ~= 'canceled' end
+  if status then return not withdrawn_statuses[status] end
   return redis.call('EXISTS', key) == 1
 end
 """
@@ -89,7 +93,7 @@ end
 
 # KEYS: the watched keys, all assumed absent; then job hashes that must not be withdrawn.  ARGV: how
 # many job hashes, then each command as its length and its words.  Returns false (a watched key
-# exists), -1 (a job was withdrawn: cancelled or deleted) or the commands' replies.
+# exists), -1 (a job was withdrawn: deleted, cancelled, started or ended elsewhere) or the commands' replies.
 _APPLY_IF_ABSENT = (
     NOT_WITHDRAWN_LUA
     + REFUSAL_LUA
@@ -115,7 +119,8 @@ _APPLY_IF_ABSENT_SHA = hashlib.sha1(_APPLY_IF_ABSENT.encode()).hexdigest()
 
 
 class JobWithdrawn(Exception):
-    """A transaction required a job not withdrawn (cancelled or deleted), and it was: nothing was applied."""
+    """A transaction required a job not withdrawn (deleted, cancelled, or started or ended elsewhere), and
+    it was: nothing was applied."""
 
 
 # Inside :func:`one_trip`: None outside, else whether to assume no dependents.

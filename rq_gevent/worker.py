@@ -608,7 +608,7 @@ class GeventWorker(Worker):
             self.log.warning("Worker %s: Redis failed before job %s started (%s)", self.name, job.id, exception)
             return
         if running is not None and running.phase is Phase.WITHDRAWN:
-            self.log.warning("Worker %s: job %s was cancelled or deleted after it was popped; not run",
+            self.log.warning("Worker %s: job %s was cancelled, deleted or taken elsewhere after it was popped; not run",
                              self.name, job.id)  # fmt: skip
             return
         super().handle_exception(job, *exc_info)

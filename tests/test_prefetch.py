@@ -127,7 +127,12 @@ def one_slot_held_until_release(connection) -> tuple:
     return queue, worker, greenlet
 
 
-WITHDRAWALS = {"cancel": lambda job: job.cancel(), "delete": lambda job: job.delete()}
+WITHDRAWALS = {
+    "cancel": lambda job: job.cancel(),
+    "delete": lambda job: job.delete(),
+    # What a stock rq worker's maintenance does to a job it finds in :intermediate for a minute.
+    "failed elsewhere": lambda job: job.set_status(JobStatus.FAILED),
+}
 
 
 @pytest.mark.parametrize("withdrawal", sorted(WITHDRAWALS))
@@ -137,10 +142,11 @@ def test_a_job_cancelled_or_deleted_after_its_pop_is_not_run(connection, caplog,
     first, second = take_back_seat(connection, queue, worker, "release", WITHDRAWALS[withdrawal])
     greenlet.join(15)
 
-    assert "was cancelled or deleted after it was popped; not run" in caplog.text
+    assert "was cancelled, deleted or taken elsewhere after it was popped; not run" in caplog.text
     assert second.get_status(refresh=True) == JobStatus.FINISHED and second.return_value() == "second"
-    if withdrawal == "cancel":
-        assert Job.fetch(first.id, connection=connection).get_status() == JobStatus.CANCELED
+    if withdrawal in ("cancel", "failed elsewhere"):
+        expected = JobStatus.CANCELED if withdrawal == "cancel" else JobStatus.FAILED
+        assert Job.fetch(first.id, connection=connection).get_status() == expected
         assert Job.fetch(first.id, connection=connection).return_value() is None
     else:
         assert not connection.exists(first.key)  # not created again by a start
@@ -150,8 +156,9 @@ def test_a_job_cancelled_or_deleted_after_its_pop_is_not_run(connection, caplog,
 
 @pytest.mark.parametrize("status", [JobStatus.CREATED, JobStatus.DEFERRED, JobStatus.SCHEDULED])
 def test_a_job_popped_whatever_its_status_runs_unless_withdrawn(connection, status):
-    """As under rq's worker: only a cancelled or deleted job is withdrawn; one saved with another status
-    and pushed onto its queue by hand (as rq's own tests do, with ``created``) runs."""
+    """As under rq's worker: a job with a status from before a run, saved and pushed onto its queue by
+    hand (as rq's own tests do, with ``created``), runs; only one deleted, cancelled, or started or
+    ended elsewhere is withdrawn."""
     queue = Queue(connection=connection)
     job = Job.create(testjobs.green_sleep, args=(0, "by hand"), connection=connection, origin=queue.name)
     job.set_status(status, pipeline=None)
@@ -177,8 +184,9 @@ def test_a_job_cancelled_or_deleted_while_popped_ahead_is_not_put_back(connectio
     connection.rpush("release", "go")
     greenlet.join(15)
     assert second.get_status(refresh=True) == JobStatus.FINISHED
-    if withdrawal == "cancel":
-        assert Job.fetch(first.id, connection=connection).get_status() == JobStatus.CANCELED
+    if withdrawal in ("cancel", "failed elsewhere"):
+        expected = JobStatus.CANCELED if withdrawal == "cancel" else JobStatus.FAILED
+        assert Job.fetch(first.id, connection=connection).get_status() == expected
     else:
         assert not connection.exists(first.key)
 
