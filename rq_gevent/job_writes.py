@@ -17,10 +17,9 @@ compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on ev
   for the worker to build and pack.  A job class with its own start methods, or a worker becoming
   busy, takes the pipeline; a test compares the two starts' writes on every rq version.
 * **A job withdrawn after its pop does not start.**  The start applies only if the job hash still
-  exists and was neither cancelled (rq's ``cancel()`` and ``delete()`` do not look in
-  ``:intermediate``) nor started or ended elsewhere meanwhile; otherwise the job is not run and its id
-  leaves ``:intermediate``.  A status from before a run (queued, created, deferred, scheduled) starts,
-  as under rq's worker.
+  exists with status queued: a job deleted, cancelled (rq's ``cancel()`` and ``delete()`` do not look
+  in ``:intermediate``), or started or ended elsewhere meanwhile is not run; its id leaves
+  ``:intermediate``.
 * **A success in a few words.**  A success of rq's own ``Job`` with no dependents is one call of
   :data:`_SUCCESS`, from rq's ``to_dict``, ``Result.serialize()`` and ``BaseRegistry.add``'s score;
   the job hash's three HSETs (last heartbeat, status, its fields) are one, the last having rewritten
@@ -245,7 +244,7 @@ class JobWrites:
                 len(execution_fields), *execution_fields, *job_fields)  # fmt: skip
         running.start_ttl = None
         if self._call(_START_SHA, _START, keys, args) == -1:
-            raise transactions.JobWithdrawn(f"{job.key}: cancelled or deleted")
+            raise transactions.JobWithdrawn(f"{job.key}: cancelled, deleted or taken elsewhere")
 
     def _start_on(self, held: Any, job: Any, remove_from_intermediate_queue: bool) -> None:
         """The start as rq's commands on the held pipeline: one script call of them (transactions)."""

@@ -9,7 +9,7 @@ after a pop's round trip.
   queued.  It goes back to the front of its queue, in order, when it has waited ``MAX_WAIT`` (slots
   that stay full), when the worker is suspended and when the loop ends (warm or cold shutdown).  A
   worker killed outright leaves it to maintenance, which requeues it (:mod:`rq_gevent.maintenance`).
-  One cancelled or deleted meanwhile (rq's ``cancel()`` and ``delete()`` do not look in
+  One cancelled, deleted or taken elsewhere meanwhile (rq's ``cancel()`` and ``delete()`` do not look in
   ``:intermediate``) is neither put back nor run (:mod:`rq_gevent.job_writes`).
 """
 

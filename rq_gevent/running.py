@@ -29,7 +29,7 @@ class Phase(enum.Enum):
     FINISHING = "finishing"  # its own code is over; rq records the outcome and nothing interrupts it
     NEVER_STARTED = "never started"  # Redis failed rq's bookkeeping before the job was marked started
     REQUEUED = "requeued"  # such a job is back on its queue
-    WITHDRAWN = "withdrawn"  # no longer queued when it was to start (cancelled, deleted): not run
+    WITHDRAWN = "withdrawn"  # no longer queued when it was to start (cancelled, deleted, taken elsewhere): not run
 
 
 _RAN = (Phase.STARTED, Phase.RUNNING, Phase.FINISHING)

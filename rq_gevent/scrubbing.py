@@ -145,6 +145,16 @@ def cap_strings(value: Any, limit: int) -> Any:
     return value
 
 
+def filter_job_arguments(event: dict[str, Any]) -> None:
+    """The args and kwargs that sentry-sdk's rq integration copies into ``extra`` (2.20 always does; 2.x
+    later, with personal data; 3.x, with its ``queues`` data collection)."""
+    job = event.get("extra", {}).get("rq-job")
+    if isinstance(job, dict):
+        for key in ("args", "kwargs"):
+            if key in job:
+                job[key] = FILTERED
+
+
 def filter_job_extra(event: dict[str, Any]) -> None:
     """The description, args and kwargs that sentry-sdk's rq integration copies into ``extra``."""
     job = event.get("extra", {}).get("rq-job")

@@ -9,7 +9,7 @@ are fresh interpreters, so nothing is inherited across a fork).  What it adds to
 * an event at level *warning*, ``rq.outcome: stopped``, for a job stopped with ``stop-job``;
 * alerts (:mod:`rq_gevent.alerts`) tagged ``rq_gevent.alert`` and grouped per kind;
 * scrubbing: no local variables, no command-line arguments (``sys.argv`` and subprocess
-  breadcrumbs), and for sensitive jobs (:mod:`rq_gevent.sensitivity`) no description, args or
+  breadcrumbs), no job's args or kwargs, and for sensitive jobs (:mod:`rq_gevent.sensitivity`) no description, args or
   kwargs, no exception message (its type and frames stay; a public message shows without its
   notes), and every string the job was given removed from the event's values (file names,
   function names and source lines stay whole); no exception message either for events sent while
@@ -113,7 +113,17 @@ def describe_dsn(dsn: str) -> str:
 # it itself); log records as breadcrumbs and ERROR records as events (logging is no longer a default
 # integration, and its ``level`` now means Sentry Logs, which we do not send).
 if int(sentry_sdk.VERSION.split(".")[0]) >= 3:
-    _NO_LOCALS_NO_PII: dict[str, Any] = {"data_collection": {"user_info": False, "stack_frame_variables": False}}
+    # Off: what 2.x left out without send_default_pii (a job's args and kwargs: "queues"; SQL
+    # parameters: "database_query_data") and what a worker has no use for.
+    _NO_LOCALS_NO_PII: dict[str, Any] = {
+        "data_collection": {
+            "user_info": False,
+            "stack_frame_variables": False,
+            "queues": False,
+            "database_query_data": False,
+            "gen_ai": {"inputs": False, "outputs": False},
+        }
+    }
     _LOGGING: list[Any] = [
         LoggingIntegration(level=None, event_level=logging.ERROR, breadcrumb_level=logging.INFO)  # type: ignore[call-arg]
     ]
@@ -213,6 +223,7 @@ class _Scrubber:
 
     def __call__(self, event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
         scrubbing.trim_subprocess_breadcrumbs(event)
+        scrubbing.filter_job_arguments(event)
         _tag_alert(event)
         running = running_job()
         if running is not None:

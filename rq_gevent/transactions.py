@@ -19,8 +19,8 @@ greenlets, and rq's success without its WATCH round trips; counters that count o
 * :meth:`OneTripPipeline.after_execute` runs code once the transaction has applied, never on a
   WatchError's first attempt: the worker's in-memory counters add up there.
 * :func:`only_if_not_withdrawn`: the transaction applies only if a job still exists and was not
-  cancelled or taken in hand elsewhere (``NOT_WITHDRAWN_LUA``), checked by the same script; else
-  nothing applies and :class:`JobWithdrawn` is raised.
+  cancelled or taken in hand elsewhere: still queued (``NOT_WITHDRAWN_LUA``), checked by the same
+  script; else nothing applies and :class:`JobWithdrawn` is raised.
   A job's start uses it: rq's ``Job.cancel()`` and ``delete()`` do not look in ``:intermediate``,
   where a popped job waits.
 """
@@ -41,18 +41,19 @@ from redis.exceptions import ResponseError, WatchError
 
 from .coalescing import Coalescer
 
-# Lua: whether the job hash ``key`` is still to run: it exists, and was neither cancelled (rq's
-# ``cancel()`` and ``delete()`` do not look in ``:intermediate``, where a popped job waits) nor taken in
-# hand elsewhere meanwhile (started, or ended: a stock rq worker's maintenance fails a job it finds in
-# ``:intermediate`` for a minute).  A status from before a run (queued, created, deferred, scheduled)
-# runs, as under rq's worker: a job saved ``created`` and pushed by hand, for one.  A key that is not a
-# hash is no job.  Shared with the put-back of jobs popped ahead (:mod:`rq_gevent.dequeue`).
+# Lua: whether the job hash ``key`` is still to run: it exists with status queued (or none).  Not when
+# deleted or cancelled (rq's ``cancel()`` and ``delete()`` do not look in ``:intermediate``, where a
+# popped job waits), nor when taken in hand elsewhere meanwhile (started, or ended: a stock rq worker's
+# maintenance fails a job it finds in ``:intermediate`` for a minute).  rq's own worker would also run
+# a job with another status from before a run (one saved ``created`` and pushed by hand): withdrawn
+# here, as the crash and failover paths (``compat.never_started``, ``job_writes._OUTCOME_RECORDED``)
+# know a job not yet run by its status queued (docs/limits.md).  A key that is not a hash is no job.
+# Shared with the put-back of jobs popped ahead (:mod:`rq_gevent.dequeue`).
 NOT_WITHDRAWN_LUA = """
-local withdrawn_statuses = {canceled = true, started = true, finished = true, failed = true, stopped = true}
 local function not_withdrawn(key)
   local status = redis.pcall('HGET', key, 'status')
   if type(status) == 'table' then return false end
-  if status then return not withdrawn_statuses[status] end
+  if status then return status == 'queued' end
   return redis.call('EXISTS', key) == 1
 end
 """
@@ -119,8 +120,8 @@ _APPLY_IF_ABSENT_SHA = hashlib.sha1(_APPLY_IF_ABSENT.encode()).hexdigest()
 
 
 class JobWithdrawn(Exception):
-    """A transaction required a job not withdrawn (deleted, cancelled, or started or ended elsewhere), and
-    it was: nothing was applied."""
+    """A transaction required a job still queued, and it was withdrawn (deleted, cancelled, or started
+    or ended elsewhere): nothing was applied."""
 
 
 # Inside :func:`one_trip`: None outside, else whether to assume no dependents.

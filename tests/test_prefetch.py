@@ -154,24 +154,6 @@ def test_a_job_cancelled_or_deleted_after_its_pop_is_not_run(connection, caplog,
     assert len(FailedJobRegistry(queue=queue)) == 0 and len(StartedJobRegistry(queue=queue)) == 0
 
 
-@pytest.mark.parametrize("status", [JobStatus.CREATED, JobStatus.DEFERRED, JobStatus.SCHEDULED])
-def test_a_job_popped_whatever_its_status_runs_unless_withdrawn(connection, status):
-    """As under rq's worker: a job with a status from before a run, saved and pushed onto its queue by
-    hand (as rq's own tests do, with ``created``), runs; only one deleted, cancelled, or started or
-    ended elsewhere is withdrawn."""
-    queue = Queue(connection=connection)
-    job = Job.create(testjobs.green_sleep, args=(0, "by hand"), connection=connection, origin=queue.name)
-    job.set_status(status, pipeline=None)
-    job.save()
-    queue.push_job_id(job.id)
-    assert connection.hget(job.key, "status") == status.value.encode()
-
-    GeventWorker([queue], connection=connection).work(burst=True)
-
-    assert job.get_status(refresh=True) == JobStatus.FINISHED and job.return_value() == "by hand"
-    assert connection.llen(queue.intermediate_queue_key) == 0 and len(queue) == 0
-
-
 @pytest.mark.parametrize("withdrawal", sorted(WITHDRAWALS))
 def test_a_job_cancelled_or_deleted_while_popped_ahead_is_not_put_back(connection, withdrawal):
     queue, worker, greenlet = one_slot_held_until_release(connection)

@@ -56,7 +56,7 @@ def main(pytest_args: list[str]) -> int:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # rq's command
         }
         command = [
-            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
+            sys.executable, "-m", "pytest", "-p", "swap_check", "-p", "no:cacheprovider", "-o", "addopts=",
             "--timeout", "120", "-q", "-rfE", "-W", "ignore::DeprecationWarning", *deselect,
             *(pytest_args or ["tests"]),
         ]  # fmt: skip

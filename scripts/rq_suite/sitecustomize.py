@@ -6,7 +6,8 @@ puts this directory on ``PYTHONPATH``), the test process and the ``rq`` commands
 
 import os
 
-if os.environ.get("RQ_SUITE_REDIS_PORT"):
+
+def _swap() -> None:
     from gevent import monkey
 
     monkey.patch_all()
@@ -17,13 +18,13 @@ if os.environ.get("RQ_SUITE_REDIS_PORT"):
 
     from rq_gevent import GeventWorker
 
-    PORT = int(os.environ["RQ_SUITE_REDIS_PORT"])
+    port = int(os.environ["RQ_SUITE_REDIS_PORT"])
     _connection_init = redis.connection.Connection.__init__
 
     def _init(self, *args, **kwargs):
         _connection_init(self, *args, **kwargs)
         if self.port == 6379:
-            self.port = PORT
+            self.port = port
 
     redis.connection.Connection.__init__ = _init
 
@@ -32,3 +33,13 @@ if os.environ.get("RQ_SUITE_REDIS_PORT"):
 
     rq.Worker = rq.worker.Worker = GeventWorker
     rq.SimpleWorker = rq.worker.SimpleWorker = SimpleGeventWorker
+
+
+if os.environ.get("RQ_SUITE_REDIS_PORT"):
+    try:
+        _swap()
+    except BaseException:  # Python would print one line and run rq's own Worker against port 6379
+        import traceback
+
+        traceback.print_exc()
+        os._exit(70)
