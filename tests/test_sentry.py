@@ -103,7 +103,7 @@ def test_a_retried_job_reports_once_on_its_final_failure(connection, redis_url, 
     worker = worker_process("-u", redis_url, "--burst", "--sentry-dsn", sink.dsn())
     assert worker.wait(60) == 0, worker.output()
 
-    assert retried.get_status(refresh=True) == JobStatus.FAILED
+    assert retried.get_status(refresh=True) == JobStatus.FAILED, worker.output()
     assert recovered.get_status(refresh=True) == JobStatus.FINISHED
     retried.refresh()
     recovered.refresh()
