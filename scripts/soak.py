@@ -56,6 +56,9 @@ BATCH = 100
 LONG_EVERY, LONG_SECONDS = 10, 3.0
 # Executions of killed workers expire 65 s after their last heartbeat; maintenance every 30 s.
 WORKER_ARGS = ["--job-monitoring-interval", "5", "--maintenance-interval", "30"]
+# How long the systemd unit we ship (scripts/rq-gevent.service, RestartSec) waits before starting a
+# pool that exited on its own.
+RESTART_SECONDS = 2
 
 
 class Pool:
@@ -70,9 +73,34 @@ class Pool:
         self.log = open(log_path, "ab")
         self.process: subprocess.Popen | None = None
         self.cold_shutdowns_unchecked = 0  # second SIGTERMs sent before every child had taken the first
+        self.restarts_on_exit: list[int] = []  # exit codes of a pool that stopped on its own
+        self._lock = threading.Lock()  # between the soak's own stop-and-start and the supervisor's restart
+        self._stopping = False
+        threading.Thread(target=self._supervise, daemon=True).start()
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+        with self._lock:
+            self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+            self._stopping = False
+
+    def _supervise(self) -> None:
+        """Start the pool again RESTART_SECONDS after it exits on its own, as the systemd unit we ship does
+        (``Restart=always``): a pool started while Redis is down gives up after five start-ups (its
+        crash-loop rule) and exits 1."""
+        while True:
+            time.sleep(0.5)
+            with self._lock:
+                code = None if self.process is None or self._stopping else self.process.poll()
+            if code is None:
+                continue
+            time.sleep(RESTART_SECONDS)
+            with self._lock:
+                if self._stopping or self.process.poll() is None:
+                    continue
+                self.restarts_on_exit.append(code)
+                print(f"soak: the pool exited with code {code} on its own; started again after "
+                      f"{RESTART_SECONDS} s, as systemd's Restart=always would", flush=True)  # fmt: skip
+                self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
 
     def children(self) -> list[int]:
         path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
@@ -82,6 +110,8 @@ class Pool:
             return []
 
     def shut_down(self, cold: bool = False, timeout: float = 120) -> int:
+        with self._lock:
+            self._stopping = True
         children, log_offset = self.children(), self.log_path.stat().st_size
         self.process.send_signal(signal.SIGTERM)
         if cold:
@@ -309,7 +339,11 @@ def main() -> int:
     print(f"faults: {', '.join(f'{count} {kind}' for kind, count in sorted(faults.done.items()))}; "
           f"{faults.connections_killed} connections killed")  # fmt: skip
     print(f"ledger: {account}")
-    print(f"pool exit code {exit_code}; work-loop crashes {crashes}; tracebacks in the log {tracebacks} ({log_path})")
+    restarted = [code for pool in pools for code in pool.restarts_on_exit]
+    print(
+        f"pool exit code {exit_code}; work-loop crashes {crashes}; tracebacks in the log {tracebacks} ({log_path}); "
+        f"pools that exited on their own and were started again: {len(restarted)} (exit codes {restarted})"
+    )
     for lost in account.lost[:20]:
         print(f"  lost: {lost}")
     unchecked = sum(pool.cold_shutdowns_unchecked for pool in pools)
