@@ -148,18 +148,18 @@ def cap_strings(value: Any, limit: int) -> Any:
 def filter_job_arguments(event: dict[str, Any]) -> None:
     """The args and kwargs that sentry-sdk's rq integration copies into ``extra`` (2.20 always does; 2.x
     later, with personal data; 3.x, with its ``queues`` data collection)."""
-    job = event.get("extra", {}).get("rq-job")
-    if isinstance(job, dict):
-        for key in ("args", "kwargs"):
-            if key in job:
-                job[key] = FILTERED
+    _filter_rq_job(event, ("args", "kwargs"))
 
 
 def filter_job_extra(event: dict[str, Any]) -> None:
     """The description, args and kwargs that sentry-sdk's rq integration copies into ``extra``."""
+    _filter_rq_job(event, ("description", "args", "kwargs"))
+
+
+def _filter_rq_job(event: dict[str, Any], keys: tuple[str, ...]) -> None:
     job = event.get("extra", {}).get("rq-job")
     if isinstance(job, dict):
-        for key in ("description", "args", "kwargs"):
+        for key in keys:
             if key in job:
                 job[key] = FILTERED
 

@@ -80,8 +80,11 @@ class Pool:
 
     def start(self) -> None:
         with self._lock:
-            self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+            self._spawn()
             self._stopping = False
+
+    def _spawn(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
 
     def _supervise(self) -> None:
         """Start the pool again RESTART_SECONDS after it exits on its own, as the systemd unit we ship does
@@ -100,7 +103,7 @@ class Pool:
                 self.restarts_on_exit.append(code)
                 print(f"soak: the pool exited with code {code} on its own; started again after "
                       f"{RESTART_SECONDS} s, as systemd's Restart=always would", flush=True)  # fmt: skip
-                self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+                self._spawn()
 
     def children(self) -> list[int]:
         path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
