@@ -7,10 +7,11 @@ their handlers and handled in the master's loop, which every quarter second also
 
 * reaps exited workers and replaces them (backing off, then giving up, when they keep failing
   at start-up or dying soon after it: a work loop that dies at once each time is a crash loop too),
-* kills a worker whose liveness file has not changed for ``--hub-timeout`` seconds, timed on the
-  master's monotonic clock, which no wall-clock step moves: SIGABRT first, so that its
-  ``faulthandler`` prints where the event loop is stuck, then SIGKILL ``ABORT_GRACE_SECONDS``
-  later if it is still there (gunicorn does the same),
+* kills a worker whose liveness file has not changed for ``--hub-timeout`` seconds (until its first
+  touch, ``--startup-timeout`` seconds after its spawn), timed on the master's monotonic clock,
+  which no wall-clock step moves: SIGABRT first, so that its ``faulthandler`` prints where the
+  event loop is stuck, then SIGKILL ``ABORT_GRACE_SECONDS`` later if it is still there (gunicorn
+  does the same),
 * recycles a worker over ``--max-memory-per-child`` (warm; SIGKILL at twice the limit),
 * rolls all workers on SIGHUP, one at a time, each replacement up before the next old one stops.
 
@@ -42,6 +43,7 @@ from rq_gevent.options import WorkerOptions
 from rq_gevent.supervision import (
     CONFIG_ERROR_EXIT,
     DEFAULT_HUB_TIMEOUT,
+    DEFAULT_STARTUP_TIMEOUT,
     INDEX_ENV,
     LIVENESS_ENV,
     MASTER_PID_ENV,
@@ -111,6 +113,7 @@ class Arbiter:
         self.options = options
         self.target = options.processes
         self.hub_timeout = options.hub_timeout or DEFAULT_HUB_TIMEOUT
+        self.startup_timeout = max(options.startup_timeout or DEFAULT_STARTUP_TIMEOUT, self.hub_timeout)
         self.slots: dict[int, Child] = {}
         self.retiring: list[Child] = []
         self.finished: set[int] = set()
@@ -493,6 +496,11 @@ class Arbiter:
 
     # -- health -------------------------------------------------------------------------------------
 
+    def _watchdog_reason(self, child: Child, silent: float) -> str:
+        if child.ready:
+            return f"watchdog: its event loop has not run for {silent:.0f} s (--hub-timeout)"
+        return f"watchdog: still starting {silent:.0f} s after its spawn (--startup-timeout)"
+
     def _watch(self) -> None:
         now = time.monotonic()
         for child in self._children():
@@ -509,14 +517,10 @@ class Arbiter:
             if not child.ready and touched != child.started_mtime:
                 child.ready = True
                 self.startup_failures = 0
+                log.info("%s started in %.1f s", child.name, now - child.spawned_at)
             silent = child.silence(touched, now)
-            if silent > self.hub_timeout:
-                self._kill(
-                    child,
-                    alerts.WATCHDOG_KILL,
-                    f"watchdog: its event loop has not run for {silent:.0f} s (--hub-timeout)",
-                    first=signal.SIGABRT,
-                )
+            if silent > (self.hub_timeout if child.ready else self.startup_timeout):
+                self._kill(child, alerts.WATCHDOG_KILL, self._watchdog_reason(child, silent), first=signal.SIGABRT)
                 continue
             if child.memory_limit_mb is None:
                 continue

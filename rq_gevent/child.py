@@ -110,6 +110,7 @@ def main() -> None:
 
     def start_liveness(worker: Any) -> None:
         if liveness_file:
+            touch(liveness_file)  # start-up is over: the launcher's --hub-timeout applies from here
             gevent.spawn(touch_forever, liveness_file)
 
     from rq_gevent.run import run_worker

@@ -137,13 +137,20 @@ def cli() -> None:
     default="1",
     show_default=True,
     help="Worker processes, or 'auto' for one per CPU core. With more than 1, this process "
-    "supervises them (see --hub-timeout, --max-jobs-per-child, --max-memory-per-child).",
+    "supervises them (see --hub-timeout, --startup-timeout, --max-jobs-per-child, --max-memory-per-child).",
 )
 @click.option(
     "--hub-timeout",
     type=click.FloatRange(min=1),
     default=None,
     help="Kill and replace a worker process whose event loop has not run for this many seconds (default 30).",
+)
+@click.option(
+    "--startup-timeout",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Kill and replace a worker process still starting (imports, config module, connecting to Redis) "
+    "this many seconds after its spawn (default 60, or --hub-timeout if longer).",
 )
 @click.option(
     "--max-jobs-per-child",

@@ -63,6 +63,7 @@ class WorkerOptions:
     # The launcher's own (-n and supervision); a worker process gets them cleared.
     processes: int = 1
     hub_timeout: float | None = None
+    startup_timeout: float | None = None
     max_jobs_per_child: int | None = None
     max_memory_per_child: int | None = None
     pid_file: str | None = None
@@ -94,5 +95,5 @@ class WorkerOptions:
 
     def for_worker_process(self) -> WorkerOptions:
         """What a worker process of the launcher (or its alert reporter) is told: no launcher options."""
-        return self.replace(processes=1, hub_timeout=None, max_jobs_per_child=None, max_memory_per_child=None,
-                            pid_file=None)  # fmt: skip
+        return self.replace(processes=1, hub_timeout=None, startup_timeout=None, max_jobs_per_child=None,
+                            max_memory_per_child=None, pid_file=None)  # fmt: skip

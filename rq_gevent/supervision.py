@@ -15,6 +15,9 @@ import os
 from rq_gevent.options import UserError, WorkerOptions
 
 DEFAULT_HUB_TIMEOUT = 30.0
+# A worker process's start-up (imports, the config module, connecting, registering) can block its event
+# loop for longer than --hub-timeout (a Django app's import); it has its own limit.
+DEFAULT_STARTUP_TIMEOUT = 60.0
 LIVENESS_INTERVAL = 1.0
 # A worker process right after start-up (Python, gevent, redis, rq, a connection) uses about 45 MB
 # here; a memory limit below this would recycle it in a loop.
@@ -31,7 +34,7 @@ CONFIG_ERROR_EXIT = 78
 # EX_SOFTWARE); the worker has raised its own alert.  The launcher replaces the process.
 WORK_LOOP_DIED_EXIT = 70
 
-SUPERVISION_OPTIONS = ("hub_timeout", "max_jobs_per_child", "max_memory_per_child")
+SUPERVISION_OPTIONS = ("hub_timeout", "startup_timeout", "max_jobs_per_child", "max_memory_per_child")
 
 
 def resolve_processes(value: str | int) -> int:

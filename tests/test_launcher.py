@@ -178,6 +178,40 @@ def test_watchdog_kills_a_child_whose_hub_is_stuck_while_others_serve(connection
     assert master.wait(15) == 0
 
 
+SLOW_START = """
+import os
+from gevent.monkey import get_original
+
+if "RQ_GEVENT_CHILD_INDEX" in os.environ:  # a worker process, not the launcher's check of this module
+    get_original("time", "sleep")(float(os.environ["BLOCK_SECONDS"]))  # blocks the event loop
+"""
+
+
+def test_start_up_has_its_own_limit_and_a_process_stuck_there_is_killed(
+    connection, redis_url, worker_process, tmp_path
+):
+    """A worker process's start-up (imports, its config module, connecting) may block its event loop for
+    longer than --hub-timeout: a big app's imports, or a loaded machine (CI saw children killed while
+    connecting with --hub-timeout 3).  --startup-timeout limits it instead; a process stuck there is
+    killed as failing at start-up, with where it was stuck."""
+    (tmp_path / "slowstart.py").write_text(SLOW_START)
+    args = ("-u", redis_url, "--config", "slowstart", "-P", str(tmp_path), "--hub-timeout", "1")
+    slow = worker_process(*args, "--startup-timeout", "30", env={"BLOCK_SECONDS": "3"})
+    wait_until(lambda: len(worker_pids(connection)) == 1, timeout=30, what="the slow starter registered")
+    assert "watchdog" not in slow.output(), slow.output()
+    os.kill(slow.pid, signal.SIGTERM)
+    assert slow.wait(15) == 0, slow.output()
+
+    stuck = worker_process(*args, "--startup-timeout", "2", env={"BLOCK_SECONDS": "600"})
+    wait_until(lambda: "exited: killed by signal SIGABRT" in stuck.output(), timeout=20, what="the stuck one killed")
+    output = stuck.output()
+    assert re.search(r"watchdog: still starting \d+ s after its spawn \(--startup-timeout\)", output), output
+    assert re.search(r'slowstart\.py", line \d+ in <module>', output), output
+    assert "failed at start-up" in output, output
+    os.kill(stuck.pid, signal.SIGTERM)
+    assert stuck.wait(15) == 0, stuck.output()
+
+
 def liveness_file(pid: int) -> Path:
     """The liveness file of worker process ``pid``, as its launcher told it (its environment)."""
     from rq_gevent.supervision import LIVENESS_ENV
@@ -197,6 +231,8 @@ def test_a_removed_liveness_file_is_recreated_and_a_stuck_child_without_one_is_s
     spinner = queue.enqueue(testjobs.spin, 600)
     master = worker_process("-u", redis_url, "-n", "2", "-c", "5", "--hub-timeout", "3", *FAST_REAPING)
     wait_until(lambda: spinner.get_status(refresh=True) == JobStatus.STARTED, what="spinning job started")
+    # The watchdog gives a child --startup-timeout until it has seen the child's first touch.
+    wait_until(lambda: master.output().count(") started in ") == 2, what="the master saw both children start")
     spinner.refresh()
     stuck = Worker.find_by_key(Worker.redis_worker_namespace_prefix + spinner.worker_name, connection=connection).pid
     [healthy] = children(master.pid) - {stuck}
