@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import gevent
+from rq.utils import as_text
 
 from . import compat
 from .exceptions import ColdShutdown, JobStopped
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 RECHECK_SECONDS = 15.0
 # At most this many recent outcomes are kept for that (the oldest are dropped first).
 RECHECK_LIMIT = 20_000
+HASH_GONE = "its hash is gone (deleted, or expired)"
 # Between two attempts to record an outcome that Redis refused (the first retry is at once).
 RETRY_PAUSE = 0.5
 
@@ -160,9 +162,20 @@ class Outcomes:
     def requeue(self, job: Any, queue: Any, why: str, execution: Any = None, reason: str = "never_started") -> None:
         """Put ``job`` back at the front of its queue as if it had never started.  Its id leaves rq's
         intermediate list (a job interrupted before rq marked it started is still there), and it is
-        queued once."""
+        queued once.
+
+        Only while it is still this worker's to put back (:func:`_taken_over`), checked and written in
+        one transaction: after an outage, another host may have recovered and run it meanwhile.
+        """
         worker = self.worker
-        with worker.connection.pipeline() as pipeline:
+
+        def requeue_if_still_here(pipeline: Any) -> str:
+            taken_over = _taken_over(pipeline, job, queue, worker.name)
+            pipeline.multi()
+            if taken_over:
+                if taken_over == HASH_GONE:  # as rq's intermediate-list clean-up does for such an id
+                    pipeline.lrem(queue.intermediate_queue_key, 0, job.id)
+                return taken_over
             worker.cleanup_execution(job, pipeline, execution=execution)
             job.started_at = None
             job.ended_at = None
@@ -170,7 +183,14 @@ class Outcomes:
             pipeline.lrem(queue.intermediate_queue_key, 0, job.id)
             pipeline.lrem(queue.key, 0, job.id)
             compat.requeue_at_front(queue, job, pipeline)
-            pipeline.execute()
+            return ""
+
+        taken_over = worker.connection.transaction(
+            requeue_if_still_here, job.key, queue.intermediate_queue_key, value_from_callable=True
+        )
+        if taken_over:
+            worker.log.warning("Worker %s: job %s %s, not requeued: %s", worker.name, job.id, why, taken_over)
+            return
         worker.metrics.requeued(queue.name, reason)
         worker.log.warning("Worker %s: job %s %s, requeued at the front of %s", worker.name, job.id, why, queue.name)
 
@@ -189,3 +209,18 @@ class Outcomes:
             running.phase = Phase.REQUEUED
         except REDIS_UNAVAILABLE as exc:
             worker.log.error("Worker %s: could not requeue job %s (%s); giving up", worker.name, running.job.id, exc)
+
+
+def _taken_over(pipeline: Any, job: Any, queue: Any, worker_name: str) -> str:
+    """Why ``job`` is no longer this worker's to requeue, or ``""``: it must still be popped and
+    waiting in ``queue``'s intermediate list as QUEUED (never started anywhere), or STARTED by this
+    worker.  Read on a WATCHing ``pipeline``."""
+    fields = pipeline.hmget(job.key, "status", "worker_name")
+    status, started_by = (value if value is None else as_text(value) for value in fields)
+    if status is None:
+        return HASH_GONE
+    if status == "started" and started_by == worker_name:
+        return ""
+    if status == "queued" and pipeline.lpos(queue.intermediate_queue_key, job.id) is not None:
+        return ""
+    return f"taken over meanwhile (now {status}" + (f", by {started_by})" if started_by else ")")

@@ -355,6 +355,49 @@ def test_a_job_whose_bookkeeping_fails_before_it_runs_is_requeued_when_redis_is_
         assert (f"job {job.id} never started (Redis failed), requeued" in worker.output()) == requeued
 
 
+@pytest.mark.parametrize("meanwhile", ["run elsewhere", "deleted"])
+def test_a_job_taken_over_while_its_worker_was_cut_off_is_not_requeued(connection, redis_url, worker_process,
+                                                                       tmp_path, meanwhile):  # fmt: skip
+    """A worker cut off from Redis while marking a job started (it never ran) requeues it once Redis
+    answers, unless another worker recovered and ran it meanwhile: the fleet test saw host 0, back
+    after a cut, put 7 jobs host 1 had finished back as QUEUED.  A deleted job's hash would have been
+    written again.  The proxy's process stops: this worker's path to Redis is gone, not Redis."""
+    redis_port = connection.connection_pool.connection_kwargs["port"]
+    proxy_port = free_port()
+    proxy_args = ["--target", f"127.0.0.1:{redis_port}", "--port", str(proxy_port)]
+    proxy = ServerProcess(PEERS_DIR / "blackhole_proxy.py", proxy_args)
+    queue = Queue("gated", connection=connection)
+    job = queue.enqueue(ledger_job, 0)
+    worker = worker_process(
+        "-u", redis_url.replace(f":{redis_port}", f":{proxy_port}"), "--worker-class", "testworkers.GatedPrepareWorker",
+        "gated", env={"TEST_GATE_DIR": str(tmp_path)},
+    )  # fmt: skip
+    wait_until(lambda: (tmp_path / "reached").exists(), what="the job about to be marked started")
+    proxy.stop()
+    (tmp_path / "go").touch()
+    wait_until(lambda: f"will requeue job {job.id} once it answers" in worker.output(), timeout=20, what="retrying")
+
+    if meanwhile == "deleted":  # rq's job.delete(), or its hash expired
+        job.delete()
+    else:  # another worker's maintenance finds it stuck in the intermediate list, and it runs there
+        connection.set(queue.intermediate_queue.get_first_seen_key(job.id), time.time() - 120)
+        GeventWorker([queue], connection=connection).work(burst=True)
+        assert job.get_status(refresh=True) == JobStatus.FINISHED and runs_of(connection, job.id) == 1
+
+    proxy = ServerProcess(PEERS_DIR / "blackhole_proxy.py", proxy_args)
+    try:
+        wait_until(lambda: "not requeued" in worker.output(), timeout=30, what="the worker back")
+    finally:
+        proxy.stop()
+    why = "its hash is gone" if meanwhile == "deleted" else "taken over meanwhile (now finished"
+    assert f"job {job.id} never started (Redis failed), not requeued: {why}" in worker.output(), worker.output()
+    assert connection.llen(queue.key) == 0 and connection.llen(queue.intermediate_queue_key) == 0
+    if meanwhile == "deleted":
+        assert not connection.exists(job.key)
+    else:
+        assert job.get_status(refresh=True) == JobStatus.FINISHED and runs_of(connection, job.id) == 1
+
+
 OUTCOMES = {
     # name: (job function and arguments, retry policy, final status, where it counts its runs, runs)
     "success": ((testjobs.fail_then_succeed, "test:runs", 0), None, JobStatus.FINISHED, "test:runs", 1),
