@@ -58,7 +58,7 @@ log = logging.getLogger("rq_gevent.arbiter")
 TICK_SECONDS = 0.25
 MAX_STARTUP_FAILURES = 5
 MAX_RESPAWN_DELAY = 5.0
-# A worker process that fails (exits non-zero) within this many seconds of its start counts toward a
+# A worker process that fails (exits non-zero) within this many seconds of its start-up counts toward a
 # crash loop, as one that fails at start-up does: its replacement backs off, and MAX_STARTUP_FAILURES
 # of them in a row stop the master.  One that ran longer is replaced at once.
 CRASH_LOOP_WINDOW = 60.0
@@ -83,6 +83,7 @@ class Child:
     kill_alert: str = ""  # the alert kind of that kill
     aborted_at: float | None = None  # when the watchdog sent it SIGABRT
     spawned_at: float = field(default_factory=time.monotonic)
+    ready_at: float = 0.0  # when the master saw its start-up over (its first touch)
     seen_mtime: float = field(init=False)  # the liveness file's mtime when the master last saw it change
     seen_changing_at: float = field(init=False, default_factory=time.monotonic)  # when that was
 
@@ -416,11 +417,11 @@ class Arbiter:
             return  # recycled: _maintain starts its replacement
         if child.ready:
             self.startup_failures = 0
-            if time.monotonic() - child.spawned_at >= CRASH_LOOP_WINDOW:
+            if time.monotonic() - child.ready_at >= CRASH_LOOP_WINDOW:
                 return
             self.early_deaths += 1
             self.last_early_death_at = time.monotonic()
-            what = f"died {time.monotonic() - child.spawned_at:.0f} s after its start ({status or cause})"
+            what = f"died {time.monotonic() - child.ready_at:.0f} s after its start-up ({status or cause})"
             self._back_off_or_give_up(child, self.early_deaths, what)
             return
         self.startup_failures += 1
@@ -515,7 +516,7 @@ class Arbiter:
                 touched = child.seen_mtime
                 self._keep_workdir()
             if not child.ready and touched != child.started_mtime:
-                child.ready = True
+                child.ready, child.ready_at = True, now
                 self.startup_failures = 0
                 log.info("%s started in %.1f s", child.name, now - child.spawned_at)
             silent = child.silence(touched, now)
@@ -550,7 +551,9 @@ class Arbiter:
         if self.stopping:
             return
         if self.early_deaths and any(
-            child.spawned_at > self.last_early_death_at and time.monotonic() - child.spawned_at >= CRASH_LOOP_WINDOW
+            child.ready
+            and child.spawned_at > self.last_early_death_at
+            and time.monotonic() - child.ready_at >= CRASH_LOOP_WINDOW
             for child in self.slots.values()
         ):
             self.early_deaths = 0  # a replacement has outlived the window: the crash loop is over

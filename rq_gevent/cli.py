@@ -150,7 +150,7 @@ def cli() -> None:
     type=click.FloatRange(min=1),
     default=None,
     help="Kill and replace a worker process still starting (imports, config module, connecting to Redis) "
-    "this many seconds after its spawn (default 60, or --hub-timeout if longer).",
+    "this many seconds after its spawn (default 60; never less than --hub-timeout).",
 )
 @click.option(
     "--max-jobs-per-child",

@@ -79,8 +79,9 @@ return -1
 
 # rq's start of a job (``Execution.create``, ``prepare_for_execution``, the LREM from the intermediate
 # list, the PERSIST), applied as EXEC would, if the job was not withdrawn.  KEYS: job hash, execution
-# hash, the job's executions registry, started registry, intermediate list or "" (no LREM), the
-# worker's executions set or "" (rq < 3).  ARGV: heartbeat TTL, the current second, execution
+# hash, the job's executions registry, started registry, intermediate list or the job hash again (no
+# LREM), the worker's executions set or the job hash again (rq < 3: a key an ACL user may name, where
+# "" is refused).  ARGV: heartbeat TTL, the current second, execution
 # id, its composite key, job id, how many words the execution hash's fields and values take, them,
 # then the job hash's fields and values.  Returns -1 (withdrawn), or ``ran()``'s reply.
 _START = (
@@ -94,12 +95,12 @@ run('EXPIRE', KEYS[2], ttl)
 run('ZADD', KEYS[3], now + ttl + 60, ARGV[3])
 run('EXPIRE', KEYS[3], ttl + 60)
 run('ZADD', KEYS[4], now + ttl, ARGV[4])
-if KEYS[6] ~= '' then
+if KEYS[6] ~= KEYS[1] then
   run('SADD', KEYS[6], ARGV[4])
   run('EXPIRE', KEYS[6], ttl + 60)
 end
 run('HSET', KEYS[1], unpack(ARGV, 7 + words))
-if KEYS[5] ~= '' then run('LREM', KEYS[5], 1, ARGV[5]) end
+if KEYS[5] ~= KEYS[1] then run('LREM', KEYS[5], 1, ARGV[5]) end
 run('PERSIST', KEYS[1])
 return ran()
 """
@@ -111,10 +112,10 @@ _START_SHA = hashlib.sha1(_START.encode()).hexdigest()
 # ``Job.cleanup``, the execution's clean-up; the job's last heartbeat, status and fields in its one
 # HSET of them all), applied as EXEC would.  KEYS: job hash, its dependents set (which must not exist),
 # its dependencies key, results stream, finished registry, execution hash, started registry, the job's
-# executions registry, the worker's executions set or "".  ARGV: result TTL, finished-registry score,
-# composite key, execution id, job id, how many words the job hash's fields and values take, them,
-# then the result's.  Returns false (the job has dependents: rq's own code records it), or ``ran()``'s
-# reply.
+# executions registry, the worker's executions set or the job hash again (rq < 3).  ARGV: result TTL,
+# finished-registry score, composite key, execution id, job id, how many words the job hash's fields
+# and values take, them, then the result's.  Returns false (the job has dependents: rq's own code
+# records it), or ``ran()``'s reply.
 _SUCCESS = (
     transactions.REFUSAL_LUA
     + """
@@ -131,7 +132,7 @@ end
 run('DEL', KEYS[6])
 run('ZREM', KEYS[7], ARGV[3])
 run('ZREM', KEYS[8], ARGV[4])
-if KEYS[9] ~= '' then run('SREM', KEYS[9], ARGV[3]) end
+if KEYS[9] ~= KEYS[1] then run('SREM', KEYS[9], ARGV[3]) end
 return ran()
 """
 )
@@ -233,11 +234,12 @@ class JobWrites:
         worker, job, execution = self.worker, running.job, running.execution
         fields = _JobFields()
         job.prepare_for_execution(worker.name, pipeline=fields)
-        intermediate = ""
+        intermediate = job.key  # no LREM
         if remove_from_intermediate_queue:
             intermediate = worker.queue_class(job.origin, connection=worker.connection).intermediate_queue_key
         registry_key, worker_executions_key = compat.execution_keys(execution)
-        keys = (job.key, execution.key, registry_key, job.started_job_registry.key, intermediate, worker_executions_key)
+        keys = (job.key, execution.key, registry_key, job.started_job_registry.key, intermediate,
+                worker_executions_key or job.key)  # fmt: skip
         execution_fields = [word for pair in execution.serialize().items() for word in pair]
         job_fields = [word for pair in fields.mapping.items() for word in pair]
         args = (running.start_ttl, int(time.time()), execution.id, execution.composite_key, job.id,
@@ -293,7 +295,7 @@ class JobWrites:
         registry_key, worker_executions_key = compat.execution_keys(execution)
         keys = (job.key, job.dependents_key, job.dependencies_key, Result.get_key(job.id),
                 job.finished_job_registry.key, execution.key, job.started_job_registry.key, registry_key,
-                worker_executions_key)  # fmt: skip
+                worker_executions_key or job.key)  # fmt: skip
         args = (result_ttl, "+inf" if score == -1 else score, execution.composite_key, execution.id, job.id,
                 len(job_fields), *job_fields, *result_fields)  # fmt: skip
         if self._call(_SUCCESS_SHA, _SUCCESS, keys, args) is None:  # it has dependents now

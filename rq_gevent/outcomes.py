@@ -170,7 +170,7 @@ class Outcomes:
         worker = self.worker
 
         def requeue_if_still_here(pipeline: Any) -> str:
-            taken_over = _taken_over(pipeline, job, queue, worker.name)
+            taken_over = _taken_over(pipeline, job, worker.name)
             pipeline.multi()
             if taken_over:
                 if taken_over == HASH_GONE:  # as rq's intermediate-list clean-up does for such an id
@@ -185,9 +185,7 @@ class Outcomes:
             compat.requeue_at_front(queue, job, pipeline)
             return ""
 
-        taken_over = worker.connection.transaction(
-            requeue_if_still_here, job.key, queue.intermediate_queue_key, value_from_callable=True
-        )
+        taken_over = worker.connection.transaction(requeue_if_still_here, job.key, value_from_callable=True)
         if taken_over:
             worker.log.warning("Worker %s: job %s %s, not requeued: %s", worker.name, job.id, why, taken_over)
             return
@@ -211,16 +209,15 @@ class Outcomes:
             worker.log.error("Worker %s: could not requeue job %s (%s); giving up", worker.name, running.job.id, exc)
 
 
-def _taken_over(pipeline: Any, job: Any, queue: Any, worker_name: str) -> str:
-    """Why ``job`` is no longer this worker's to requeue, or ``""``: it must still be popped and
-    waiting in ``queue``'s intermediate list as QUEUED (never started anywhere), or STARTED by this
-    worker.  Read on a WATCHing ``pipeline``."""
+def _taken_over(pipeline: Any, job: Any, worker_name: str) -> str:
+    """Why ``job`` is no longer this worker's to requeue, or ``""``: it must still be QUEUED (popped,
+    never started anywhere; from one queue its id waits in the intermediate list, from several in no
+    list), or STARTED by this worker.  A QUEUED job that another worker popped meanwhile is queued twice
+    at worst, and runs once: a worker starts only a QUEUED job.  Read on a WATCHing ``pipeline``."""
     fields = pipeline.hmget(job.key, "status", "worker_name")
     status, started_by = (value if value is None else as_text(value) for value in fields)
     if status is None:
         return HASH_GONE
-    if status == "started" and started_by == worker_name:
-        return ""
-    if status == "queued" and pipeline.lpos(queue.intermediate_queue_key, job.id) is not None:
+    if status == "queued" or (status == "started" and started_by == worker_name):
         return ""
     return f"taken over meanwhile (now {status}" + (f", by {started_by})" if started_by else ")")

@@ -1,6 +1,7 @@
 """Redis connections: a pool that fits the concurrency, and surviving a Redis restart."""
 
 import gc
+import re
 import weakref
 from importlib.util import find_spec
 from pathlib import Path
@@ -9,9 +10,10 @@ import gevent
 import pytest
 import redis
 import testjobs
-from conftest import refusing_writes, start_worker_greenlet, wait_until
+from conftest import REPO_DIR, refusing_writes, start_worker_greenlet, wait_until
 from peers.system_packages import ensure_command
-from rq import Queue
+from rq import Queue, Retry
+from rq.command import send_stop_job_command
 from rq.job import JobStatus
 from rq.suspension import resume, suspend
 from rq.worker import Worker
@@ -460,3 +462,47 @@ def test_an_outage_whose_reason_changes_says_so_once_per_change(connection, capl
     assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
     assert "NOREPLICAS" in lines[0][1] and "will write the test's key once it answers" in lines[0][1], lines
     assert "still waiting to write the test's key: Redis unreachable (Error 111" in lines[1][1], lines
+
+
+def documented_acl_rule() -> list[str]:
+    """The worker's ACL rule as docs/jobs.md gives it (after ``ACL SETUSER worker on >PASSWORD``)."""
+    text = (REPO_DIR / "docs" / "jobs.md").read_text()
+    [rule] = re.findall(r"`ACL SETUSER worker on >PASSWORD ([^`]+)`", text)
+    return rule.split()
+
+
+def test_a_worker_runs_under_the_acl_user_the_docs_recommend(worker_process):
+    """docs/jobs.md's ACL rule once denied MULTI (rq's enqueue and every outcome) and rq-gevent's own keys:
+    a user following it had no working worker.  Every denial lands in Redis's ACL LOG."""
+    with EmbeddedRedis() as server:
+        admin = redis.Redis.from_url(server.url)
+        admin.execute_command("ACL", "SETUSER", "worker", "on", ">pw", *documented_acl_rule())
+        url = server.url.replace("redis://", "redis://worker:pw@")
+        as_worker = redis.Redis.from_url(url)
+        # The instruments: a denied command is logged, and a rule without ROLE is refused it.
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            as_worker.get("not-rq:key")
+        assert len(admin.acl_log()) == 1
+        admin.acl_log_reset()
+        without_role = [word for word in documented_acl_rule() if word != "+role"]
+        admin.execute_command("ACL", "SETUSER", "no-role", "on", ">pw", *without_role)
+        assert admin.execute_command("ACL", "DRYRUN", "no-role", "ROLE") != b"OK"
+
+        queue = Queue(connection=as_worker)  # the app under the same rule
+        ok = queue.enqueue(testjobs.green_sleep, 0, "ok")
+        retried = queue.enqueue(testjobs.fail_then_succeed, "rq:test:attempts", 1, retry=Retry(max=1, interval=1))
+        stopped = queue.enqueue(testjobs.green_sleep, 60)
+        worker = worker_process("-u", url, "--with-scheduler")
+        wait_until(lambda: stopped.get_status(refresh=True) == JobStatus.STARTED, timeout=20, what="started")
+        send_stop_job_command(as_worker, stopped.id)
+        wait_until(lambda: retried.get_status(refresh=True) == JobStatus.FINISHED, timeout=30,
+                   what="retried through the scheduler")  # fmt: skip
+        wait_until(lambda: stopped.get_status(refresh=True) == JobStatus.STOPPED, what="stopped")
+        worker.shut_down()
+        assert worker.wait(15) == 0, worker.output()
+        assert ok.get_status(refresh=True) == JobStatus.FINISHED
+        # Commands sent only on rarer paths: the server-version check, the outcome check after a failover.
+        for command in (["INFO", "server"], ["ROLE"], ["HELLO"]):
+            assert admin.execute_command("ACL", "DRYRUN", "worker", *command) == b"OK", command
+        assert admin.acl_log() == [], worker.output()
+        assert "permission" not in worker.output().lower(), worker.output()

@@ -317,22 +317,27 @@ def test_a_queued_job_with_a_stale_id_in_the_intermediate_list_runs_once(connect
 
 
 @pytest.mark.parametrize(
-    ("worker_class", "requeued"),
-    [("testworkers.GatedPrepareWorker", True), ("testworkers.GatedPerformWorker", False)],
-    ids=["marking it started", "just before its function"],
+    ("worker_class", "requeued", "queues"),
+    [
+        ("testworkers.GatedPrepareWorker", True, ["gated"]),
+        ("testworkers.GatedPrepareWorker", True, ["gated", "other"]),
+        ("testworkers.GatedPerformWorker", False, ["gated"]),
+    ],
+    ids=["marking it started", "marking it started, popped from 2 queues", "just before its function"],
 )
 def test_a_job_whose_bookkeeping_fails_before_it_runs_is_requeued_when_redis_is_back(
-    worker_process, tmp_path, worker_class, requeued
+    worker_process, tmp_path, worker_class, requeued, queues
 ):
     """Redis down while rq marks the job started: the job never ran and is requeued.  Down just after
     (GeventWorker.prepare_job_execution sends ``Job.perform``'s PERSIST with the start, so no Redis call is left
-    between the start and the function): the job runs once and its outcome waits for Redis."""
+    between the start and the function): the job runs once and its outcome waits for Redis.  Popped from
+    several queues, its id was in no list meanwhile (rq's intermediate list is for one queue's pops)."""
     with EmbeddedRedis(appendonly=True) as private_redis:
         connection = redis.Redis.from_url(private_redis.url)
         queue = Queue("gated", connection=connection)
         job = queue.enqueue(ledger_job, 0, on_failure=Callback(testjobs.record_failure))
         worker = worker_process(
-            "-u", private_redis.url, "--worker-class", worker_class, "gated",
+            "-u", private_redis.url, "--worker-class", worker_class, *queues,
             env={"TEST_GATE_DIR": str(tmp_path)},
         )  # fmt: skip
         wait_until(lambda: (tmp_path / "reached").exists(), what="the job about to be marked started")

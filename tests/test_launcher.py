@@ -363,7 +363,7 @@ def test_a_worker_whose_loop_dies_soon_after_it_was_up_is_replaced_backing_off(r
     wait_until(lambda: len(re.findall(r"spawned child 1 \(pid", master.output())) >= 2, timeout=30,
                what=f"child 1 replaced:\n{master.output()}")  # fmt: skip
     output = master.output()
-    assert re.search(r"child 1 \(pid \d+\) died [1-9]\d* s after its start \(work loop died: RuntimeError: "
+    assert re.search(r"child 1 \(pid \d+\) died [1-9]\d* s after its start-up \(work loop died: RuntimeError: "
                      r"LateUnpoppableQueue cannot pop\); next start in 0\.5 s", output), output  # fmt: skip
     os.kill(master.pid, signal.SIGTERM)
     assert master.wait(15) == 0, master.output()
