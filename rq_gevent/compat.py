@@ -54,8 +54,16 @@ def count_attempt(job: Any) -> int:
     previous = job.meta.get(ATTEMPT_META_KEY)
     previous = previous if isinstance(previous, int) else 0
     attempt = max(previous, job.number_of_retries or 0) + 1
-    job.meta[ATTEMPT_META_KEY] = attempt
+    if not _meta_kept_unread(job):
+        job.meta[ATTEMPT_META_KEY] = attempt
     return attempt
+
+
+def _meta_kept_unread(job: Any) -> bool:
+    """rq 3 writes a meta this process could not deserialize back as the bytes it read, as long as
+    ``job.meta`` is still its placeholder; a key added here would replace those bytes."""
+    unreadable = getattr(job, "_unreadable_meta", None)
+    return unreadable is not None and job.meta == {"unserialized": unreadable}
 
 
 def worker_registration_fields(worker: Any) -> dict[str, Any]:

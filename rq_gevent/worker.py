@@ -273,14 +273,20 @@ class GeventWorker(Worker):
 
     @property
     def _stopped_job_id(self) -> str | None:  # type: ignore[override]
+        """rq's one stopped job, per greenlet: the job of this greenlet if it was stopped.  Outside the
+        pool (rq's ``_handle_stopped_job`` called directly), the id last set there."""
         running = self.jobs.current()
-        return running.job.id if running is not None and running.stopped else None
+        if running is None:
+            return self.__dict__.get("_stopped_outside_pool")
+        return running.job.id if running.stopped else None
 
     @_stopped_job_id.setter
     def _stopped_job_id(self, job_id: str | None) -> None:
         running = self.jobs.current() if job_id is None else self.jobs.get(job_id)
         if running is not None:
             running.stopped = job_id is not None
+        else:
+            self.__dict__["_stopped_outside_pool"] = job_id
 
     @property
     def admitted_job_count(self) -> int:

@@ -47,6 +47,30 @@ def test_stop_job_stops_only_that_job(connection):
     assert connection.keys("rq:execution*") == []
 
 
+def test_a_stopped_job_whose_stopped_callback_raises_is_recorded_stopped(connection):
+    """As rq records it (its suite: test_stopped_job_failed_even_if_stopped_callback_raises), by the
+    stop-job command and by rq's own ``_stopped_job_id`` + ``_handle_stopped_job`` outside the pool."""
+    queue = Queue(connection=connection)
+    by_command = queue.enqueue(testjobs.green_sleep, 30, on_stopped=Callback(testjobs.fail))
+    worker = GeventWorker([queue], connection=connection)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(started(queue, 1), what="job started")
+    send_stop_job_command(connection, by_command.id)
+    greenlet.join(10)
+    assert by_command.get_status(refresh=True) == JobStatus.STOPPED
+    assert by_command.id in FailedJobRegistry(queue=queue)
+
+    if not hasattr(GeventWorker, "_handle_stopped_job"):
+        return  # rq < 3 reaps a stopped horse inside monitor_work_horse: no such entry point
+    by_api = queue.enqueue(testjobs.green_sleep, 0, on_stopped=Callback(testjobs.fail))
+    worker = GeventWorker([queue], connection=connection)
+    worker._stopped_job_id = by_api.id
+    worker._handle_stopped_job(by_api, queue, worker.prepare_execution(by_api))
+    assert by_api.get_status(refresh=True) == JobStatus.STOPPED
+    assert by_api.id in FailedJobRegistry(queue=queue)
+    assert worker._stopped_job_id is None
+
+
 def test_an_interrupted_job_handler_that_raises_costs_the_job_nothing(connection, caplog):
     """A report (Sentry's, or one pushed by the application) that fails is logged; the stopped job is
     recorded as stopped all the same, and the handlers after it still run."""

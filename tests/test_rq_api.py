@@ -331,3 +331,19 @@ def test_cron_jobs_run_and_stay_in_their_history(connection):
     [job_id] = get_cron_job_ids("nightly", connection)
     assert Job.fetch(job_id, connection=connection).return_value() == "from cron"
     assert enqueued.name == "nightly"
+
+
+@rq3_only
+def test_a_retried_job_keeps_a_meta_the_worker_cannot_read(connection):
+    """rq 3 writes back the bytes of a meta it could not deserialize (rq's suite:
+    test_retry_keeps_unreadable_meta); the worker's attempt count in meta replaced them."""
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.fail, "always", retry=Retry(max=1), meta={"key": "value"})
+    unreadable = b"cnot_an_importable_module\nOwner\n."  # pickled meta naming a module nobody has
+    connection.hset(job.key, "meta", unreadable)
+
+    GeventWorker([queue], connection=connection).work(burst=True)
+
+    job.refresh()
+    assert job.retries_left == 0 and job.id in FailedJobRegistry(queue=queue)
+    assert connection.hget(job.key, "meta") == unreadable
