@@ -146,6 +146,11 @@ class RunningJobs:
         return again if again is not None and again.job is job else None
 
     @staticmethod
+    def acting_for() -> RunningJob | None:
+        """The job the calling greenlet acts for: its own, or the one whose outcome it records again."""
+        return running_job() or _recording_again.get()
+
+    @staticmethod
     @contextlib.contextmanager
     def recording_again(running: RunningJob) -> Iterator[None]:
         """While the calling greenlet records the outcome of ``running``, whose own greenlet has ended,

@@ -258,7 +258,7 @@ class GeventWorker(Worker):
     @property
     def execution(self) -> Any:  # type: ignore[override]
         """The execution of the job running in the calling greenlet; elsewhere (rq 3) one of them."""
-        running = self.jobs.current()
+        running = self.jobs.acting_for()
         if running is not None:
             return running.execution
         if compat.EXPLICIT_EXECUTIONS:
@@ -267,22 +267,25 @@ class GeventWorker(Worker):
 
     @execution.setter
     def execution(self, value: Any) -> None:
-        running = self.jobs.current()
+        running = self.jobs.acting_for()
         if running is not None and value is not None:
             running.execution = value
 
     @property
     def _stopped_job_id(self) -> str | None:  # type: ignore[override]
-        """rq's one stopped job, per greenlet: the job of this greenlet if it was stopped.  Outside the
-        pool (rq's ``_handle_stopped_job`` called directly), the id last set there."""
-        running = self.jobs.current()
+        """rq's one stopped job, per greenlet: the job this greenlet acts for (its own, or one whose
+        outcome it records again) if it was stopped.  Outside the pool (rq's ``_handle_stopped_job``
+        called directly), the id last set there."""
+        running = self.jobs.acting_for()
         if running is None:
             return self.__dict__.get("_stopped_outside_pool")
         return running.job.id if running.stopped else None
 
     @_stopped_job_id.setter
     def _stopped_job_id(self, job_id: str | None) -> None:
-        running = self.jobs.current() if job_id is None else self.jobs.get(job_id)
+        acting = self.jobs.acting_for()
+        running = acting if job_id is None or (acting is not None and acting.job.id == job_id) else None
+        running = running or self.jobs.get(job_id)
         if running is not None:
             running.stopped = job_id is not None
         else:

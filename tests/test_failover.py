@@ -17,13 +17,15 @@ from types import SimpleNamespace
 
 import pytest
 import redis
+import testjobs
 from conftest import wait_until
 from ledger import Ledger, ledger_job, runs_of
 from peers.processes import PEERS_DIR, ServerProcess, free_port
-from rq import Queue
+from rq import Queue, Retry
+from rq.command import send_stop_job_command
 from rq.executions import Execution
 from rq.job import Job, JobStatus
-from rq.registry import StartedJobRegistry
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from rq_gevent import GeventWorker
 from rq_gevent.embedded_redis import EmbeddedRedis
@@ -98,6 +100,37 @@ def test_a_run_the_new_primary_lacks_ends_recorded_there(primary_and_replica, wo
     assert len(StartedJobRegistry(queue=ledger.queue)) == 0
     assert runs_of(servers.new, job_id) in runs_on_new_primary
     assert "Traceback" not in worker.output(), worker.output()
+
+
+def test_a_stopped_job_whose_outcome_the_new_primary_lacks_is_recorded_stopped_there(
+    primary_and_replica, worker_process, tmp_path
+):
+    """The outcome recorded again after a failover is recorded by another greenlet than the job's own:
+    rq's ``_stopped_job_id`` there said no job was stopped, so a stopped job was recorded FAILED on the
+    new primary and, having a Retry, run again."""
+    servers = primary_and_replica
+    job = Queue("ledger", connection=servers.old).enqueue(testjobs.green_sleep, 60, retry=Retry(max=1))
+    worker = worker_process("-u", servers.url, "--worker-class", "testworkers.GatedOutcomeWorker", "ledger",
+                            env={"TEST_GATE_DIR": str(tmp_path)})  # fmt: skip
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job started")
+    send_stop_job_command(servers.old, job.id)
+    wait_until(lambda: (tmp_path / "reached").exists(), what="the worker about to record the stop")
+    _cut_replication(servers)
+    (tmp_path / "go").touch()
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STOPPED, what="stopped, on the old primary")
+    new_job = Job.fetch(job.id, connection=servers.new)
+    assert new_job.get_status(refresh=True) == JobStatus.STARTED  # the instrument: the new primary lacks it
+
+    os.kill(servers.proxy.pid, signal.SIGWINCH)
+    try:
+        wait_until(lambda: "recorded again" in worker.output(), timeout=30, what="the outcome recorded again")
+    finally:
+        print(worker.output())
+    new_job.refresh()
+    assert new_job.get_status() == JobStatus.STOPPED and new_job.retries_left == 1, worker.output()
+    assert new_job.id in FailedJobRegistry(queue=Queue("ledger", connection=servers.new))
+    worker.shut_down()
+    assert worker.wait(30) == 0, worker.output()
 
 
 @pytest.mark.parametrize("on_primary", [True, False], ids=["on the primary", "anywhere"])

@@ -21,22 +21,23 @@ def test_jobs_that_end_fast_are_popped_ahead_and_each_runs_once(connection):
     queue = Queue(connection=connection)
     jobs = [queue.enqueue(testjobs.green_sleep, 0.005, i) for i in range(1000)]
     worker = GeventWorker([queue], connection=connection, concurrency=20)
-    # Without popping ahead, the jobs a worker holds (running, waiting for a slot, just popped) never
-    # exceed its slots.  Counted at each pop, from the worker's side: a sampler polling Redis every
-    # few milliseconds misses the moments on a busy machine.
-    held_after_pops: list[int] = []
+    # Without popping ahead, a pop takes at most the slots free as it begins.  Counted at each pop, from
+    # the worker's side: a sampler polling Redis every few milliseconds misses the moments on a busy
+    # machine, and counting the jobs held after a pop misses those that ended during it (CI: 20 > 20).
+    ahead_at_pops: list[int] = []
     pop_batch = worker.dequeuer.pop_batch
 
     def counting_pop_batch(slots: int) -> list:
+        free = worker.admission.free_slots()
         popped = pop_batch(slots)
-        held_after_pops.append(len(worker.jobs) + len(worker.loop.prefetched) + len(popped))
+        ahead_at_pops.append(len(popped) - free)
         return popped
 
     worker.dequeuer.pop_batch = counting_pop_batch
     assert worker.work(burst=True) is True
 
-    assert max(held_after_pops) > 20, "no job was ever popped ahead of a free slot"
-    assert max(held_after_pops) <= 20 + worker.loop.prefetched.limit
+    assert max(ahead_at_pops) > 0, "no job was ever popped ahead of a free slot"
+    assert max(ahead_at_pops) <= worker.loop.prefetched.limit
     assert [job.return_value() for job in jobs] == list(range(1000))
     assert all(len(job.results()) == 1 for job in jobs[::25])
     assert connection.llen(queue.intermediate_queue_key) == 0
