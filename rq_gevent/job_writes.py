@@ -17,9 +17,8 @@ compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on ev
   for the worker to build and pack.  A job class with its own start methods, or a worker becoming
   busy, takes the pipeline; a test compares the two starts' writes on every rq version.
 * **A job withdrawn after its pop does not start.**  The start applies only if the job hash still
-  exists with status queued: a job deleted, cancelled (rq's ``cancel()`` and ``delete()`` do not look
-  in ``:intermediate``), or started or ended elsewhere meanwhile is not run; its id leaves
-  ``:intermediate``.
+  exists, neither cancelled (rq's ``cancel()`` and ``delete()`` do not look in ``:intermediate``) nor
+  started or ended elsewhere meanwhile; else it is not run and its id leaves ``:intermediate``.
 * **A success in a few words.**  A success of rq's own ``Job`` with no dependents is one call of
   :data:`_SUCCESS`, from rq's ``to_dict``, ``Result.serialize()`` and ``BaseRegistry.add``'s score;
   the job hash's three HSETs (last heartbeat, status, its fields) are one, the last having rewritten
@@ -60,14 +59,17 @@ if TYPE_CHECKING:
 # Whether a server has the outcome of one run, atomically.  rq's outcome transactions (success,
 # failure, retry, stop) and its clean-up of an abandoned job each remove the execution from the started
 # registry; a server that never had the run's start lacks it too, and still has the job queued with
-# another start (an immediate retry leaves it queued with this one).  Then the start is written back.
+# another start (an immediate retry leaves it queued with this one), or the status it had before the
+# run (not one ``NOT_WITHDRAWN_LUA`` withdraws).  Then the start is written back.
 # KEYS: job hash, started registry, queue, intermediate list.
 # ARGV: execution's composite key, job id, the run's started_at, worker name, started-registry score.
 # Returns 1: recorded; 0: started, not recorded; -1: neither, and the start is written back now.
-_OUTCOME_RECORDED = """
+_OUTCOME_RECORDED = (
+    transactions.NOT_WITHDRAWN_LUA
+    + """
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
 local job = redis.call('HMGET', KEYS[1], 'status', 'started_at')
-if job[1] ~= 'queued' or job[2] == ARGV[3] then return 1 end
+if not job[1] or withdrawn_status[job[1]] or job[2] == ARGV[3] then return 1 end
 redis.call('LREM', KEYS[3], 0, ARGV[2])
 redis.call('LREM', KEYS[4], 0, ARGV[2])
 redis.call('HSET', KEYS[1], 'status', 'started', 'started_at', ARGV[3], 'worker_name', ARGV[4],
@@ -75,6 +77,7 @@ redis.call('HSET', KEYS[1], 'status', 'started', 'started_at', ARGV[3], 'worker_
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
 return -1
 """
+)
 
 
 # rq's start of a job (``Execution.create``, ``prepare_for_execution``, the LREM from the intermediate

@@ -19,7 +19,7 @@ greenlets, and rq's success without its WATCH round trips; counters that count o
 * :meth:`OneTripPipeline.after_execute` runs code once the transaction has applied, never on a
   WatchError's first attempt: the worker's in-memory counters add up there.
 * :func:`only_if_not_withdrawn`: the transaction applies only if a job still exists and was not
-  cancelled or taken in hand elsewhere: still queued (``NOT_WITHDRAWN_LUA``), checked by the same
+  cancelled or taken in hand elsewhere (``NOT_WITHDRAWN_LUA``), checked by the same
   script; else nothing applies and :class:`JobWithdrawn` is raised.
   A job's start uses it: rq's ``Job.cancel()`` and ``delete()`` do not look in ``:intermediate``,
   where a popped job waits.
@@ -41,22 +41,26 @@ from redis.exceptions import ResponseError, WatchError
 
 from .coalescing import Coalescer
 
-# Lua: whether the job hash ``key`` is still to run: it exists with status queued (or none).  Not when
-# deleted or cancelled (rq's ``cancel()`` and ``delete()`` do not look in ``:intermediate``, where a
-# popped job waits), nor when taken in hand elsewhere meanwhile (started, or ended: a stock rq worker's
-# maintenance fails a job it finds in ``:intermediate`` for a minute).  rq's own worker would also run
-# a job with another status from before a run (one saved ``created`` and pushed by hand): withdrawn
-# here, as the crash and failover paths (``compat.never_started``, ``job_writes._OUTCOME_RECORDED``)
-# know a job not yet run by its status queued (docs/limits.md).  A key that is not a hash is no job.
-# Shared with the put-back of jobs popped ahead (:mod:`rq_gevent.dequeue`).
-NOT_WITHDRAWN_LUA = """
+# Lua: whether the job hash ``key`` is still to run: it exists, neither cancelled (rq's ``cancel()`` and
+# ``delete()`` do not look in ``:intermediate``, where a popped job waits) nor taken in hand elsewhere
+# meanwhile (started, or ended: a duplicate of its id in a queue, or a stock rq worker's maintenance,
+# which fails a job it finds in ``:intermediate`` for a minute).  Any other status is run, as rq runs
+# whatever it pops: ``created`` (saved and pushed by hand), ``deferred``, ``scheduled``, none.  A key that
+# is not a hash is no job.  Shared with the put-back of jobs popped ahead (:mod:`rq_gevent.dequeue`).
+WITHDRAWN_STATUSES = frozenset({"canceled", "started", "finished", "failed", "stopped"})
+NOT_WITHDRAWN_LUA = (
+    "local withdrawn_status = {"
+    + ", ".join(f"{status} = true" for status in sorted(WITHDRAWN_STATUSES))
+    + "}"
+    + """
 local function not_withdrawn(key)
   local status = redis.pcall('HGET', key, 'status')
   if type(status) == 'table' then return false end
-  if status then return status == 'queued' end
+  if status then return not withdrawn_status[status] end
   return redis.call('EXISTS', key) == 1
 end
 """
+)
 
 # Lua: ``refusal_in(reply)``, the refusal of writes that a ``redis.pcall``'s reply is, if it is one,
 # else nil.  Redis refuses a script's writes only until its first one lands: a script that meets one
@@ -288,9 +292,10 @@ def one_trip_client(connection: Redis) -> Redis:
 
 
 def only_if_not_withdrawn(pipeline: Any, job_key: str) -> None:
-    """``pipeline``'s transaction applies only if the job hash ``job_key`` exists and is queued (or has
-    no status).  Only a pipeline made inside :func:`one_trip` can check it: any other is refused here,
-    and one whose transaction cannot be one script call (it watches for real) fails at ``execute``."""
+    """``pipeline``'s transaction applies only if the job hash ``job_key`` exists, neither cancelled nor
+    started or ended (``NOT_WITHDRAWN_LUA``).  Only a pipeline made inside :func:`one_trip` can check it:
+    any other is refused here, and one whose transaction cannot be one script call (it watches for real)
+    fails at ``execute``."""
     if not isinstance(pipeline, OneTripPipeline) or pipeline._coalescer is None:
         raise TypeError("only_if_not_withdrawn needs a pipeline of the worker's client made inside one_trip()")
     pipeline._checked_jobs = (*pipeline._checked_jobs, job_key)

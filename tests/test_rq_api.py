@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 
 import gevent
 import gevent.pywsgi
@@ -238,6 +239,40 @@ def test_a_job_hash_rq_cannot_load_is_failed_and_the_worker_goes_on(connection, 
     assert "broken" in FailedJobRegistry(queue=queue).get_job_ids()
     assert connection.llen(queue.intermediate_queue_key) == 0
     assert any("job broken cannot be loaded" in record.getMessage() for record in caplog.records)
+
+
+def test_a_job_pushed_by_hand_runs_whatever_its_status_unless_cancelled_or_taken_elsewhere(connection):
+    """rq runs what it pops: a job saved (status ``created``) and pushed with ``Queue.push_job_id``, one
+    deferred or scheduled, one with no status; one that cannot be read is failed.  Not run: a cancelled
+    job, and one started or ended elsewhere (a duplicate of its id in the queue)."""
+    queue = Queue(connection=connection)
+    jobs = {}
+    for status in ("created", "deferred", "scheduled", "canceled", "started", "finished", ""):
+        job = Job.create(testjobs.green_sleep, args=(0, status), origin=queue.name, connection=connection,
+                         id=f"by-hand-{status or 'none'}")  # fmt: skip
+        job.save()
+        if status:
+            connection.hset(job.key, "status", status)
+        else:
+            connection.hdel(job.key, "status")
+        queue.push_job_id(job.id)
+        jobs[status] = job
+    unreadable = Job.create(testjobs.green_sleep, args=(0,), origin=queue.name, connection=connection, id="bad")
+    unreadable.save()
+    connection.hset(unreadable.key, "data", zlib.compress(unreadable.data.replace(b"green_sleep", b"nope")))
+    queue.push_job_id(unreadable.id)
+
+    GeventWorker([queue], connection=connection).work(burst=True)
+
+    for status in ("created", "deferred", "scheduled", ""):
+        assert jobs[status].get_status(refresh=True) == JobStatus.FINISHED, status
+        assert jobs[status].return_value() == status
+    for status in ("canceled", "started", "finished"):
+        assert jobs[status].get_status(refresh=True) == status
+        assert jobs[status].return_value() is None
+    assert unreadable.get_status(refresh=True) == JobStatus.FAILED
+    assert unreadable.id in FailedJobRegistry(queue=queue)
+    assert len(queue) == 0 and connection.llen(queue.intermediate_queue_key) == 0
 
 
 def test_a_running_jobs_execution_deleted_by_hand_is_logged_and_the_job_still_ends(connection, caplog):
