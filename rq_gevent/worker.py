@@ -473,7 +473,7 @@ class GeventWorker(Worker):
                 running.failed_before_start()
             if running.never_started:
                 self.outcomes.requeue_when_redis_is_back(running)
-            else:
+            elif isinstance(exc, REDIS_UNAVAILABLE) or not self._fail_after_internal_error(running):
                 self.log.error("Worker %s: could not record the outcome of job %s; rq will treat it as abandoned",
                                self.name, job.id, exc_info=True)  # fmt: skip
         finally:
@@ -486,6 +486,25 @@ class GeventWorker(Worker):
             self.admission.ended_one(now_idle=not self.jobs)
             if not self.jobs:
                 self._became_idle()
+
+    def _fail_after_internal_error(self, running: RunningJob) -> bool:
+        """``perform_job`` raised (rq's bookkeeping, not the job, failed; in rq's terms its work horse
+        died): the job is failed as rq fails one whose horse died, with the error as its text, unless
+        its outcome is recorded already.  False if that fails too."""
+        job, queue = running.job, running.queue
+        self.log.error("Worker %s: job %s: the worker failed running it; failing the job", self.name, job.id,
+                       exc_info=True)  # fmt: skip
+        try:
+            running.failure = Failure.of(sys.exc_info(), sensitive=running.sensitive)
+            if running.execution is not None and running.ran and self.job_writes.outcome_recorded(running):
+                return True
+            self.handle_job_failure(job, queue, exc_string=running.failure.text,
+                                    **compat.execution_kwargs(running.execution))  # fmt: skip
+            queue.intermediate_queue.remove(job.id)  # popped but never marked started: rq's LREM did not run
+            return True
+        except Exception:
+            self.log.error("Worker %s: could not fail job %s", self.name, job.id, exc_info=True)
+            return False
 
     def _function_called(self, running: RunningJob) -> None:
         if self._sentry_scrubbing is not None:
