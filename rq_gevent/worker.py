@@ -218,6 +218,11 @@ class GeventWorker(Worker):
         self.executions: dict[str, Any] = {}
         speedups.install()
         super().__init__(queues, *args, **kwargs)
+        if not issubclass(self.death_penalty_class, timeouts.GeventDeathPenalty):
+            self.log.warning("Worker %s: death_penalty_class %s replaced by %s: a signal or a thread's exception "
+                             "cannot interrupt one greenlet among many", self.name, self.death_penalty_class.__name__,
+                             timeouts.GeventDeathPenalty.__name__)  # fmt: skip
+            self.death_penalty_class = timeouts.GeventDeathPenalty
         for queue in self.queues:  # Queue objects passed in keep their own job class: their registries use it
             queue.job_class = self.allowed_jobs.job_class(queue.job_class)
         self.admission = Admission(concurrency)
@@ -301,8 +306,10 @@ class GeventWorker(Worker):
         return self.jobs.ids()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
-        if job.timeout and job.timeout > 0 and job.started_at:
-            elapsed = working_time or compat.seconds_since(job.started_at)
+        """rq's: the job's time left, at most ``job_monitoring_interval``, plus a margin.  Without
+        ``working_time`` (rq 2's signature), the time since the job started."""
+        if job.timeout and job.timeout > 0:
+            elapsed = working_time or (compat.seconds_since(job.started_at) if job.started_at else 0.0)
             remaining = max(job.timeout - elapsed, 0)
             return int(min(remaining, self.job_monitoring_interval)) + self.heartbeat_ttl_margin
         return int(self.job_monitoring_interval) + self.heartbeat_ttl_margin
@@ -376,6 +383,7 @@ class GeventWorker(Worker):
         self._sentry_scrubbing = _sentry_scrubbing_for_own_client()
         compat.set_dequeue_strategy(self, dequeue_strategy)
         self.dequeuer.open()
+        self.set_state(WorkerStatus.IDLE)  # rq's worker waits for jobs idle, not "started"
         self.log.info("Worker %s: running up to %d jobs at once", self.name, self.concurrency)
         if with_scheduler:
             self._start_scheduler(burst, logging_level, date_format, log_format)

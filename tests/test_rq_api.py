@@ -72,6 +72,22 @@ def test_60_running_jobs_are_60_executions_of_that_worker(connection):
     assert worker.executions == {}
 
 
+def test_a_waiting_worker_is_idle_busy_while_jobs_run_then_idle_again(connection):
+    """What ``rq info`` and rq-dashboard show: rq's worker waits for jobs "idle", not "started"."""
+    queue = Queue(connection=connection)
+    worker = GeventWorker([queue], connection=connection)
+    greenlet = start_worker_greenlet(worker)
+    state = lambda: Worker.find_by_key(worker.key, connection=connection).get_state()  # noqa: E731
+    wait_until(lambda: state() == "idle", what="the waiting worker idle")
+    job = queue.enqueue(testjobs.green_sleep, 1)
+    wait_until(lambda: state() == "busy", what="the worker busy")
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, what="the job finished")
+    wait_until(lambda: state() == "idle", what="the worker idle again")
+    worker.request_stop()
+    greenlet.join(15)
+    assert greenlet.dead and worker.name not in {seen.name for seen in Worker.all(connection=connection)}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,12 +9,30 @@ from conftest import start_worker_greenlet, wait_until
 from rq import Callback, Queue
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
+from rq.timeouts import TimerDeathPenalty, UnixSignalDeathPenalty
 from rq.utils import current_timestamp
 from rq.worker import Worker
 from testworkers import ShortTTLWorker
 
 from rq_gevent import GeventWorker
 from rq_gevent.timeouts import GeventDeathPenalty
+
+
+@pytest.mark.parametrize("penalty", [UnixSignalDeathPenalty, TimerDeathPenalty])
+def test_rqs_own_death_penalties_are_replaced_and_timeouts_still_fire(connection, caplog, penalty):
+    """A worker subclass that names rq's signal or thread penalty (rq's TimerBasedWorker): neither can
+    interrupt one greenlet among many, so the worker's own takes their place, with a warning."""
+    worker_class = type("PenaltyWorker", (GeventWorker,), {"death_penalty_class": penalty})
+    queue = Queue(connection=connection)
+    slow = queue.enqueue(testjobs.green_sleep, 5, job_timeout=1)
+    quick = queue.enqueue(testjobs.green_sleep, 0.1, "quick", job_timeout=1)
+    worker = worker_class([queue], connection=connection)
+    assert worker.death_penalty_class is GeventDeathPenalty
+    assert f"death_penalty_class {penalty.__name__} replaced by GeventDeathPenalty" in caplog.text
+    worker.work(burst=True)
+    assert slow.get_status(refresh=True) == JobStatus.FAILED
+    assert "JobTimeoutException" in slow.latest_result().exc_string
+    assert quick.return_value() == "quick"
 
 
 def test_one_job_times_out_while_its_siblings_finish(connection):
