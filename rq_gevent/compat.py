@@ -279,6 +279,26 @@ def results_in_streams(job: Any) -> bool:
     return bool(getattr(job, "supports_redis_streams", True))
 
 
+def rq_worker_execution(worker: Any) -> Any:
+    """rq's own ``worker.execution``, for a caller outside the worker's jobs: on rq 3 one of
+    ``worker.executions``, else one from the worker's execution index in Redis (a worker loaded with
+    ``find_by_key``); on rq 2 the attribute, as last set there."""
+    if EXPLICIT_EXECUTIONS:
+        from rq.worker.base import BaseWorker
+
+        return BaseWorker.execution.fget(worker)
+    return worker.__dict__.get("_rq_execution")
+
+
+def set_rq_worker_execution(worker: Any, execution: Any) -> None:
+    if EXPLICIT_EXECUTIONS:
+        from rq.worker.base import BaseWorker
+
+        BaseWorker.execution.fset(worker, execution)
+    else:
+        worker.__dict__["_rq_execution"] = execution
+
+
 def track_execution(worker: Any, execution: Any) -> None:
     """``worker.executions`` as rq 3's ``prepare_execution`` keeps it (kept on rq 2 too, where only we read it)."""
     worker.executions[execution.id] = execution

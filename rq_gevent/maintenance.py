@@ -23,6 +23,7 @@ to stop the worker, and what rq's clean-up would get wrong is handled first.
 
 from __future__ import annotations
 
+import datetime
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,10 @@ class Maintenance:
     def due(self) -> bool:
         """rq's ``should_run_maintenance_tasks``: at start, then every ``maintenance_interval`` s."""
         return self._ran_at is None or time.monotonic() - self._ran_at > self.worker.maintenance_interval
+
+    def cleaned_at(self, when: datetime.datetime | None) -> None:
+        """The worker's ``last_cleaned_at`` was set: time the next run from it (on the monotonic clock)."""
+        self._ran_at = None if when is None else time.monotonic() - max(0.0, (now() - when).total_seconds())
 
     def run(self, rq_maintenance: Any) -> None:
         worker = self.worker

@@ -30,6 +30,7 @@ require_patched()
 
 import asyncio
 import contextlib
+import datetime
 import functools
 import importlib
 import inspect
@@ -266,14 +267,14 @@ class GeventWorker(Worker):
         running = self.jobs.acting_for()
         if running is not None:
             return running.execution
-        if compat.EXPLICIT_EXECUTIONS:
-            return next(iter(self.executions.values()), None)
-        return None
+        return compat.rq_worker_execution(self)
 
     @execution.setter
     def execution(self, value: Any) -> None:
         running = self.jobs.acting_for()
-        if running is not None and value is not None:
+        if running is None:
+            compat.set_rq_worker_execution(self, value)
+        elif value is not None:
             running.execution = value
 
     @property
@@ -419,6 +420,17 @@ class GeventWorker(Worker):
     def should_run_maintenance_tasks(self) -> bool:
         return self.maintenance.due()
 
+    @property
+    def last_cleaned_at(self) -> datetime.datetime | None:  # type: ignore[override]
+        return self.__dict__.get("_last_cleaned_at")
+
+    @last_cleaned_at.setter
+    def last_cleaned_at(self, value: datetime.datetime | None) -> None:
+        """rq's; set by hand (rq's API allows it), it moves the next maintenance as it would in rq."""
+        self.__dict__["_last_cleaned_at"] = value
+        if "maintenance" in self.__dict__:
+            self.maintenance.cleaned_at(value)
+
     def run_maintenance_tasks(self) -> None:
         self.maintenance.run(super().run_maintenance_tasks)
 
@@ -561,34 +573,51 @@ class GeventWorker(Worker):
         with self._async_jobs:
             yield
 
+    # Each of rq's steps of a job below is rq's own for a job that is not one of the pool's: called
+    # directly, as rq's API allows (rq's tests do), or by rq's maintenance.
+
     def prepare_execution(self, job: Job) -> Any:
         """rq's execution, on a pipeline that :meth:`prepare_job_execution` sends (rq_gevent.job_writes)."""
+        if self.jobs.own(job) is None:
+            return super().prepare_execution(job)
         return self.job_writes.create_execution(job)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """rq's writes that mark the job started, with its execution's (rq_gevent.job_writes)."""
+        if self.jobs.own(job) is None:
+            super().prepare_job_execution(job, remove_from_intermediate_queue)
+            return
         self.job_writes.mark_started(job, remove_from_intermediate_queue)
         self.procline(f"Running {len(self.jobs)} of {self.concurrency} jobs")
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         """The job's own code is over: from here on nothing may interrupt it."""
         running = self.jobs.own(job)
-        if running is not None:
-            if running.phase is Phase.STARTED and isinstance(sys.exc_info()[1], REDIS_UNAVAILABLE):
-                running.failed_before_start()  # Redis failed rq's last call before the function
-            elif running.ran:
-                running.phase = Phase.FINISHING
-            self.metrics.function_ended(running)
+        if running is None:
+            super().handle_execution_ended(job, queue, heartbeat_ttl)
+            return
+        if running.phase is Phase.STARTED and isinstance(sys.exc_info()[1], REDIS_UNAVAILABLE):
+            running.failed_before_start()  # Redis failed rq's last call before the function
+        elif running.ran:
+            running.phase = Phase.FINISHING
+        self.metrics.function_ended(running)
         timeouts.forget_pending(gevent.getcurrent())
         self.job_writes.note_end(job)
 
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        running = self.jobs.own(job)
+        if running is None:
+            super().handle_job_success(job, queue, *args, **kwargs)
+            return
         by_rq = _in_one_trip(super().handle_job_success, job, queue, *args, assume_no_dependents=True, **kwargs)
-        self.outcomes.record(self.jobs.own(job), self.job_writes.success_recorder(job, by_rq))
+        self.outcomes.record(running, self.job_writes.success_recorder(job, by_rq))
         self.metrics.ended(queue.name, "finished")
 
     def handle_job_retry(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         running = self.jobs.own(job)
+        if running is None:
+            super().handle_job_retry(job, queue, *args, **kwargs)
+            return
         record = _in_one_trip(super().handle_job_retry, job, queue, *args, **kwargs)
         self.outcomes.record(running, record)
         # Requeued or scheduled; or failed, past the Retry's max (rq 2.3.3 via handle_job_failure).
@@ -657,13 +686,23 @@ class GeventWorker(Worker):
     # -- worker-level writes, once a second (rq_gevent.worker_writes) ---------------------------------
 
     # Counted once the outcome's transaction applied: rq builds it again after a WatchError.
+    # For a job outside the pool (rq's maintenance, a direct call) rq writes them at once.
     def increment_successful_job_count(self, pipeline: Any = None) -> None:
+        if self.jobs.acting_for() is None:
+            super().increment_successful_job_count(pipeline)
+            return
         transactions.count_once_applied(pipeline, lambda: self.worker_writes.add_job(successful=1))
 
     def increment_failed_job_count(self, pipeline: Any = None) -> None:
+        if self.jobs.acting_for() is None:
+            super().increment_failed_job_count(pipeline)
+            return
         transactions.count_once_applied(pipeline, lambda: self.worker_writes.add_job(failed=1))
 
     def increment_total_working_time(self, job_execution_time: Any, pipeline: Any = None) -> None:
+        if self.jobs.acting_for() is None:
+            super().increment_total_working_time(job_execution_time, pipeline)
+            return
         seconds = job_execution_time.total_seconds()
         transactions.count_once_applied(pipeline, lambda: self.worker_writes.add_job(working_seconds=seconds))
 
