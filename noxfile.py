@@ -4,9 +4,10 @@
 time, each a nox process with a virtualenv of its own under .nox/:
 
 * a ``tests`` session per ``MATRIX`` entry, with the tests that depend on rq's, Python's or the
-  server's version (``RQ_GEVENT_TEST_RUNS=matrix``).  The first entry is the base; each other one
-  differs from it in one thing (an end of the rq range setup.cfg declares, the last rq 2, the newest
-  Python, the other server), so a failure in one session alone points to that one cause.
+  server's version (``RQ_GEVENT_TEST_RUNS=matrix``); the first entry of each rq version then runs
+  rq's own suite with ``GeventWorker`` swapped in (``scripts/rq_suite/run.py``).  The first entry is
+  the base; each other one differs from it in one thing (an end of the rq range setup.cfg declares,
+  the last rq 2, the newest Python, the other server), so a failure in one session alone points to that one cause.
 * a ``sentry`` session per ``SENTRY_SDK_2X`` entry: the tests that talk to Sentry
   (``RQ_GEVENT_TEST_RUNS=sentry``) on the base entry with a sentry-sdk 2.x (the matrix runs the newest
   release setup.cfg allows, a 3.x): the one thing each changes.
@@ -81,14 +82,22 @@ def docs(session: nox.Session) -> None:
 TEST_IDS = [f"rq{rq}-py{python}-{'redis' if redis[0].isdigit() else ''}{redis}" for rq, python, redis in MATRIX]
 
 
+# rq's own suite runs once per rq version, in the session of its first matrix entry.
+RQ_SUITE_RUNS = [all(rq != earlier[0] for earlier in MATRIX[:index]) for index, (rq, _, _) in enumerate(MATRIX)]
+
+
 @nox.session
 @nox.parametrize(
-    ("rq", "python", "redis"), [(rq, interpreter(python), redis) for rq, python, redis in MATRIX], ids=TEST_IDS
+    ("rq", "python", "redis", "rq_suite"),
+    [(rq, interpreter(python), redis, runs) for (rq, python, redis), runs in zip(MATRIX, RQ_SUITE_RUNS, strict=True)],
+    ids=TEST_IDS,
 )
-def tests(session: nox.Session, rq: str, redis: str) -> None:
+def tests(session: nox.Session, rq: str, redis: str, rq_suite: bool) -> None:
     # No "python" parameter: nox then takes the parametrized one as the session's interpreter.
     session.install("-e", ".[test]", f"rq=={rq}", "sentry-sdk")
     _run_tests(session, redis, "matrix")
+    if rq_suite:  # the specification: scripts/rq_suite/, its exclusions stated in docs/limits.md
+        session.run("python", "scripts/rq_suite/run.py", "-p", "no:cacheprovider")
 
 
 @nox.session(python=interpreter(MATRIX[0][1]))

@@ -314,6 +314,9 @@ def cleanup_execution(worker: Any, job: Any, pipeline: Any, execution: Any) -> N
         return
     # rq 2.3 to 2.12: ``BaseWorker.cleanup_execution`` does this with ``worker.execution``.
     worker.set_current_job_id(None, pipeline=pipeline)
+    if execution is None:  # one rq's prepare_execution made, called outside the pool
+        execution = rq_worker_execution(worker)
+        set_rq_worker_execution(worker, None)
     if execution is not None:
         execution.delete(job=job, pipeline=pipeline)
         worker.executions.pop(execution.id, None)

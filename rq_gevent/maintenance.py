@@ -50,7 +50,12 @@ class Maintenance:
 
     def cleaned_at(self, when: datetime.datetime | None) -> None:
         """The worker's ``last_cleaned_at`` was set: time the next run from it (on the monotonic clock)."""
-        self._ran_at = None if when is None else time.monotonic() - max(0.0, (now() - when).total_seconds())
+        if when is None:
+            self._ran_at = None
+            return
+        if when.tzinfo is None:  # rq 2's utcnow(), or a caller's naive UTC
+            when = when.replace(tzinfo=datetime.UTC)
+        self._ran_at = time.monotonic() - max(0.0, time.time() - when.timestamp())
 
     def run(self, rq_maintenance: Any) -> None:
         worker = self.worker

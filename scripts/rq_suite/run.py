@@ -47,7 +47,7 @@ def rq_sources(rq_version: str) -> Path:
 def main(pytest_args: list[str]) -> int:
     rq_version = version("rq")
     tree = rq_sources(rq_version)
-    deselect = [word for test_id in excluded() for word in ("--deselect", test_id)]
+    deselect = [word for test_id in excluded(rq_version) for word in ("--deselect", test_id)]
     with EmbeddedRedis() as server:
         env = {
             **os.environ,
