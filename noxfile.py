@@ -4,13 +4,14 @@
 time, each a nox process with a virtualenv of its own under .nox/:
 
 * a ``tests`` session per ``MATRIX`` entry, with the tests that depend on rq's, Python's or the
-  server's version (``RQ_GEVENT_TEST_RUNS=matrix``); the first entry of each rq version then runs
-  rq's own suite with ``GeventWorker`` swapped in (``scripts/rq_suite/run.py``).  The first entry is
-  the base; each other one differs from it in one thing (an end of the rq range setup.cfg declares,
-  the last rq 2, the newest Python, the other server), so a failure in one session alone points to that one cause.
+  server's version (``RQ_GEVENT_TEST_RUNS=matrix``).  The first entry is the base; each other one
+  differs from it in one thing (an end of the rq range setup.cfg declares, the last rq 2, the newest
+  Python, the other server), so a failure in one session alone points to that one cause.
 * a ``sentry`` session per ``SENTRY_SDK_2X`` entry: the tests that talk to Sentry
   (``RQ_GEVENT_TEST_RUNS=sentry``) on the base entry with a sentry-sdk 2.x (the matrix runs the newest
   release setup.cfg allows, a 3.x): the one thing each changes.
+* an ``rq_suite`` session per rq version of the matrix: rq's own tests with ``GeventWorker`` swapped
+  in (``scripts/rq_suite/run.py``).
 * ``package``: what a user installs (the sdist, the wheel built from it, installed outside the
   checkout), with the tests marked ``once`` (``RQ_GEVENT_TEST_RUNS=once``): those that are the same
   on every version, listed in docs/contributing.md.
@@ -82,22 +83,27 @@ def docs(session: nox.Session) -> None:
 TEST_IDS = [f"rq{rq}-py{python}-{'redis' if redis[0].isdigit() else ''}{redis}" for rq, python, redis in MATRIX]
 
 
-# rq's own suite runs once per rq version, in the session of its first matrix entry.
-RQ_SUITE_RUNS = [all(rq != earlier[0] for earlier in MATRIX[:index]) for index, (rq, _, _) in enumerate(MATRIX)]
-
-
 @nox.session
 @nox.parametrize(
-    ("rq", "python", "redis", "rq_suite"),
-    [(rq, interpreter(python), redis, runs) for (rq, python, redis), runs in zip(MATRIX, RQ_SUITE_RUNS, strict=True)],
-    ids=TEST_IDS,
+    ("rq", "python", "redis"), [(rq, interpreter(python), redis) for rq, python, redis in MATRIX], ids=TEST_IDS
 )
-def tests(session: nox.Session, rq: str, redis: str, rq_suite: bool) -> None:
+def tests(session: nox.Session, rq: str, redis: str) -> None:
     # No "python" parameter: nox then takes the parametrized one as the session's interpreter.
     session.install("-e", ".[test]", f"rq=={rq}", "sentry-sdk")
     _run_tests(session, redis, "matrix")
-    if rq_suite:  # the specification: scripts/rq_suite/, its exclusions stated in docs/limits.md
-        session.run("python", "scripts/rq_suite/run.py", "-p", "no:cacheprovider")
+
+
+RQ_VERSIONS = list(dict.fromkeys(rq for rq, _, _ in MATRIX))
+
+
+@nox.session(python=interpreter(MATRIX[0][1]))
+@nox.parametrize("rq", RQ_VERSIONS)
+def rq_suite(session: nox.Session, rq: str) -> None:
+    """rq's own suite, the specification, with GeventWorker swapped in (scripts/rq_suite/; what it
+    leaves out is stated in docs/limits.md): once per rq version, after the busiest part of the run,
+    as its tests give a worker process a second to start."""
+    session.install("-e", ".[test]", f"rq=={rq}", "sentry-sdk")
+    session.run("python", "scripts/rq_suite/run.py", "-p", "no:cacheprovider")
 
 
 @nox.session(python=interpreter(MATRIX[0][1]))
@@ -167,12 +173,13 @@ def package(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def suite(session: nox.Session) -> None:
-    """Every ``tests`` session, then ``package`` and the ``sentry`` sessions, ``SESSIONS_AT_ONCE`` at a
-    time, each a nox process of its own whose output is printed whole when it ends; then each session's
-    duration.  Fails if any failed."""
+    """Every ``tests`` session, then ``package``, the ``sentry`` and the ``rq_suite`` sessions,
+    ``SESSIONS_AT_ONCE`` at a time, each a nox process of its own whose output is printed whole when it
+    ends; then each session's duration.  Fails if any failed."""
     logs = tempfile.mkdtemp(prefix="rq-gevent-suite-")
     sentry = [f"sentry({entry})" for entry in SENTRY_SDK_2X]
-    waiting = [*(f"tests({test_id})" for test_id in TEST_IDS), "package", *sentry]
+    rq_suites = [f"rq_suite(rq='{rq}')" for rq in RQ_VERSIONS]
+    waiting = [*(f"tests({test_id})" for test_id in TEST_IDS), "package", *sentry, *rq_suites]
     running, ended = {}, []
     while waiting or running:
         while waiting and len(running) < SESSIONS_AT_ONCE:
