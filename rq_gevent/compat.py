@@ -128,10 +128,21 @@ REQUEUES_META_KEY = "rq_gevent_requeues"
 MAX_REQUEUES = 3
 
 
+# A popped job with one of these statuses is not run: cancelled, or started or ended elsewhere (a
+# duplicate of its id in a queue, another worker's maintenance).  Any other status is a job not run
+# yet, which rq runs: queued, and those saved and pushed by hand (created, deferred, scheduled, none).
+WITHDRAWN_STATUSES = frozenset({"canceled", "started", "finished", "failed", "stopped"})
+
+
+def _not_run_yet(job: Any) -> bool:
+    status = job.get_status(refresh=False)
+    return getattr(status, "value", status) not in WITHDRAWN_STATUSES
+
+
 def never_started(job: Any, exc_string: str) -> bool:
     """rq's maintenance is about to fail ``job`` because it was popped but never started (and it
     has not been requeued for that ``MAX_REQUEUES`` times already)."""
-    if exc_string != STUCK_IN_INTERMEDIATE or job.get_status(refresh=False) != "queued":
+    if exc_string != STUCK_IN_INTERMEDIATE or not _not_run_yet(job):
         return False
     requeues = job.meta.get(REQUEUES_META_KEY)
     return not isinstance(requeues, int) or requeues < MAX_REQUEUES
@@ -140,7 +151,7 @@ def never_started(job: Any, exc_string: str) -> bool:
 def left_behind_in_intermediate(job: Any, exc_string: str) -> bool:
     """rq's maintenance is about to fail ``job`` as stuck in the intermediate list, but the job is not
     waiting to start there (rq would overwrite, say, a finished job with a failure)."""
-    return exc_string == STUCK_IN_INTERMEDIATE and job.get_status(refresh=False) != "queued"
+    return exc_string == STUCK_IN_INTERMEDIATE and not _not_run_yet(job)
 
 
 def count_requeue(job: Any) -> None:
@@ -304,7 +315,7 @@ def track_execution(worker: Any, execution: Any) -> None:
     worker.executions[execution.id] = execution
 
 
-def cleanup_execution(worker: Any, job: Any, pipeline: Any, execution: Any) -> None:
+def cleanup_execution(worker: Any, job: Any, pipeline: Any, execution: Any, outside_pool: bool = False) -> None:
     """rq's clean-up of one execution on ``pipeline``: out of the started registry, the job's
     execution registry and (rq 3) the worker's executions set, its hash deleted."""
     if EXPLICIT_EXECUTIONS:
@@ -314,7 +325,7 @@ def cleanup_execution(worker: Any, job: Any, pipeline: Any, execution: Any) -> N
         return
     # rq 2.3 to 2.12: ``BaseWorker.cleanup_execution`` does this with ``worker.execution``.
     worker.set_current_job_id(None, pipeline=pipeline)
-    if execution is None:  # one rq's prepare_execution made, called outside the pool
+    if execution is None and outside_pool:  # the one rq's prepare_execution made, called outside the pool
         execution = rq_worker_execution(worker)
         set_rq_worker_execution(worker, None)
     if execution is not None:

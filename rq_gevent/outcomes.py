@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from rq.utils import as_text
 
-from . import compat, transactions
+from . import compat
 from .exceptions import ColdShutdown, JobStopped
 from .redis_waits import REDIS_UNAVAILABLE, Backoff, why_unavailable
 from .running import Phase, RunningJob
@@ -212,13 +212,13 @@ class Outcomes:
 def _taken_over(pipeline: Any, job: Any, worker_name: str) -> str:
     """Why ``job`` is no longer this worker's to requeue, or ``""``: it must not have started anywhere
     (popped, never started: from one queue its id waits in the intermediate list, from several in no
-    list), or be STARTED by this worker; nor be cancelled (``transactions.WITHDRAWN_STATUSES``).  A job
+    list), or be STARTED by this worker; nor be cancelled (``compat.WITHDRAWN_STATUSES``).  A job
     that another worker popped meanwhile is queued twice at worst, and runs once: a worker starts none
     that started or ended elsewhere.  Read on a WATCHing ``pipeline``."""
     fields = pipeline.hmget(job.key, "status", "worker_name")
     status, started_by = (value if value is None else as_text(value) for value in fields)
     if status is None and not pipeline.exists(job.key):
         return HASH_GONE
-    if status not in transactions.WITHDRAWN_STATUSES or (status == "started" and started_by == worker_name):
+    if status not in compat.WITHDRAWN_STATUSES or (status == "started" and started_by == worker_name):
         return ""
     return f"taken over meanwhile (now {status}" + (f", by {started_by})" if started_by else ")")

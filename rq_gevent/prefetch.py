@@ -5,8 +5,8 @@ after a pop's round trip.
   waited for it), at most ``DEQUEUE_BATCH``.  Jobs that run for seconds end rarely during a pop of a
   few milliseconds: then none is popped ahead, and the worker pops exactly its free slots.
 * **Only with the batch pop** (one queue, Redis >= 6.2) and without ``max_jobs``.
-* **Where a job waits:** where rq's own LMOVE puts it, in its queue's ``:intermediate`` list, status
-  queued.  It goes back to the front of its queue, in order, when it has waited ``MAX_WAIT`` (slots
+* **Where a job waits:** where rq's own LMOVE puts it, in its queue's ``:intermediate`` list, its
+  status as it was.  It goes back to the front of its queue, in order, when it has waited ``MAX_WAIT`` (slots
   that stay full), when the worker is suspended and when the loop ends (warm or cold shutdown).  A
   worker killed outright leaves it to maintenance, which requeues it (:mod:`rq_gevent.maintenance`).
   One cancelled, deleted or taken elsewhere meanwhile (rq's ``cancel()`` and ``delete()`` do not look in

@@ -39,6 +39,7 @@ from redis import Redis
 from redis.client import CaseInsensitiveDict, Pipeline
 from redis.exceptions import ResponseError, WatchError
 
+from . import compat
 from .coalescing import Coalescer
 
 # Lua: whether the job hash ``key`` is still to run: it exists, neither cancelled (rq's ``cancel()`` and
@@ -47,10 +48,9 @@ from .coalescing import Coalescer
 # which fails a job it finds in ``:intermediate`` for a minute).  Any other status is run, as rq runs
 # whatever it pops: ``created`` (saved and pushed by hand), ``deferred``, ``scheduled``, none.  A key that
 # is not a hash is no job.  Shared with the put-back of jobs popped ahead (:mod:`rq_gevent.dequeue`).
-WITHDRAWN_STATUSES = frozenset({"canceled", "started", "finished", "failed", "stopped"})
 NOT_WITHDRAWN_LUA = (
     "local withdrawn_status = {"
-    + ", ".join(f"{status} = true" for status in sorted(WITHDRAWN_STATUSES))
+    + ", ".join(f"{status} = true" for status in sorted(compat.WITHDRAWN_STATUSES))
     + "}"
     + """
 local function not_withdrawn(key)

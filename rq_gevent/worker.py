@@ -469,7 +469,13 @@ class GeventWorker(Worker):
     # -- one job: admitted, started, performed, ended ---------------------------------------------------
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """Admit ``job`` to the pool (a slot must be free) and return at once."""
+        """Admit ``job`` to the pool (a slot must be free) and return at once.  A second copy of the id
+        of a job running here (its id was in the queue twice) is not run: as one that started elsewhere."""
+        if self.jobs.get(job.id) is not None:
+            self.log.warning("Worker %s: job %s popped again while it runs here (its id was queued twice); "
+                             "not run twice", self.name, job.id)  # fmt: skip
+            queue.intermediate_queue.remove(job.id)
+            return
         running = RunningJob(
             job=job, queue=queue, attempt=compat.count_attempt(job), sensitive=self.sensitive_jobs(job)
         )
@@ -515,7 +521,8 @@ class GeventWorker(Worker):
         self.log.error("Worker %s: job %s: the worker failed running it; failing the job", self.name, job.id,
                        exc_info=True)  # fmt: skip
         try:
-            running.failure = Failure.of(sys.exc_info(), sensitive=running.sensitive)
+            if running.failure is None:  # else the job's own failure, which rq's handling then broke on
+                running.failure = Failure.of(sys.exc_info(), sensitive=running.sensitive)
             if running.execution is not None and running.ran and self.job_writes.outcome_recorded(running):
                 return True
             self.handle_job_failure(job, queue, exc_string=running.failure.text,
@@ -650,7 +657,7 @@ class GeventWorker(Worker):
         if running is not None and execution is None:
             execution = running.execution
         self.job_writes.add_last_heartbeat(job, pipeline)
-        compat.cleanup_execution(self, job, pipeline, execution)
+        compat.cleanup_execution(self, job, pipeline, execution, outside_pool=running is None)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """rq's exception handling (its log line, the exception handlers, Sentry's), after noting the

@@ -243,6 +243,20 @@ def test_retries_driven_by_successive_work_calls_end_failed(connection):
     assert worker.work(burst=True, max_jobs=1) is False
 
 
+def test_a_job_whose_id_is_queued_twice_runs_once_even_when_both_are_popped_together(connection, caplog):
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.track_concurrency, 0.5, "once", job_id="twice")
+    queue.push_job_id(job.id)
+    queue.enqueue(testjobs.green_sleep, 0, "other")
+    GeventWorker([queue], connection=connection, concurrency=4).work(burst=True)
+    assert job.return_value() == "once"
+    assert connection.get("test:max_running") == b"1"
+    assert len(job.results()) == 1
+    assert "job twice popped again while it runs here" in caplog.text
+    assert len(queue) == 0 and connection.llen(queue.intermediate_queue_key) == 0
+    assert len(StartedJobRegistry(queue=queue)) == 0 and len(FailedJobRegistry(queue=queue)) == 0
+
+
 class WorkerWhoseBookkeepingFails(GeventWorker):
     """rq's ``perform_job`` raising, as a worker subclass's bug or rq's own would (rq: the horse died)."""
 

@@ -10,10 +10,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis_dump import key_values
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.worker import Worker
 
-from rq_gevent import GeventWorker, transactions
+from rq_gevent import GeventWorker, compat, transactions
 from rq_gevent.embedded_redis import EmbeddedRedis
 
 # Replies of every kind, and an error in the middle that EXEC reports and runs past.
@@ -143,6 +143,30 @@ def test_a_transaction_that_needs_a_job_not_withdrawn_applies_only_if_it_was_not
         with pytest.raises(transactions.JobWithdrawn):
             withdrawal_check(connection, "t:job")
     assert connection.exists("t:applied") == applies
+
+
+@pytest.mark.parametrize(
+    "status",
+    [status for status in ("queued", "created", "deferred", "scheduled", "canceled", "started", "finished")
+     if status in {known.value for known in JobStatus}],  # rq 2 has no "created"
+)  # fmt: skip
+def test_maintenance_tells_a_job_not_run_yet_by_the_same_statuses_as_the_start(connection, status):
+    """A popped job left in ``:intermediate`` by a worker that died before its start: requeued by
+    maintenance if the start script would have run it, else not failed over the record it has."""
+    job = Job.create(testjobs.green_sleep, args=(0,), connection=connection, id="left")
+    job.save()
+    connection.hset(job.key, "status", status)
+    job = Job.fetch("left", connection=connection)
+    not_run_yet = status not in compat.WITHDRAWN_STATUSES
+    assert compat.never_started(job, compat.STUCK_IN_INTERMEDIATE) is not_run_yet
+    assert compat.left_behind_in_intermediate(job, compat.STUCK_IN_INTERMEDIATE) is not not_run_yet
+    connection.delete("t:job")
+    connection.hset("t:job", "status", status)
+    if not_run_yet:
+        assert withdrawal_check(connection, "t:job") == [True]
+    else:
+        with pytest.raises(transactions.JobWithdrawn):
+            withdrawal_check(connection, "t:job")
 
 
 def test_a_check_that_the_job_is_queued_is_refused_where_it_cannot_be_made(connection):
