@@ -69,6 +69,11 @@ class RunningJob:
         return self.phase in _RAN
 
     @property
+    def in_progress(self) -> bool:
+        """Its code has not ended yet (it may not have started)."""
+        return self.phase in _INTERRUPTIBLE
+
+    @property
     def never_started(self) -> bool:
         return self.phase in (Phase.NEVER_STARTED, Phase.REQUEUED)
 

@@ -470,8 +470,10 @@ class GeventWorker(Worker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Admit ``job`` to the pool (a slot must be free) and return at once.  A second copy of the id
-        of a job running here (its id was in the queue twice) is not run: as one that started elsewhere."""
-        if self.jobs.get(job.id) is not None:
+        of a job whose code runs here (its id was in the queue twice) is not run: as one that started
+        elsewhere.  One whose run is over is admitted (its retry, or repeat, requeued it)."""
+        earlier = self.jobs.get(job.id)
+        if earlier is not None and earlier.in_progress:
             self.log.warning("Worker %s: job %s popped again while it runs here (its id was queued twice); "
                              "not run twice", self.name, job.id)  # fmt: skip
             queue.intermediate_queue.remove(job.id)
