@@ -10,9 +10,8 @@ time, each a nox process with a virtualenv of its own under .nox/:
 * a ``sentry`` session per ``SENTRY_SDK_2X`` entry: the tests that talk to Sentry
   (``RQ_GEVENT_TEST_RUNS=sentry``) on the base entry with a sentry-sdk 2.x (the matrix runs the newest
   release setup.cfg allows, a 3.x): the one thing each changes.
-* an ``rq_suite`` session per rq version of the matrix, run by hand (``-s "rq_suite(rq='3.0.0')"``),
-  not by ``suite`` yet: rq's own tests with ``GeventWorker`` swapped in (``scripts/rq_suite/run.py``).
-  Green run on their own; under ``suite`` their tests that run a worker failed (not understood yet).
+* an ``rq_suite`` session per rq version of the matrix: rq's own tests with ``GeventWorker`` swapped
+  in (``scripts/rq_suite/run.py``).
 * ``package``: what a user installs (the sdist, the wheel built from it, installed outside the
   checkout), with the tests marked ``once`` (``RQ_GEVENT_TEST_RUNS=once``): those that are the same
   on every version, listed in docs/contributing.md.
@@ -174,12 +173,13 @@ def package(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def suite(session: nox.Session) -> None:
-    """Every ``tests`` session, then ``package`` and the ``sentry`` sessions, ``SESSIONS_AT_ONCE`` at a
-    time, each a nox process of its own whose output is printed whole when it
+    """Every ``tests`` session, then ``package``, the ``sentry`` and the ``rq_suite`` sessions,
+    ``SESSIONS_AT_ONCE`` at a time, each a nox process of its own whose output is printed whole when it
     ends; then each session's duration.  Fails if any failed."""
     logs = tempfile.mkdtemp(prefix="rq-gevent-suite-")
     sentry = [f"sentry({entry})" for entry in SENTRY_SDK_2X]
-    waiting = [*(f"tests({test_id})" for test_id in TEST_IDS), "package", *sentry]
+    rq_suites = [f"rq_suite(rq='{rq}')" for rq in RQ_VERSIONS]
+    waiting = [*(f"tests({test_id})" for test_id in TEST_IDS), "package", *sentry, *rq_suites]
     running, ended = {}, []
     while waiting or running:
         while waiting and len(running) < SESSIONS_AT_ONCE:
