@@ -134,15 +134,14 @@ MAX_REQUEUES = 3
 WITHDRAWN_STATUSES = frozenset({"canceled", "started", "finished", "failed", "stopped"})
 
 
-def _not_run_yet(job: Any) -> bool:
-    status = job.get_status(refresh=False)
-    return getattr(status, "value", status) not in WITHDRAWN_STATUSES
+def _withdrawn(job: Any) -> bool:
+    return job.get_status(refresh=False) in WITHDRAWN_STATUSES
 
 
 def never_started(job: Any, exc_string: str) -> bool:
     """rq's maintenance is about to fail ``job`` because it was popped but never started (and it
     has not been requeued for that ``MAX_REQUEUES`` times already)."""
-    if exc_string != STUCK_IN_INTERMEDIATE or not _not_run_yet(job):
+    if exc_string != STUCK_IN_INTERMEDIATE or _withdrawn(job):
         return False
     requeues = job.meta.get(REQUEUES_META_KEY)
     return not isinstance(requeues, int) or requeues < MAX_REQUEUES
@@ -151,7 +150,7 @@ def never_started(job: Any, exc_string: str) -> bool:
 def left_behind_in_intermediate(job: Any, exc_string: str) -> bool:
     """rq's maintenance is about to fail ``job`` as stuck in the intermediate list, but the job is not
     waiting to start there (rq would overwrite, say, a finished job with a failure)."""
-    return exc_string == STUCK_IN_INTERMEDIATE and not _not_run_yet(job)
+    return exc_string == STUCK_IN_INTERMEDIATE and _withdrawn(job)
 
 
 def count_requeue(job: Any) -> None:

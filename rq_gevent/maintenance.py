@@ -53,7 +53,7 @@ class Maintenance:
         if when is None:
             self._ran_at = None
             return
-        if when.tzinfo is None:  # rq 2's utcnow(), or a caller's naive UTC
+        if when.tzinfo is None:  # set by hand without a time zone: taken as UTC, as rq's now() is
             when = when.replace(tzinfo=datetime.UTC)
         self._ran_at = time.monotonic() - max(0.0, time.time() - when.timestamp())
 
