@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .patching import NotPatchedError, is_patched, patch
 from .sensitivity import public_message, sensitive
-
-__version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .exceptions import ColdShutdown, JobInterrupted, JobKilled, JobStopped

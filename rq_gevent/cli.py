@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from rq_gevent import __version__
+from rq_gevent._version import __version__
 from rq_gevent.exceptions import WorkLoopDied
 from rq_gevent.options import UserError, WorkerOptions
 from rq_gevent.supervision import WORK_LOOP_DIED_EXIT

@@ -10,102 +10,98 @@ listener itself is watched (:mod:`rq_gevent.listener`): one that stopped hearing
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import redis.exceptions
 from rq.command import parse_payload
 
+from .alerts import RedisOutage
 from .exceptions import JobKilled, JobStopped
 from .listener import PROBE_COMMAND, ListenerWatch
 from .redis_waits import REDIS_UNAVAILABLE, why_unavailable
-from .running import RunningJob
-
-if TYPE_CHECKING:
-    from .worker import GeventWorker
+from .running import RunningJob, RunningJobs
 
 
 class Commands:
-    def __init__(self, worker: GeventWorker) -> None:
-        self.worker = worker
+    """``dispatch`` maps each of rq's command names to the worker's handler of its payload."""
+
+    def __init__(self, name: str, log: logging.Logger, jobs: RunningJobs, redis_outage: RedisOutage,
+                 dispatch: Mapping[str, Callable[[dict[str, Any]], Any]]) -> None:  # fmt: skip
+        self.name, self.log, self.jobs, self.redis_outage, self.dispatch = name, log, jobs, redis_outage, dispatch
         self.watch: ListenerWatch | None = None
+        self._subscribe: Callable[[], None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     def handle(self, message: dict[str, Any]) -> None:
-        worker = self.worker
         try:
             payload = parse_payload(message)
             command = payload.get("command")
         except (ValueError, KeyError, AttributeError):
-            worker.log.warning("Worker %s: ignoring malformed command %r", worker.name, message.get("data"))
+            self.log.warning("Worker %s: ignoring malformed command %r", self.name, message.get("data"))
             return
         if command == PROBE_COMMAND:
             if self.watch is not None:
                 self.watch.heard(payload)
-            worker.redis_outage.succeeded()  # the listener hears Redis: that may end an outage
+            self.redis_outage.succeeded()  # the listener hears Redis: that may end an outage
             return
-        worker.log.info("Worker %s: received command %s", worker.name, command)
-        if command == "shutdown":
-            worker.request_stop()
-        elif command == "stop-job":
-            worker.stop_job(payload.get("job_id"))
-        elif command == "stop-execution":
-            worker.request_stop_execution(payload.get("execution_id"))
-        elif command == "kill-horse":
-            worker.kill_horse()
-        else:
-            worker.log.warning("Worker %s: unknown command %r ignored", worker.name, command)
+        self.log.info("Worker %s: received command %s", self.name, command)
+        handler = self.dispatch.get(command) if isinstance(command, str) else None
+        if handler is None:
+            self.log.warning("Worker %s: unknown command %r ignored", self.name, command)
+            return
+        handler(payload)
 
     def stop(self, running: RunningJob | None, what: str) -> bool:
         """Stop one running job (it ends STOPPED); the others go on.  False if not running here."""
-        worker = self.worker
         if running is None:
-            worker.log.warning("Worker %s: not running %s, stop command ignored", worker.name, what)
+            self.log.warning("Worker %s: not running %s, stop command ignored", self.name, what)
             return False
         if not running.interrupt(JobStopped(f"Job {running.job.id} stopped by user")):
-            worker.log.info("Worker %s: job %s is already finishing, stop command ignored", worker.name,
-                            running.job.id)  # fmt: skip
+            self.log.info("Worker %s: job %s is already finishing, stop command ignored", self.name,
+                          running.job.id)  # fmt: skip
             return False
-        worker.log.info("Worker %s: stopping job %s", worker.name, running.job.id)
+        self.log.info("Worker %s: stopping job %s", self.name, running.job.id)
         return True
 
     def kill_all(self) -> None:
-        worker = self.worker
-        if not worker.jobs:
-            worker.log.info("Worker %s: no job running, kill-horse ignored", worker.name)
+        if not self.jobs:
+            self.log.info("Worker %s: no job running, kill-horse ignored", self.name)
             return
-        for running in worker.jobs:
+        for running in self.jobs:
             if running.interrupt(JobKilled(f"Job {running.job.id} killed by kill-horse command")):
-                worker.log.warning("Worker %s: killing job %s", worker.name, running.job.id)
+                self.log.warning("Worker %s: killing job %s", self.name, running.job.id)
 
     # -- the listener ---------------------------------------------------------------------------------
 
-    def start(self, period: float) -> None:
-        """Prove the command listener hears, every ``period`` seconds."""
-        worker = self.worker
-        if getattr(worker, "pubsub_thread", None) is None:
-            return
-        self.watch = ListenerWatch(worker.connection, worker.pubsub_channel_name, period, self._subscribe_again,
-                                   worker.log, self._probe_failed, worker.redis_outage.succeeded)  # fmt: skip
+    def start(self, connection: Any, channel: str, period: float, subscribe: Callable[[], None],
+              unsubscribe: Callable[[], None]) -> None:  # fmt: skip
+        """Prove the command listener of ``channel`` hears, every ``period`` seconds; one that stopped
+        hearing is replaced (``unsubscribe``, then ``subscribe``: the worker's, rq's)."""
+        self._subscribe, self._unsubscribe = subscribe, unsubscribe
+        self.watch = ListenerWatch(connection, channel, period, self._subscribe_again, self.log, self._probe_failed,
+                                   self.redis_outage.succeeded)  # fmt: skip
         self.watch.start()
 
     def _probe_failed(self, error: redis.exceptions.RedisError) -> None:
-        worker = self.worker
         if isinstance(error, REDIS_UNAVAILABLE):
-            worker.log.warning("Worker %s: command listener probe: %s", worker.name, why_unavailable(error))
-            worker.redis_outage.failed(error)
+            self.log.warning("Worker %s: command listener probe: %s", self.name, why_unavailable(error))
+            self.redis_outage.failed(error)
         else:
-            worker.log.warning("Worker %s: command listener probe failed (%s)", worker.name, error)
+            self.log.warning("Worker %s: command listener probe failed (%s)", self.name, error)
 
     def stop_watch(self) -> None:
         if self.watch is not None:
             self.watch.stop()
 
     def _subscribe_again(self) -> None:
-        worker = self.worker
+        assert self._subscribe is not None and self._unsubscribe is not None  # set by start()
         try:
-            worker.unsubscribe()
+            self._unsubscribe()
         except redis.exceptions.RedisError as exc:
-            worker.log.debug("Worker %s: unsubscribing a dead listener failed (%s)", worker.name, exc)
+            self.log.debug("Worker %s: unsubscribing a dead listener failed (%s)", self.name, exc)
         try:
-            worker.subscribe()
+            self._subscribe()
         except redis.exceptions.RedisError as exc:
-            worker.log.warning("Worker %s: could not subscribe again yet (%s)", worker.name, exc)
+            self.log.warning("Worker %s: could not subscribe again yet (%s)", self.name, exc)

@@ -39,6 +39,22 @@ EXPLICIT_EXECUTIONS = RQ_VERSION >= (3, 0)
 
 __all__ = ["EXPLICIT_EXECUTIONS", "RQ_VERSION", "StopRequested"]
 
+# Every private name of rq and redis-py this module relies on, by the class that has it (on its
+# instances).  tests/test_compat.py checks the installed rq and redis-py have each, and that no other
+# module of the package uses one: a release that drops one fails CI, not a user's worker.
+PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
+    "rq.worker.Worker": ("_set_connection", "_install_signal_handlers", "_pubsub_exception_handler",
+                         "_start_scheduler", "_stopped_job_id", "_stop_requested", "_shutdown_requested_date",
+                         "_ordered_queues", "_dequeue_strategy", "_exc_handlers"),
+    "rq.job.Job": ("_execute", "_status", "_result", "_handle_success", "_success_callback", "_failure_callback",
+                   "_stopped_callback", "_success_callback_name", "_failure_callback_name", "_stopped_callback_name",
+                   *(("_unreadable_meta",) if RQ_VERSION >= (3, 0) else ())),
+    "rq.queue.Queue": ("_enqueue_job",),
+    "rq.scheduler.RQScheduler": ("_install_signal_handlers", "_status", "_process", "_queue_names"),
+    "rq.executions.Execution": ("_job",),
+    "redis.client.PubSubWorkerThread": ("_running",),
+}  # fmt: skip
+
 
 ATTEMPT_META_KEY = "rq_gevent_attempt"
 
@@ -345,6 +361,16 @@ def write_busy_since_now(worker_class: Any, worker: Any, job_id: str, pipeline: 
         worker.set_current_job_working_time(0, pipeline=pipeline)
 
 
+# What job_writes' success script does in rq's place: a job class that changes one of these takes rq's code.
+SUCCESS_SCRIPT_MIRRORS = ("_handle_success", "set_status", "save", "to_dict", "cleanup", "finished_job_registry",
+                          "started_job_registry", "dependents_key", "dependencies_key", "get_result_ttl")  # fmt: skip
+
+
+def set_status_in_memory(job: Any, status: Any) -> None:
+    """What rq's ``Job.set_status`` sets on the object, with no write (a script writes the hash)."""
+    job._status = status
+
+
 def execute_stopped_callback(job: Any, death_penalty_class: Any) -> None:
     """rq's stopped callback of ``job``, if it has one (a Job method before rq 3, ``rq.callbacks`` since)."""
     if job.stopped_callback is None:  # rq < 2.4 calls it unchecked
@@ -466,6 +492,53 @@ def scheduler_queue_names(scheduler: Any) -> list[str]:
     return sorted(scheduler._queue_names)
 
 
+# -- rq's private hooks, overridden ----------------------------------------------------------------
+
+
+class WorkerHooks:
+    """rq's private ``BaseWorker`` hooks a worker overrides, each forwarding to a public method of the
+    worker (``prepare_connection``, ``install_signal_handlers``, ``listener_failed``, ``start_scheduler``,
+    ``stopped_job_id``); rq's own are :func:`rq_prepare_connection` and :func:`rq_listener_failed`."""
+
+    def _set_connection(self, connection: Any) -> Any:
+        return self.prepare_connection(connection)  # type: ignore[attr-defined]
+
+    def _install_signal_handlers(self) -> None:
+        self.install_signal_handlers()  # type: ignore[attr-defined]
+
+    def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+        self.listener_failed(exc, pubsub, pubsub_thread)  # type: ignore[attr-defined]
+
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO", date_format: str = "",
+                         log_format: str = "") -> None:  # fmt: skip
+        self.start_scheduler(burst, logging_level, date_format, log_format)  # type: ignore[attr-defined]
+
+    @property
+    def _stopped_job_id(self) -> str | None:
+        return self.stopped_job_id  # type: ignore[attr-defined]
+
+    @_stopped_job_id.setter
+    def _stopped_job_id(self, job_id: str | None) -> None:
+        self.stopped_job_id = job_id  # type: ignore[attr-defined]
+
+
+def rq_prepare_connection(worker: Any, connection: Any) -> Any:
+    """rq's ``_set_connection``: a socket timeout of at least its ``connection_timeout``."""
+    return super(WorkerHooks, worker)._set_connection(connection)
+
+
+def rq_listener_failed(worker: Any, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+    """rq's ``_pubsub_exception_handler``."""
+    super(WorkerHooks, worker)._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+
+
+class SchedulerHooks:
+    """rq's private ``RQScheduler`` hooks a scheduler run in a greenlet overrides."""
+
+    def _install_signal_handlers(self) -> None:
+        """The worker owns the process's signals and stops the scheduler itself."""
+
+
 # -- rq's BaseWorker attributes without a public name ----------------------------------------------
 
 
@@ -489,6 +562,16 @@ def set_dequeue_strategy(worker: Any, strategy: Any) -> None:
 
 
 # -- redis-py -------------------------------------------------------------------------------------
+
+
+def resp2_callbacks(legacy_responses: bool) -> dict[str, Any]:
+    """redis-py's reply callbacks of a RESP2 client (``legacy_responses``: redis-py 8's setting)."""
+    try:  # redis-py >= 8
+        from redis._parsers.response_callbacks import get_response_callbacks
+    except ImportError:  # redis-py 5 to 7, whose clients speak RESP2 unless told otherwise
+        return dict(redis.Redis().response_callbacks)
+    return dict(get_response_callbacks(2, legacy_responses))
+
 
 # redis-py 5's pools want the name of the command a connection is for; redis-py 6 deprecates it.
 _POOL_WANTS_COMMAND_NAME = int(redis.__version__.split(".")[0]) < 6

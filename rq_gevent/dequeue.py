@@ -22,10 +22,11 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 import uuid
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import gevent.event
 import redis.exceptions
@@ -36,9 +37,6 @@ from . import compat
 from .bad_queues import BadQueues
 from .connections import dequeue_client, unblock_clients
 from .transactions import NOT_WITHDRAWN_LUA
-
-if TYPE_CHECKING:
-    from .worker import GeventWorker
 
 # At most this many jobs are taken per dequeue round trip (never more than the free slots).
 DEQUEUE_BATCH = 20
@@ -105,8 +103,19 @@ return back
 
 
 class Dequeuer:
-    def __init__(self, worker: GeventWorker) -> None:
-        self.worker = worker
+    """Pops from the worker's queues: ``queues()`` gives them in rq's dequeue-strategy order and
+    ``popped_from(queue)`` is rq's ``reorder_queues``; ``server_version()`` is rq's (each popped job
+    carries it); ``describe(job)`` tells whether a job's description may be logged; ``redis_down()``
+    whether the worker sees Redis away."""
+
+    def __init__(self, connection: Any, name: str, log: logging.Logger, *, job_class: Any, queue_class: Any,
+                 serializer: Any, queues: Callable[[], list[Any]], popped_from: Callable[[Any], None],
+                 server_version: Callable[[], Any], describe: Callable[[Any], bool], redis_down: Callable[[], bool],
+                 bad_queue_skip_seconds: float) -> None:  # fmt: skip
+        self.connection, self.name, self.log = connection, name, log
+        self.job_class, self.queue_class, self.serializer = job_class, queue_class, serializer
+        self._queues_in_order, self._popped_from, self._server_version = queues, popped_from, server_version
+        self._describe, self._redis_down = describe, redis_down
         self.client: Any = None
         self._pop_script: Any = None
         self._put_back_script: Any = None
@@ -115,44 +124,41 @@ class Dequeuer:
         self._pops = itertools.count()
         self._process_token = uuid.uuid4().hex[:12]
         self._receipt_written = False
-        self.bad_queues = BadQueues(worker.name, worker.log, worker.bad_queue_skip_seconds)
+        self.bad_queues = BadQueues(name, log, bad_queue_skip_seconds)
         self._woken = gevent.event.Event()  # wakes a pop that waits for a skipped queue's next look
 
     @property
     def receipt_key(self) -> str:
-        return f"rq-gevent:pop:{self.worker.name}"
+        return f"rq-gevent:pop:{self.name}"
 
     @property
     def client_name(self) -> str:
-        return f"{self.worker.name}:dequeue"
+        return f"{self.name}:dequeue"
 
-    def open(self) -> None:
-        worker = self.worker
-        self.client = dequeue_client(
-            worker.connection, self.client_name, worker.dequeue_timeout + worker.dequeue_socket_margin
-        )
+    def open(self, socket_timeout: float) -> None:
+        self.client = dequeue_client(self.connection, self.client_name, socket_timeout)
 
     def close(self) -> None:
         """Closes the pop's client, deleting the worker's pop receipt first unless Redis is away (it then
         expires).  Ids of a pop whose reply never came are left to rq's maintenance."""
         if self.client is None:
             return
-        if self._receipt_written and self.worker.redis_outage.down_since is None:
+        if self._receipt_written and not self._redis_down():
             try:
                 self.client.delete(self.receipt_key)
             except redis.exceptions.RedisError as exc:
-                self.worker.log.warning("Worker %s: could not delete %s (%s); it expires", self.worker.name,
-                                        self.receipt_key, exc)  # fmt: skip
+                self.log.warning("Worker %s: could not delete %s (%s); it expires", self.name, self.receipt_key,
+                                 exc)  # fmt: skip
         self.client.close()
 
     def wake(self) -> bool:
         """Wake a blocked pop as if it had timed out; False if Redis refused (it then ends at its timeout)."""
         self._woken.set()
-        return unblock_clients(self.worker.connection, self.client_name)
+        return unblock_clients(self.connection, self.client_name)
 
     def queues(self) -> list[Any]:
         """The queues to pop from now, in the dequeue strategy's order: not those skipped as bad."""
-        return self.bad_queues.usable(compat.queues_in_order(self.worker))
+        return self.bad_queues.usable(self._queues_in_order())
 
     def pop_one(self, timeout: int | None) -> list[tuple[Any, Any]]:
         """One job, blocking up to ``timeout`` seconds (``None``: not at all); empty if none came."""
@@ -163,7 +169,7 @@ class Dequeuer:
             try:
                 return self._pop_one(timeout)
             except redis.exceptions.ResponseError:
-                if not self.bad_queues.skip_any_found(self.worker.connection, self.queues()):
+                if not self.bad_queues.skip_any_found(self.connection, self.queues()):
                     raise
 
     def pop_batch(self, slots: int) -> list[tuple[Any, Any]]:
@@ -172,7 +178,7 @@ class Dequeuer:
             try:
                 return self._pop_batch(slots)
             except redis.exceptions.ResponseError:
-                if not self.bad_queues.skip_any_found(self.worker.connection, self.queues()):
+                if not self.bad_queues.skip_any_found(self.connection, self.queues()):
                     raise
 
     def _wait_for_a_queue(self, timeout: int | None) -> None:
@@ -211,10 +217,10 @@ class Dequeuer:
         """Popped jobs that never started, back at the front of ``queue`` in their order (those still in
         its intermediate list and not withdrawn); returns how many."""
         if self._put_back_script is None:
-            self._put_back_script = self.worker.connection.register_script(_PUT_BACK)
+            self._put_back_script = self.connection.register_script(_PUT_BACK)
         keys = [queue.key, queue.intermediate_queue_key]
-        prefix = self.worker.job_class.redis_job_namespace_prefix
-        return int(self._put_back_script(keys=keys, args=[prefix, *job_ids], client=self.worker.connection))
+        prefix = self.job_class.redis_job_namespace_prefix
+        return int(self._put_back_script(keys=keys, args=[prefix, *job_ids], client=self.connection))
 
     def _wait_then_take_one(self, timeout: int | None) -> list[tuple[Any, Any]]:
         queue = self.queues()[0]
@@ -236,7 +242,7 @@ class Dequeuer:
                 return []
 
     def _single_queue_lmove(self) -> bool:
-        return len(self.queues()) == 1 and get_version(self.worker.connection) >= (6, 2, 0)
+        return len(self.queues()) == 1 and get_version(self.connection) >= (6, 2, 0)
 
     def _pop_with_hashes(self, queue: Any, count: int) -> Iterator[tuple[str, dict[bytes, bytes] | None]]:
         """Move up to ``count`` ids from ``queue`` to its ``:intermediate`` list, with each job's hash
@@ -244,8 +250,8 @@ class Dequeuer:
         pop whose reply was lost, its ids instead (at most the ``count`` it was asked for: the free
         slots only grow while no job is admitted)."""
         if self._pop_script is None:
-            self._pop_script = self.worker.connection.register_script(_POP_WITH_HASHES)
-        prefix = self.worker.job_class.redis_job_namespace_prefix
+            self._pop_script = self.connection.register_script(_POP_WITH_HASHES)
+        prefix = self.job_class.redis_job_namespace_prefix
         if self._pop_token is None:
             self._pop_token = f"{self._process_token}:{next(self._pops)}"
         keys = [queue.key, queue.intermediate_queue_key, self.receipt_key]
@@ -262,37 +268,35 @@ class Dequeuer:
             yield popped[index].decode(), None if fields is None else dict(zip(fields[::2], fields[1::2], strict=True))
 
     def _admitting(self, job: Any, queue: Any) -> tuple[Any, Any]:
-        worker = self.worker
-        worker.reorder_queues(reference_queue=queue)
-        job.redis_server_version = worker.get_redis_server_version()
-        if worker.log_job_description and not worker.sensitive_jobs(job):
-            worker.log.info("Worker %s: %s: %s (%s)", worker.name, queue.name, job.description, job.id)
+        self._popped_from(queue)
+        job.redis_server_version = self._server_version()
+        if self._describe(job):
+            self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
         else:
-            worker.log.info("Worker %s: %s: %s", worker.name, queue.name, job.id)
+            self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
         return job, queue
 
     def _pop_job_id(self, timeout: int | None) -> tuple[Any, str] | None:
         """(B)LMOVE into ``:intermediate`` (one queue, Redis >= 6.2) or (B)LPOP; ``timeout`` None: no block."""
-        worker = self.worker
         queue_keys = [queue.key for queue in self.queues()]
         try:
             if self._single_queue_lmove():
-                popped = worker.queue_class.lmove(self.client, queue_keys[0], timeout)
+                popped = self.queue_class.lmove(self.client, queue_keys[0], timeout)
             else:
-                popped = worker.queue_class.lpop(queue_keys, timeout, connection=self.client)
+                popped = self.queue_class.lpop(queue_keys, timeout, connection=self.client)
         except DequeueTimeout:
             return None
         if popped is None:
             return None
         queue_key, job_id = (as_text(part) for part in popped)
-        queue = next(queue for queue in worker.queues if queue.key == queue_key)
+        queue = next(queue for queue in self._queues_in_order() if queue.key == queue_key)
         return queue, job_id
 
     def _fetch_popped_job(self, queue: Any, job_id: str) -> Any:
         # If Redis is unavailable the loop backs off; with one queue the id waits in the intermediate list.
         fields: dict[bytes, bytes] | None
         try:
-            fields = self.worker.connection.hgetall(self.worker.job_class.key_for(job_id))
+            fields = self.connection.hgetall(self.job_class.key_for(job_id))
         except redis.exceptions.ResponseError as exc:
             if not str(exc).startswith("WRONGTYPE"):
                 raise
@@ -301,30 +305,28 @@ class Dequeuer:
 
     def _load_popped_job(self, queue: Any, job_id: str, fields: dict[bytes, bytes] | None) -> Any:
         """The job of a popped id from its hash; ``None`` (and the id dealt with) if there is no job to run."""
-        worker = self.worker
         if fields is None:
             self.drop_non_job(queue, job_id)
             return None
         try:
             if not fields:
                 raise NoSuchJobError(job_id)
-            job = worker.job_class(job_id, connection=worker.connection, serializer=worker.serializer)
+            job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
             job.restore(fields)
             return job
         except NoSuchJobError:
-            worker.log.warning("Worker %s: job %s was deleted while queued; skipping it", worker.name, job_id)
+            self.log.warning("Worker %s: job %s was deleted while queued; skipping it", self.name, job_id)
             queue.intermediate_queue.remove(job_id)
         except Exception as exc:
             reason = f"rq-gevent: job {job_id} cannot be loaded: {type(exc).__name__}: {exc}"
-            worker.log.error("Worker %s: %s; moved to the failed registry of %s", worker.name, reason, queue.name)
-            compat.fail_unloadable(worker.connection, queue, job_id, reason)
+            self.log.error("Worker %s: %s; moved to the failed registry of %s", self.name, reason, queue.name)
+            compat.fail_unloadable(self.connection, queue, job_id, reason)
         return None
 
     def drop_non_job(self, queue: Any, job_id: str) -> None:
         """An id whose key is not a job hash: dropped, not failed (rq's registries and tools would each
         raise on fetching such a job)."""
-        worker = self.worker
-        key = worker.job_class.key_for(job_id)
-        worker.log.error("Worker %s: queue %s held id %s whose key %s is not a job hash; dropped from the "
-                         "queue, the key left as it is", worker.name, queue.name, job_id, key)  # fmt: skip
+        key = self.job_class.key_for(job_id)
+        self.log.error("Worker %s: queue %s held id %s whose key %s is not a job hash; dropped from the "
+                       "queue, the key left as it is", self.name, queue.name, job_id, key)  # fmt: skip
         queue.intermediate_queue.remove(job_id)

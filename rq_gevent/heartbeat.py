@@ -14,16 +14,21 @@ from .background import Background
 from .redis_waits import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
-    from .running import RunningJob
-    from .worker import GeventWorker
+    from rq.worker import Worker
+
+    from .alerts import RedisOutage
+    from .running import RunningJob, RunningJobs
+    from .worker_counters import WorkerCounters
 
 # Heartbeats of this many jobs share one pipeline.
 HEARTBEAT_BATCH = 200
 
 
 class Heartbeat(Background):
-    def __init__(self, worker: GeventWorker) -> None:
-        self.worker = worker
+    """``worker``: the rq worker whose key and running jobs' executions are kept alive, by rq's methods."""
+
+    def __init__(self, worker: Worker, jobs: RunningJobs, redis_outage: RedisOutage, counters: WorkerCounters) -> None:
+        self.worker, self.jobs, self.redis_outage, self.counters = worker, jobs, redis_outage, counters
         self._job_heartbeats: compat.JobHeartbeats | None = None
 
     def run(self) -> None:
@@ -32,12 +37,12 @@ class Heartbeat(Background):
             gevent.sleep(worker.job_monitoring_interval)
             try:
                 self.send()
-                worker.redis_outage.succeeded()
+                self.redis_outage.succeeded()
             except redis.exceptions.RedisError as exc:
                 worker.log.warning("Worker %s: heartbeat failed (%s); retrying next beat", worker.name, exc)
                 if isinstance(exc, REDIS_UNAVAILABLE):
                     # The loop may be waiting for a free slot, not touching Redis: count this too.
-                    worker.redis_outage.failed(exc)
+                    self.redis_outage.failed(exc)
             except Exception:
                 # Never let the heartbeat die: without it every running job would look abandoned.
                 worker.log.exception("Worker %s: heartbeat failed; retrying next beat", worker.name)
@@ -46,7 +51,7 @@ class Heartbeat(Background):
         """Refresh the worker key and every running job's execution and job hash, in batches."""
         worker = self.worker
         worker_ttl = max(worker.worker_ttl, int(worker.job_monitoring_interval)) + 60
-        running = [r for r in worker.jobs if r.beating]
+        running = [r for r in self.jobs if r.beating]
         if self._job_heartbeats is None:
             self._job_heartbeats = compat.JobHeartbeats(worker.connection)
         batches = [running[i : i + HEARTBEAT_BATCH] for i in range(0, len(running), HEARTBEAT_BATCH)] or [[]]
@@ -88,4 +93,4 @@ class Heartbeat(Background):
         pipeline.expire(worker.key, ttl)
         worker_registration.register(worker, pipeline)
         pipeline.execute()
-        worker.worker_writes.current_job_changed = True  # the next tick names the running job again
+        self.counters.current_job_changed()  # the next tick names the running job again

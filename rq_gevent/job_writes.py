@@ -1,6 +1,6 @@
 """rq's own writes for a job's start and end, the same keys and values, in fewer round trips.
 
-This is the one module (with :mod:`rq_gevent.worker_writes`, the heartbeat script in
+This is the one module (with :mod:`rq_gevent.worker_counters`, the heartbeat script in
 :mod:`rq_gevent.compat` and the transaction script of :mod:`rq_gevent.transactions`) that writes rq's
 state itself rather than through rq's methods; a test
 compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on every rq version.
@@ -53,7 +53,8 @@ from .running import Phase, RunningJob
 from .speedups import utcformat
 
 if TYPE_CHECKING:
-    from .worker import GeventWorker
+    from .running import RunningJobs
+    from .worker_counters import WorkerCounters
 
 
 # Whether a server has the outcome of one run, atomically.  rq's outcome transactions (success,
@@ -141,10 +142,6 @@ return ran()
 )
 _SUCCESS_SHA = hashlib.sha1(_SUCCESS.encode()).hexdigest()
 
-# What the success script does in rq's place: a job class that changes one of these takes rq's code.
-_SUCCESS_METHODS = ("_handle_success", "set_status", "save", "to_dict", "cleanup", "finished_job_registry",
-                    "started_job_registry", "dependents_key", "dependencies_key", "get_result_ttl")  # fmt: skip
-
 
 class _JobFields:
     """A stand-in pipeline for rq's ``Job.prepare_for_execution``: keeps the mapping of its one HSET."""
@@ -156,10 +153,12 @@ class _JobFields:
 
 
 class JobWrites:
-    def __init__(self, worker: GeventWorker, cleanup_overridden: bool = False) -> None:
-        """``cleanup_overridden``: the worker's class has its own ``cleanup_execution``, which the
-        success script would leave out."""
-        self.worker = worker
+    def __init__(self, worker: Worker, jobs: RunningJobs, counters: WorkerCounters,
+                 cleanup_overridden: bool = False) -> None:  # fmt: skip
+        """``worker``: the rq worker whose methods make rq's writes (rq's API, and a subclass's overrides);
+        ``cleanup_overridden``: the worker's class has its own ``cleanup_execution``, which the success
+        script would leave out."""
+        self.worker, self.jobs, self.counters = worker, jobs, counters
         self._own_cleanup = not cleanup_overridden
         self._outcome_recorded_script: Any = None
 
@@ -167,7 +166,7 @@ class JobWrites:
         """rq's execution (and BUSY, if the worker was idle), on a pipeline held for :meth:`mark_started`,
         or in memory only, for :data:`_START` to write."""
         worker = self.worker
-        running = worker.jobs.own(job)
+        running = self.jobs.own(job)
         if running is not None and self._start_script_fits(job):
             running.execution = execution = compat.new_execution(job, worker.name)
             running.start_ttl = worker.get_heartbeat_ttl(job)
@@ -194,7 +193,7 @@ class JobWrites:
         by ``prepare_for_execution``'s (a job class's own ``heartbeat`` is still called).
         If Redis fails here, the job has not run."""
         worker = self.worker
-        running = worker.jobs.own(job)
+        running = self.jobs.own(job)
         held = running.start_pipeline if running is not None else None
         if running is not None:
             running.start_pipeline = None
@@ -217,7 +216,7 @@ class JobWrites:
             worker.connection.lrem(queue.intermediate_queue_key, 1, job.id)
             raise
         compat.skip_persist_in_perform(job)
-        worker.worker_writes.current_job_changed = True
+        self.counters.current_job_changed()
         if running is not None:
             running.phase = Phase.STARTED
 
@@ -268,7 +267,7 @@ class JobWrites:
     def success_recorder(self, job: Any, by_rq: Callable[[], Any]) -> Callable[[], Any]:
         """What records ``job``'s success: the success script where it writes what rq would, else
         ``by_rq`` (rq's ``handle_job_success``)."""
-        running = self.worker.jobs.own(job)
+        running = self.jobs.own(job)
         if running is None or running.execution is None or not self._success_script_fits(job):
             return by_rq
         return functools.partial(self._record_success, running, by_rq)
@@ -276,7 +275,7 @@ class JobWrites:
     def _success_script_fits(self, job: Any) -> bool:
         cls, worker = type(job), self.worker
         return (
-            all(getattr(cls, name) is getattr(Job, name) for name in _SUCCESS_METHODS)
+            all(getattr(cls, name) is getattr(Job, name) for name in compat.SUCCESS_SCRIPT_MIRRORS)
             and compat.results_in_streams(job)
             and self._own_cleanup
             and not job.repeats_left
@@ -290,7 +289,7 @@ class JobWrites:
         """rq's ``handle_job_success``, with no dependents, as one call of :data:`_SUCCESS`."""
         worker, job, execution = self.worker, running.job, running.execution
         result_ttl = job.get_result_ttl(worker.default_result_ttl)
-        job._status = JobStatus.FINISHED
+        compat.set_status_in_memory(job, JobStatus.FINISHED)
         job_fields = [word for pair in job.to_dict(include_meta=False, include_result=False).items() for word in pair]
         result = compat.success_result(job, worker.name, execution)
         result_fields = [word for pair in result.serialize().items() for word in pair]
@@ -329,7 +328,7 @@ class JobWrites:
     def add_last_heartbeat(self, job: Any, pipeline: Any) -> None:
         """First in an outcome transaction, where rq's own HSET would have come: the outcome may delete
         the job hash (a result TTL of 0), and a later HSET would create it again."""
-        if self.worker.jobs.own(job) is None or job.ended_at is None or job.last_heartbeat is None:
+        if self.jobs.own(job) is None or job.ended_at is None or job.last_heartbeat is None:
             return
         pipeline.hset(job.key, "last_heartbeat", utcformat(job.last_heartbeat))
         compat.move_last_command_first(pipeline)

@@ -24,29 +24,46 @@ to stop the worker, and what rq's clean-up would get wrong is handled first.
 from __future__ import annotations
 
 import datetime
+import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from rq.utils import as_text, now
+from rq.utils import as_text
 
 from . import compat, job_code_outside
 from .bad_queues import BadQueues
 from .redis_waits import REDIS_UNAVAILABLE
 
-if TYPE_CHECKING:
-    from .worker import GeventWorker
-
 
 class Maintenance:
-    def __init__(self, worker: GeventWorker) -> None:
-        self.worker = worker
+    """``interval`` gives rq's ``maintenance_interval`` (read at each use: rq's API lets it change);
+    ``clean_queue`` is rq's clean-up of one queue (``compat.clean_queue`` for the worker);
+    ``drop_non_job`` removes an id whose key is not a job; ``requeue`` puts back a job that never
+    started (``Outcomes.requeue``)."""
+
+    def __init__(
+        self,
+        connection: Any,
+        name: str,
+        log: logging.Logger,
+        job_class: Any,
+        interval: Callable[[], float],
+        bad_queue_skip_seconds: float,
+        clean_queue: Callable[[Any], None],
+        drop_non_job: Callable[[Any, str], None],
+        requeue: Callable[[Any, Any, str], None],
+    ) -> None:
+        self.connection, self.name, self.log, self.job_class = connection, name, log, job_class
+        self._interval, self._clean_queue = interval, clean_queue
+        self._drop_non_job, self._requeue = drop_non_job, requeue
         self._ran_at: float | None = None  # time.monotonic()
-        self.bad_queues = BadQueues(worker.name, worker.log, worker.bad_queue_skip_seconds, doing="clean up",
+        self.bad_queues = BadQueues(name, log, bad_queue_skip_seconds, doing="clean up",
                                     expected_types=compat.maintenance_keys)  # fmt: skip
 
     def due(self) -> bool:
         """rq's ``should_run_maintenance_tasks``: at start, then every ``maintenance_interval`` s."""
-        return self._ran_at is None or time.monotonic() - self._ran_at > self.worker.maintenance_interval
+        return self._ran_at is None or time.monotonic() - self._ran_at > self._interval()
 
     def cleaned_at(self, when: datetime.datetime | None) -> None:
         """The worker's ``last_cleaned_at`` was set: time the next run from it (on the monotonic clock)."""
@@ -57,30 +74,31 @@ class Maintenance:
             when = when.replace(tzinfo=datetime.UTC)
         self._ran_at = time.monotonic() - max(0.0, time.time() - when.timestamp())
 
-    def run(self, rq_maintenance: Any) -> None:
-        worker = self.worker
+    def run(self, rq_maintenance: Callable[[], None]) -> bool:
+        """rq's maintenance; False if it failed (logged, tried again after the interval)."""
+        ok = True
         try:
             rq_maintenance()  # its clean_registries() is clean_queues()
         except REDIS_UNAVAILABLE:
             raise
         except Exception:
-            worker.log.error("Worker %s: maintenance failed; retrying in %s s", worker.name,
-                             worker.maintenance_interval, exc_info=True)  # fmt: skip
-            worker.last_cleaned_at = now()
+            self.log.error("Worker %s: maintenance failed; retrying in %s s", self.name, self._interval(),
+                           exc_info=True)  # fmt: skip
+            ok = False
         self._ran_at = time.monotonic()
+        return ok
 
     def clean_queues(self, queues: list[Any]) -> None:
         """rq's ``clean_registries`` for each of ``queues`` but those skipped as bad, each on its own."""
-        worker = self.worker
         for queue in self.bad_queues.usable(queues):
             try:
                 self._clean(queue)
             except REDIS_UNAVAILABLE:
                 raise
             except Exception:
-                if not self.bad_queues.skip_any_found(worker.connection, [queue]):
-                    worker.log.error("Worker %s: maintenance of queue %s failed; retrying in %s s", worker.name,
-                                     queue.name, worker.maintenance_interval, exc_info=True)  # fmt: skip
+                if not self.bad_queues.skip_any_found(self.connection, [queue]):
+                    self.log.error("Worker %s: maintenance of queue %s failed; retrying in %s s", self.name,
+                                   queue.name, self._interval(), exc_info=True)  # fmt: skip
 
     def _clean(self, queue: Any) -> None:
         self._drop_ids_that_are_not_jobs(queue)
@@ -89,7 +107,7 @@ class Maintenance:
             return
         try:
             with job_code_outside.rq_maintenance():  # it may run abandoned jobs' failure callbacks
-                compat.clean_queue(self.worker, queue)
+                self._clean_queue(queue)
         finally:
             queue.release_maintenance_lock()
 
@@ -97,24 +115,23 @@ class Maintenance:
         job_ids = queue.intermediate_queue.get_job_ids()
         if not job_ids:
             return
-        with self.worker.connection.pipeline(transaction=False) as pipeline:
+        with self.connection.pipeline(transaction=False) as pipeline:
             for job_id in job_ids:
-                pipeline.type(self.worker.job_class.key_for(job_id))
+                pipeline.type(self.job_class.key_for(job_id))
             key_types = pipeline.execute()
         for job_id, key_type in zip(job_ids, key_types, strict=True):
             if as_text(key_type) not in ("hash", "none"):
-                self.worker.dequeuer.drop_non_job(queue, job_id)
+                self._drop_non_job(queue, job_id)
 
     def handled_failure(self, job: Any, queue: Any, exc_string: str) -> bool:
         """rq's maintenance is about to fail ``job`` as stuck in an intermediate list: True if that
         was dealt with here instead."""
-        worker = self.worker
         if compat.left_behind_in_intermediate(job, exc_string):
-            worker.log.info("Worker %s: stale id of job %s (%s) in the intermediate list", worker.name, job.id,
-                            job.get_status(refresh=False))  # fmt: skip
+            self.log.info("Worker %s: stale id of job %s (%s) in the intermediate list", self.name, job.id,
+                          job.get_status(refresh=False))  # fmt: skip
             return True
         if compat.never_started(job, exc_string):
             compat.count_requeue(job)
-            worker.outcomes.requeue(job, queue, "dequeued but never started")
+            self._requeue(job, queue, "dequeued but never started")
             return True
         return False

@@ -17,22 +17,20 @@ from __future__ import annotations
 
 import collections
 import functools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
+import gevent.event
 from rq.utils import as_text
 
 from . import compat
-from .exceptions import ColdShutdown, JobStopped
+from .metrics import NoMetrics
 from .redis_waits import REDIS_UNAVAILABLE, Backoff, why_unavailable
-from .running import Phase, RunningJob
-
-if TYPE_CHECKING:
-    from .worker import GeventWorker
-
+from .running import Phase, RunningJob, RunningJobs
 
 # Outcomes recorded this long before an outage began are checked again after it: more than a
 # primary's ``min-replicas-max-lag`` (the Redis docs' example is 10 s), after which it refuses writes.
@@ -54,8 +52,18 @@ class _Recorded:
 
 
 class Outcomes:
-    def __init__(self, worker: GeventWorker) -> None:
-        self.worker = worker
+    """``wait_for_redis(call, to_do)`` calls until Redis answers (a cold shutdown gives up);
+    ``outcome_recorded(running, on_primary=False)`` tells whether Redis has a job's outcome
+    (``JobWrites.outcome_recorded``); ``cleanup_execution`` is the worker's (rq's) removal of an
+    execution, in a requeue's transaction; ``cold`` is set by a cold shutdown."""
+
+    def __init__(self, connection: Any, name: str, log: logging.Logger, jobs: RunningJobs,
+                 wait_for_redis: Callable[[Callable[[], Any], str], Any], cold: gevent.event.Event,
+                 outcome_recorded: Callable[..., bool], cleanup_execution: Callable[..., None],
+                 metrics: NoMetrics) -> None:  # fmt: skip
+        self.connection, self.name, self.log, self.jobs, self.metrics = connection, name, log, jobs, metrics
+        self._wait_for_redis, self._cold = wait_for_redis, cold
+        self._outcome_recorded, self._cleanup_execution = outcome_recorded, cleanup_execution
         self._recent: collections.deque[_Recorded] = collections.deque(maxlen=RECHECK_LIMIT)
 
     def record(self, running: RunningJob | None, record: Callable[[], Any], confirm: bool = False) -> None:
@@ -67,7 +75,7 @@ class Outcomes:
         if running is None or running.execution is None or not running.ran:
             record()
             return
-        worker, job = self.worker, running.job
+        job = running.job
         before = compat.snapshot(job)
         was_stopped = running.stopped
         retried = False
@@ -80,22 +88,22 @@ class Outcomes:
                 if not confirm:
                     break
             except REDIS_UNAVAILABLE as exc:
-                if worker.shutdown.cold.is_set():
+                if self._cold.is_set():
                     raise
                 if not retried:
-                    worker.log.warning("Worker %s: %s; will record the outcome of job %s once it answers",
-                                       worker.name, why_unavailable(exc), job.id)  # fmt: skip
-            recorded = worker.wait_for_redis(
-                functools.partial(worker.job_writes.outcome_recorded, running), f"record the outcome of job {job.id}"
+                    self.log.warning("Worker %s: %s; will record the outcome of job %s once it answers",
+                                     self.name, why_unavailable(exc), job.id)  # fmt: skip
+            recorded = self._wait_for_redis(
+                functools.partial(self._outcome_recorded, running), f"record the outcome of job {job.id}"
             )
             if recorded:
                 break
             compat.restore_after_retried_step(job, before)
             running.stopped = was_stopped
             retried = True
-            backoff.pause(worker.shutdown.cold)
+            backoff.pause(self._cold)
         if retried:
-            worker.log.warning("Worker %s: outcome of job %s recorded now that Redis answers", worker.name, job.id)
+            self.log.warning("Worker %s: outcome of job %s recorded now that Redis answers", self.name, job.id)
         self._remember(_Recorded(time.monotonic(), running, record, before, was_stopped))
 
     def _remember(self, recorded: _Recorded) -> None:
@@ -112,52 +120,25 @@ class Outcomes:
             gevent.spawn(self._recheck, due)
 
     def _recheck(self, due: list[_Recorded]) -> None:
-        worker = self.worker
         again = 0
         for entry in due:
             job = entry.running.job
             try:
-                check = functools.partial(worker.job_writes.outcome_recorded, entry.running, on_primary=True)
-                if worker.wait_for_redis(check, f"check the outcome of job {job.id}"):
+                check = functools.partial(self._outcome_recorded, entry.running, on_primary=True)
+                if self._wait_for_redis(check, f"check the outcome of job {job.id}"):
                     continue
                 compat.restore_after_retried_step(job, entry.before)
                 entry.running.stopped = entry.was_stopped
-                with worker.jobs.recording_again(entry.running):
-                    worker.wait_for_redis(entry.record, f"record the outcome of job {job.id} again")
+                with self.jobs.recording_again(entry.running):
+                    self._wait_for_redis(entry.record, f"record the outcome of job {job.id} again")
             except Exception:
-                worker.log.error("Worker %s: could not check the outcome of job %s", worker.name, job.id, exc_info=True)
+                self.log.error("Worker %s: could not check the outcome of job %s", self.name, job.id, exc_info=True)
                 continue
             again += 1
-            worker.log.warning("Worker %s: the outcome of job %s was lost with the Redis it was written to (a "
-                               "failover?); recorded again", worker.name, job.id)  # fmt: skip
-        worker.log.info("Worker %s: checked %d outcomes recorded before the Redis outage; %d recorded again",
-                        worker.name, len(due), again)  # fmt: skip
-
-    def failed(self, running: RunningJob | None, job: Any, queue: Any, exc_string: str, record: Callable[[], Any],
-               execution: Any) -> None:  # fmt: skip
-        """rq's ``handle_job_failure``, routed: a cold shutdown's or a never-started job is requeued, what
-        rq's maintenance gets wrong is handled there, a stopped job gets its stopped callback; the rest
-        is rq's failure (or retry), recorded by :meth:`record`."""
-        worker = self.worker
-        reason = running.interrupted_by if running is not None else None
-        if isinstance(reason, ColdShutdown):
-            self.requeue(job, queue, "interrupted by cold shutdown", execution, reason="cold_shutdown")
-            return
-        if running is not None and running.never_started:
-            self.requeue_when_redis_is_back(running)
-            return
-        if running is not None and running.phase is Phase.WITHDRAWN:
-            return
-        if worker.maintenance.handled_failure(job, queue, exc_string):
-            return
-        if isinstance(reason, JobStopped):
-            # rq's forking worker runs the stopped callback when it reaps the horse, before handle_job_failure.
-            worker.log.warning("Worker %s: job %s stopped by user, moving it to FailedJobRegistry", worker.name, job.id)
-            try:
-                compat.execute_stopped_callback(job, worker.death_penalty_class)
-            except Exception:
-                worker.log.error("Worker %s: stopped callback of job %s failed", worker.name, job.id, exc_info=True)
-        self.record(running, record, confirm=True)
+            self.log.warning("Worker %s: the outcome of job %s was lost with the Redis it was written to (a "
+                             "failover?); recorded again", self.name, job.id)  # fmt: skip
+        self.log.info("Worker %s: checked %d outcomes recorded before the Redis outage; %d recorded again",
+                      self.name, len(due), again)  # fmt: skip
 
     def requeue(self, job: Any, queue: Any, why: str, execution: Any = None, reason: str = "never_started") -> None:
         """Put ``job`` back at the front of its queue as if it had never started.  Its id leaves rq's
@@ -167,16 +148,15 @@ class Outcomes:
         Only while it is still this worker's to put back (:func:`_taken_over`), checked and written in
         one transaction: after an outage, another host may have recovered and run it meanwhile.
         """
-        worker = self.worker
 
         def requeue_if_still_here(pipeline: Any) -> str:
-            taken_over = _taken_over(pipeline, job, worker.name)
+            taken_over = _taken_over(pipeline, job, self.name)
             pipeline.multi()
             if taken_over:
                 if taken_over == HASH_GONE:  # as rq's intermediate-list clean-up does for such an id
                     pipeline.lrem(queue.intermediate_queue_key, 0, job.id)
                 return taken_over
-            worker.cleanup_execution(job, pipeline, execution=execution)
+            self._cleanup_execution(job, pipeline, execution=execution)
             job.started_at = None
             job.ended_at = None
             job.worker_name = None
@@ -185,28 +165,27 @@ class Outcomes:
             compat.requeue_at_front(queue, job, pipeline)
             return ""
 
-        taken_over = worker.connection.transaction(requeue_if_still_here, job.key, value_from_callable=True)
+        taken_over = self.connection.transaction(requeue_if_still_here, job.key, value_from_callable=True)
         if taken_over:
-            worker.log.warning("Worker %s: job %s %s, not requeued: %s", worker.name, job.id, why, taken_over)
+            self.log.warning("Worker %s: job %s %s, not requeued: %s", self.name, job.id, why, taken_over)
             return
-        worker.metrics.requeued(queue.name, reason)
-        worker.log.warning("Worker %s: job %s %s, requeued at the front of %s", worker.name, job.id, why, queue.name)
+        self.metrics.requeued(queue.name, reason)
+        self.log.warning("Worker %s: job %s %s, requeued at the front of %s", self.name, job.id, why, queue.name)
 
     def requeue_when_redis_is_back(self, running: RunningJob) -> None:
         """The job never ran because Redis failed rq's bookkeeping: requeue it, retrying until Redis
         answers.  Given up only by a cold shutdown: with one queue the job then waits in rq's
         intermediate list for maintenance; popped from several queues, it would be lost."""
-        worker = self.worker
         if running.phase is Phase.REQUEUED:
             return
         requeue = functools.partial(
             self.requeue, running.job, running.queue, "never started (Redis failed)", running.execution
         )
         try:
-            worker.wait_for_redis(requeue, f"requeue job {running.job.id}")
+            self._wait_for_redis(requeue, f"requeue job {running.job.id}")
             running.phase = Phase.REQUEUED
         except REDIS_UNAVAILABLE as exc:
-            worker.log.error("Worker %s: could not requeue job %s (%s); giving up", worker.name, running.job.id, exc)
+            self.log.error("Worker %s: could not requeue job %s (%s); giving up", self.name, running.job.id, exc)
 
 
 def _taken_over(pipeline: Any, job: Any, worker_name: str) -> str:

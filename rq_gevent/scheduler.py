@@ -28,7 +28,7 @@ class _SchedulerGreenlet:
         return not self.greenlet.dead
 
 
-class GreenletScheduler(RQScheduler):
+class GreenletScheduler(compat.SchedulerHooks, RQScheduler):
     def run_in_greenlet(self, burst: bool) -> None:
         """What rq's worker does with ``--with-scheduler``: take the queues' scheduler locks if free,
         then move due jobs once (burst) or keep doing so in a greenlet."""
@@ -52,9 +52,6 @@ class GreenletScheduler(RQScheduler):
         process = _SchedulerGreenlet(self)
         compat.mark_scheduler_started(self, process)
         return process
-
-    def _install_signal_handlers(self) -> None:
-        """The worker owns the process's signals and stops the scheduler itself."""
 
     def run_logged(self) -> None:
         log.info("Scheduler for %s started in a greenlet", ", ".join(compat.scheduler_queue_names(self)))

@@ -42,7 +42,8 @@ from sentry_sdk.integrations.rq import RqIntegration
 from sentry_sdk.transport import HttpTransport
 from sentry_sdk.utils import Dsn, event_from_exception
 
-from . import __version__, alerts, error_text, job_code_outside, scrubbing
+from . import alerts, error_text, job_code_outside, scrubbing
+from ._version import __version__
 from .allowlist import job_rules
 from .exceptions import JobKilled, JobStopped
 from .running import RunningJob, running_job

@@ -3,25 +3,31 @@ SUSPENDED while it is in force, whatever jobs start or end meanwhile."""
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
+import gevent.event
 from rq.suspension import is_suspended
 from rq.worker import WorkerStatus
 
-from . import compat
 from .compat import StopRequested
-
-if TYPE_CHECKING:
-    from .worker import GeventWorker
+from .running import RunningJobs
 
 # ``rq suspend`` is noticed within this many seconds.
 SUSPENSION_CHECK_SECONDS = 1.0
 
 
 class Suspension:
-    def __init__(self, worker: GeventWorker) -> None:
-        self.worker = worker
+    """``set_state`` is the worker's (rq's, which this suspension's ``in_force`` guards); ``stopping``
+    tells whether a stop was requested; ``cold`` is set by a cold shutdown."""
+
+    def __init__(self, connection: Any, name: str, log: logging.Logger, jobs: RunningJobs,
+                 set_state: Callable[[str], None], stopping: Callable[[], bool],
+                 cold: gevent.event.Event) -> None:  # fmt: skip
+        self.connection, self.name, self.log, self.jobs = connection, name, log, jobs
+        self._record_state, self._stopping, self._cold = set_state, stopping, cold
         self.in_force = False
         self._checked_at = float("-inf")
         self._flag = False
@@ -30,26 +36,25 @@ class Suspension:
         """rq's flag, read at most every ``max_age`` seconds (the heartbeat keeps the worker alive).
         Read it afresh (``max_age=0``) before a blocking pop, which may wait long."""
         if time.monotonic() - self._checked_at >= max_age or self._flag:
-            self._flag = bool(is_suspended(self.worker.connection))
+            self._flag = bool(is_suspended(self.connection))
             self._checked_at = time.monotonic()
         return self._flag
 
     def wait_while_suspended(self, burst: bool) -> None:
         """rq's ``check_for_suspension``: a burst worker stops, any other waits for ``rq resume``."""
-        worker = self.worker
         if not self.is_suspended_now():
             return
         if burst:
-            worker.log.info("Worker %s: suspended in burst mode, exiting once running jobs end", worker.name)
+            self.log.info("Worker %s: suspended in burst mode, exiting once running jobs end", self.name)
             raise StopRequested
-        worker.log.info("Worker %s: suspended, run `rq resume` to resume", worker.name)
+        self.log.info("Worker %s: suspended, run `rq resume` to resume", self.name)
         self.in_force = True  # first: a job ending while SUSPENDED is written must not write IDLE after it
         try:
-            worker.set_state(WorkerStatus.SUSPENDED)
-            while not compat.stop_requested(worker) and self.is_suspended_now():
-                worker.shutdown.cold.wait(1)
+            self._record_state(WorkerStatus.SUSPENDED)
+            while not self._stopping() and self.is_suspended_now():
+                self._cold.wait(1)
                 # Again: a job's start sent just before may have written BUSY after it.
-                worker.set_state(WorkerStatus.SUSPENDED)
+                self._record_state(WorkerStatus.SUSPENDED)
         finally:
             self.in_force = False
-        worker.set_state(WorkerStatus.BUSY if worker.jobs else WorkerStatus.IDLE)
+        self._record_state(WorkerStatus.BUSY if self.jobs else WorkerStatus.IDLE)

@@ -259,11 +259,7 @@ def _script_reply_callbacks(pool: Any) -> Any:
 
 @functools.cache
 def _resp2_callbacks(legacy_responses: bool) -> Any:
-    try:  # redis-py >= 8
-        from redis._parsers.response_callbacks import get_response_callbacks
-    except ImportError:  # redis-py 5 to 7, whose clients speak RESP2 unless told otherwise
-        return CaseInsensitiveDict(Redis().response_callbacks)
-    return CaseInsensitiveDict(get_response_callbacks(2, legacy_responses))
+    return CaseInsensitiveDict(compat.resp2_callbacks(legacy_responses))
 
 
 @functools.cache

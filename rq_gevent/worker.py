@@ -12,7 +12,7 @@ only the rq methods rq itself calls, each a short delegation to the module that 
 ``outcomes``          recording outcomes while Redis may be away, requeues (:mod:`rq_gevent.outcomes`)
 ``connection``        rq's start and outcome transactions as coalesced script calls (:mod:`rq_gevent.transactions`)
 ``heartbeats``        the worker's and every execution's heartbeat (:mod:`rq_gevent.heartbeat`)
-``writes_tick``       per-job worker-hash writes, once a second (:mod:`rq_gevent.worker_writes`)
+``counters``          per-job worker-hash writes, once a second (:mod:`rq_gevent.worker_counters`)
 ``shutdown``          signals, warm and cold shutdown (:mod:`rq_gevent.shutdown`)
 ``commands``          stop-job, stop-execution, kill-horse, shutdown (:mod:`rq_gevent.commands`)
 ``maintenance``       rq's registry clean-ups, made safe (:mod:`rq_gevent.maintenance`)
@@ -65,7 +65,7 @@ from .error_text import ERROR_TEXT_MAX, Failure, cap, describe_failure
 from .exceptions import ColdShutdown, FunctionNotImportable, JobStopped, WorkLoopDied
 from .heartbeat import Heartbeat
 from .job_writes import JobWrites
-from .loop import WorkLoop
+from .loop import WorkerSteps, WorkLoop
 from .maintenance import Maintenance
 from .metrics import NO_METRICS, NoMetrics
 from .outcomes import Outcomes
@@ -76,7 +76,7 @@ from .sensitivity import SensitiveJobs, SensitiveRecordFilter
 from .server_floor import refuse_unsupported_server
 from .shutdown import Shutdown
 from .suspension import Suspension
-from .worker_writes import WorkerWrites, WorkerWritesTick
+from .worker_counters import WorkerCounters
 
 __all__ = ["DEFAULT_CONCURRENCY", "GeventWorker", "RunningJob", "running_job"]
 
@@ -154,7 +154,7 @@ def _failure_to_store(running: RunningJob | None, exc_string: str) -> str:
     return cap(exc_string, ERROR_TEXT_MAX)
 
 
-class GeventWorker(Worker):
+class GeventWorker(compat.WorkerHooks, Worker):
     """An rq worker that runs up to ``concurrency`` jobs at once, each in its own greenlet.
 
     Use it through the ``rq-gevent worker`` command, or construct it like ``rq.Worker`` (after
@@ -226,21 +226,55 @@ class GeventWorker(Worker):
             self.death_penalty_class = timeouts.GeventDeathPenalty
         for queue in self.queues:  # Queue objects passed in keep their own job class: their registries use it
             queue.job_class = self.allowed_jobs.job_class(queue.job_class)
-        self.admission = Admission(concurrency)
-        self.loop = WorkLoop(self)
-        self.dequeuer = Dequeuer(self)
-        self.outcomes = Outcomes(self)
-        self.shutdown = Shutdown(self)
-        self.commands = Commands(self)
-        self.maintenance = Maintenance(self)
-        self.suspension = Suspension(self)
-        self.heartbeats = Heartbeat(self)
-        self.job_writes = JobWrites(self, type(self).cleanup_execution is not GeventWorker.cleanup_execution)
-        self.worker_writes = WorkerWrites()
-        self.writes_tick = WorkerWritesTick(self)
         self.redis_outage = alerts.RedisOutage(
             self.name, redis_alert_after, self.log, on_recovered=self._redis_recovered, metrics=metrics
         )
+        self.admission = Admission(concurrency)
+        self.dequeuer = Dequeuer(
+            self.connection, self.name, self.log, job_class=self.job_class, queue_class=self.queue_class,
+            serializer=self.serializer, queues=functools.partial(compat.queues_in_order, self),
+            popped_from=lambda queue: self.reorder_queues(reference_queue=queue),
+            server_version=lambda: self.get_redis_server_version(),
+            describe=lambda job: self.log_job_description and not self.sensitive_jobs(job),
+            redis_down=lambda: self.redis_outage.down_since is not None,
+            bad_queue_skip_seconds=self.bad_queue_skip_seconds,
+        )  # fmt: skip
+        self.shutdown = Shutdown(self.name, self.log, self.jobs, self.admission,
+                                 lambda signum, frame: self.request_stop(signum, frame), self._record_stop_request,
+                                 lambda: self.loop.wake_pop())  # fmt: skip
+        self.suspension = Suspension(self.connection, self.name, self.log, self.jobs, self.set_state,
+                                     functools.partial(compat.stop_requested, self), self.shutdown.cold)  # fmt: skip
+        steps = WorkerSteps(
+            stop_requested=functools.partial(compat.stop_requested, self),
+            check_for_suspension=lambda burst: self.check_for_suspension(burst),
+            maintenance_due=lambda: self.should_run_maintenance_tasks,
+            run_maintenance=lambda: self.run_maintenance_tasks(),
+            execute_job=lambda job, queue: self.execute_job(job, queue),
+            dequeue_timeout=lambda: self.dequeue_timeout,
+            wait_for_redis=self.wait_for_redis,
+        )
+        self.loop = WorkLoop(self.name, self.log, steps, self.jobs, self.admission, self.dequeuer, self.suspension,
+                             self.redis_outage)  # fmt: skip
+        self.counters = WorkerCounters(
+            self.connection, self.key, self.name, self.log,
+            lambda pipeline: compat.write_current_job(Worker, self, self.jobs.newest_id(), pipeline),
+        )  # fmt: skip
+        self.job_writes = JobWrites(self, self.jobs, self.counters,
+                                    type(self).cleanup_execution is not GeventWorker.cleanup_execution)  # fmt: skip
+        self.heartbeats = Heartbeat(self, self.jobs, self.redis_outage, self.counters)
+        self.outcomes = Outcomes(self.connection, self.name, self.log, self.jobs, self.wait_for_redis,
+                                 self.shutdown.cold, self.job_writes.outcome_recorded, self.cleanup_execution,
+                                 metrics)  # fmt: skip
+        self.commands = Commands(self.name, self.log, self.jobs, self.redis_outage, {
+            "shutdown": lambda payload: self.request_stop(),
+            "stop-job": lambda payload: self.stop_job(payload.get("job_id")),
+            "stop-execution": lambda payload: self.request_stop_execution(payload.get("execution_id")),
+            "kill-horse": lambda payload: self.kill_horse(),
+        })  # fmt: skip
+        self.maintenance = Maintenance(self.connection, self.name, self.log, self.job_class,
+                                       lambda: self.maintenance_interval, self.bad_queue_skip_seconds,
+                                       functools.partial(compat.clean_queue, self), self.dequeuer.drop_non_job,
+                                       self.outcomes.requeue)  # fmt: skip
         self.jobs_connection = jobs_client(self.connection, self.jobs_socket_timeout, 2 * concurrency + 8)
         self._async_jobs = gevent.lock.Semaphore(1)
         self._interrupted_job_handlers: list[InterruptedJobHandler] = []
@@ -278,7 +312,7 @@ class GeventWorker(Worker):
             running.execution = value
 
     @property
-    def _stopped_job_id(self) -> str | None:  # type: ignore[override]
+    def stopped_job_id(self) -> str | None:
         """rq's one stopped job, per greenlet: the job this greenlet acts for (its own, or one whose
         outcome it records again) if it was stopped.  Outside the pool (rq's ``_handle_stopped_job``
         called directly), the id last set there."""
@@ -287,8 +321,8 @@ class GeventWorker(Worker):
             return self.__dict__.get("_stopped_outside_pool")
         return running.job.id if running.stopped else None
 
-    @_stopped_job_id.setter
-    def _stopped_job_id(self, job_id: str | None) -> None:
+    @stopped_job_id.setter
+    def stopped_job_id(self, job_id: str | None) -> None:
         acting = self.jobs.acting_for()
         running = acting if job_id is None or (acting is not None and acting.job.id == job_id) else None
         running = running or self.jobs.get(job_id)
@@ -317,11 +351,13 @@ class GeventWorker(Worker):
 
     # -- connections ----------------------------------------------------------------------------------
 
-    def _set_connection(self, connection: Any) -> Any:
+    def prepare_connection(self, connection: Any) -> Any:
+        """rq's (its ``_set_connection``), for a pool of greenlets: failovers followed, one script call
+        per transaction."""
         timeout_before = socket_timeout(connection)
         follow_failovers(connection)
         share_path(connection)
-        connection = super()._set_connection(connection)  # a socket timeout of at least connection_timeout
+        connection = compat.rq_prepare_connection(self, connection)  # a socket timeout of at least connection_timeout
         reconnect_if_timeout_changed(connection, timeout_before)
         ensure_pool_capacity(connection, self.concurrency)
         return transactions.one_trip_client(connection)
@@ -329,6 +365,11 @@ class GeventWorker(Worker):
     @property
     def dequeue_timeout(self) -> int:
         return max(1, min(self.worker_ttl - 15, self.dequeue_block_seconds))
+
+    @property
+    def dequeue_socket_timeout(self) -> float:
+        """The pop's own client: longer than the longest blocking pop, by ``dequeue_socket_margin``."""
+        return self.dequeue_timeout + self.dequeue_socket_margin
 
     @property
     def jobs_socket_timeout(self) -> float:
@@ -375,7 +416,7 @@ class GeventWorker(Worker):
         # Before bootstrap: a SIGTERM while the worker registers (say, the launcher's master dying at that
         # moment) must be a warm shutdown that deregisters, not the default action that leaves the
         # worker in rq's registry until its TTL.
-        self._install_signal_handlers()
+        self.install_signal_handlers()
         try:
             self.bootstrap(logging_level, date_format, log_format)
         except BaseException:  # a server refused (older than 7.0), a name taken: no handlers left behind
@@ -383,25 +424,30 @@ class GeventWorker(Worker):
             raise
         self._sentry_scrubbing = _sentry_scrubbing_for_own_client()
         compat.set_dequeue_strategy(self, dequeue_strategy)
-        self.dequeuer.open()
+        self.dequeuer.open(self.dequeue_socket_timeout)
         self.set_state(WorkerStatus.IDLE)  # rq's worker waits for jobs idle, not "started"
         self.log.info("Worker %s: running up to %d jobs at once", self.name, self.concurrency)
         if with_scheduler:
-            self._start_scheduler(burst, logging_level, date_format, log_format)
+            self.start_scheduler(burst, logging_level, date_format, log_format)
         self.heartbeats.start()
-        self.writes_tick.start()
+        self.counters.start()
         self.metrics.start(self.concurrency)
         # Prove the command listener hears, twice per socket timeout (rq_gevent.listener).
-        self.commands.start((socket_timeout(self.connection) or self.connection_timeout) / 2)
+        if getattr(self, "pubsub_thread", None) is not None:
+            self.commands.start(self.connection, self.pubsub_channel_name,
+                                (socket_timeout(self.connection) or self.connection_timeout) / 2,
+                                subscribe=self.subscribe, unsubscribe=self.unsubscribe)  # fmt: skip
         collector.tune_for_many_jobs_in_flight()
         try:
-            self.loop.run(burst, max_jobs, max_idle_time)
-            self.shutdown.drain()
+            self.loop.run(burst, max_jobs, max_idle_time, concurrency=self.concurrency,
+                          max_connection_wait_time=self.max_connection_wait_time,
+                          backoff_factor=self.exponential_backoff_factor)  # fmt: skip
+            self.shutdown.drain(self.graceful_timeout)
         finally:
             self.metrics.stop()
             self.heartbeats.stop()
             self.commands.stop_watch()
-            self.writes_tick.stop()
+            self.counters.stop()
             try:
                 self.teardown()
             except redis.exceptions.RedisError as exc:
@@ -432,7 +478,8 @@ class GeventWorker(Worker):
             self.maintenance.cleaned_at(value)
 
     def run_maintenance_tasks(self) -> None:
-        self.maintenance.run(super().run_maintenance_tasks)
+        if not self.maintenance.run(super().run_maintenance_tasks):
+            self.last_cleaned_at = now()
 
     def clean_registries(self) -> None:
         """rq's, with each queue cleaned on its own (a bad queue does not stop the others')."""
@@ -640,9 +687,33 @@ class GeventWorker(Worker):
             kwargs.update(compat.execution_kwargs(running.execution))
         record = _in_one_trip(super().handle_job_failure, job, queue, started_job_registry=started_job_registry,
                               exc_string=_failure_to_store(running, exc_string), **kwargs)  # fmt: skip
-        self.outcomes.failed(running, job, queue, exc_string, record, kwargs.get("execution"))
+        self._record_failure(running, job, queue, exc_string, record, kwargs.get("execution"))
         if running is not None and not isinstance(running.interrupted_by, ColdShutdown):
             self._count_outcome(running, queue)
+
+    def _record_failure(self, running: RunningJob | None, job: Job, queue: Queue, exc_string: str,
+                        record: Callable[[], Any], execution: Any) -> None:  # fmt: skip
+        """A cold shutdown's or a never-started job is requeued, what rq's maintenance gets wrong is
+        handled there, a stopped job gets its stopped callback; the rest is rq's failure (or retry)."""
+        reason = running.interrupted_by if running is not None else None
+        if isinstance(reason, ColdShutdown):
+            self.outcomes.requeue(job, queue, "interrupted by cold shutdown", execution, reason="cold_shutdown")
+            return
+        if running is not None and running.never_started:
+            self.outcomes.requeue_when_redis_is_back(running)
+            return
+        if running is not None and running.phase is Phase.WITHDRAWN:
+            return
+        if self.maintenance.handled_failure(job, queue, exc_string):
+            return
+        if isinstance(reason, JobStopped):
+            # rq's forking worker runs the stopped callback when it reaps the horse, before handle_job_failure.
+            self.log.warning("Worker %s: job %s stopped by user, moving it to FailedJobRegistry", self.name, job.id)
+            try:
+                compat.execute_stopped_callback(job, self.death_penalty_class)
+            except Exception:
+                self.log.error("Worker %s: stopped callback of job %s failed", self.name, job.id, exc_info=True)
+        self.outcomes.record(running, record, confirm=True)
 
     def _count_outcome(self, running: RunningJob | None, queue: Queue) -> None:
         """Count how rq recorded a failure or retry, by the job's status, once per run."""
@@ -692,7 +763,7 @@ class GeventWorker(Worker):
         or interrupted by a cold shutdown (rq's exception handlers see neither: they are no errors)."""
         self._interrupted_job_handlers.append(handler)
 
-    # -- worker-level writes, once a second (rq_gevent.worker_writes) ---------------------------------
+    # -- worker-level writes, once a second (rq_gevent.worker_counters) ---------------------------------
 
     # Counted once the outcome's transaction applied: rq builds it again after a WatchError.
     # For a job outside the pool (rq's maintenance, a direct call) rq writes them at once.
@@ -700,31 +771,32 @@ class GeventWorker(Worker):
         if self.jobs.acting_for() is None:
             super().increment_successful_job_count(pipeline)
             return
-        transactions.count_once_applied(pipeline, lambda: self.worker_writes.add_job(successful=1))
+        transactions.count_once_applied(pipeline, lambda: self.counters.add_job(successful=1))
 
     def increment_failed_job_count(self, pipeline: Any = None) -> None:
         if self.jobs.acting_for() is None:
             super().increment_failed_job_count(pipeline)
             return
-        transactions.count_once_applied(pipeline, lambda: self.worker_writes.add_job(failed=1))
+        transactions.count_once_applied(pipeline, lambda: self.counters.add_job(failed=1))
 
     def increment_total_working_time(self, job_execution_time: Any, pipeline: Any = None) -> None:
         if self.jobs.acting_for() is None:
             super().increment_total_working_time(job_execution_time, pipeline)
             return
         seconds = job_execution_time.total_seconds()
-        transactions.count_once_applied(pipeline, lambda: self.worker_writes.add_job(working_seconds=seconds))
+        transactions.count_once_applied(pipeline, lambda: self.counters.add_job(working_seconds=seconds))
 
     def set_current_job_id(self, job_id: str | None = None, pipeline: Any = None) -> None:
         """rq < 3: while jobs run, ``current_job`` is the newest of them, written by the tick."""
         if self.jobs:
-            self.worker_writes.current_job_changed = True
+            self.counters.current_job_changed()
             return
         compat.write_current_job(Worker, self, job_id, pipeline if pipeline is not None else self.connection)
 
     # -- shutdown and commands ------------------------------------------------------------------------
 
-    def _install_signal_handlers(self) -> None:
+    def install_signal_handlers(self) -> None:
+        """SIGINT and SIGTERM handled in greenlets, never inside a job's code (rq_gevent.shutdown)."""
         self.shutdown.install_signal_handlers()
 
     def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
@@ -733,6 +805,13 @@ class GeventWorker(Worker):
             self.request_force_stop(signum, frame)
         else:
             self.shutdown.request_warm(signum)
+
+    def _record_stop_request(self) -> None:
+        """What rq's ``request_stop`` records: a stop was asked for, and when (in Redis while jobs run)."""
+        compat.record_stop_request(self)
+        if self.jobs:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                self.set_shutdown_requested_date()
 
     def request_force_stop(self, signum: int | None = None, frame: Any = None) -> None:
         """Cold shutdown: interrupt running jobs and put them back at the front of their queues."""
@@ -760,21 +839,21 @@ class GeventWorker(Worker):
     def horse_pid(self) -> int:
         return 0
 
-    def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+    def listener_failed(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
         """rq retries a lost listener connection but lets a socket timeout end the listener.  A listener
         already replaced (its connection closed under it) just ends."""
         if compat.listener_stopped(pubsub_thread):
             self.log.debug("Worker %s: replaced command listener ended (%s)", self.name, type(exc).__name__)
             return
         if not isinstance(exc, REDIS_UNAVAILABLE):
-            super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+            compat.rq_listener_failed(self, exc, pubsub, pubsub_thread)
             return
         self.log.error("Worker %s: command listener: %s; retrying in 2 s", self.name, why_unavailable(exc))
         gevent.sleep(2)
 
     # -- the scheduler: a greenlet, not a forked process (rq_gevent.scheduler) ----------------------------
 
-    def _start_scheduler(
+    def start_scheduler(
         self,
         burst: bool = False,
         logging_level: str | None = "INFO",

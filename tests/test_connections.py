@@ -195,7 +195,7 @@ def test_the_embedded_server_of_a_machine_without_one_is_a_maintained_one(monkey
 
 def test_dequeue_uses_its_own_connection_with_a_longer_socket_timeout(connection):
     worker = GeventWorker(["default"], connection=connection)
-    worker.dequeuer.open()
+    worker.dequeuer.open(worker.dequeue_socket_timeout)
     kwargs = worker.dequeuer.client.connection_pool.connection_kwargs
     assert worker.dequeuer.client.connection_pool is not connection.connection_pool
     assert kwargs["socket_timeout"] > worker.dequeue_timeout

@@ -174,3 +174,22 @@ def test_contributing_lists_every_module_that_runs_once():
     table = text.split("**Tests that run once.**", 1)[1].split("\n\n**", 1)[0]
     listed = sorted(set(re.findall(r"^\| `(test_\w+\.py)`", table, re.MULTILINE)))
     assert listed == marked
+
+
+def modules_in_the_table(page: str) -> set[str]:
+    """The ``x.py`` names in the first column of the "## Modules" table of ``page``."""
+    table = page.split("\n## Modules\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([\w.]+\.py)`", row)}
+
+
+def test_the_architecture_pages_module_table_names_every_module():
+    page = (DOCS / "architecture.md").read_text()
+    sample = "x\n## Modules\n| `a.py`, `b.py` | x `c.py` |\n## Next\n| `d.py` | |"
+    assert modules_in_the_table(sample) == {"a.py", "b.py"}
+    files = {path.name for path in (REPO_DIR / "rq_gevent").glob("*.py")}
+    listed = modules_in_the_table(page)
+    assert {"missing from the table": files - listed, "no such module": listed - files} == {
+        "missing from the table": set(),
+        "no such module": set(),
+    }

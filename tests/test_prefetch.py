@@ -75,7 +75,7 @@ def test_only_ids_still_waiting_to_start_are_put_back(connection):
     queue = Queue(connection=connection)
     jobs = [queue.enqueue(testjobs.green_sleep, 0, i) for i in range(5)]
     worker = GeventWorker([queue], connection=connection, concurrency=5)
-    worker.dequeuer.open()
+    worker.dequeuer.open(worker.dequeue_socket_timeout)
     try:
         popped = worker.dequeuer.pop_batch(4)
         assert [job.id for job, _ in popped] == [job.id for job in jobs[:4]]

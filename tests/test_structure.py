@@ -1,4 +1,5 @@
-"""The code's shape, checked: no import cycles among rq-gevent's and the jobs' modules."""
+"""The code's shape, checked: no import cycles among rq-gevent's and the jobs' modules (``TYPE_CHECKING``
+imports included), and no collaborator of the worker reaching a sibling through it."""
 
 import ast
 from pathlib import Path
@@ -24,20 +25,11 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imported_modules(path: Path, package: str) -> set[str]:
-    """Modules ``path`` imports at run time (anywhere, lazily too), not those under ``if TYPE_CHECKING``."""
-    tree = ast.parse(path.read_text())
-    type_checking = {
-        id(node)
-        for branch in ast.walk(tree)
-        if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
-        for statement in branch.body
-        for node in ast.walk(statement)
-    }
+def imported_modules(path: Path, package: str, modules: set[str]) -> set[str]:
+    """Modules ``path`` imports (anywhere: lazily, and under ``if TYPE_CHECKING`` too).  ``from p import
+    m`` of a submodule ``m`` is an edge to ``p.m`` only; of any other name, to ``p`` itself."""
     found = set()
-    for node in ast.walk(tree):
-        if id(node) in type_checking:
-            continue
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -45,8 +37,10 @@ def imported_modules(path: Path, package: str) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, *([base] if base else [])])
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
+            submodules = {f"{base}.{alias.name}" for alias in node.names} & modules
+            found.update(submodules)
+            if len(submodules) < len(node.names):
+                found.add(base)
     return found
 
 
@@ -56,8 +50,7 @@ def import_graph() -> dict[str, set[str]]:
     graph = {}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        # A package's own __init__ is not an edge: importing rq_gevent.x runs rq_gevent/__init__ anyway.
-        graph[name] = {m for m in imported_modules(path, package) if m in modules and m != name and m != package}
+        graph[name] = {m for m in imported_modules(path, package, set(modules)) if m in modules and m != name}
     return graph
 
 
@@ -93,3 +86,50 @@ def test_no_import_cycles():
     assert "rq_gevent.worker" in graph and "jobs.discuz.backend" in graph
     assert "rq_gevent.options" in graph["rq_gevent.cli"]  # the graph sees imports at all
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_type_checking_imports_and_the_package_itself_are_edges(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("from typing import TYPE_CHECKING\nfrom . import __version__, sub\n"
+                      "if TYPE_CHECKING:\n    from .worker import W\n")  # fmt: skip
+    assert imported_modules(module, "p", {"p", "p.sub", "p.worker"}) == {"typing", "p", "p.sub", "p.worker"}
+    module.write_text("from . import sub\n")
+    assert imported_modules(module, "p", {"p", "p.sub"}) == {"p.sub"}
+
+
+# What GeventWorker builds and hands to its collaborators: none may reach another through the worker.
+COLLABORATORS = {"admission", "commands", "counters", "dequeuer", "heartbeats", "job_writes", "jobs", "loop",
+                 "maintenance", "metrics", "outcomes", "redis_outage", "shutdown", "suspension"}  # fmt: skip
+
+
+def reaches_through_the_worker(source: str) -> list[str]:
+    """``worker.<collaborator>`` (or ``<anything>.worker.<collaborator>``) in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in COLLABORATORS:
+            owner = node.value
+            name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+            if name in ("worker", "_worker"):
+                found.append(ast.unparse(node))
+    return found
+
+
+def test_the_reach_finder_finds_a_reach():
+    assert reaches_through_the_worker("self.worker.maintenance.due()\nworker.jobs.add(x)") == [
+        "self.worker.maintenance",
+        "worker.jobs",
+    ]
+    assert reaches_through_the_worker("self.maintenance.due()\nworker.name") == []
+
+
+def test_no_collaborator_reaches_a_sibling_through_the_worker():
+    from rq_gevent.worker import GeventWorker
+
+    built = set(GeventWorker.__init__.__code__.co_names)
+    assert COLLABORATORS <= built, COLLABORATORS - built  # the list names what the worker builds
+    reaches = {
+        path.name: found
+        for path in ROOT.glob("rq_gevent/**/*.py")
+        if path.name != "worker.py" and (found := reaches_through_the_worker(path.read_text()))
+    }
+    assert reaches == {}

@@ -7,24 +7,21 @@ most once a second (and at shutdown).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 import redis.exceptions
-from rq.worker import Worker
 
-from . import compat
 from .background import Background
 from .redis_waits import REDIS_UNAVAILABLE
-
-if TYPE_CHECKING:
-    from .worker import GeventWorker
 
 # Worker-level writes (counters, current_job) reach Redis at most this often.
 WORKER_WRITES_SECONDS = 1.0
 
 
-class WorkerWrites:
+class _Pending:
     """What rq would have written to the worker hash since the last tick."""
 
     def __init__(self) -> None:
@@ -33,15 +30,10 @@ class WorkerWrites:
         self.working_seconds = 0.0
         self.current_job_changed = False
 
-    def pending(self) -> bool:
+    def __bool__(self) -> bool:
         return bool(self.successful or self.failed or self.working_seconds or self.current_job_changed)
 
-    def add_job(self, successful: int = 0, failed: int = 0, working_seconds: float = 0.0) -> None:
-        self.successful += successful
-        self.failed += failed
-        self.working_seconds += working_seconds
-
-    def add(self, other: WorkerWrites) -> None:
+    def add(self, other: _Pending) -> None:
         self.successful += other.successful
         self.failed += other.failed
         self.working_seconds += other.working_seconds
@@ -56,9 +48,25 @@ class WorkerWrites:
             pipeline.hincrbyfloat(key, "total_working_time", self.working_seconds)
 
 
-class WorkerWritesTick(Background):
-    def __init__(self, worker: GeventWorker) -> None:
-        self.worker = worker
+class WorkerCounters(Background):
+    """The worker hash ``key``'s counters, and ``current_job`` (written by ``write_current_job(pipeline)``,
+    rq's for the newest running job), written by a tick."""
+
+    def __init__(self, connection: Any, key: str, name: str, log: logging.Logger,
+                 write_current_job: Callable[[Any], None]) -> None:  # fmt: skip
+        self.connection, self.key, self.name, self.log = connection, key, name, log
+        self._write_current_job = write_current_job
+        self._pending = _Pending()
+
+    def add_job(self, successful: int = 0, failed: int = 0, working_seconds: float = 0.0) -> None:
+        pending = self._pending
+        pending.successful += successful
+        pending.failed += failed
+        pending.working_seconds += working_seconds
+
+    def current_job_changed(self) -> None:
+        """The next tick writes ``current_job`` (the running jobs changed, or the hash was re-created)."""
+        self._pending.current_job_changed = True
 
     def run(self) -> None:
         while True:
@@ -70,17 +78,16 @@ class WorkerWritesTick(Background):
 
     def flush(self) -> None:
         """One pipeline: the counters added up since the last call, and ``current_job``."""
-        worker = self.worker
-        writes, worker.worker_writes = worker.worker_writes, WorkerWrites()
-        if not writes.pending():
+        writes, self._pending = self._pending, _Pending()
+        if not writes:
             return
         try:
-            with worker.connection.pipeline(transaction=False) as pipeline:
-                writes.queue_on(pipeline, worker.key)
-                compat.write_current_job(Worker, worker, worker.jobs.newest_id(), pipeline)
+            with self.connection.pipeline(transaction=False) as pipeline:
+                writes.queue_on(pipeline, self.key)
+                self._write_current_job(pipeline)
                 pipeline.execute()
         except REDIS_UNAVAILABLE:
-            worker.worker_writes.add(writes)  # kept for the next tick
+            self._pending.add(writes)  # kept for the next tick
             raise
 
     def stop(self) -> None:
@@ -88,4 +95,4 @@ class WorkerWritesTick(Background):
         try:
             self.flush()
         except redis.exceptions.RedisError as exc:
-            self.worker.log.warning("Worker %s: could not write its job counters (%s)", self.worker.name, exc)
+            self.log.warning("Worker %s: could not write its job counters (%s)", self.name, exc)
