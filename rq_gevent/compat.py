@@ -31,6 +31,7 @@ from rq.registry import clean_registries
 from rq.results import Result
 from rq.utils import current_timestamp, now
 
+from . import lua
 from .speedups import utcformat
 
 RQ_VERSION = tuple(int(part) for part in rq.__version__.split(".")[:2])
@@ -38,6 +39,12 @@ RQ_VERSION = tuple(int(part) for part in rq.__version__.split(".")[:2])
 EXPLICIT_EXECUTIONS = RQ_VERSION >= (3, 0)
 
 __all__ = ["EXPLICIT_EXECUTIONS", "RQ_VERSION", "StopRequested"]
+
+# The rq releases CI tests (noxfile.py's matrix; tests/test_lua.py checks they agree).  On these only
+# do the scripts of rq_gevent/lua/ that mirror rq's code write a job's start, success and heartbeat
+# and pop batches; on any other rq, rq's own code does (the worker says so in one INFO line).
+TESTED_RQ_VERSIONS = ("2.3.3", "2.12.0", "3.0.0")
+SCRIPTS_MIRROR_THIS_RQ = rq.__version__ in TESTED_RQ_VERSIONS
 
 # Every private name of rq and redis-py this module relies on, by the class that has it (on its
 # instances).  tests/test_compat.py checks the installed rq and redis-py have each, and that no other
@@ -401,41 +408,22 @@ def move_last_command_first(pipeline: Any) -> None:
 
 # -- heartbeats -----------------------------------------------------------------------------------
 
-# rq's heartbeat writes for one running job (``Execution.heartbeat``: the execution hash, the started
-# registry with ``add_execution(xx=True)``, the job's ``ExecutionRegistry.add`` (XX from rq 3 on);
-# ``Job.heartbeat``), atomic and only while the execution still exists.  With many jobs ending at
-# once, Redis reads a large heartbeat pipeline in chunks interleaved with the jobs' own clean-up
-# pipelines, so rq's unconditional HSET would re-create an execution hash that was just deleted.
-# KEYS: execution hash, started registry, job's execution registry, job hash
-# ARGV: ttl, started-registry score, execution id, composite key, execution-registry score,
-#       heartbeat timestamp (float), heartbeat time (rq's string format), "XX" or ""
-_BEAT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local ttl = tonumber(ARGV[1])
-redis.call('HSET', KEYS[1], 'last_heartbeat', ARGV[6])
-redis.call('EXPIRE', KEYS[1], ttl)
-redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[4])
-if ARGV[8] == 'XX' then
-    redis.call('ZADD', KEYS[3], 'XX', ARGV[5], ARGV[3])
-else
-    redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
-end
-redis.call('EXPIRE', KEYS[3], ttl + 60)
-if redis.call('EXISTS', KEYS[4]) == 1 then
-    redis.call('HSET', KEYS[4], 'last_heartbeat', ARGV[7])
-end
-return 1
-"""
-
 
 class JobHeartbeats:
-    """rq's per-job heartbeat writes, as one script call per running job."""
+    """rq's per-job heartbeat writes: one call of ``lua/heartbeat.lua`` per running job (``scripted``),
+    else rq's own ``Execution.heartbeat`` and ``Job.heartbeat``."""
 
-    def __init__(self, connection: Any):
-        self._script = connection.register_script(_BEAT)
+    def __init__(self, connection: Any, scripted: bool):
+        self.scripted = scripted
+        self._script = connection.register_script(lua.load("heartbeat").source) if scripted else None
 
     def beat(self, pipeline: Any, execution: Any, job: Any, ttl: int, beat_time: Any) -> None:
-        """Queue one running job's heartbeat on ``pipeline``."""
+        """Queue one running job's heartbeat on ``pipeline``: when scripted, one command, whose reply is
+        0 if the execution is gone."""
+        if self._script is None:
+            execution.heartbeat(job.started_job_registry, ttl, pipeline=pipeline)
+            job.heartbeat(beat_time, ttl, pipeline=pipeline, xx=True)
+            return
         now_ts = current_timestamp()
         started_score = "+inf" if ttl < 0 else now_ts + ttl
         keys = [execution.key, job.started_job_registry.key, job.execution_registry.key, job.key]

@@ -33,10 +33,9 @@ import redis.exceptions
 from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.utils import as_text, get_version
 
-from . import compat
+from . import compat, lua
 from .bad_queues import BadQueues
 from .connections import dequeue_client, unblock_clients
-from .transactions import NOT_WITHDRAWN_LUA
 
 # At most this many jobs are taken per dequeue round trip (never more than the free slots).
 DEQUEUE_BATCH = 20
@@ -45,61 +44,8 @@ DEQUEUE_BATCH = 20
 # answers; a receipt that expired leaves its ids to rq's maintenance).
 RECEIPT_SECONDS = 3600
 
-# KEYS: queue, intermediate list, this worker's pop receipt.  ARGV: how many, job key prefix, pop
-# token, receipt seconds.  Returns id1, hash1 (flat field/value list), id2, hash2...
-_POP_WITH_HASHES = """
-local ids = {}
-local receipt = redis.pcall('LRANGE', KEYS[3], 0, -1)  -- a key of another type: no receipt, replaced
-if not receipt.err and receipt[1] == ARGV[3] then
-    -- This pop ran before and its reply was lost: the ids it took that still wait to start.
-    for index = 2, #receipt do
-        if redis.call('LPOS', KEYS[2], receipt[index]) then ids[#ids + 1] = receipt[index] end
-    end
-else
-    for _ = 1, tonumber(ARGV[1]) do
-        local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
-        if not id then break end
-        ids[#ids + 1] = id
-    end
-    if #ids > 0 then
-        -- Once the first LMOVE is written nothing can refuse these (Redis checks memory only then).
-        redis.call('DEL', KEYS[3])
-        redis.call('RPUSH', KEYS[3], ARGV[3], unpack(ids))
-        redis.call('EXPIRE', KEYS[3], ARGV[4])
-    end
-end
-local popped = {}
-for _, id in ipairs(ids) do
-    popped[#popped + 1] = id
-    -- HGETALL's only error is WRONGTYPE: sent back as nil for that id, not as the script's error.
-    local fields = redis.pcall('HGETALL', ARGV[2] .. id)
-    if fields.err then fields = false end
-    popped[#popped + 1] = fields
-end
-return popped
-"""
-
-# KEYS: queue, intermediate list.  ARGV: job key prefix, then job ids in pop order.  Takes them out of
-# the intermediate list and puts those not withdrawn (cancelled or deleted meanwhile) back at the
-# front of the queue, in order; returns how many.
-_PUT_BACK = (
-    NOT_WITHDRAWN_LUA
-    + """
-local back = 0
-for i = #ARGV, 2, -1 do
-    if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 and not_withdrawn(ARGV[1] .. ARGV[i]) then
-        local pushed = redis.pcall('LPUSH', KEYS[1], ARGV[i])
-        if type(pushed) == 'table' and pushed.err then
-            -- refused after its LREM (an ACL, a queue key that is not a list): back for maintenance
-            redis.call('RPUSH', KEYS[2], ARGV[i])
-            return redis.error_reply(pushed.err)
-        end
-        back = back + 1
-    end
-end
-return back
-"""
-)
+_POP_WITH_HASHES = lua.load("pop")
+_PUT_BACK = lua.load("put_back")
 
 
 class Dequeuer:
@@ -111,11 +57,12 @@ class Dequeuer:
     def __init__(self, connection: Any, name: str, log: logging.Logger, *, job_class: Any, queue_class: Any,
                  serializer: Any, queues: Callable[[], list[Any]], popped_from: Callable[[Any], None],
                  server_version: Callable[[], Any], describe: Callable[[Any], bool], redis_down: Callable[[], bool],
-                 bad_queue_skip_seconds: float) -> None:  # fmt: skip
+                 bad_queue_skip_seconds: float, scripted: bool) -> None:  # fmt: skip
         self.connection, self.name, self.log = connection, name, log
         self.job_class, self.queue_class, self.serializer = job_class, queue_class, serializer
         self._queues_in_order, self._popped_from, self._server_version = queues, popped_from, server_version
         self._describe, self._redis_down = describe, redis_down
+        self.scripted = scripted  # batched pops by lua/pop.lua (else one at a time, by rq's Queue methods)
         self.client: Any = None
         self._pop_script: Any = None
         self._put_back_script: Any = None
@@ -191,7 +138,7 @@ class Dequeuer:
         self._woken.wait(timeout if next_look is None else min(timeout, next_look))
 
     def _pop_one(self, timeout: int | None) -> list[tuple[Any, Any]]:
-        if self._single_queue_lmove():
+        if self._batched():
             return self._wait_then_take_one(timeout)
         while True:
             popped_id = self._pop_job_id(timeout)
@@ -203,7 +150,7 @@ class Dequeuer:
                 return [self._admitting(job, queue)]
 
     def _pop_batch(self, slots: int) -> list[tuple[Any, Any]]:
-        if not self._single_queue_lmove():
+        if not self._batched():
             return []
         queue = self.queues()[0]
         admitted = []
@@ -217,7 +164,7 @@ class Dequeuer:
         """Popped jobs that never started, back at the front of ``queue`` in their order (those still in
         its intermediate list and not withdrawn); returns how many."""
         if self._put_back_script is None:
-            self._put_back_script = self.connection.register_script(_PUT_BACK)
+            self._put_back_script = self.connection.register_script(_PUT_BACK.source)
         keys = [queue.key, queue.intermediate_queue_key]
         prefix = self.job_class.redis_job_namespace_prefix
         return int(self._put_back_script(keys=keys, args=[prefix, *job_ids], client=self.connection))
@@ -241,6 +188,10 @@ class Dequeuer:
             if self.client.blmove(queue.key, queue.key, int(remaining), "LEFT", "LEFT") is None:
                 return []
 
+    def _batched(self) -> bool:
+        """Pops by ``lua/pop.lua``: several at once, each with its hash, a lost reply asked again."""
+        return self.scripted and self._single_queue_lmove()
+
     def _single_queue_lmove(self) -> bool:
         return len(self.queues()) == 1 and get_version(self.connection) >= (6, 2, 0)
 
@@ -250,7 +201,7 @@ class Dequeuer:
         pop whose reply was lost, its ids instead (at most the ``count`` it was asked for: the free
         slots only grow while no job is admitted)."""
         if self._pop_script is None:
-            self._pop_script = self.connection.register_script(_POP_WITH_HASHES)
+            self._pop_script = self.connection.register_script(_POP_WITH_HASHES.source)
         prefix = self.job_class.redis_job_namespace_prefix
         if self._pop_token is None:
             self._pop_token = f"{self._process_token}:{next(self._pops)}"

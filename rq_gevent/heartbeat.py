@@ -27,8 +27,11 @@ HEARTBEAT_BATCH = 200
 class Heartbeat(Background):
     """``worker``: the rq worker whose key and running jobs' executions are kept alive, by rq's methods."""
 
-    def __init__(self, worker: Worker, jobs: RunningJobs, redis_outage: RedisOutage, counters: WorkerCounters) -> None:
+    def __init__(self, worker: Worker, jobs: RunningJobs, redis_outage: RedisOutage, counters: WorkerCounters,
+                 scripted: bool) -> None:  # fmt: skip
+        """``scripted``: each job's heartbeat by ``lua/heartbeat.lua`` (else by rq's own methods)."""
         self.worker, self.jobs, self.redis_outage, self.counters = worker, jobs, redis_outage, counters
+        self.scripted = scripted
         self._job_heartbeats: compat.JobHeartbeats | None = None
 
     def run(self) -> None:
@@ -53,7 +56,7 @@ class Heartbeat(Background):
         worker_ttl = max(worker.worker_ttl, int(worker.job_monitoring_interval)) + 60
         running = [r for r in self.jobs if r.beating]
         if self._job_heartbeats is None:
-            self._job_heartbeats = compat.JobHeartbeats(worker.connection)
+            self._job_heartbeats = compat.JobHeartbeats(worker.connection, self.scripted)
         batches = [running[i : i + HEARTBEAT_BATCH] for i in range(0, len(running), HEARTBEAT_BATCH)] or [[]]
         for index, batch in enumerate(batches):
             with worker.connection.pipeline(transaction=False) as pipeline:
@@ -68,7 +71,8 @@ class Heartbeat(Background):
                     ttl = worker.get_heartbeat_ttl(item.job)
                     self._job_heartbeats.beat(pipeline, item.execution, item.job, ttl, beat_time)
                 results = pipeline.execute()
-                self._note_lost_executions(batch, results[len(results) - len(batch) :])
+                if self.scripted:
+                    self._note_lost_executions(batch, results[len(results) - len(batch) :])
                 if index == 0 and not (results[0] and results[1]):
                     # The worker hash had expired (e.g. Redis restarted without persistence) or was re-created.
                     self._reregister(pipeline, worker_ttl)

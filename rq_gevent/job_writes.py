@@ -11,7 +11,7 @@ compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on ev
   PERSIST join it; the worker-level writes of the start (its heartbeat, ``current_job``) go to the
   once-a-second tick and the heartbeat greenlet.
 * **The start in a few words.**  For rq's own ``Job`` on a busy worker (the common case), the start
-  is one call of :data:`_START`, which applies the commands rq would have queued on that pipeline
+  is one call of ``lua/start.lua``, which applies the commands rq would have queued on that pipeline
   from the values rq computes (the execution's ``serialize()``, ``prepare_for_execution``'s mapping,
   the current second as rq's ``current_timestamp()``) in about 25 words instead of about 80: less
   for the worker to build and pack.  A job class with its own start methods, or a worker becoming
@@ -20,7 +20,7 @@ compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on ev
   exists, neither cancelled (rq's ``cancel()`` and ``delete()`` do not look in ``:intermediate``) nor
   started or ended elsewhere meanwhile; else it is not run and its id leaves ``:intermediate``.
 * **A success in a few words.**  A success of rq's own ``Job`` with no dependents is one call of
-  :data:`_SUCCESS`, from rq's ``to_dict``, ``Result.serialize()`` and ``BaseRegistry.add``'s score;
+  ``lua/success.lua``, from rq's ``to_dict``, ``Result.serialize()`` and ``BaseRegistry.add``'s score;
   the job hash's three HSETs (last heartbeat, status, its fields) are one, the last having rewritten
   the first two's fields.  A job with dependents, repeats, a rate limit or a result TTL of 0, and a
   job class or worker class with its own methods take rq's code.
@@ -36,7 +36,6 @@ compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on ev
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -47,7 +46,7 @@ from rq.results import Result
 from rq.utils import as_text, now
 from rq.worker import Worker, WorkerStatus
 
-from . import compat, transactions
+from . import compat, lua, transactions
 from .redis_waits import REDIS_UNAVAILABLE
 from .running import Phase, RunningJob
 from .speedups import utcformat
@@ -57,90 +56,10 @@ if TYPE_CHECKING:
     from .worker_counters import WorkerCounters
 
 
-# Whether a server has the outcome of one run, atomically.  rq's outcome transactions (success,
-# failure, retry, stop) and its clean-up of an abandoned job each remove the execution from the started
-# registry; a server that never had the run's start lacks it too, and still has the job queued with
-# another start (an immediate retry leaves it queued with this one), or the status it had before the
-# run (not one ``NOT_WITHDRAWN_LUA`` withdraws).  Then the start is written back.
-# KEYS: job hash, started registry, queue, intermediate list.
-# ARGV: execution's composite key, job id, the run's started_at, worker name, started-registry score.
-# Returns 1: recorded; 0: started, not recorded; -1: neither, and the start is written back now.
-_OUTCOME_RECORDED = (
-    transactions.NOT_WITHDRAWN_LUA
-    + """
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
-local job = redis.call('HMGET', KEYS[1], 'status', 'started_at')
-if not job[1] or withdrawn_status[job[1]] or job[2] == ARGV[3] then return 1 end
-redis.call('LREM', KEYS[3], 0, ARGV[2])
-redis.call('LREM', KEYS[4], 0, ARGV[2])
-redis.call('HSET', KEYS[1], 'status', 'started', 'started_at', ARGV[3], 'worker_name', ARGV[4],
-           'last_heartbeat', ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
-return -1
-"""
-)
-
-
-# rq's start of a job (``Execution.create``, ``prepare_for_execution``, the LREM from the intermediate
-# list, the PERSIST), applied as EXEC would, if the job was not withdrawn.  KEYS: job hash, execution
-# hash, the job's executions registry, started registry, intermediate list or the job hash again (no
-# LREM), the worker's executions set or the job hash again (rq < 3: a key an ACL user may name, where
-# "" is refused).  ARGV: heartbeat TTL, the current second, execution
-# id, its composite key, job id, how many words the execution hash's fields and values take, them,
-# then the job hash's fields and values.  Returns -1 (withdrawn), or ``ran()``'s reply.
-_START = (
-    transactions.NOT_WITHDRAWN_LUA
-    + transactions.REFUSAL_LUA
-    + """
-if not not_withdrawn(KEYS[1]) then return -1 end
-local ttl, now, words = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
-run('HSET', KEYS[2], unpack(ARGV, 7, 6 + words))
-run('EXPIRE', KEYS[2], ttl)
-run('ZADD', KEYS[3], now + ttl + 60, ARGV[3])
-run('EXPIRE', KEYS[3], ttl + 60)
-run('ZADD', KEYS[4], now + ttl, ARGV[4])
-if KEYS[6] ~= KEYS[1] then
-  run('SADD', KEYS[6], ARGV[4])
-  run('EXPIRE', KEYS[6], ttl + 60)
-end
-run('HSET', KEYS[1], unpack(ARGV, 7 + words))
-if KEYS[5] ~= KEYS[1] then run('LREM', KEYS[5], 1, ARGV[5]) end
-run('PERSIST', KEYS[1])
-return ran()
-"""
-)
-_START_SHA = hashlib.sha1(_START.encode()).hexdigest()
-
-
-# rq's record of a success with no dependents (``handle_job_success``: ``Job._handle_success``,
-# ``Job.cleanup``, the execution's clean-up; the job's last heartbeat, status and fields in its one
-# HSET of them all), applied as EXEC would.  KEYS: job hash, its dependents set (which must not exist),
-# its dependencies key, results stream, finished registry, execution hash, started registry, the job's
-# executions registry, the worker's executions set or the job hash again (rq < 3).  ARGV: result TTL,
-# finished-registry score, composite key, execution id, job id, how many words the job hash's fields
-# and values take, them, then the result's.  Returns false (the job has dependents: rq's own code
-# records it), or ``ran()``'s reply.
-_SUCCESS = (
-    transactions.REFUSAL_LUA
-    + """
-if redis.call('EXISTS', KEYS[2]) == 1 then return false end
-local ttl, words = tonumber(ARGV[1]), tonumber(ARGV[6])
-run('HSET', KEYS[1], unpack(ARGV, 7, 6 + words))
-run('XADD', KEYS[4], 'MAXLEN', '~', '10', '*', unpack(ARGV, 7 + words))
-if ttl == -1 then run('PERSIST', KEYS[4]) else run('EXPIRE', KEYS[4], ttl) end
-run('ZADD', KEYS[5], ARGV[2], ARGV[5])
-if ttl > 0 then  -- rq's EXPIRE of the dependents set too, which does not exist
-  run('EXPIRE', KEYS[1], ttl)
-  run('EXPIRE', KEYS[3], ttl)
-end
-run('DEL', KEYS[6])
-run('ZREM', KEYS[7], ARGV[3])
-run('ZREM', KEYS[8], ARGV[4])
-if KEYS[9] ~= KEYS[1] then run('SREM', KEYS[9], ARGV[3]) end
-return ran()
-"""
-)
-_SUCCESS_SHA = hashlib.sha1(_SUCCESS.encode()).hexdigest()
+# Their keys, what they write and the rq code they mirror: the headers of the files in rq_gevent/lua/.
+_OUTCOME_RECORDED = lua.load("outcome_recorded")
+_START = lua.load("start")
+_SUCCESS = lua.load("success")
 
 
 class _JobFields:
@@ -153,18 +72,19 @@ class _JobFields:
 
 
 class JobWrites:
-    def __init__(self, worker: Worker, jobs: RunningJobs, counters: WorkerCounters,
+    def __init__(self, worker: Worker, jobs: RunningJobs, counters: WorkerCounters, scripted: bool,
                  cleanup_overridden: bool = False) -> None:  # fmt: skip
         """``worker``: the rq worker whose methods make rq's writes (rq's API, and a subclass's overrides);
-        ``cleanup_overridden``: the worker's class has its own ``cleanup_execution``, which the success
-        script would leave out."""
-        self.worker, self.jobs, self.counters = worker, jobs, counters
+        ``scripted``: a start and a success by ``lua/start.lua`` and ``lua/success.lua`` where they fit
+        (else rq's own code); ``cleanup_overridden``: the worker's class has its own
+        ``cleanup_execution``, which the success script would leave out."""
+        self.worker, self.jobs, self.counters, self.scripted = worker, jobs, counters, scripted
         self._own_cleanup = not cleanup_overridden
         self._outcome_recorded_script: Any = None
 
     def create_execution(self, job: Any) -> Any:
         """rq's execution (and BUSY, if the worker was idle), on a pipeline held for :meth:`mark_started`,
-        or in memory only, for :data:`_START` to write."""
+        or in memory only, for ``lua/start.lua`` to write."""
         worker = self.worker
         running = self.jobs.own(job)
         if running is not None and self._start_script_fits(job):
@@ -221,18 +141,19 @@ class JobWrites:
             running.phase = Phase.STARTED
 
     def _start_script_fits(self, job: Any) -> bool:
-        """Whether :data:`_START` writes what rq's methods would for ``job``: rq's own, and a worker
+        """Whether ``lua/start.lua`` writes what rq's methods would for ``job``: rq's own, and a worker
         already busy (becoming busy writes the worker hash too)."""
         cls = type(job)
         return (
-            cls.prepare_for_execution is Job.prepare_for_execution
+            self.scripted
+            and cls.prepare_for_execution is Job.prepare_for_execution
             and cls.heartbeat is Job.heartbeat
             and cls.started_job_registry is Job.started_job_registry
             and self.worker.get_state() == WorkerStatus.BUSY
         )
 
     def _start(self, running: RunningJob, remove_from_intermediate_queue: bool) -> None:
-        """The start as one call of :data:`_START`, from the values rq's methods compute."""
+        """The start as one call of ``lua/start.lua``, from the values rq's methods compute."""
         worker, job, execution = self.worker, running.job, running.execution
         fields = _JobFields()
         job.prepare_for_execution(worker.name, pipeline=fields)
@@ -247,7 +168,7 @@ class JobWrites:
         args = (running.start_ttl, int(time.time()), execution.id, execution.composite_key, job.id,
                 len(execution_fields), *execution_fields, *job_fields)  # fmt: skip
         running.start_ttl = None
-        if self._call(_START_SHA, _START, keys, args) == -1:
+        if self._call(_START, keys, args) == -1:
             raise transactions.JobWithdrawn(f"{job.key}: cancelled, deleted or taken elsewhere")
 
     def _start_on(self, held: Any, job: Any, remove_from_intermediate_queue: bool) -> None:
@@ -275,7 +196,8 @@ class JobWrites:
     def _success_script_fits(self, job: Any) -> bool:
         cls, worker = type(job), self.worker
         return (
-            all(getattr(cls, name) is getattr(Job, name) for name in compat.SUCCESS_SCRIPT_MIRRORS)
+            self.scripted
+            and all(getattr(cls, name) is getattr(Job, name) for name in compat.SUCCESS_SCRIPT_MIRRORS)
             and compat.results_in_streams(job)
             and self._own_cleanup
             and not job.repeats_left
@@ -286,7 +208,7 @@ class JobWrites:
         )
 
     def _record_success(self, running: RunningJob, by_rq: Callable[[], Any]) -> None:
-        """rq's ``handle_job_success``, with no dependents, as one call of :data:`_SUCCESS`."""
+        """rq's ``handle_job_success``, with no dependents, as one call of ``lua/success.lua``."""
         worker, job, execution = self.worker, running.job, running.execution
         result_ttl = job.get_result_ttl(worker.default_result_ttl)
         compat.set_status_in_memory(job, JobStatus.FINISHED)
@@ -300,7 +222,7 @@ class JobWrites:
                 worker_executions_key or job.key)  # fmt: skip
         args = (result_ttl, "+inf" if score == -1 else score, execution.composite_key, execution.id, job.id,
                 len(job_fields), *job_fields, *result_fields)  # fmt: skip
-        if self._call(_SUCCESS_SHA, _SUCCESS, keys, args) is None:  # it has dependents now
+        if self._call(_SUCCESS, keys, args) is None:  # it has dependents now
             by_rq()
             return
         if not compat.EXPLICIT_EXECUTIONS:
@@ -313,10 +235,10 @@ class JobWrites:
         else:
             worker.log.info("Successfully completed job %s in %ss on worker %s", job.id, took, worker.name)
 
-    def _call(self, sha: str, source: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+    def _call(self, script: lua.LuaScript, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
         """One of this module's scripts, coalesced with other greenlets' calls; the first error among
         its commands' replies is raised (the script's reply), as ``pipeline.execute()`` would."""
-        return self.worker.connection.coalescer.evalsha(sha, source, len(keys), *keys, *args)
+        return self.worker.connection.coalescer.evalsha(script.sha, script.source, len(keys), *keys, *args)
 
     @staticmethod
     def note_end(job: Any) -> None:
@@ -342,7 +264,7 @@ class JobWrites:
         what it is about to discard; on a replica the pool is dropped and ConnectionError raised."""
         worker, job, execution = self.worker, running.job, running.execution
         if self._outcome_recorded_script is None:
-            self._outcome_recorded_script = worker.connection.register_script(_OUTCOME_RECORDED)
+            self._outcome_recorded_script = worker.connection.register_script(_OUTCOME_RECORDED.source)
         queue = running.queue
         keys = [job.key, job.started_job_registry.key, queue.key, queue.intermediate_queue_key]
         started_at = utcformat(job.started_at) if job.started_at else ""

@@ -19,7 +19,7 @@ greenlets, and rq's success without its WATCH round trips; counters that count o
 * :meth:`OneTripPipeline.after_execute` runs code once the transaction has applied, never on a
   WatchError's first attempt: the worker's in-memory counters add up there.
 * :func:`only_if_not_withdrawn`: the transaction applies only if a job still exists and was not
-  cancelled or taken in hand elsewhere (``NOT_WITHDRAWN_LUA``), checked by the same
+  cancelled or taken in hand elsewhere (``lua/not_withdrawn.lua``), checked by the same
   script; else nothing applies and :class:`JobWithdrawn` is raised.
   A job's start uses it: rq's ``Job.cancel()`` and ``delete()`` do not look in ``:intermediate``,
   where a popped job waits.
@@ -31,7 +31,6 @@ import contextlib
 import contextvars
 import copy
 import functools
-import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,88 +38,10 @@ from redis import Redis
 from redis.client import CaseInsensitiveDict, Pipeline
 from redis.exceptions import ResponseError, WatchError
 
-from . import compat
+from . import compat, lua
 from .coalescing import Coalescer
 
-# Lua: whether the job hash ``key`` is still to run: it exists, neither cancelled (rq's ``cancel()`` and
-# ``delete()`` do not look in ``:intermediate``, where a popped job waits) nor taken in hand elsewhere
-# meanwhile (started, or ended: a duplicate of its id in a queue, or a stock rq worker's maintenance,
-# which fails a job it finds in ``:intermediate`` for a minute).  Any other status is run, as rq runs
-# whatever it pops: ``created`` (saved and pushed by hand), ``deferred``, ``scheduled``, none.  A key that
-# is not a hash is no job.  Shared with the put-back of jobs popped ahead (:mod:`rq_gevent.dequeue`).
-NOT_WITHDRAWN_LUA = (
-    "local withdrawn_status = {"
-    + ", ".join(f"{status} = true" for status in sorted(compat.WITHDRAWN_STATUSES))
-    + "}"
-    + """
-local function not_withdrawn(key)
-  local status = redis.pcall('HGET', key, 'status')
-  if type(status) == 'table' then return false end
-  if status then return not withdrawn_status[status] end
-  return redis.call('EXISTS', key) == 1
-end
-"""
-)
-
-# Lua: ``refusal_in(reply)``, the refusal of writes that a ``redis.pcall``'s reply is, if it is one,
-# else nil.  Redis refuses a script's writes only until its first one lands: a script that meets one
-# ends with it, as EXEC aborts, nothing applied.  ``run(command...)``: the command's reply, the command
-# run as EXEC would (an error is kept and the others still run), none after a refusal; ``ran()``, the
-# reply of a script whose caller needs no other (the start and success scripts of
-# :mod:`rq_gevent.job_writes`): the refusal, else the first error, else 1.
-REFUSAL_LUA = """
-local function refusal_in(reply)
-  if type(reply) ~= 'table' or not reply.err then return nil end
-  -- Redis 6.2 words it "@user_script: 1: -OOM command not allowed ...", with a line end
-  local err = reply.err:gsub('^@user_script: %d+: ', ''):gsub('^%-', ''):gsub('%s+$', '')
-  for _, refusal in ipairs({'^OOM ', '^READONLY ', '^NOREPLICAS ', '^MISCONF ', 'read only replica'}) do
-    if string.find(err, refusal) then return err end
-  end
-  return nil
-end
-
-local refused, first_error
-local function run(...)
-  if refused then return end
-  local reply = redis.pcall(...)
-  if type(reply) == 'table' and reply.err then
-    refused = refusal_in(reply)
-    first_error = first_error or reply
-  end
-  return reply
-end
-
-local function ran()
-  if refused then return redis.error_reply(refused) end
-  return first_error or 1
-end
-"""
-
-# KEYS: the watched keys, all assumed absent; then job hashes that must not be withdrawn.  ARGV: how
-# many job hashes, then each command as its length and its words.  Returns false (a watched key
-# exists), -1 (a job was withdrawn: deleted, cancelled, started or ended elsewhere) or the commands' replies.
-_APPLY_IF_ABSENT = (
-    NOT_WITHDRAWN_LUA
-    + REFUSAL_LUA
-    + """
-local jobs = tonumber(ARGV[1])
-for i = 1, #KEYS - jobs do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return false end
-end
-for i = #KEYS - jobs + 1, #KEYS do
-  if not not_withdrawn(KEYS[i]) then return -1 end
-end
-local replies, i, n = {}, 2, #ARGV
-while i <= n do
-  local words = tonumber(ARGV[i])
-  replies[#replies + 1] = run(unpack(ARGV, i + 1, i + words))
-  if refused then return ran() end
-  i = i + words + 1
-end
-return replies
-"""
-)
-_APPLY_IF_ABSENT_SHA = hashlib.sha1(_APPLY_IF_ABSENT.encode()).hexdigest()
+_APPLY_IF_ABSENT = lua.load("apply_if_absent")
 
 
 class JobWithdrawn(Exception):
@@ -223,7 +144,7 @@ class OneTripPipeline(Pipeline):
             words.append(len(args))
             words.extend(args)
         try:
-            replies = self._coalescer.evalsha(_APPLY_IF_ABSENT_SHA, _APPLY_IF_ABSENT, len(keys), *keys, *words)
+            replies = self._coalescer.evalsha(_APPLY_IF_ABSENT.sha, _APPLY_IF_ABSENT.source, len(keys), *keys, *words)
         finally:
             self.reset()
         if replies is None:
@@ -289,7 +210,7 @@ def one_trip_client(connection: Redis) -> Redis:
 
 def only_if_not_withdrawn(pipeline: Any, job_key: str) -> None:
     """``pipeline``'s transaction applies only if the job hash ``job_key`` exists, neither cancelled nor
-    started or ended (``NOT_WITHDRAWN_LUA``).  Only a pipeline made inside :func:`one_trip` can check it:
+    started or ended (``lua/not_withdrawn.lua``).  Only a pipeline made inside :func:`one_trip` can check it:
     any other is refused here, and one whose transaction cannot be one script call (it watches for real)
     fails at ``execute``."""
     if not isinstance(pipeline, OneTripPipeline) or pipeline._coalescer is None:

@@ -42,6 +42,7 @@ from typing import Any
 import gevent
 import gevent.lock
 import redis.exceptions
+from rq import __version__ as rq_version
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.queue import Queue
@@ -182,6 +183,10 @@ class GeventWorker(compat.WorkerHooks, Worker):
     heartbeat_ttl_margin = 60
     # A queue whose keys hold the wrong type is skipped this long, then popped from again (rq_gevent.bad_queues).
     bad_queue_skip_seconds = 60.0
+    # A job's start, success and heartbeat, and batched pops, by the scripts of rq_gevent/lua/ that mirror
+    # rq's code, fewer round trips: only on the rq releases CI tests (compat.TESTED_RQ_VERSIONS); False:
+    # always rq's own code.
+    use_scripts = True
 
     def __init__(
         self,
@@ -229,6 +234,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
         self.redis_outage = alerts.RedisOutage(
             self.name, redis_alert_after, self.log, on_recovered=self._redis_recovered, metrics=metrics
         )
+        self.scripted = self.use_scripts and compat.SCRIPTS_MIRROR_THIS_RQ
         self.admission = Admission(concurrency)
         self.dequeuer = Dequeuer(
             self.connection, self.name, self.log, job_class=self.job_class, queue_class=self.queue_class,
@@ -237,7 +243,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
             server_version=lambda: self.get_redis_server_version(),
             describe=lambda job: self.log_job_description and not self.sensitive_jobs(job),
             redis_down=lambda: self.redis_outage.down_since is not None,
-            bad_queue_skip_seconds=self.bad_queue_skip_seconds,
+            bad_queue_skip_seconds=self.bad_queue_skip_seconds, scripted=self.scripted,
         )  # fmt: skip
         self.shutdown = Shutdown(self.name, self.log, self.jobs, self.admission,
                                  lambda signum, frame: self.request_stop(signum, frame), self._record_stop_request,
@@ -259,9 +265,9 @@ class GeventWorker(compat.WorkerHooks, Worker):
             self.connection, self.key, self.name, self.log,
             lambda pipeline: compat.write_current_job(Worker, self, self.jobs.newest_id(), pipeline),
         )  # fmt: skip
-        self.job_writes = JobWrites(self, self.jobs, self.counters,
+        self.job_writes = JobWrites(self, self.jobs, self.counters, self.scripted,
                                     type(self).cleanup_execution is not GeventWorker.cleanup_execution)  # fmt: skip
-        self.heartbeats = Heartbeat(self, self.jobs, self.redis_outage, self.counters)
+        self.heartbeats = Heartbeat(self, self.jobs, self.redis_outage, self.counters, self.scripted)
         self.outcomes = Outcomes(self.connection, self.name, self.log, self.jobs, self.wait_for_redis,
                                  self.shutdown.cold, self.job_writes.outcome_recorded, self.cleanup_execution,
                                  metrics)  # fmt: skip
@@ -427,6 +433,10 @@ class GeventWorker(compat.WorkerHooks, Worker):
         self.dequeuer.open(self.dequeue_socket_timeout)
         self.set_state(WorkerStatus.IDLE)  # rq's worker waits for jobs idle, not "started"
         self.log.info("Worker %s: running up to %d jobs at once", self.name, self.concurrency)
+        if self.use_scripts and not self.scripted:
+            self.log.info("Worker %s: rq %s is not a release rq-gevent is tested with (%s): rq's own code writes "
+                          "each job's start, success and heartbeat", self.name, rq_version,
+                          ", ".join(compat.TESTED_RQ_VERSIONS))  # fmt: skip
         if with_scheduler:
             self.start_scheduler(burst, logging_level, date_format, log_format)
         self.heartbeats.start()

@@ -180,14 +180,17 @@ def modules_in_the_table(page: str) -> set[str]:
     """The ``x.py`` names in the first column of the "## Modules" table of ``page``."""
     table = page.split("\n## Modules\n", 1)[1].split("\n## ", 1)[0]
     rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
-    return {name for row in rows for name in re.findall(r"`([\w.]+\.py)`", row)}
+    return {name for row in rows for name in re.findall(r"`([\w.]+\.py|\w+/)`", row)}
 
 
 def test_the_architecture_pages_module_table_names_every_module():
     page = (DOCS / "architecture.md").read_text()
     sample = "x\n## Modules\n| `a.py`, `b.py` | x `c.py` |\n## Next\n| `d.py` | |"
     assert modules_in_the_table(sample) == {"a.py", "b.py"}
-    files = {path.name for path in (REPO_DIR / "rq_gevent").glob("*.py")}
+    package = REPO_DIR / "rq_gevent"
+    files = {path.name for path in package.glob("*.py")} | {
+        f"{path.parent.name}/" for path in package.glob("*/__init__.py")
+    }
     listed = modules_in_the_table(page)
     assert {"missing from the table": files - listed, "no such module": listed - files} == {
         "missing from the table": set(),

@@ -1,9 +1,13 @@
 """Fewer round trips per job (start pipeline, batched pop, worker writes once a second), and Redis left
 exactly as rq's own SimpleWorker leaves it, on every rq version CI runs."""
 
+import base64
+import pickle
 import re
 import time
+import zlib
 from collections.abc import Iterator
+from datetime import UTC
 
 import gevent
 import pytest
@@ -12,18 +16,16 @@ import testjobs
 from conftest import start_worker_greenlet, wait_until
 from rq import Queue, Retry
 from rq.job import Job
+from rq.utils import utcparse
 from rq.worker import SimpleWorker, Worker
 
-from rq_gevent import GeventWorker, job_writes
+from rq_gevent import GeventWorker, compat, job_writes, lua
 from rq_gevent.embedded_redis import EmbeddedRedis
 
 EXECUTION_ID = re.compile(rb"[0-9a-f]{32}")
 TIMESTAMPS = {b"created_at", b"enqueued_at", b"started_at", b"ended_at", b"last_heartbeat",
               b"execution_started_at", b"execution_ended_at"}  # fmt: skip
 POP_TOKEN = re.compile(rb"^[0-9a-f]{12}:\d+$")  # in the worker's record of its pops (rq_gevent.dequeue)
-# Hash fields whose values must match; the others (timestamps, pickled data) only by name.
-COMPARED_VALUES = {b"status", b"origin", b"worker_name", b"retries_left", b"number_of_retries", b"state",
-                   b"successful_job_count", b"failed_job_count", b"current_job", b"queues", b"type"}  # fmt: skip
 
 
 @pytest.fixture
@@ -56,49 +58,118 @@ def enqueue_every_outcome(connection) -> Queue:
     return queue
 
 
-def redis_state(connection) -> dict:
-    """Every key (execution ids masked) with its type, whether it expires, and its contents: hash
-    field names (values of ``COMPARED_VALUES``), list/set/zset members, stream entries' fields."""
+RQ_TIME = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z?$")
+# Worker-hash fields that sum durations: compared as numbers, within the clock's tolerance.
+DURATIONS = {b"total_working_time", b"current_job_working_time"}
+# Results' times, as seconds since the epoch.
+EPOCH_TIMES = {b"execution_started_at", b"execution_ended_at"}
 
-    def mask(value: bytes) -> bytes:
-        return EXECUTION_ID.sub(b"<execution>", value)
+
+def precise_state(connection) -> dict:
+    """Every key (execution ids masked) with its type, its TTL and all its contents: hash fields with
+    their values, list members in order, set members, sorted-set members with their scores, stream
+    entries' fields and values.  Times (rq's timestamps, scores, the worker's summed durations) are
+    seconds before this snapshot, to compare within a tolerance; a job's ``meta`` is compared without
+    the attempt number rq-gevent adds (docs/limits.md), a failure's traceback by what was raised."""
+    clock = time.time()
+
+    def value(field: bytes, raw: bytes) -> object:
+        if RQ_TIME.match(raw):
+            return ("time", clock - utcparse(raw.decode()).replace(tzinfo=UTC).timestamp())
+        if field in DURATIONS:
+            return ("time", float(raw))
+        if field in EPOCH_TIMES:
+            return ("time", clock - float(raw))
+        if field == b"exc_string":  # a traceback: the worker's own frames differ, not what was raised
+            return zlib.decompress(base64.b64decode(raw)).decode().rstrip().splitlines()[-1]
+        if field == b"ip_address":  # the address of its connection: the port is the client's
+            return raw.rpartition(b":")[0]
+        return EXECUTION_ID.sub(b"<execution>", raw)
+
+    def hash_contents(key: bytes) -> dict:
+        contents = {field: value(field, raw) for field, raw in connection.hgetall(key).items()}
+        if b"meta" in contents:
+            meta = pickle.loads(connection.hget(key, b"meta"))
+            meta.pop(compat.ATTEMPT_META_KEY, None)
+            contents[b"meta"] = ("meta", meta)
+            if not meta:  # only rq-gevent's attempt number made the job save its meta
+                del contents[b"meta"]
+        return contents
 
     state = {}
     for key in connection.keys("*"):
         kind = connection.type(key).decode()
         contents: object
         if kind == "hash":
-            # ``meta`` is the one addition: a retried job carries its attempt number (rq_gevent.compat).
-            contents = {field: connection.hget(key, field) if field in COMPARED_VALUES else "-"
-                        for field in connection.hkeys(key) if field != b"meta"}  # fmt: skip
-            if b"total_working_time" in contents:  # the worker's: jobs ran, so it is positive
-                contents[b"total_working_time"] = float(connection.hget(key, b"total_working_time")) > 0
+            contents = hash_contents(key)
         elif kind == "list":
-            contents = [mask(member) for member in connection.lrange(key, 0, -1)]
-        elif kind in ("set", "zset"):
-            members = connection.smembers(key) if kind == "set" else connection.zrange(key, 0, -1)
-            contents = sorted(mask(member) for member in members)
+            contents = [EXECUTION_ID.sub(b"<execution>", member) for member in connection.lrange(key, 0, -1)]
+        elif kind == "set":
+            contents = sorted(EXECUTION_ID.sub(b"<execution>", member) for member in connection.smembers(key))
+        elif kind == "zset":
+            contents = {EXECUTION_ID.sub(b"<execution>", member): ("time", clock - score)
+                        for member, score in connection.zrange(key, 0, -1, withscores=True)}  # fmt: skip
         elif kind == "stream":
-            contents = [sorted(fields) for _, fields in connection.xrange(key)]
+            contents = [{field: value(field, raw) for field, raw in fields.items()}
+                        for _, fields in connection.xrange(key)]  # fmt: skip
         else:
             contents = connection.get(key)
-        state[mask(key)] = (kind, connection.ttl(key) == -1, contents)
+        state[EXECUTION_ID.sub(b"<execution>", key)] = (kind, connection.ttl(key), contents)
     return state
 
 
-def test_redis_state_after_every_outcome_matches_rqs_simple_worker(connection):
+def within(ours: object, theirs: object, seconds: float) -> bool:
+    """Equal, but for times (``("time", s)``) up to ``seconds`` apart, however deeply nested."""
+    if isinstance(ours, tuple) and ours[:1] == ("time",) and isinstance(theirs, tuple) and theirs[:1] == ("time",):
+        return ours[1] == theirs[1] or abs(ours[1] - theirs[1]) <= seconds
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return ours.keys() == theirs.keys() and all(within(ours[k], theirs[k], seconds) for k in ours)
+    if isinstance(ours, list) and isinstance(theirs, list):
+        return len(ours) == len(theirs) and all(within(a, b, seconds) for a, b in zip(ours, theirs, strict=True))
+    return ours == theirs
+
+
+def precise_differences(ours: dict, theirs: dict) -> list:
+    """Keys one state has and the other lacks; TTLs more than 1 s apart; contents that differ beyond
+    1.5 s of time."""
+    differences: list = sorted(ours.keys() ^ theirs.keys())
+    for key in sorted(ours.keys() & theirs.keys()):
+        (kind, ttl, contents), (their_kind, their_ttl, their_contents) = ours[key], theirs[key]
+        if kind != their_kind or abs(ttl - their_ttl) > 1 or not within(contents, their_contents, 1.5):
+            differences.append((key, ours[key], theirs[key]))
+    return differences
+
+
+class RqOwnCode(GeventWorker):
+    """rq's own code for every write the scripts of rq_gevent/lua/ would make."""
+
+    use_scripts = False
+
+
+@pytest.mark.parametrize("worker_class", [GeventWorker, RqOwnCode], ids=["scripts", "rq-code"])
+def test_redis_after_every_outcome_is_what_rqs_simple_worker_leaves_at_full_precision(connection, worker_class):
     queue = enqueue_every_outcome(connection)
     SimpleWorker([queue], connection=connection, name="same-name").work(burst=True)
-    rq_state = redis_state(connection)
+    rqs = precise_state(connection)
 
     connection.flushall()
+    connection.script_flush()
     queue = enqueue_every_outcome(connection)
-    GeventWorker([queue], connection=connection, name="same-name", concurrency=10).work(burst=True)
-    our_state = redis_state(connection)
+    worker_class([queue], connection=connection, name="same-name", concurrency=10).work(burst=True)
+    ours = precise_state(connection)
 
     assert Job.fetch("ok", connection=connection).return_value() == "value"
     assert Job.fetch("returns-retry", connection=connection).return_value() == "done after 2 attempts"
-    assert our_state == rq_state
+    scripted = worker_class is GeventWorker and compat.SCRIPTS_MIRROR_THIS_RQ
+    assert connection.script_exists(job_writes._SUCCESS.sha)[0] is scripted
+    assert precise_differences(ours, rqs) == []
+
+    # The instrument: a value, a TTL 2 s off, a time 2 s off are each a difference.
+    kind, ttl, contents = rqs[b"rq:job:ok"]
+    assert precise_differences(ours, {**rqs, b"rq:job:ok": (kind, ttl, {**contents, b"status": b"failed"})})
+    assert precise_differences(ours, {**rqs, b"rq:job:ok": (kind, ttl - 2, contents)})
+    moved = {**contents, b"ended_at": ("time", contents[b"ended_at"][1] + 2)}
+    assert precise_differences(ours, {**rqs, b"rq:job:ok": (kind, ttl, moved)})
 
 
 def started_state(connection) -> dict:
@@ -173,7 +244,7 @@ def state_with_one_job_started(connection, redis_url: str, job_class) -> tuple[d
     job = queue.enqueue(testjobs.block_in_redis, "release", 10, job_id="started", ttl=600)  # PERSIST: TTL gone
     wait_until(lambda: job.get_status(refresh=True) == "started", what="the job started")
     state = started_state(connection)
-    used_script = connection.script_exists(job_writes._START_SHA)[0]
+    used_script = connection.script_exists(job_writes._START.sha)[0]
     connection.rpush("release", "go", "go")
     greenlet.join(15)
     worker.connection.close()
@@ -235,7 +306,7 @@ def state_after_successes(connection, redis_url: str, job_class) -> tuple[dict, 
     connection.rpush("release-parent", "go")  # a success with a dependent: rq's code
     wait_until(lambda: all(job.get_status(refresh=True) == "finished" for job in jobs), what="the jobs finished")
     state = started_state(connection)
-    used_script = connection.script_exists(job_writes._SUCCESS_SHA)[0]
+    used_script = connection.script_exists(job_writes._SUCCESS.sha)[0]
     # rq 3's executions of a worker, in memory: those of the jobs that ended are gone (kept on rq 2 too).
     assert [execution.job_id for execution in worker.executions.values()] == ["holder"]
     connection.rpush("release", "go")
@@ -312,3 +383,28 @@ def test_rq_suspend_and_resume_are_obeyed(connection):
     finally:
         worker.request_stop()
         greenlet.join(10)
+
+
+def test_an_rq_release_ci_does_not_test_gets_rqs_own_code_and_one_info_line(connection, monkeypatch, caplog):
+    """The scripts mirror exact rq releases: on another (say a 3.0.1 that setup.cfg admits), rq's own
+    code writes each start, success and heartbeat, and the worker says so once."""
+    monkeypatch.setattr(compat, "SCRIPTS_MIRROR_THIS_RQ", False)  # what importing compat finds on such an rq
+    queue = Queue("fast", connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 0.2, n) for n in range(5)]  # all but the first start on a busy worker
+    caplog.set_level("INFO", logger="rq.worker")
+    GeventWorker([queue], connection=connection, concurrency=5).work(burst=True)
+    assert [job.return_value() for job in jobs] == list(range(5))
+    said = [
+        record.getMessage()
+        for record in caplog.records
+        if "is not a release rq-gevent is tested with" in record.getMessage()
+    ]
+    assert len(said) == 1 and ", ".join(compat.TESTED_RQ_VERSIONS) in said[0]
+    scripts = [lua.load(name).sha for name in ("start", "success", "pop")]
+    assert connection.script_exists(*scripts) == [False, False, False]
+    # The instrument: the same worker on a tested rq loads them.
+    monkeypatch.setattr(compat, "SCRIPTS_MIRROR_THIS_RQ", compat.rq.__version__ in compat.TESTED_RQ_VERSIONS)
+    for n in range(5):
+        queue.enqueue(testjobs.green_sleep, 0.2, n)
+    GeventWorker([queue], connection=connection, concurrency=5).work(burst=True)
+    assert connection.script_exists(*scripts) == [True, True, True]

@@ -38,6 +38,20 @@ RUN_TIME_FILES = [
     ),
     "jobs/discuz/uc_client_bridge.php",
     "rq_gevent/py.typed",
+    *(
+        f"rq_gevent/lua/{name}.lua"
+        for name in (
+            "start",
+            "success",
+            "heartbeat",
+            "pop",
+            "put_back",
+            "outcome_recorded",
+            "apply_if_absent",
+            "not_withdrawn",
+            "refusal",
+        )
+    ),
 ]
 PACKAGES = ("rq_gevent/", "jobs/")
 
@@ -227,6 +241,8 @@ from email import message_from_bytes, policy
 print(message_from_bytes(sent.data, policy=policy.default)["Subject"])
 print(bridge_script_file())
 print(bridge_script_file().stat().st_size)
+from rq_gevent import lua
+assert "local function not_withdrawn" in lua.load("start").source
 """
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert ran.returncode == 0, ran.stderr
