@@ -25,7 +25,7 @@ except ImportError:  # rq < 2.6 defines it next to the worker
 
 import rq
 from rq import worker_registration
-from rq.defaults import DEFAULT_FAILURE_TTL
+from rq.defaults import DEFAULT_FAILURE_TTL, DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.executions import Execution, ExecutionRegistry
 from rq.registry import clean_registries
 from rq.results import Result
@@ -63,26 +63,7 @@ PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-ATTEMPT_META_KEY = "rq_gevent_attempt"
-
-
-def count_attempt(job: Any) -> int:
-    """Number this run of ``job`` (1 for the first), and remember it in ``job.meta`` (in memory).
-
-    rq counts only retries a job *returned* (``number_of_retries``); retries by a ``Retry`` policy
-    just decrement ``retries_left``.  rq saves the whole job, meta included, when it requeues or
-    schedules a retry, so the number stored here reaches the next run without a Redis write of its
-    own.
-    """
-    previous = job.meta.get(ATTEMPT_META_KEY)
-    previous = previous if isinstance(previous, int) else 0
-    attempt = max(previous, job.number_of_retries or 0) + 1
-    if not _meta_kept_unread(job):
-        job.meta[ATTEMPT_META_KEY] = attempt
-    return attempt
-
-
-def _meta_kept_unread(job: Any) -> bool:
+def meta_kept_unread(job: Any) -> bool:
     """rq 3 writes a meta this process could not deserialize back as the bytes it read, as long as
     ``job.meta`` is still its placeholder; a key added here would replace those bytes."""
     unreadable = getattr(job, "_unreadable_meta", None)
@@ -145,41 +126,26 @@ def skip_callbacks(job: Any) -> None:
 STUCK_IN_INTERMEDIATE = "Job was stuck in intermediate queue."
 
 
-REQUEUES_META_KEY = "rq_gevent_requeues"
-# A job popped but never started this many times is failed as rq would (a poison job that kills
-# its worker every time must not loop forever).
-MAX_REQUEUES = 3
-
-
 # A popped job with one of these statuses is not run: cancelled, or started or ended elsewhere (a
 # duplicate of its id in a queue, another worker's maintenance).  Any other status is a job not run
 # yet, which rq runs: queued, and those saved and pushed by hand (created, deferred, scheduled, none).
 WITHDRAWN_STATUSES = frozenset({"canceled", "started", "finished", "failed", "stopped"})
 
 
-def _withdrawn(job: Any) -> bool:
+def withdrawn(job: Any) -> bool:
+    """``job`` (as loaded) is cancelled, or started or ended elsewhere."""
     return job.get_status(refresh=False) in WITHDRAWN_STATUSES
 
 
-def never_started(job: Any, exc_string: str) -> bool:
-    """rq's maintenance is about to fail ``job`` because it was popped but never started (and it
-    has not been requeued for that ``MAX_REQUEUES`` times already)."""
-    if exc_string != STUCK_IN_INTERMEDIATE or _withdrawn(job):
-        return False
-    requeues = job.meta.get(REQUEUES_META_KEY)
-    return not isinstance(requeues, int) or requeues < MAX_REQUEUES
+def stuck_in_intermediate(exc_string: str) -> bool:
+    """rq's maintenance fails a job with ``exc_string`` because its id sat in ``:intermediate``."""
+    return exc_string == STUCK_IN_INTERMEDIATE
 
 
 def left_behind_in_intermediate(job: Any, exc_string: str) -> bool:
     """rq's maintenance is about to fail ``job`` as stuck in the intermediate list, but the job is not
     waiting to start there (rq would overwrite, say, a finished job with a failure)."""
-    return exc_string == STUCK_IN_INTERMEDIATE and _withdrawn(job)
-
-
-def count_requeue(job: Any) -> None:
-    """Saved with the job when it is requeued (``_enqueue_job`` saves meta)."""
-    requeues = job.meta.get(REQUEUES_META_KEY)
-    job.meta[REQUEUES_META_KEY] = (requeues if isinstance(requeues, int) else 0) + 1
+    return stuck_in_intermediate(exc_string) and withdrawn(job)
 
 
 def fail_unloadable(connection: Any, queue: Any, job_id: str, reason: str) -> None:
@@ -417,19 +383,30 @@ class JobHeartbeats:
         self.scripted = scripted
         self._script = connection.register_script(lua.load("heartbeat").source) if scripted else None
 
-    def beat(self, pipeline: Any, execution: Any, job: Any, ttl: int, beat_time: Any) -> None:
+    def beat(self, pipeline: Any, execution: Any, job: Any, ttl: int, beat_time: Any) -> int | None:
         """Queue one running job's heartbeat on ``pipeline``: when scripted, one command, whose reply is
-        0 if the execution is gone."""
+        0 if the execution is gone.  Else rq's commands, and the index of the reply that tells, as rq's
+        ``maintain_heartbeats`` reads it, whether ``Job.heartbeat`` re-created a job hash deleted meanwhile
+        (1: then rq deletes it again, :func:`delete_recreated`)."""
         if self._script is None:
             execution.heartbeat(job.started_job_registry, ttl, pipeline=pipeline)
+            index = len(pipeline)
             job.heartbeat(beat_time, ttl, pipeline=pipeline, xx=True)
-            return
+            return index
         now_ts = current_timestamp()
         started_score = "+inf" if ttl < 0 else now_ts + ttl
         keys = [execution.key, job.started_job_registry.key, job.execution_registry.key, job.key]
         args = [ttl, started_score, execution.id, execution.composite_key, now_ts + ttl + 60,
                 beat_time.timestamp(), utcformat(beat_time), "XX" if EXPLICIT_EXECUTIONS else ""]  # fmt: skip
         self._script(keys=keys, args=args, client=pipeline)
+        return None
+
+    @staticmethod
+    def delete_recreated(connection: Any, job: Any, reply: Any) -> None:
+        """rq's ``maintain_heartbeats``: a job hash its heartbeat's HSET created (the job had just been
+        deleted, a result TTL of 0) is deleted again."""
+        if reply == 1:
+            connection.delete(job.key)
 
 
 # -- maintenance ----------------------------------------------------------------------------------
@@ -497,8 +474,9 @@ class WorkerHooks:
     def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
         self.listener_failed(exc, pubsub, pubsub_thread)  # type: ignore[attr-defined]
 
-    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO", date_format: str = "",
-                         log_format: str = "") -> None:  # fmt: skip
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",
+                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+                         log_format: str = DEFAULT_LOGGING_FORMAT) -> None:  # fmt: skip
         self.start_scheduler(burst, logging_level, date_format, log_format)  # type: ignore[attr-defined]
 
     @property
@@ -508,6 +486,16 @@ class WorkerHooks:
     @_stopped_job_id.setter
     def _stopped_job_id(self, job_id: str | None) -> None:
         self.stopped_job_id = job_id  # type: ignore[attr-defined]
+
+
+def install_signal_handlers(worker: Any) -> None:
+    """rq's hook (``_install_signal_handlers``): a subclass that overrides it gets its override run."""
+    worker._install_signal_handlers()
+
+
+def start_scheduler(worker: Any, *args: Any) -> None:
+    """rq's hook (``_start_scheduler``), as :func:`install_signal_handlers`."""
+    worker._start_scheduler(*args)
 
 
 def rq_prepare_connection(worker: Any, connection: Any) -> Any:

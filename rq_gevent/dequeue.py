@@ -1,9 +1,10 @@
 """Taking jobs off the worker's queues, on a Redis client of its own.
 
-* **Up to ``DEQUEUE_BATCH`` jobs per round trip** (one queue, Redis >= 6.2): a script moves ids from
+* **Up to ``DEQUEUE_BATCH`` jobs per round trip** (one queue, Redis >= 6.2, ``scripted``: on the rq
+  releases CI tests; else each pop is rq's own LMOVE or LPOP, one job at a time): a script moves ids from
   the queue to rq's ``:intermediate`` list, as rq's own LMOVE does, and returns each job's hash with
   it.  Blocking is used only when the queues are empty.
-* **A lost reply loses no job** (one queue).  An idle worker blocks in ``BLMOVE q q LEFT LEFT``, which
+* **A lost reply loses no job** (one queue, ``scripted``).  An idle worker blocks in ``BLMOVE q q LEFT LEFT``, which
   waits for an id and puts it straight back where it was, then takes it with the script.  A blocking
   pop into ``:intermediate`` whose reply died on a silent path (a NAT that forgot the connection)
   would leave the id there until rq's maintenance requeues it, up to ``maintenance_interval`` plus a

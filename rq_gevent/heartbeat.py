@@ -67,12 +67,16 @@ class Heartbeat(Background):
                     pipeline.sismember(worker_registration.REDIS_WORKER_KEYS, worker.key)
                     worker.heartbeat(worker_ttl, pipeline=pipeline)
                 beat_time = now()
+                checks = []
                 for item in batch:
                     ttl = worker.get_heartbeat_ttl(item.job)
-                    self._job_heartbeats.beat(pipeline, item.execution, item.job, ttl, beat_time)
+                    checks.append(self._job_heartbeats.beat(pipeline, item.execution, item.job, ttl, beat_time))
                 results = pipeline.execute()
                 if self.scripted:
                     self._note_lost_executions(batch, results[len(results) - len(batch) :])
+                else:
+                    for item, index in zip(batch, checks, strict=True):
+                        self._job_heartbeats.delete_recreated(worker.connection, item.job, results[index])
                 if index == 0 and not (results[0] and results[1]):
                     # The worker hash had expired (e.g. Redis restarted without persistence) or was re-created.
                     self._reregister(pipeline, worker_ttl)

@@ -5,7 +5,7 @@ to stop the worker, and what rq's clean-up would get wrong is handled first.
 * An id in a queue's intermediate list whose key is not a job hash made rq's clean-up of that list
   raise on the first of them, every time, and never reach the ids after it: such ids are dropped.
 * rq fails a job whose id it finds in ``:intermediate`` for over a minute.  A job popped but never
-  started (its worker died in between) is requeued instead, up to ``compat.MAX_REQUEUES`` times;
+  started (its worker died in between) is requeued instead, up to ``retries.MAX_REQUEUES`` times;
   the stale id of a job that has moved on (finished, failed, running...) is only removed.
 * rq cleans the queues one after another and stops at the first error: a queue with a key of the wrong
   type (its started registry a string, say) kept every queue after it from being cleaned (their
@@ -31,7 +31,7 @@ from typing import Any
 
 from rq.utils import as_text
 
-from . import compat, job_code_outside
+from . import compat, job_code_outside, retries
 from .bad_queues import BadQueues
 from .redis_waits import REDIS_UNAVAILABLE
 
@@ -40,7 +40,7 @@ class Maintenance:
     """``interval`` gives rq's ``maintenance_interval`` (read at each use: rq's API lets it change);
     ``clean_queue`` is rq's clean-up of one queue (``compat.clean_queue`` for the worker);
     ``drop_non_job`` removes an id whose key is not a job; ``requeue`` puts back a job that never
-    started (``Outcomes.requeue``)."""
+    started (``Requeues.never_started``)."""
 
     def __init__(
         self,
@@ -52,7 +52,7 @@ class Maintenance:
         bad_queue_skip_seconds: float,
         clean_queue: Callable[[Any], None],
         drop_non_job: Callable[[Any, str], None],
-        requeue: Callable[[Any, Any, str], None],
+        requeue: Callable[[Any, Any], None],
     ) -> None:
         self.connection, self.name, self.log, self.job_class = connection, name, log, job_class
         self._interval, self._clean_queue = interval, clean_queue
@@ -130,8 +130,7 @@ class Maintenance:
             self.log.info("Worker %s: stale id of job %s (%s) in the intermediate list", self.name, job.id,
                           job.get_status(refresh=False))  # fmt: skip
             return True
-        if compat.never_started(job, exc_string):
-            compat.count_requeue(job)
-            self._requeue(job, queue, "dequeued but never started")
+        if retries.never_started(job, exc_string):
+            self._requeue(job, queue)
             return True
         return False

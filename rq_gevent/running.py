@@ -11,13 +11,13 @@ import contextlib
 import contextvars
 import enum
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from greenlet import greenlet as Greenlet
 
-from . import compat, timeouts
+from . import compat
 from .error_text import Failure
 from .exceptions import JobInterrupted, JobKilled, JobStopped
 
@@ -34,6 +34,22 @@ class Phase(enum.Enum):
 
 _RAN = (Phase.STARTED, Phase.RUNNING, Phase.FINISHING)
 _INTERRUPTIBLE = (Phase.ADMITTED, Phase.STARTED, Phase.RUNNING)
+
+
+class Penalty(Protocol):
+    """A death penalty that can throw an exception into the job it guards (``GeventDeathPenalty``)."""
+
+    def deliver(self, exception: BaseException) -> None: ...
+
+
+@dataclass
+class RecordedOutcome:
+    """How a job's outcome was recorded: when, the step that did it, and the job as it was before."""
+
+    at: float  # time.monotonic()
+    record: Callable[[], Any]
+    before: dict[str, Any]  # compat.snapshot of the job
+    was_stopped: bool
 
 
 @dataclass(eq=False)
@@ -62,6 +78,12 @@ class RunningJob:
     outcome_counted: bool = False  # its failure or retry is in the metrics (rq may route one through both)
     # How it failed, as logs and Redis may show it (rq_gevent.error_text): set by handle_exception.
     failure: Failure | None = None
+    # The death penalty armed while its own code runs (rq_gevent.timeouts): interruptions go through it.
+    armed_penalty: Penalty | None = None
+    # An interruption that came before its code armed a penalty: thrown as soon as it does.
+    pending_interrupt: BaseException | None = None
+    # Its outcome as recorded (rq_gevent.outcomes), to record again if a failover lost it.
+    recorded: RecordedOutcome | None = None
 
     @property
     def ran(self) -> bool:
@@ -104,8 +126,10 @@ class RunningJob:
             if not isinstance(exception, JobKilled):
                 # rq runs no failure callback for stopped or requeued jobs.
                 compat.skip_failure_callback(self.job)
-            assert self.greenlet is not None
-            timeouts.interrupt(self.greenlet, exception)
+            if self.armed_penalty is not None:
+                self.armed_penalty.deliver(exception)
+            else:
+                self.pending_interrupt = exception
         return True
 
 

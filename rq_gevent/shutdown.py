@@ -61,8 +61,9 @@ class Shutdown:
             f" (signal {signal.Signals(signum).name})" if signum else "",
             len(self.jobs),
         )
-        self._record_stop()
+        # First: a second signal while the stop is recorded (a Redis round trip) is a duplicate, not a cold one.
         self.warm_requested_at = time.monotonic()
+        self._record_stop()
         self.admission.job_ended.set()
         gevent.spawn(self._wake_dequeue)
 

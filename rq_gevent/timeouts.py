@@ -2,26 +2,23 @@
 
 rq wraps exactly the job's function (and each callback) in its ``death_penalty_class``; everything
 outside that ``with`` block is rq's Redis bookkeeping.  :class:`GeventDeathPenalty` arms a hub timer
-for the timeout and registers itself as the greenlet's *armed* penalty.  :func:`interrupt` delivers
-an exception through that same timer, so an exception is only ever thrown while a penalty is armed:
-the timer is closed synchronously when the block exits, before any bookkeeping can run.  A
-greenlet interrupted before it arms its penalty (still preparing) gets the exception as soon as it
-does.
+for the timeout and, in a job's greenlet, becomes its ``RunningJob.armed_penalty``.
+``RunningJob.interrupt`` delivers an exception through that same timer, so an exception is only ever
+thrown while a penalty is armed: the timer is closed synchronously when the block exits, before any
+bookkeeping can run.  A job interrupted before it arms its penalty (still preparing) keeps the
+exception as its ``pending_interrupt`` and gets it as soon as it does.
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import gevent
 from greenlet import greenlet as Greenlet
 from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 
+from .running import RunningJob, running_job
 from .sensitivity import public_message
-
-_armed: weakref.WeakKeyDictionary[Greenlet, GeventDeathPenalty] = weakref.WeakKeyDictionary()
-_pending: weakref.WeakKeyDictionary[Greenlet, BaseException] = weakref.WeakKeyDictionary()
 
 
 class GeventDeathPenalty(BaseDeathPenalty):
@@ -35,22 +32,25 @@ class GeventDeathPenalty(BaseDeathPenalty):
     def __init__(self, timeout: float | None, exception: type[BaseException] = JobTimeoutException, **kwargs: Any):
         super().__init__(timeout, exception, **kwargs)
         self._greenlet: Greenlet | None = None
+        self._running: RunningJob | None = None
         self._timer: Any = None
 
     def setup_death_penalty(self) -> None:
         self._greenlet = gevent.getcurrent()
-        pending = _pending.pop(self._greenlet, None)
-        if pending is not None:
-            raise pending
-        _armed[self._greenlet] = self
+        self._running = running = running_job()  # None outside a job (rq's maintenance runs callbacks too)
+        if running is not None:
+            pending, running.pending_interrupt = running.pending_interrupt, None
+            if pending is not None:
+                raise pending
+            running.armed_penalty = self
         if self._timeout is not None and self._timeout > 0:
             message = f"Task exceeded maximum timeout value ({self._timeout} seconds)"
             self._arm(self._timeout, public_message(self._exception(message)))  # no input in it
 
     def cancel_death_penalty(self) -> None:
         self._disarm()
-        if self._greenlet is not None and _armed.get(self._greenlet) is self:
-            del _armed[self._greenlet]
+        if self._running is not None and self._running.armed_penalty is self:
+            self._running.armed_penalty = None
 
     def deliver(self, exception: BaseException) -> None:
         """Throw ``exception`` into the job on the next turn of the hub, replacing the timeout."""
@@ -66,20 +66,3 @@ class GeventDeathPenalty(BaseDeathPenalty):
         if self._timer is not None:
             self._timer.close()
             self._timer = None
-
-
-def interrupt(target: Greenlet, exception: BaseException) -> None:
-    """Interrupt the job running in ``target`` with ``exception``.
-
-    Delivered at once if the job's code is running, otherwise as soon as it starts.
-    """
-    penalty = _armed.get(target)
-    if penalty is not None:
-        penalty.deliver(exception)
-    else:
-        _pending[target] = exception
-
-
-def forget_pending(target: Greenlet) -> None:
-    """Drop an interruption that has not been delivered (the job's code already ended)."""
-    _pending.pop(target, None)

@@ -9,7 +9,8 @@ only the rq methods rq itself calls, each a short delegation to the module that 
 ``dequeuer``          popping jobs, batched, on a client of its own (:mod:`rq_gevent.dequeue`)
 ``jobs``              every running job and its phase (:mod:`rq_gevent.running`)
 ``job_writes``        rq's writes for a job's start and end, in fewer round trips (:mod:`rq_gevent.job_writes`)
-``outcomes``          recording outcomes while Redis may be away, requeues (:mod:`rq_gevent.outcomes`)
+``outcomes``          recording outcomes while Redis may be away (:mod:`rq_gevent.outcomes`)
+``requeues``          putting back jobs that did not run (:mod:`rq_gevent.retries`)
 ``connection``        rq's start and outcome transactions as coalesced script calls (:mod:`rq_gevent.transactions`)
 ``heartbeats``        the worker's and every execution's heartbeat (:mod:`rq_gevent.heartbeat`)
 ``counters``          per-job worker-hash writes, once a second (:mod:`rq_gevent.worker_counters`)
@@ -49,7 +50,7 @@ from rq.queue import Queue
 from rq.utils import import_attribute, now
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
-from . import alerts, collector, compat, job_code_outside, log_bounds, speedups, timeouts, transactions
+from . import alerts, collector, compat, job_code_outside, log_bounds, retries, speedups, timeouts, transactions
 from .admission import Admission
 from .allowlist import AllowedJobs, JobNotAllowed
 from .commands import Commands
@@ -71,6 +72,7 @@ from .maintenance import Maintenance
 from .metrics import NO_METRICS, NoMetrics
 from .outcomes import Outcomes
 from .redis_waits import REDIS_UNAVAILABLE, when_redis_answers, why_unavailable
+from .retries import Requeues
 from .running import Phase, RunningJob, RunningJobs, running_job
 from .scheduler import GreenletScheduler
 from .sensitivity import SensitiveJobs, SensitiveRecordFilter
@@ -231,11 +233,25 @@ class GeventWorker(compat.WorkerHooks, Worker):
             self.death_penalty_class = timeouts.GeventDeathPenalty
         for queue in self.queues:  # Queue objects passed in keep their own job class: their registries use it
             queue.job_class = self.allowed_jobs.job_class(queue.job_class)
+        self._build_parts()
+        self.jobs_connection = jobs_client(self.connection, self.jobs_socket_timeout, 2 * concurrency + 8)
+        self._async_jobs = gevent.lock.Semaphore(1)
+        self._interrupted_job_handlers: list[InterruptedJobHandler] = []
+        self._sentry_scrubbing: Callable[[], None] | None = None
+        if _SENSITIVE_RECORDS not in self.log.filters:
+            self.log.addFilter(_SENSITIVE_RECORDS)
+        log_bounds.install(self.log, _BOUNDED_RECORDS)
+
+    def _build_parts(self) -> None:
+        """The collaborators, each handed what it uses (docs/architecture.md).  Built again by ``work()``
+        if what they were given changed since: a subclass that renames itself after rq's ``__init__``,
+        a ``use_scripts`` or ``log`` set on the instance."""
+        self._built_for = self._parts_depend_on()
         self.redis_outage = alerts.RedisOutage(
-            self.name, redis_alert_after, self.log, on_recovered=self._redis_recovered, metrics=metrics
+            self.name, self.redis_alert_after, self.log, on_recovered=self._redis_recovered, metrics=self.metrics
         )
         self.scripted = self.use_scripts and compat.SCRIPTS_MIRROR_THIS_RQ
-        self.admission = Admission(concurrency)
+        self.admission = Admission(self.concurrency)
         self.dequeuer = Dequeuer(
             self.connection, self.name, self.log, job_class=self.job_class, queue_class=self.queue_class,
             serializer=self.serializer, queues=functools.partial(compat.queues_in_order, self),
@@ -268,9 +284,10 @@ class GeventWorker(compat.WorkerHooks, Worker):
         self.job_writes = JobWrites(self, self.jobs, self.counters, self.scripted,
                                     type(self).cleanup_execution is not GeventWorker.cleanup_execution)  # fmt: skip
         self.heartbeats = Heartbeat(self, self.jobs, self.redis_outage, self.counters, self.scripted)
-        self.outcomes = Outcomes(self.connection, self.name, self.log, self.jobs, self.wait_for_redis,
-                                 self.shutdown.cold, self.job_writes.outcome_recorded, self.cleanup_execution,
-                                 metrics)  # fmt: skip
+        self.outcomes = Outcomes(self.name, self.log, self.jobs, self.wait_for_redis, self.shutdown.cold,
+                                 self.job_writes.outcome_recorded)  # fmt: skip
+        self.requeues = Requeues(self.connection, self.name, self.log, self.wait_for_redis, self.cleanup_execution,
+                                 self.metrics)  # fmt: skip
         self.commands = Commands(self.name, self.log, self.jobs, self.redis_outage, {
             "shutdown": lambda payload: self.request_stop(),
             "stop-job": lambda payload: self.stop_job(payload.get("job_id")),
@@ -280,14 +297,12 @@ class GeventWorker(compat.WorkerHooks, Worker):
         self.maintenance = Maintenance(self.connection, self.name, self.log, self.job_class,
                                        lambda: self.maintenance_interval, self.bad_queue_skip_seconds,
                                        functools.partial(compat.clean_queue, self), self.dequeuer.drop_non_job,
-                                       self.outcomes.requeue)  # fmt: skip
-        self.jobs_connection = jobs_client(self.connection, self.jobs_socket_timeout, 2 * concurrency + 8)
-        self._async_jobs = gevent.lock.Semaphore(1)
-        self._interrupted_job_handlers: list[InterruptedJobHandler] = []
-        self._sentry_scrubbing: Callable[[], None] | None = None
-        if _SENSITIVE_RECORDS not in self.log.filters:
-            self.log.addFilter(_SENSITIVE_RECORDS)
-        log_bounds.install(self.log, _BOUNDED_RECORDS)
+                                       self.requeues.never_started)  # fmt: skip
+        if self.last_cleaned_at is not None:
+            self.maintenance.cleaned_at(self.last_cleaned_at)
+
+    def _parts_depend_on(self) -> tuple[Any, ...]:
+        return self.name, self.use_scripts, self.log
 
     # -- per-job state that rq keeps on the worker --------------------------------------------------
 
@@ -418,11 +433,13 @@ class GeventWorker(compat.WorkerHooks, Worker):
         Raises :class:`rq_gevent.exceptions.WorkLoopDied` if the loop ended on an unexpected error
         (after the running jobs finished and the worker deregistered): the worker did not stop as asked.
         """
+        if self._parts_depend_on() != self._built_for:
+            self._build_parts()
         self.admission.start_counting()
         # Before bootstrap: a SIGTERM while the worker registers (say, the launcher's master dying at that
         # moment) must be a warm shutdown that deregisters, not the default action that leaves the
         # worker in rq's registry until its TTL.
-        self.install_signal_handlers()
+        compat.install_signal_handlers(self)  # rq's hook: a subclass's override of it runs
         try:
             self.bootstrap(logging_level, date_format, log_format)
         except BaseException:  # a server refused (older than 7.0), a name taken: no handlers left behind
@@ -438,7 +455,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
                           "each job's start, success and heartbeat", self.name, rq_version,
                           ", ".join(compat.TESTED_RQ_VERSIONS))  # fmt: skip
         if with_scheduler:
-            self.start_scheduler(burst, logging_level, date_format, log_format)
+            compat.start_scheduler(self, burst, logging_level, date_format, log_format)  # rq's hook, as above
         self.heartbeats.start()
         self.counters.start()
         self.metrics.start(self.concurrency)
@@ -536,7 +553,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
             queue.intermediate_queue.remove(job.id)
             return
         running = RunningJob(
-            job=job, queue=queue, attempt=compat.count_attempt(job), sensitive=self.sensitive_jobs(job)
+            job=job, queue=queue, attempt=retries.count_attempt(job), sensitive=self.sensitive_jobs(job)
         )
         running.greenlet = self.admission.spawn(self._run_job, running)
         self.jobs.add(running)  # before the greenlet first runs: the loop counts it as running at once
@@ -557,12 +574,12 @@ class GeventWorker(compat.WorkerHooks, Worker):
             if isinstance(exc, REDIS_UNAVAILABLE) and running.phase is Phase.ADMITTED:
                 running.failed_before_start()
             if running.never_started:
-                self.outcomes.requeue_when_redis_is_back(running)
+                self.requeues.requeue_when_redis_is_back(running)
             elif isinstance(exc, REDIS_UNAVAILABLE) or not self._fail_after_internal_error(running):
                 self.log.error("Worker %s: could not record the outcome of job %s; rq will treat it as abandoned",
                                self.name, job.id, exc_info=True)  # fmt: skip
         finally:
-            timeouts.forget_pending(running.greenlet)
+            running.pending_interrupt = None
             running.greenlet = None  # outcomes keeps the entry for a recheck: not the greenlet, its frames
             self.metrics.function_ended(running)  # a function the outcome's path left running
             if running.execution is not None:
@@ -667,7 +684,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
         elif running.ran:
             running.phase = Phase.FINISHING
         self.metrics.function_ended(running)
-        timeouts.forget_pending(gevent.getcurrent())
+        running.pending_interrupt = None
         self.job_writes.note_end(job)
 
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
@@ -707,10 +724,10 @@ class GeventWorker(compat.WorkerHooks, Worker):
         handled there, a stopped job gets its stopped callback; the rest is rq's failure (or retry)."""
         reason = running.interrupted_by if running is not None else None
         if isinstance(reason, ColdShutdown):
-            self.outcomes.requeue(job, queue, "interrupted by cold shutdown", execution, reason="cold_shutdown")
+            self.requeues.requeue(job, queue, "interrupted by cold shutdown", execution, reason="cold_shutdown")
             return
         if running is not None and running.never_started:
-            self.outcomes.requeue_when_redis_is_back(running)
+            self.requeues.requeue_when_redis_is_back(running)
             return
         if running is not None and running.phase is Phase.WITHDRAWN:
             return

@@ -19,7 +19,7 @@ from rq.job import Job
 from rq.utils import utcparse
 from rq.worker import SimpleWorker, Worker
 
-from rq_gevent import GeventWorker, compat, job_writes, lua
+from rq_gevent import GeventWorker, compat, job_writes, lua, retries
 from rq_gevent.embedded_redis import EmbeddedRedis
 
 EXECUTION_ID = re.compile(rb"[0-9a-f]{32}")
@@ -90,7 +90,7 @@ def precise_state(connection) -> dict:
         contents = {field: value(field, raw) for field, raw in connection.hgetall(key).items()}
         if b"meta" in contents:
             meta = pickle.loads(connection.hget(key, b"meta"))
-            meta.pop(compat.ATTEMPT_META_KEY, None)
+            meta.pop(retries.ATTEMPT_META_KEY, None)
             contents[b"meta"] = ("meta", meta)
             if not meta:  # only rq-gevent's attempt number made the job save its meta
                 del contents[b"meta"]

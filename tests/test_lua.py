@@ -63,6 +63,7 @@ def test_the_withdrawn_statuses_are_compats():
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_redis_compiles_each_script(connection, name):
     script = lua.load(name)
+    assert "-- include:" not in script.source
     assert connection.script_load(script.source) == script.sha
 
 

@@ -24,6 +24,7 @@ from rq.command import send_command, send_stop_job_command
 from rq.job import Dependency, Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.results import Result
+from rq.utils import now
 from rq.worker import Worker
 
 from rq_gevent import GeventWorker, compat
@@ -436,3 +437,81 @@ def test_a_retried_job_keeps_a_meta_the_worker_cannot_read(connection):
     job.refresh()
     assert job.retries_left == 0 and job.id in FailedJobRegistry(queue=queue)
     assert connection.hget(job.key, "meta") == unreadable
+
+
+class OverridesRqsHooks(GeventWorker):
+    """A worker class (``--worker-class``) overriding rq's private hooks, each calling rq's through super()."""
+
+    def __init__(self, *args, **kwargs):
+        self.called: list[str] = []
+        super().__init__(*args, **kwargs)
+
+    def _set_connection(self, connection):
+        self.called.append("_set_connection")
+        return super()._set_connection(connection)
+
+    def _install_signal_handlers(self):
+        self.called.append("_install_signal_handlers")
+        super()._install_signal_handlers()
+
+    def _start_scheduler(self, *args, **kwargs):
+        self.called.append("_start_scheduler")
+        super()._start_scheduler(*args, **kwargs)
+
+
+def test_a_subclass_overriding_rqs_private_hooks_has_each_called(connection):
+    queue = Queue("hooks", connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 0, "done")
+    worker = OverridesRqsHooks([queue], connection=connection)
+    worker.work(burst=True, with_scheduler=True)
+    assert worker.called == ["_set_connection", "_install_signal_handlers", "_start_scheduler"]
+    assert job.return_value() == "done"
+
+
+class RenamesItself(GeventWorker):
+    """Names itself after rq's __init__, as a subclass may (host and pid, say)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.name = f"renamed-{self.name}"
+
+
+def test_a_worker_renamed_after_construction_writes_everything_under_its_new_name(connection):
+    queue = Queue("renamed", connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 0.1, n) for n in range(3)]
+    worker = RenamesItself([queue], connection=connection, name="original")
+    worker.work(burst=True)
+    assert [job.return_value() for job in jobs] == [0, 1, 2]
+    assert not connection.exists("rq:worker:original")  # no orphan hash of counters under the old name
+    assert int(connection.hget("rq:worker:renamed-original", "successful_job_count")) == 3
+
+
+def test_a_renamed_worker_shut_down_cold_requeues_its_running_job(connection):
+    queue = Queue("renamed", connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 30)
+    worker = RenamesItself([queue], connection=connection, name="original")
+    greenlet = start_worker_greenlet(worker)
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job started")
+    worker.request_stop()
+    time.sleep(1.1)  # a second request a second later or more is a cold shutdown
+    worker.request_stop()
+    greenlet.join(15)
+    assert job.get_status(refresh=True) == JobStatus.QUEUED
+    assert queue.job_ids == [job.id]
+
+
+def test_rqs_own_heartbeat_deletes_a_job_hash_it_recreated(connection):
+    """rq's code for a heartbeat (an rq release CI does not test, or use_scripts False): a job deleted
+    just before the heartbeat (a result TTL of 0) is not left as a hash of one field, as rq's own
+    ``maintain_heartbeats`` deletes it again."""
+    queue = Queue("beats", connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 0)
+    execution = compat.new_execution(job, "w")
+    connection.delete(job.key)
+    beats = compat.JobHeartbeats(connection, scripted=False)
+    with connection.pipeline() as pipeline:
+        index = beats.beat(pipeline, execution, job, 60, now())
+        results = pipeline.execute()
+    assert results[index] == 1 and connection.hkeys(job.key) == [b"last_heartbeat"]  # the HSET re-created it
+    beats.delete_recreated(connection, job, results[index])
+    assert not connection.exists(job.key)

@@ -4,12 +4,24 @@ import os
 import signal
 import time
 
+import gevent
+import redis
 import testjobs
-from conftest import registered_as, wait_until
+from conftest import registered_as, start_worker_greenlet, wait_until
 from rq import Queue
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 from rq.worker import Worker
+
+from rq_gevent import GeventWorker
+
+# Lua that keeps Redis busy (answering no one) for ARGV[1] microseconds.
+BUSY_FOR_MICROSECONDS = """
+local function micros() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end
+local start = micros()
+while micros() - start < tonumber(ARGV[1]) do end
+return 1
+"""
 
 
 def running_jobs(queue):
@@ -89,3 +101,25 @@ def test_graceful_timeout_turns_a_warm_shutdown_cold(connection, redis_url, work
     assert slow.get_status(refresh=True) == JobStatus.QUEUED
     assert queue.job_ids == [slow.id]
     assert "graceful timeout of 2.0 s reached" in worker.output()
+
+
+def test_a_second_stop_while_the_first_is_being_recorded_is_a_duplicate_not_a_cold_shutdown(connection):
+    """Recording a warm shutdown writes to Redis while jobs run; a second signal during that round trip
+    (a slow Redis, SIGINT to the process group beside a supervisor's SIGTERM) is the same request."""
+    queue = Queue("stop", connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 1.5, "finished")
+    worker = GeventWorker([queue], connection=connection)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job started")
+    busy = redis.Redis(connection_pool=connection.connection_pool)
+    # Redis busy for 0.4 s: the first request's write waits, the second request comes meanwhile.
+    stall = gevent.spawn(busy.eval, BUSY_FOR_MICROSECONDS, 0, 400_000)
+    gevent.sleep(0.05)
+    first = gevent.spawn(worker.request_stop, signal.SIGTERM)
+    gevent.sleep(0.05)
+    worker.request_stop(signal.SIGTERM)
+    first.join(5)
+    stall.join(5)
+    greenlet.join(10)
+    assert not worker.shutdown.cold.is_set()
+    assert job.get_status(refresh=True) == JobStatus.FINISHED and job.return_value() == "finished"

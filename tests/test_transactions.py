@@ -13,7 +13,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.worker import Worker
 
-from rq_gevent import GeventWorker, compat, transactions
+from rq_gevent import GeventWorker, compat, retries, transactions
 from rq_gevent.embedded_redis import EmbeddedRedis
 
 # Replies of every kind, and an error in the middle that EXEC reports and runs past.
@@ -158,7 +158,7 @@ def test_maintenance_tells_a_job_not_run_yet_by_the_same_statuses_as_the_start(c
     connection.hset(job.key, "status", status)
     job = Job.fetch("left", connection=connection)
     not_run_yet = status not in compat.WITHDRAWN_STATUSES
-    assert compat.never_started(job, compat.STUCK_IN_INTERMEDIATE) is not_run_yet
+    assert retries.never_started(job, compat.STUCK_IN_INTERMEDIATE) is not_run_yet
     assert compat.left_behind_in_intermediate(job, compat.STUCK_IN_INTERMEDIATE) is not not_run_yet
     connection.delete("t:job")
     connection.hset("t:job", "status", status)

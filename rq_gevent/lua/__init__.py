@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-_INCLUDE = re.compile(r"^-- include: ([a-z_]+\.lua)$", re.MULTILINE)
+_INCLUDE = re.compile(r"^-- include:(.*)$", re.MULTILINE)
+_FRAGMENT = re.compile(r"[a-z_]+\.lua")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,16 @@ class LuaScript:
     sha: str  # what EVALSHA names it by
 
 
+def _included(match: re.Match[str]) -> str:
+    file_name = match.group(1).strip()
+    if not _FRAGMENT.fullmatch(file_name):
+        raise ValueError(f"bad include line {match.group(0)!r}: '-- include: name.lua' expected")
+    fragment = _read(file_name)
+    if _INCLUDE.search(fragment):
+        raise ValueError(f"{file_name} includes another file: fragments are included one level deep")
+    return fragment
+
+
 def _read(file_name: str) -> str:
     return resources.files(__name__).joinpath(file_name).read_text(encoding="utf-8")
 
@@ -31,5 +42,5 @@ def _read(file_name: str) -> str:
 @functools.cache
 def load(name: str) -> LuaScript:
     """The script of ``<name>.lua``, its includes in place."""
-    source = _INCLUDE.sub(lambda match: _read(match.group(1)), _read(f"{name}.lua"))
+    source = _INCLUDE.sub(_included, _read(f"{name}.lua"))
     return LuaScript(name, source, hashlib.sha1(source.encode()).hexdigest())
