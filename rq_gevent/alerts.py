@@ -1,7 +1,7 @@
 """Worker-level problems an operator must hear about, as ERROR records on the ``rq.worker.alerts`` logger.
 
 They print with the worker's other log lines (the logger is a child of ``rq.worker``), and Sentry's
-logging integration turns them into events, which :mod:`rq_gevent.sentry` tags with
+logging integration turns them into events, which :mod:`rq_gevent.integrations.sentry` tags with
 ``rq_gevent.alert: <kind>`` and groups per kind.  Imports only the standard library, so
 the launcher can name the kinds too.
 """
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .metrics import NO_METRICS, NoMetrics
+from .integrations.metrics import NO_METRICS, NoMetrics
 
 LOGGER_NAME = "rq.worker.alerts"
 

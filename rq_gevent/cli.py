@@ -1,7 +1,7 @@
 """``rq-gevent worker [QUEUES...]``: the command-line entry point, shaped like ``rq worker``.
 
 Parsing imports nothing network-related.  A worker that runs in this process patches gevent before
-redis or rq are imported; with ``-n N`` this process becomes the launcher (:mod:`rq_gevent.arbiter`),
+redis or rq are imported; with ``-n N`` this process becomes the launcher (:mod:`rq_gevent.launcher.arbiter`),
 which patches nothing and starts each worker as a fresh interpreter.
 """
 
@@ -14,7 +14,8 @@ import click
 from rq_gevent._version import __version__
 from rq_gevent.exceptions import WorkLoopDied
 from rq_gevent.options import UserError, WorkerOptions
-from rq_gevent.supervision import WORK_LOOP_DIED_EXIT
+
+from .launcher.supervision import WORK_LOOP_DIED_EXIT
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -186,11 +187,11 @@ def worker(**parsed: Any) -> None:
     them back at the front of their queues). Exit code 0 in both cases; 70 if
     the worker's loop died on an unexpected error (after its running jobs ended).
     """
-    from rq_gevent.supervision import needs_arbiter, resolve_processes
+    from .launcher.supervision import needs_arbiter, resolve_processes
 
     options = WorkerOptions.from_command(dict(parsed, processes=resolve_processes(parsed["processes"])))
     if needs_arbiter(options):
-        from rq_gevent.arbiter import Arbiter
+        from .launcher.arbiter import Arbiter
 
         sys.exit(Arbiter(options).run())
 

@@ -31,7 +31,7 @@ from rq.registry import clean_registries
 from rq.results import Result
 from rq.utils import current_timestamp, now
 
-from . import lua
+from .plumbing import lua
 from .speedups import utcformat
 
 RQ_VERSION = tuple(int(part) for part in rq.__version__.split(".")[:2])
@@ -41,7 +41,7 @@ EXPLICIT_EXECUTIONS = RQ_VERSION >= (3, 0)
 __all__ = ["EXPLICIT_EXECUTIONS", "RQ_VERSION", "StopRequested"]
 
 # The rq releases CI tests (noxfile.py's matrix; tests/test_lua.py checks they agree).  On these only
-# do the scripts of rq_gevent/lua/ that mirror rq's code write a job's start, success and heartbeat
+# do the scripts of rq_gevent/plumbing/lua/ that mirror rq's code write a job's start, success and heartbeat
 # and pop batches; on any other rq, rq's own code does (the worker says so in one INFO line).
 TESTED_RQ_VERSIONS = ("2.3.3", "2.12.0", "3.0.0")
 SCRIPTS_MIRROR_THIS_RQ = rq.__version__ in TESTED_RQ_VERSIONS

@@ -23,14 +23,15 @@ from rq.serializers import resolve_serializer
 from rq.utils import import_attribute
 
 from rq_gevent.allowlist import AllowedJobs, job_rules
-from rq_gevent.connections import describe, redact_url
-from rq_gevent.metrics import NO_METRICS, NoMetrics
 from rq_gevent.options import DEFAULT_QUEUE, ConfigError, UserError, WorkerOptions
 from rq_gevent.sensitivity import SensitiveJobs
 from rq_gevent.worker import DEFAULT_CONCURRENCY, GeventWorker
 
+from .integrations.metrics import NO_METRICS, NoMetrics
+from .plumbing.connections import describe, redact_url
+
 if TYPE_CHECKING:
-    from rq_gevent.sentry import SentrySettings
+    from .integrations.sentry import SentrySettings
 
 # Exported to jobs so that they can read their own settings from the worker's --config module.
 CONFIG_MODULE_VARIABLE = "RQ_GEVENT_CONFIG"
@@ -116,7 +117,7 @@ def run_worker(options: WorkerOptions, before_work: Callable[[GeventWorker], Non
             # kill the flush, which its own timeout already bounds.
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_IGN)
-            from rq_gevent.sentry import close
+            from .integrations.sentry import close
 
             close()
     return worker
@@ -146,7 +147,7 @@ def sentry_settings(options: WorkerOptions, settings: dict[str, Any]) -> SentryS
     if not (options.sentry_dsn or settings.get("SENTRY_DSN")):
         return None
     try:
-        from rq_gevent.sentry import SentryConfigError, SentrySettings
+        from .integrations.sentry import SentryConfigError, SentrySettings
     except ImportError as error:
         raise ConfigError(f"Sentry reporting needs sentry-sdk: pip install 'rq-gevent[sentry]' ({error})") from None
     try:
@@ -156,7 +157,7 @@ def sentry_settings(options: WorkerOptions, settings: dict[str, Any]) -> SentryS
 
 
 def _start_sentry(sentry: SentrySettings, worker: GeventWorker) -> None:
-    from rq_gevent.sentry import describe_dsn, init_sentry, report_stopped_job
+    from .integrations.sentry import describe_dsn, init_sentry, report_stopped_job
 
     init_sentry(sentry, worker_name=worker.name)
     worker.push_interrupted_job_handler(report_stopped_job)
@@ -310,7 +311,7 @@ def _metrics(options: WorkerOptions) -> NoMetrics:
     """Metrics on, served here (a lone worker) or by the launcher (its worker processes); or off."""
     if not options.metrics_port:
         return NO_METRICS
-    from rq_gevent.metrics import PrometheusMetrics, serve
+    from .integrations.metrics import PrometheusMetrics, serve
 
     if not options.launcher_serves_metrics:
         serve(options.metrics_port, options.metrics_host)

@@ -3,8 +3,8 @@
 A job is sensitive when its function is decorated with :func:`sensitive`, or when its function's
 dotted name matches one of the worker's ``SENSITIVE_JOBS`` patterns (``fnmatch`` style, e.g.
 ``"myapp.billing.*"``).  The worker then logs its id instead of its description, Sentry events
-(:mod:`rq_gevent.sentry`) carry none of its arguments, and no exception message of it leaves the
-worker (:mod:`rq_gevent.error_text`): not in the log, Redis or Sentry, unless the exception was
+(:mod:`rq_gevent.integrations.sentry`) carry none of its arguments, and no exception message of it leaves the
+worker (:mod:`rq_gevent.core.error_text`): not in the log, Redis or Sentry, unless the exception was
 marked with :func:`public_message`.  Imports nothing heavy, so job modules can use both freely.
 """
 

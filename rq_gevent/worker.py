@@ -1,24 +1,10 @@
 """``GeventWorker``: an ``rq.Worker`` that runs each job in a greenlet of a bounded pool.
 
 Every job still goes through rq's own ``perform_job`` and ``handle_job_*`` methods.  This class keeps
-only the rq methods rq itself calls, each a short delegation to the module that owns the concern:
-
-====================  ===========================================================================
-``loop``              the main loop: free slot, pop, admit (:mod:`rq_gevent.loop`)
-``admission``         the bounded pool and its slots (:mod:`rq_gevent.admission`)
-``dequeuer``          popping jobs, batched, on a client of its own (:mod:`rq_gevent.dequeue`)
-``jobs``              every running job and its phase (:mod:`rq_gevent.running`)
-``job_writes``        rq's writes for a job's start and end, in fewer round trips (:mod:`rq_gevent.job_writes`)
-``outcomes``          recording outcomes while Redis may be away (:mod:`rq_gevent.outcomes`)
-``requeues``          putting back jobs that did not run (:mod:`rq_gevent.retries`)
-``connection``        rq's start and outcome transactions as coalesced script calls (:mod:`rq_gevent.transactions`)
-``heartbeats``        the worker's and every execution's heartbeat (:mod:`rq_gevent.heartbeat`)
-``counters``          per-job worker-hash writes, once a second (:mod:`rq_gevent.worker_counters`)
-``shutdown``          signals, warm and cold shutdown (:mod:`rq_gevent.shutdown`)
-``commands``          stop-job, stop-execution, kill-horse, shutdown (:mod:`rq_gevent.commands`)
-``maintenance``       rq's registry clean-ups, made safe (:mod:`rq_gevent.maintenance`)
-``suspension``        ``rq suspend`` (:mod:`rq_gevent.suspension`)
-====================  ===========================================================================
+only the rq methods that must differ for greenlets, and builds the parts that do the work, each handed
+what it uses (:meth:`GeventWorker._build_parts`): the worker core in :mod:`rq_gevent.core`, the Redis
+plumbing in :mod:`rq_gevent.plumbing` (docs/architecture.md: who is built with what, and the path of
+one job through them).
 
 What differs between rq releases, and every use of rq's private names, is in :mod:`rq_gevent.compat`.
 """
@@ -50,11 +36,26 @@ from rq.queue import Queue
 from rq.utils import import_attribute, now
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
-from . import alerts, collector, compat, job_code_outside, log_bounds, retries, speedups, timeouts, transactions
-from .admission import Admission
+from . import alerts, compat, speedups
 from .allowlist import AllowedJobs, JobNotAllowed
-from .commands import Commands
-from .connections import (
+from .core import collector, job_code_outside, log_bounds, retries, timeouts
+from .core.admission import Admission
+from .core.commands import Commands
+from .core.error_text import ERROR_TEXT_MAX, Failure, cap, describe_failure
+from .core.heartbeat import Heartbeat
+from .core.loop import WorkerSteps, WorkLoop
+from .core.maintenance import Maintenance
+from .core.outcomes import Outcomes
+from .core.retries import Requeues
+from .core.running import Phase, RunningJob, RunningJobs, running_job
+from .core.scheduler import GreenletScheduler
+from .core.shutdown import Shutdown
+from .core.suspension import Suspension
+from .core.worker_counters import WorkerCounters
+from .exceptions import ColdShutdown, FunctionNotImportable, JobStopped, WorkLoopDied
+from .integrations.metrics import NO_METRICS, NoMetrics
+from .plumbing import transactions
+from .plumbing.connections import (
     ensure_pool_capacity,
     follow_failovers,
     jobs_client,
@@ -62,24 +63,11 @@ from .connections import (
     share_path,
     socket_timeout,
 )
-from .dequeue import Dequeuer
-from .error_text import ERROR_TEXT_MAX, Failure, cap, describe_failure
-from .exceptions import ColdShutdown, FunctionNotImportable, JobStopped, WorkLoopDied
-from .heartbeat import Heartbeat
-from .job_writes import JobWrites
-from .loop import WorkerSteps, WorkLoop
-from .maintenance import Maintenance
-from .metrics import NO_METRICS, NoMetrics
-from .outcomes import Outcomes
-from .redis_waits import REDIS_UNAVAILABLE, when_redis_answers, why_unavailable
-from .retries import Requeues
-from .running import Phase, RunningJob, RunningJobs, running_job
-from .scheduler import GreenletScheduler
+from .plumbing.dequeue import Dequeuer
+from .plumbing.job_writes import JobWrites
+from .plumbing.redis_waits import REDIS_UNAVAILABLE, when_redis_answers, why_unavailable
 from .sensitivity import SensitiveJobs, SensitiveRecordFilter
 from .server_floor import refuse_unsupported_server
-from .shutdown import Shutdown
-from .suspension import Suspension
-from .worker_counters import WorkerCounters
 
 __all__ = ["DEFAULT_CONCURRENCY", "GeventWorker", "RunningJob", "running_job"]
 
@@ -115,7 +103,7 @@ def _in_sensitive_job() -> bool:
 
 def _job_state() -> tuple[bool, Failure | None]:
     current = running_job()
-    if current is None:  # rq's maintenance may run a job's failure callback (rq_gevent.job_code_outside)
+    if current is None:  # rq's maintenance may run a job's failure callback (rq_gevent.core.job_code_outside)
         return job_code_outside.in_rq_maintenance(), None
     return current.sensitive, current.failure
 
@@ -128,7 +116,7 @@ def _in_one_trip(
     record: Callable[..., Any], *args: Any, assume_no_dependents: bool = False, **kwargs: Any
 ) -> Callable[[], Any]:
     """rq's outcome step ``record(*args, **kwargs)``, its transaction one coalesced script call
-    (rq_gevent.transactions), whichever greenlet runs it."""
+    (rq_gevent.plumbing.transactions), whichever greenlet runs it."""
 
     def in_one_trip() -> Any:
         with transactions.one_trip(assume_no_dependents):
@@ -138,10 +126,10 @@ def _in_one_trip(
 
 
 def _sentry_scrubbing_for_own_client() -> Callable[[], None] | None:
-    """rq_gevent.sentry's scrubbing for a Sentry client the application set up (sentry-sdk is optional)."""
+    """rq_gevent.integrations.sentry's scrubbing for a Sentry client the application set up (sentry-sdk is optional)."""
     if "sentry_sdk" not in sys.modules:
         return None
-    from .sentry import scrubbing_for_own_client
+    from .integrations.sentry import scrubbing_for_own_client
 
     return scrubbing_for_own_client()
 
@@ -183,9 +171,9 @@ class GeventWorker(compat.WorkerHooks, Worker):
     dequeue_socket_margin = 10
     # A running job's execution expires this many seconds after its heartbeat is due (rq: 60).
     heartbeat_ttl_margin = 60
-    # A queue whose keys hold the wrong type is skipped this long, then popped from again (rq_gevent.bad_queues).
+    # A queue whose keys hold the wrong type is skipped this long, then popped from again (rq_gevent.core.bad_queues).
     bad_queue_skip_seconds = 60.0
-    # A job's start, success and heartbeat, and batched pops, by the scripts of rq_gevent/lua/ that mirror
+    # A job's start, success and heartbeat, and batched pops, by the scripts of rq_gevent/plumbing/lua/ that mirror
     # rq's code, fewer round trips: only on the rq releases CI tests (compat.TESTED_RQ_VERSIONS); False:
     # always rq's own code.
     use_scripts = True
@@ -459,7 +447,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
         self.heartbeats.start()
         self.counters.start()
         self.metrics.start(self.concurrency)
-        # Prove the command listener hears, twice per socket timeout (rq_gevent.listener).
+        # Prove the command listener hears, twice per socket timeout (rq_gevent.core.listener).
         if getattr(self, "pubsub_thread", None) is not None:
             self.commands.start(self.connection, self.pubsub_channel_name,
                                 (socket_timeout(self.connection) or self.connection_timeout) / 2,
@@ -660,13 +648,13 @@ class GeventWorker(compat.WorkerHooks, Worker):
     # directly, as rq's API allows (rq's tests do), or by rq's maintenance.
 
     def prepare_execution(self, job: Job) -> Any:
-        """rq's execution, on a pipeline that :meth:`prepare_job_execution` sends (rq_gevent.job_writes)."""
+        """rq's execution, on a pipeline that :meth:`prepare_job_execution` sends (rq_gevent.plumbing.job_writes)."""
         if self.jobs.own(job) is None:
             return super().prepare_execution(job)
         return self.job_writes.create_execution(job)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        """rq's writes that mark the job started, with its execution's (rq_gevent.job_writes)."""
+        """rq's writes that mark the job started, with its execution's (rq_gevent.plumbing.job_writes)."""
         if self.jobs.own(job) is None:
             super().prepare_job_execution(job, remove_from_intermediate_queue)
             return
@@ -761,7 +749,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """rq's exception handling (its log line, the exception handlers, Sentry's), after noting the
-        failure as logs and Redis may show it (rq_gevent.error_text, rq_gevent.log_bounds)."""
+        failure as logs and Redis may show it (rq_gevent.core.error_text, rq_gevent.core.log_bounds)."""
         exception = exc_info[1] if len(exc_info) > 1 else None
         running = self.jobs.own(job)
         if running is not None:
@@ -790,7 +778,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
         or interrupted by a cold shutdown (rq's exception handlers see neither: they are no errors)."""
         self._interrupted_job_handlers.append(handler)
 
-    # -- worker-level writes, once a second (rq_gevent.worker_counters) ---------------------------------
+    # -- worker-level writes, once a second (rq_gevent.core.worker_counters) ---------------------------------
 
     # Counted once the outcome's transaction applied: rq builds it again after a WatchError.
     # For a job outside the pool (rq's maintenance, a direct call) rq writes them at once.
@@ -823,7 +811,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
     # -- shutdown and commands ------------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        """SIGINT and SIGTERM handled in greenlets, never inside a job's code (rq_gevent.shutdown)."""
+        """SIGINT and SIGTERM handled in greenlets, never inside a job's code (rq_gevent.core.shutdown)."""
         self.shutdown.install_signal_handlers()
 
     def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
@@ -878,7 +866,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
         self.log.error("Worker %s: command listener: %s; retrying in 2 s", self.name, why_unavailable(exc))
         gevent.sleep(2)
 
-    # -- the scheduler: a greenlet, not a forked process (rq_gevent.scheduler) ----------------------------
+    # -- the scheduler: a greenlet, not a forked process (rq_gevent.core.scheduler) ----------------------------
 
     def start_scheduler(
         self,

@@ -50,7 +50,7 @@ def one_round(mode: str, url: str, jobs: int, concurrency: int, seconds: float, 
     from rq import Queue
 
     from rq_gevent import GeventWorker
-    from rq_gevent.metrics import NO_METRICS, PrometheusMetrics, serve
+    from rq_gevent.integrations.metrics import NO_METRICS, PrometheusMetrics, serve
 
     connection = redis.Redis.from_url(url)
     connection.flushall()

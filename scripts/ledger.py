@@ -217,7 +217,7 @@ _counting_clients: dict[int, object] = {}
 def _counting_client(connection):
     key = id(connection.connection_pool)
     if key not in _counting_clients:
-        from rq_gevent.connections import client_like
+        from rq_gevent.plumbing.connections import client_like
 
         _counting_clients[key] = client_like(connection, max_connections=1000, socket_timeout=5)
     return _counting_clients[key]

@@ -47,8 +47,8 @@ import redis  # noqa: E402
 from ledger import Ledger  # noqa: E402
 from peers.hosts import Fleet  # noqa: E402
 
+from rq_gevent.core.shutdown import COLD_SHUTDOWN_HINT  # noqa: E402
 from rq_gevent.embedded_redis import EmbeddedRedis  # noqa: E402
-from rq_gevent.shutdown import COLD_SHUTDOWN_HINT  # noqa: E402
 
 # Results and failures outlive the soak, so the final account can read every job.
 KEEP = {"result_ttl": 24 * 3600, "failure_ttl": 24 * 3600}

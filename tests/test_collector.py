@@ -1,4 +1,4 @@
-"""The garbage collector in a worker (rq_gevent.collector): tuned for many jobs in flight, still
+"""The garbage collector in a worker (rq_gevent.core.collector): tuned for many jobs in flight, still
 collecting the reference cycles jobs leave, and with no greenlet of an ended job left to collect."""
 
 import gc
@@ -12,7 +12,8 @@ from conftest import TESTS_DIR
 from rq import Queue
 from test_cli import run_cli
 
-from rq_gevent import GeventWorker, collector
+from rq_gevent import GeventWorker
+from rq_gevent.core import collector
 
 JOBS = 3_000
 

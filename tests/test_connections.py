@@ -224,7 +224,7 @@ def test_neither_a_finished_nor_a_collected_worker_closes_the_apps_client(redis_
     workers_client = weakref.ref(worker.connection)
 
     del worker
-    gc.unfreeze()  # the first work() of a process froze what existed then (rq_gevent.collector)
+    gc.unfreeze()  # the first work() of a process froze what existed then (rq_gevent.core.collector)
     gc.collect()
     assert workers_client() is None  # the instrument: the worker and its client were collected
 

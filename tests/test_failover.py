@@ -28,8 +28,8 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from rq_gevent import GeventWorker
+from rq_gevent.core.running import RunningJob
 from rq_gevent.embedded_redis import EmbeddedRedis
-from rq_gevent.running import RunningJob
 
 # Where replication is cut: the worker class whose gate it happens at (None: before the worker
 # starts), and how many runs of the job the new primary may count.  The job counts its run itself:

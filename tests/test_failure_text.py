@@ -15,7 +15,7 @@ from rq.job import Job
 from sentryjobs import derived_markers
 
 from jobs.mail.activation import send_activation_mail
-from rq_gevent.error_text import ERROR_TEXT_MAX, SENTRY_TAG_MAX, SENTRY_VALUE_MAX, WITHHELD
+from rq_gevent.core.error_text import ERROR_TEXT_MAX, SENTRY_TAG_MAX, SENTRY_VALUE_MAX, WITHHELD
 
 # Talks to Sentry: also run with the oldest sentry-sdk setup.cfg declares (noxfile.py).
 pytestmark = pytest.mark.sentry

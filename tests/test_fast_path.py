@@ -19,13 +19,15 @@ from rq.job import Job
 from rq.utils import utcparse
 from rq.worker import SimpleWorker, Worker
 
-from rq_gevent import GeventWorker, compat, job_writes, lua, retries
+from rq_gevent import GeventWorker, compat
+from rq_gevent.core import retries
 from rq_gevent.embedded_redis import EmbeddedRedis
+from rq_gevent.plumbing import job_writes, lua
 
 EXECUTION_ID = re.compile(rb"[0-9a-f]{32}")
 TIMESTAMPS = {b"created_at", b"enqueued_at", b"started_at", b"ended_at", b"last_heartbeat",
               b"execution_started_at", b"execution_ended_at"}  # fmt: skip
-POP_TOKEN = re.compile(rb"^[0-9a-f]{12}:\d+$")  # in the worker's record of its pops (rq_gevent.dequeue)
+POP_TOKEN = re.compile(rb"^[0-9a-f]{12}:\d+$")  # in the worker's record of its pops (rq_gevent.plumbing.dequeue)
 
 
 @pytest.fixture
@@ -141,7 +143,7 @@ def precise_differences(ours: dict, theirs: dict) -> list:
 
 
 class RqOwnCode(GeventWorker):
-    """rq's own code for every write the scripts of rq_gevent/lua/ would make."""
+    """rq's own code for every write the scripts of rq_gevent/plumbing/lua/ would make."""
 
     use_scripts = False
 
@@ -361,7 +363,7 @@ def test_a_busy_worker_makes_at_most_three_round_trips_per_job(connection):
     worker.work(burst=True)
     reads = connection.info("stats")["total_reads_processed"] - reads_before
     # rq's SimpleWorker: 18 per job.  Here: the start pipeline, the outcome (its WATCH and SMEMBERS
-    # assumed, rq_gevent.transactions), and a share of a batched pop, of ticks and of start-up.
+    # assumed, rq_gevent.plumbing.transactions), and a share of a batched pop, of ticks and of start-up.
     assert len(queue.finished_job_registry) == jobs
     assert reads / jobs <= 3, reads / jobs
 

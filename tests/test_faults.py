@@ -26,8 +26,8 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from rq.worker import SimpleWorker, Worker
 
 from rq_gevent import GeventWorker
+from rq_gevent.core.error_text import WITHHELD
 from rq_gevent.embedded_redis import EmbeddedRedis
-from rq_gevent.error_text import WITHHELD
 
 # Executions of killed workers expire in ~2 s and are reaped every second.
 FAST_REAPING = ["--worker-class", "testworkers.ShortTTLWorker", "--job-monitoring-interval", "1"]

@@ -214,7 +214,7 @@ def test_start_up_has_its_own_limit_and_a_process_stuck_there_is_killed(
 
 def liveness_file(pid: int) -> Path:
     """The liveness file of worker process ``pid``, as its launcher told it (its environment)."""
-    from rq_gevent.supervision import LIVENESS_ENV
+    from rq_gevent.launcher.supervision import LIVENESS_ENV
 
     environ = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
     return Path(environ[LIVENESS_ENV])
@@ -336,7 +336,7 @@ def test_the_master_loads_nothing_a_worker_could_inherit():
     from conftest import REPO_DIR
 
     code = (
-        "import sys; import rq_gevent.cli, rq_gevent.arbiter; "
+        "import sys; import rq_gevent.cli, rq_gevent.launcher.arbiter; "
         "print(sorted(m for m in ('gevent', 'redis', 'rq', 'ssl') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO_DIR))
@@ -376,7 +376,7 @@ def test_a_worker_process_whose_launcher_died_before_it_started_exits_at_once():
 
     def child(master_pid: int) -> subprocess.Popen:
         env = dict(os.environ, RQ_GEVENT_MASTER_PID=str(master_pid), PYTHONUNBUFFERED="1")
-        return subprocess.Popen([sys.executable, "-m", "rq_gevent.child"], stdin=subprocess.PIPE,
+        return subprocess.Popen([sys.executable, "-m", "rq_gevent.launcher.child"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)  # fmt: skip
 
     # Its launcher (pid 1 here: not this process, its real parent) is gone: it exits without

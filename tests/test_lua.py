@@ -1,4 +1,4 @@
-"""The Lua scripts (``rq_gevent/lua/``): each header names every key its body touches and the rq code it
+"""The Lua scripts (``rq_gevent/plumbing/lua/``): each header names every key its body touches and the rq code it
 mirrors, the shared fragments agree with the Python they stand for, and Redis compiles each script."""
 
 import ast
@@ -8,7 +8,8 @@ from importlib import resources
 import pytest
 from conftest import REPO_DIR
 
-from rq_gevent import compat, lua
+from rq_gevent import compat
+from rq_gevent.plumbing import lua
 
 # Runs once, not on each rq, Python and server (docs/contributing.md): the scripts' text.
 pytestmark = pytest.mark.once

@@ -12,7 +12,7 @@ from rq.job import JobStatus
 from rq.worker import Worker
 
 from rq_gevent import GeventWorker
-from rq_gevent.scheduler import GreenletScheduler
+from rq_gevent.core.scheduler import GreenletScheduler
 
 
 def test_burst_runs_what_running_jobs_enqueue(connection):

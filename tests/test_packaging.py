@@ -39,7 +39,7 @@ RUN_TIME_FILES = [
     "jobs/discuz/uc_client_bridge.php",
     "rq_gevent/py.typed",
     *(
-        f"rq_gevent/lua/{name}.lua"
+        f"rq_gevent/plumbing/lua/{name}.lua"
         for name in (
             "start",
             "success",

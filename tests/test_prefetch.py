@@ -1,4 +1,4 @@
-"""Jobs popped ahead of a free slot (rq_gevent.prefetch): they happen when jobs end fast, never make a job
+"""Jobs popped ahead of a free slot (rq_gevent.core.prefetch): they happen when jobs end fast, never make a job
 run twice or get lost, and go back to the front of their queue in order when they wait too long or
 the worker stops."""
 
@@ -14,7 +14,8 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from rq_gevent import GeventWorker, prefetch
+from rq_gevent import GeventWorker
+from rq_gevent.core import prefetch
 from rq_gevent.embedded_redis import EmbeddedRedis
 
 

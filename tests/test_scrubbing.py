@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from rq_gevent import public_message
-from rq_gevent.error_text import ERROR_TEXT_MAX, MESSAGE_MAX, WITHHELD, cap, describe_failure
-from rq_gevent.job_code_outside import mark_withheld
-from rq_gevent.log_bounds import BoundedRecordFilter
-from rq_gevent.scrubbing import (
+from rq_gevent.core.error_text import ERROR_TEXT_MAX, MESSAGE_MAX, WITHHELD, cap, describe_failure
+from rq_gevent.core.job_code_outside import mark_withheld
+from rq_gevent.core.log_bounds import BoundedRecordFilter
+from rq_gevent.integrations.scrubbing import (
     FILTERED,
     redact,
     secret_strings,
@@ -173,7 +173,7 @@ def test_a_public_message_shows_without_its_notes_or_arguments_for_a_sensitive_j
 
 
 def test_a_public_message_in_sentry_is_scrubbed_of_the_jobs_strings_and_has_no_notes():
-    from rq_gevent.sentry import _public_messages
+    from rq_gevent.integrations.sentry import _public_messages
 
     error = QuotaExceeded("refused pw-98765")
     error.add_note("noted pw-56789")  # sentry-sdk's value would end with it

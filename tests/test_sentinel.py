@@ -18,7 +18,7 @@ from redis.sentinel import Sentinel
 from rq.registry import FinishedJobRegistry
 from rq.worker import Worker
 
-from rq_gevent.connections import follow_failovers
+from rq_gevent.plumbing.connections import follow_failovers
 
 JOBS, SECONDS = 800, 0.5  # about 10 s of work for 2 processes x 20 greenlets
 

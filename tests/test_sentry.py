@@ -25,9 +25,9 @@ from jobs.discuz.sync import sync_discuz_user
 from jobs.mail.activation import send_activation_mail
 from jobs.sealing import seal
 from rq_gevent import __version__
+from rq_gevent.core.error_text import WITHHELD
 from rq_gevent.embedded_redis import EmbeddedRedis, free_port
-from rq_gevent.error_text import WITHHELD
-from rq_gevent.scrubbing import FILTERED
+from rq_gevent.integrations.scrubbing import FILTERED
 
 # Talks to Sentry: also run with the oldest sentry-sdk setup.cfg declares (noxfile.py).
 pytestmark = pytest.mark.sentry
@@ -361,7 +361,7 @@ def test_a_broken_sentry_endpoint_costs_no_job(connection, redis_url, worker_pro
     # The operator learns that failures go unreported.
     assert "error event(s) not delivered" in worker.output()
     last_ended = max(timestamp(job, "ended_at") for job in jobs).timestamp()
-    # Exit waits for delivery at most rq_gevent.sentry.FLUSH_SECONDS (2 s), whatever the endpoint does.
+    # Exit waits for delivery at most rq_gevent.integrations.sentry.FLUSH_SECONDS (2 s), whatever the endpoint does.
     assert exited - last_ended < 2 + 3
 
 

@@ -53,7 +53,9 @@ def test_warm_shutdown_finishes_running_jobs_and_leaves_the_rest(connection, red
 def test_warm_shutdown_of_an_idle_worker_wakes_the_blocking_pop(connection, redis_url, worker_process):
     worker = worker_process("-u", redis_url)
     wait_until(lambda: registered_as(connection, worker.pid), what="worker registered")
-    pop_client = f"{registered_as(connection, worker.pid).name}:dequeue"  # rq_gevent.dequeue's, not a leftover's
+    pop_client = (
+        f"{registered_as(connection, worker.pid).name}:dequeue"  # rq_gevent.plumbing.dequeue's, not a leftover's
+    )
     wait_until(
         lambda: any(c["name"] == pop_client and c["cmd"] in ("blmove", "blpop") for c in connection.client_list()),
         what="its pop blocked",

@@ -2,9 +2,12 @@
 imports included), and no collaborator of the worker reaching a sibling through it."""
 
 import ast
+import importlib
+import re
 from pathlib import Path
 
 import pytest
+from conftest import REPO_DIR
 
 import jobs
 import rq_gevent
@@ -134,3 +137,36 @@ def test_no_collaborator_reaches_a_sibling_through_the_worker():
         if path.name != "worker.py" and (found := reaches_through_the_worker(path.read_text()))
     }
     assert reaches == {}
+
+
+# Dotted names in the docs that are not import paths: a Sentry tag.
+NOT_PATHS = {"rq_gevent.alert"}
+
+
+def resolves(dotted: str) -> bool:
+    """``dotted`` names a module, or an attribute of one, that imports."""
+    module_name, attribute = dotted, None
+    while module_name:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            module_name, _, last = module_name.rpartition(".")
+            attribute = last if attribute is None else f"{last}.{attribute}"
+            continue
+        value = module
+        for part in (attribute or "").split(".") if attribute else []:
+            if not hasattr(value, part):
+                return False
+            value = getattr(value, part)
+        return True
+    return False
+
+
+def test_every_rq_gevent_path_the_docs_show_imports():
+    """Moving a module must not break a path users were shown (rq_gevent.sentry.init_sentry, say)."""
+    assert resolves("rq_gevent.sentry.init_sentry") and not resolves("rq_gevent.sentry.no_such_name")
+    assert not resolves("rq_gevent.no_such_module.X")
+    shown = {match for path in [*(REPO_DIR / "docs").glob("*.md"), REPO_DIR / "README.md"]
+             for match in re.findall(r"\brq_gevent(?:\.[A-Za-z_]\w*)+", path.read_text())}  # fmt: skip
+    assert "rq_gevent.allowlist.JobNotAllowed" in shown
+    assert sorted(name for name in shown - NOT_PATHS if not resolves(name)) == []

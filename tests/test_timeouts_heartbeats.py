@@ -15,7 +15,7 @@ from rq.worker import Worker
 from testworkers import ShortTTLWorker
 
 from rq_gevent import GeventWorker
-from rq_gevent.timeouts import GeventDeathPenalty
+from rq_gevent.core.timeouts import GeventDeathPenalty
 
 
 @pytest.mark.parametrize("penalty", [UnixSignalDeathPenalty, TimerDeathPenalty])

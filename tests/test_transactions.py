@@ -1,4 +1,4 @@
-"""rq's success recorded in one round trip (rq_gevent.transactions): no WATCH for a job without
+"""rq's success recorded in one round trip (rq_gevent.plumbing.transactions): no WATCH for a job without
 dependents, a dependent that appears ends the assumption, the script applies rq's commands as EXEC
 does, a refused write applies nothing, and the worker's counters count each job once."""
 
@@ -13,8 +13,10 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.worker import Worker
 
-from rq_gevent import GeventWorker, compat, retries, transactions
+from rq_gevent import GeventWorker, compat
+from rq_gevent.core import retries
 from rq_gevent.embedded_redis import EmbeddedRedis
+from rq_gevent.plumbing import transactions
 
 # Replies of every kind, and an error in the middle that EXEC reports and runs past.
 COMMANDS = [

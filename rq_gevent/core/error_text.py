@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass
 from types import TracebackType
 
-from .sensitivity import has_public_message
+from ..sensitivity import has_public_message
 
 # Characters of a traceback kept in a stored error, a log line or a Sentry exception.
 ERROR_TEXT_MAX = 8192

@@ -3,7 +3,7 @@
 rq records each outcome (success, failure, retry, stop) in one transaction.  If Redis is unreachable
 then, the step waits for it and runs again, unless it had applied after all (only its answer was
 lost): a job whose code ran is never left to rq's reaper as abandoned because Redis was away when
-it ended.  (A job that did not run is put back on its queue instead: :mod:`rq_gevent.retries`.)
+it ended.  (A job that did not run is put back on its queue instead: :mod:`rq_gevent.core.retries`.)
 
 An outcome Redis acknowledged can still be lost: a primary sends writes to its replica after
 acknowledging them, so a failover (Sentinel's, or a ``kill -9`` of the primary) drops the last moments
@@ -24,8 +24,8 @@ from typing import Any
 import gevent
 import gevent.event
 
-from . import compat
-from .redis_waits import REDIS_UNAVAILABLE, Backoff, why_unavailable
+from .. import compat
+from ..plumbing.redis_waits import REDIS_UNAVAILABLE, Backoff, why_unavailable
 from .running import RecordedOutcome, RunningJob, RunningJobs
 
 # Outcomes recorded this long before an outage began are checked again after it: more than a

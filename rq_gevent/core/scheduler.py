@@ -12,7 +12,7 @@ import logging
 import gevent
 from rq.scheduler import RQScheduler
 
-from . import compat
+from .. import compat
 
 log = logging.getLogger("rq.scheduler")
 

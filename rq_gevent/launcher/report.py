@@ -1,10 +1,10 @@
-"""``python -m rq_gevent.report``: send one of the launcher's alerts to Sentry, then exit.
+"""``python -m rq_gevent.launcher.report``: send one of the launcher's alerts to Sentry, then exit.
 
 The launcher imports neither sentry-sdk nor anything of the application.  When it kills a worker
 process, sees one die, or gives up on a crash loop, it starts this short-lived process with the
 workers' options and the alert as JSON on stdin (``{"options", "kind", "message", "args",
 "details"}``).  Sentry's settings are read exactly as a worker process reads them; without a DSN it
-exits at once.  Delivery waits at most ``rq_gevent.sentry.FLUSH_SECONDS``.
+exits at once.  Delivery waits at most ``rq_gevent.integrations.sentry.FLUSH_SECONDS``.
 """
 
 from rq_gevent.patching import patch
@@ -28,7 +28,7 @@ def report(payload: dict[str, Any]) -> bool:
     sentry = sentry_settings(options, read_settings(options.config))
     if sentry is None:
         return False
-    from rq_gevent.sentry import close, init_sentry
+    from ..integrations.sentry import close, init_sentry
 
     init_sentry(sentry)
     # The launcher has logged it already; here it only goes to Sentry.

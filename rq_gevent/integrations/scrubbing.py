@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .error_text import cap
+from ..core.error_text import cap
 
 FILTERED = "[Filtered]"
 # Shorter strings are not searched for: replacing every "id" or "en" would wreck the event, and

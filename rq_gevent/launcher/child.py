@@ -1,4 +1,4 @@
-"""A worker process started by the launcher: ``python -m rq_gevent.child`` (WorkerOptions as JSON on stdin).
+"""A worker process started by the launcher: ``python -m rq_gevent.launcher.child`` (WorkerOptions as JSON on stdin).
 
 It patches gevent first, like the ``rq-gevent`` command, then runs one GeventWorker.  With ``--check``
 it only checks the options and the config module, as a worker would before connecting, prints a
@@ -21,7 +21,8 @@ import gevent
 
 from rq_gevent.exceptions import WorkLoopDied
 from rq_gevent.options import ConfigError, UserError, WorkerOptions
-from rq_gevent.supervision import (
+
+from .supervision import (
     CONFIG_ERROR_EXIT,
     INDEX_ENV,
     LIVENESS_ENV,

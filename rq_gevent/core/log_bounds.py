@@ -1,4 +1,4 @@
-"""A logging filter that holds every record of the worker's loggers to :mod:`rq_gevent.error_text`'s caps.
+"""A logging filter that holds every record of the worker's loggers to :mod:`rq_gevent.core.error_text`'s caps.
 
 rq formats a failed job's traceback, message included, into its ``exception raised while executing``
 line, and logs job ids and descriptions as they were enqueued, however long.  This filter, on the
@@ -11,7 +11,7 @@ worker's logger and rq's own, rewrites each record before any handler formats it
 * in a sensitive job's greenlet an exception passed as an argument shows its type only (unless its
   message is marked public: :func:`rq_gevent.sensitivity.public_message`, which vouches for its
   ``str()`` only, not its notes nor the arguments its ``repr()`` shows);
-* an exception once withheld (:mod:`rq_gevent.job_code_outside`) stays withheld in any record;
+* an exception once withheld (:mod:`rq_gevent.core.job_code_outside`) stays withheld in any record;
 * any other argument, and a message without arguments, is cut to ``LOG_VALUE_MAX`` characters
   (``ERROR_TEXT_MAX`` for a message), as are the ``extra`` fields rq attaches (job id, arguments...).
 """

@@ -17,8 +17,8 @@ import gevent
 from greenlet import greenlet as Greenlet
 from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 
+from ..sensitivity import public_message
 from .running import RunningJob, running_job
-from .sensitivity import public_message
 
 
 class GeventDeathPenalty(BaseDeathPenalty):

@@ -9,14 +9,14 @@ import redis.exceptions
 from rq import worker_registration
 from rq.utils import now
 
-from . import compat
+from .. import compat
+from ..plumbing.redis_waits import REDIS_UNAVAILABLE
 from .background import Background
-from .redis_waits import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
     from rq.worker import Worker
 
-    from .alerts import RedisOutage
+    from ..alerts import RedisOutage
     from .running import RunningJob, RunningJobs
     from .worker_counters import WorkerCounters
 

@@ -12,7 +12,7 @@ import gevent.event
 from rq.suspension import is_suspended
 from rq.worker import WorkerStatus
 
-from .compat import StopRequested
+from ..compat import StopRequested
 from .running import RunningJobs
 
 # ``rq suspend`` is noticed within this many seconds.

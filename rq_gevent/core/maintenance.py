@@ -12,13 +12,13 @@ to stop the worker, and what rq's clean-up would get wrong is handled first.
   abandoned jobs never failed or requeued) and left its maintenance lock held.  Each queue is cleaned
   on its own: its lock is released whatever happens, a key of the wrong type is bad input (one ERROR
   line naming the key and its type, the queue skipped for ``bad_queue_skip_seconds``,
-  :mod:`rq_gevent.bad_queues`), any other error is logged with its traceback, and the next queue is
+  :mod:`rq_gevent.core.bad_queues`), any other error is logged with its traceback, and the next queue is
   cleaned.  Only Redis being away ends the round.
 * rq times the interval with the wall clock (``now() - last_cleaned_at``), so a step back by an hour
   (NTP, a restored VM) would postpone every clean-up, abandoned jobs' included, by an hour: the
   interval is timed on the monotonic clock instead.
 * rq's clean-up of an abandoned job runs its failure callback here, outside the job's greenlet:
-  exception messages logged meanwhile are withheld (:mod:`rq_gevent.job_code_outside`).
+  exception messages logged meanwhile are withheld (:mod:`rq_gevent.core.job_code_outside`).
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from typing import Any
 
 from rq.utils import as_text
 
-from . import compat, job_code_outside, retries
+from .. import compat
+from ..plumbing.redis_waits import REDIS_UNAVAILABLE
+from . import job_code_outside, retries
 from .bad_queues import BadQueues
-from .redis_waits import REDIS_UNAVAILABLE
 
 
 class Maintenance:

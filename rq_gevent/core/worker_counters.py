@@ -14,8 +14,8 @@ from typing import Any
 import gevent
 import redis.exceptions
 
+from ..plumbing.redis_waits import REDIS_UNAVAILABLE
 from .background import Background
-from .redis_waits import REDIS_UNAVAILABLE
 
 # Worker-level writes (counters, current_job) reach Redis at most this often.
 WORKER_WRITES_SECONDS = 1.0

@@ -17,8 +17,8 @@ from typing import Any
 import gevent
 import gevent.event
 
+from ..exceptions import ColdShutdown
 from .admission import Admission
-from .exceptions import ColdShutdown
 from .running import RunningJobs
 
 # The end of the line a worker process logs once it took a first stop signal (tests and the soak wait for it).

@@ -1,5 +1,5 @@
 """The main loop of ``work()``: wait for a free slot, pop as many jobs as there are free slots (and a
-few ahead, :mod:`rq_gevent.prefetch`), admit them, until stopped, drained (burst), ``max_jobs``
+few ahead, :mod:`rq_gevent.core.prefetch`), admit them, until stopped, drained (burst), ``max_jobs``
 admitted or idle for ``max_idle_time``.
 
 While Redis is unavailable the loop backs off (rq's ``exponential_backoff_factor``, up to
@@ -23,13 +23,13 @@ from typing import Any
 import gevent.event
 import redis.exceptions
 
-from . import alerts
+from .. import alerts
+from ..alerts import RedisOutage
+from ..compat import StopRequested
+from ..plumbing.dequeue import DEQUEUE_BATCH, Dequeuer
+from ..plumbing.redis_waits import REDIS_UNAVAILABLE, Backoff, why_unavailable
 from .admission import Admission
-from .alerts import RedisOutage
-from .compat import StopRequested
-from .dequeue import DEQUEUE_BATCH, Dequeuer
 from .prefetch import MAX_WAIT, Prefetched
-from .redis_waits import REDIS_UNAVAILABLE, Backoff, why_unavailable
 from .running import RunningJobs
 from .suspension import Suspension
 

@@ -1,7 +1,7 @@
 """rq's own writes for a job's start and end, the same keys and values, in fewer round trips.
 
-This is the one module (with :mod:`rq_gevent.worker_counters`, the heartbeat script in
-:mod:`rq_gevent.compat` and the transaction script of :mod:`rq_gevent.transactions`) that writes rq's
+This is the one module (with :mod:`rq_gevent.core.worker_counters`, the heartbeat script in
+:mod:`rq_gevent.compat` and the transaction script of :mod:`rq_gevent.plumbing.transactions`) that writes rq's
 state itself rather than through rq's methods; a test
 compares the Redis state it leaves with what rq's ``SimpleWorker`` leaves, on every rq version.
 
@@ -46,17 +46,18 @@ from rq.results import Result
 from rq.utils import as_text, now
 from rq.worker import Worker, WorkerStatus
 
-from . import compat, lua, transactions
+from .. import compat
+from ..core.running import Phase, RunningJob
+from ..speedups import utcformat
+from . import lua, transactions
 from .redis_waits import REDIS_UNAVAILABLE
-from .running import Phase, RunningJob
-from .speedups import utcformat
 
 if TYPE_CHECKING:
-    from .running import RunningJobs
-    from .worker_counters import WorkerCounters
+    from ..core.running import RunningJobs
+    from ..core.worker_counters import WorkerCounters
 
 
-# Their keys, what they write and the rq code they mirror: the headers of the files in rq_gevent/lua/.
+# Their keys, what they write and the rq code they mirror: the headers of the files in rq_gevent/plumbing/lua/.
 _OUTCOME_RECORDED = lua.load("outcome_recorded")
 _START = lua.load("start")
 _SUCCESS = lua.load("success")

@@ -1,7 +1,7 @@
 """Script calls of many greenlets sent to Redis together, pipelined on one connection.
 
 Each job's greenlet sends rq's transactions for its start and its outcome, each as one script call
-(:mod:`rq_gevent.transactions`).  With a hundred jobs running, their calls come in bursts: instead of
+(:mod:`rq_gevent.plumbing.transactions`).  With a hundred jobs running, their calls come in bursts: instead of
 a hundred pool checkouts, sends and waits for a reply, the calls made since the last write go in one
 write on one connection, without waiting for the replies to the writes before it; one reader takes
 the replies in order and hands each greenlet its own.  Nothing waits on a timer: a lone call is sent
@@ -23,7 +23,7 @@ import gevent
 from gevent.event import AsyncResult
 from redis.exceptions import NoScriptError, ResponseError
 
-from . import compat
+from .. import compat
 
 try:
     from hiredis import pack_command as _hiredis_pack

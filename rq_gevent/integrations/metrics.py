@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .running import RunningJob
+    from ..core.running import RunningJob
 
 DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Event-loop lag is sampled this often: a greenlet that sleeps LAG_INTERVAL and measures how late
@@ -181,7 +181,7 @@ def serve(port: int, host: str, directory: str | None = None) -> Any:
     there.  A port already taken is a one-line :class:`~rq_gevent.options.ConfigError`."""
     from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
-    from .options import ConfigError
+    from ..options import ConfigError
 
     registry = REGISTRY
     if directory is not None:

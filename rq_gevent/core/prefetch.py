@@ -8,9 +8,9 @@ after a pop's round trip.
 * **Where a job waits:** where rq's own LMOVE puts it, in its queue's ``:intermediate`` list, its
   status as it was.  It goes back to the front of its queue, in order, when it has waited ``MAX_WAIT`` (slots
   that stay full), when the worker is suspended and when the loop ends (warm or cold shutdown).  A
-  worker killed outright leaves it to maintenance, which requeues it (:mod:`rq_gevent.maintenance`).
+  worker killed outright leaves it to maintenance, which requeues it (:mod:`rq_gevent.core.maintenance`).
   One cancelled, deleted or taken elsewhere meanwhile (rq's ``cancel()`` and ``delete()`` do not look in
-  ``:intermediate``) is neither put back nor run (:mod:`rq_gevent.job_writes`).
+  ``:intermediate``) is neither put back nor run (:mod:`rq_gevent.plumbing.job_writes`).
 """
 
 from __future__ import annotations

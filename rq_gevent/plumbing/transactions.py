@@ -1,10 +1,10 @@
 """rq's transactions for a job's start and outcome as one script call each, coalesced across
 greenlets, and rq's success without its WATCH round trips; counters that count once.
 
-* **One script call.**  Inside :func:`one_trip` (the start in :mod:`rq_gevent.job_writes`, the
+* **One script call.**  Inside :func:`one_trip` (the start in :mod:`rq_gevent.plumbing.job_writes`, the
   outcomes in the worker) a transaction of the worker's client goes to Redis as one call of a script
   that applies rq's own commands, sent with the calls of other greenlets in one round trip
-  (:mod:`rq_gevent.coalescing`).  The script runs them as ``EXEC`` would: an error in one is its reply
+  (:mod:`rq_gevent.plumbing.coalescing`).  The script runs them as ``EXEC`` would: an error in one is its reply
   and the others still run, except a refusal of writes (out of memory, a read-only replica, ...):
   Redis refuses a script's writes only until its first one lands, so at a refusal nothing is applied
   yet, and the script ends there with that error, as ``EXEC`` aborts.
@@ -38,7 +38,8 @@ from redis import Redis
 from redis.client import CaseInsensitiveDict, Pipeline
 from redis.exceptions import ResponseError, WatchError
 
-from . import compat, lua
+from .. import compat
+from . import lua
 from .coalescing import Coalescer
 
 _APPLY_IF_ABSENT = lua.load("apply_if_absent")
@@ -56,7 +57,7 @@ _one_trip: contextvars.ContextVar[bool | None] = contextvars.ContextVar("one_tri
 @contextlib.contextmanager
 def one_trip(assume_no_dependents: bool = False) -> Iterator[None]:
     """The worker's transactions begun here (in this greenlet) go to Redis as one script call each,
-    coalesced with other greenlets' (:mod:`rq_gevent.coalescing`).  ``assume_no_dependents``: a
+    coalesced with other greenlets' (:mod:`rq_gevent.plumbing.coalescing`).  ``assume_no_dependents``: a
     watched key read with SMEMBERS is taken for an empty set, and checked when the script runs."""
     token = _one_trip.set(assume_no_dependents)
     try:

@@ -8,7 +8,7 @@ type) while the worker keeps popping from its other queues, then it is popped fr
 with no such key behind it is not bad input: it is raised.
 
 rq's maintenance keeps a :class:`BadQueues` of its own, for the keys a queue's clean-up touches
-(:func:`rq_gevent.compat.maintenance_keys`; :mod:`rq_gevent.maintenance`).
+(:func:`rq_gevent.compat.maintenance_keys`; :mod:`rq_gevent.core.maintenance`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Modelled on gunicorn's arbiter.  The master never runs jobs, never patches gevent, never imports
 redis or rq and holds no connection: each worker is a fresh interpreter (``python -m
-rq_gevent.child``), so nothing a worker uses was inherited across a fork.  Signals are queued by
+rq_gevent.launcher.child``), so nothing a worker uses was inherited across a fork.  Signals are queued by
 their handlers and handled in the master's loop, which every quarter second also
 
 * reaps exited workers and replaces them (backing off, then giving up, when they keep failing
@@ -16,7 +16,7 @@ their handlers and handled in the master's loop, which every quarter second also
 * rolls all workers on SIGHUP, one at a time, each replacement up before the next old one stops.
 
 Alerts (a worker killed by the master or dying on its own, a crash loop) are logged here and, when
-Sentry may be configured, sent by a short-lived ``python -m rq_gevent.report`` process, which the
+Sentry may be configured, sent by a short-lived ``python -m rq_gevent.launcher.report`` process, which the
 master waits for (at most ``REPORT_WAIT_SECONDS``) before it exits.
 """
 
@@ -37,10 +37,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rq_gevent import alerts
-from rq_gevent.metrics import DIRECTORY_ENV as METRICS_DIRECTORY_ENV
-from rq_gevent.metrics import process_exited
 from rq_gevent.options import WorkerOptions
-from rq_gevent.supervision import (
+
+from ..integrations.metrics import DIRECTORY_ENV as METRICS_DIRECTORY_ENV
+from ..integrations.metrics import process_exited
+from .supervision import (
     CONFIG_ERROR_EXIT,
     DEFAULT_HUB_TIMEOUT,
     DEFAULT_STARTUP_TIMEOUT,
@@ -182,7 +183,7 @@ class Arbiter:
         """What a worker process would refuse before connecting, asked of a throwaway interpreter
         (the master itself imports no app code), or ``""``."""
         check = subprocess.run(
-            [sys.executable, "-m", "rq_gevent.child", "--check"],
+            [sys.executable, "-m", "rq_gevent.launcher.child", "--check"],
             input=self.options.for_worker_process().to_json().encode(),
             stdout=subprocess.PIPE,
         )
@@ -192,8 +193,9 @@ class Arbiter:
 
     def _serve_metrics(self) -> str:
         """Serve every worker process's metrics from one directory; the error if the port is taken."""
-        from rq_gevent.metrics import serve
         from rq_gevent.options import ConfigError
+
+        from ..integrations.metrics import serve
 
         os.mkdir(self.metrics_dir)
         try:
@@ -321,7 +323,7 @@ class Arbiter:
         if self.options.metrics_port:
             env[METRICS_DIRECTORY_ENV] = self.metrics_dir
         process = subprocess.Popen(
-            [sys.executable, "-m", "rq_gevent.child"],
+            [sys.executable, "-m", "rq_gevent.launcher.child"],
             stdin=subprocess.PIPE,
             env=env,
             start_new_session=True,  # terminal signals reach the master only; it forwards them
@@ -467,7 +469,7 @@ class Arbiter:
             "details": {"child": child.index, "pid": child.pid},
         }
         try:
-            process = subprocess.Popen([sys.executable, "-m", "rq_gevent.report"], stdin=subprocess.PIPE)
+            process = subprocess.Popen([sys.executable, "-m", "rq_gevent.launcher.report"], stdin=subprocess.PIPE)
             assert process.stdin is not None
             process.stdin.write(json.dumps(payload).encode())
             process.stdin.close()

@@ -5,7 +5,7 @@
 * ``shutdown``: a warm shutdown.
 
 A command for a job this worker is not running, or a malformed one, is logged and ignored.  The
-listener itself is watched (:mod:`rq_gevent.listener`): one that stopped hearing is replaced.
+listener itself is watched (:mod:`rq_gevent.core.listener`): one that stopped hearing is replaced.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 import redis.exceptions
 from rq.command import parse_payload
 
-from .alerts import RedisOutage
-from .exceptions import JobKilled, JobStopped
+from ..alerts import RedisOutage
+from ..exceptions import JobKilled, JobStopped
+from ..plumbing.redis_waits import REDIS_UNAVAILABLE, why_unavailable
 from .listener import PROBE_COMMAND, ListenerWatch
-from .redis_waits import REDIS_UNAVAILABLE, why_unavailable
 from .running import RunningJob, RunningJobs
 
 

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 from greenlet import greenlet as Greenlet
 
-from . import compat
+from .. import compat
+from ..exceptions import JobInterrupted, JobKilled, JobStopped
 from .error_text import Failure
-from .exceptions import JobInterrupted, JobKilled, JobStopped
 
 
 class Phase(enum.Enum):
@@ -76,13 +76,13 @@ class RunningJob:
     admitted_at: float = field(default_factory=time.monotonic)  # right after its dequeue
     function_started_at: float | None = None  # set (for metrics) while its function runs
     outcome_counted: bool = False  # its failure or retry is in the metrics (rq may route one through both)
-    # How it failed, as logs and Redis may show it (rq_gevent.error_text): set by handle_exception.
+    # How it failed, as logs and Redis may show it (rq_gevent.core.error_text): set by handle_exception.
     failure: Failure | None = None
-    # The death penalty armed while its own code runs (rq_gevent.timeouts): interruptions go through it.
+    # The death penalty armed while its own code runs (rq_gevent.core.timeouts): interruptions go through it.
     armed_penalty: Penalty | None = None
     # An interruption that came before its code armed a penalty: thrown as soon as it does.
     pending_interrupt: BaseException | None = None
-    # Its outcome as recorded (rq_gevent.outcomes), to record again if a failover lost it.
+    # Its outcome as recorded (rq_gevent.core.outcomes), to record again if a failover lost it.
     recorded: RecordedOutcome | None = None
 
     @property

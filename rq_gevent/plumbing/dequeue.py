@@ -13,11 +13,11 @@
   token again until a reply comes: a pop that ran but whose reply was lost (a dropped connection,
   a failover) answers the second time with the ids it took that still wait to start.  Over several
   queues rq's BLPOP is used, with rq's own exposure to a lost reply.
-* The blocking pop has a client of its own (:func:`rq_gevent.connections.dequeue_client`), so that a
+* The blocking pop has a client of its own (:func:`rq_gevent.plumbing.connections.dequeue_client`), so that a
   long block holds no pool connection, and a shutdown can wake it with ``CLIENT UNBLOCK``.
 * Bad input never stops the worker: an id whose job was deleted is skipped, an id whose key is not a
   hash is dropped (logged), a job hash rq cannot load goes to the failed registry, a queue whose keys
-  hold the wrong type is skipped for a while (:mod:`rq_gevent.bad_queues`) and the others are popped.
+  hold the wrong type is skipped for a while (:mod:`rq_gevent.core.bad_queues`) and the others are popped.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ import redis.exceptions
 from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.utils import as_text, get_version
 
-from . import compat, lua
-from .bad_queues import BadQueues
+from .. import compat
+from ..core.bad_queues import BadQueues
+from . import lua
 from .connections import dequeue_client, unblock_clients
 
 # At most this many jobs are taken per dequeue round trip (never more than the free slots).

@@ -9,7 +9,7 @@
   started (:func:`never_started`) -- that last one at most ``MAX_REQUEUES`` times, after which rq
   fails it, so a job that kills its worker every time cannot loop forever.
 * A retry rq decides (a ``Retry`` policy, a returned ``Retry``) is rq's own ``handle_job_retry``,
-  recorded like any outcome (:mod:`rq_gevent.outcomes`).  Whether a job module gives up or retries is
+  recorded like any outcome (:mod:`rq_gevent.core.outcomes`).  Whether a job module gives up or retries is
   its own choice (``jobs.outcomes``).
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 
 from rq.utils import as_text
 
-from . import compat
-from .metrics import NoMetrics
-from .redis_waits import REDIS_UNAVAILABLE
+from .. import compat
+from ..integrations.metrics import NoMetrics
+from ..plumbing.redis_waits import REDIS_UNAVAILABLE
 from .running import Phase, RunningJob
 
 ATTEMPT_META_KEY = "rq_gevent_attempt"

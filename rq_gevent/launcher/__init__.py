@@ -1,0 +1,1 @@
+"""The pre-fork launcher: a master that never imports rq, and the worker processes it starts."""
