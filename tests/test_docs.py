@@ -11,6 +11,7 @@ import click
 import pytest
 from conftest import REPO_DIR
 
+import rq_gevent
 from rq_gevent.integrations import metrics
 
 # Runs once, not on each rq, Python and server (docs/contributing.md):
@@ -187,7 +188,7 @@ def test_the_architecture_pages_module_table_names_every_module():
     page = (DOCS / "architecture.md").read_text()
     sample = "x\n## Modules\n| `a.py`, `p/b.py`, `p/q/` | x `c.py` |\n## Next\n| `d.py` | |"
     assert modules_in_the_table(sample) == {"a.py", "p/b.py", "p/q/"}
-    package = REPO_DIR / "rq_gevent"
+    package = Path(rq_gevent.__file__).parent  # the installed package, in the package session
     modules = {path.relative_to(package).as_posix() for path in package.rglob("*.py")}
     # a subpackage's __init__ is named by its directory ("core/")
     files = {name.removesuffix("__init__.py") if name.endswith("/__init__.py") else name for name in modules}

@@ -26,6 +26,7 @@ from rq.command import send_stop_job_command
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.worker import Worker
 
 from rq_gevent import GeventWorker
 from rq_gevent.core.running import RunningJob
@@ -118,6 +119,11 @@ def test_a_stopped_job_whose_outcome_the_new_primary_lacks_is_recorded_stopped_t
     _cut_replication(servers)
     (tmp_path / "go").touch()
     wait_until(lambda: job.get_status(refresh=True) == JobStatus.STOPPED, what="stopped, on the old primary")
+    # The job's greenlet is over (the worker idle): the stop's transaction had its reply before the
+    # failover.  Else the failover may cut that reply, and the job's own greenlet records it on the new
+    # primary (also right, but not the recheck this test is about).
+    wait_until(lambda: [worker.get_state() for worker in Worker.all(connection=servers.old)] == ["idle"],
+               what="the worker idle again")  # fmt: skip
     new_job = Job.fetch(job.id, connection=servers.new)
     assert new_job.get_status(refresh=True) == JobStatus.STARTED  # the instrument: the new primary lacks it
 
