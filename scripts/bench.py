@@ -11,6 +11,8 @@ rounds of that; each system's run with the median jobs/s is reported, with the r
 
 ==================  =====================================================
 ``rq-gevent``       ``rq-gevent worker -c C`` (one process)
+``rq-gevent-rqcode`` ``rq-gevent worker -c C -w benchworkers.RqOwnCodeWorker``: rq's own code for the
+                    writes the Lua scripts make (the scripts' worth, at equal concurrency)
 ``rq-gevent-nP``    ``rq-gevent worker -n P -c C`` (the pre-fork launcher)
 ``rq-gevent-metrics`` ``rq-gevent worker -c C --metrics-port`` scraped every second
 ``rq-gevent-nP-metrics`` ``rq-gevent worker -n P -c C --metrics-port`` scraped every second
@@ -120,6 +122,9 @@ class System:
 SYSTEMS = [
     System("rq-gevent", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
                                               "-c", str(o.concurrency), RQ_QUEUE]),
+    System("rq-gevent-rqcode", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
+                                                     "-c", str(o.concurrency), "-w", "benchworkers.RqOwnCodeWorker",
+                                                     RQ_QUEUE]),
     System("rq-gevent-nP", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
                                                  "-n", str(o.processes), "-c", str(o.concurrency), RQ_QUEUE]),
     System("rq-gevent-metrics", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
@@ -147,6 +152,7 @@ def label(system: System, options: Options) -> str:
     """The command a reader would type, shortened: ``rq-gevent -n 2 -c 100``."""
     return {
         "rq-gevent": f"rq-gevent -c {options.concurrency}",
+        "rq-gevent-rqcode": f"rq-gevent -c {options.concurrency}, rq's code for the scripts' writes",
         "rq-gevent-nP": f"rq-gevent -n {options.processes} -c {options.concurrency}",
         "rq-gevent-metrics": f"rq-gevent -c {options.concurrency} --metrics-port, scraped 1/s",
         "rq-gevent-nP-metrics": f"rq-gevent -n {options.processes} -c {options.concurrency} --metrics-port, "

@@ -6,6 +6,7 @@ Runs on every rq of the matrix: a release that renames one fails here, not in a 
 
 import ast
 import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -127,3 +128,12 @@ def test_no_module_but_compat_uses_one_of_rqs_private_names(connection):
         if path.name != "compat.py" and (found := private_names_used(path.read_text()) & (rqs | {"_parsers"}))
     }
     assert used == {}
+
+
+def test_the_text_rqs_maintenance_fails_a_stuck_job_with_is_the_installed_rqs():
+    """rq says why it fails a job it found in ``:intermediate`` only in that text: the worker requeues
+    such a job (never started) by it, so the text must be the installed rq's, word for word."""
+    from rq.intermediate_queue import IntermediateQueue
+
+    assert f"exc_string={compat.STUCK_IN_INTERMEDIATE!r}" in inspect.getsource(IntermediateQueue.cleanup)
+    assert compat.stuck_in_intermediate(compat.STUCK_IN_INTERMEDIATE)
