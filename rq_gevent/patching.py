@@ -31,7 +31,8 @@ def _poll_readiness_checks_directly() -> None:
     """``select.poll()`` as gevent patches it, except that ``poll(0)`` asks the OS at once.
 
     A zero timeout cannot block, so it needs no turn of gevent's hub; gevent still starts a watcher
-    per fd and waits for the hub: 15 us against 1 us.  redis-py makes that check each time it takes a
+    per fd and waits for the hub, many times slower (docs/performance-history.md).  redis-py makes that
+    check each time it takes a
     connection from its pool (is it clean?), which is once per command a job sends.  The OS also reports
     every event asked for (``POLLRDHUP``...), where gevent's reports only readable and writable.
     """

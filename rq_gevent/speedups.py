@@ -4,12 +4,14 @@ Each gives rq's answer (or raises rq's error) for every input: what is off its f
 rq's own function, and a test compares the two.  Installed once, by the worker.
 
 * **Serializers.**  rq resolves the serializer each time it builds a job, queue, registry or
-  result: about six times per job.  rq 2.12 checks it with ``isinstance`` against a runtime
-  ``Protocol``, ~6 us a time on Python 3.11.  rq's own two serializers pass that check by definition
-  and are returned as they are.
-* **Timestamps.**  rq writes each timestamp with ``strftime`` (~2 us) and reads it with ``strptime``
-  (~6 us): nine writes and two reads per no-op job.  ``%``-formatting and ``fromisoformat`` give
-  the same for rq's own layout (``2026-12-05T13:04:28.432599Z``) in a fifth of the time.
+  result, several times per job.  rq 2.12 checks it with ``isinstance`` against a runtime
+  ``Protocol``, which is slow; rq's own two serializers pass that check by definition and are
+  returned as they are.
+* **Timestamps.**  rq writes each timestamp with ``strftime`` and reads it with ``strptime``, several
+  times per job.  ``%``-formatting and ``fromisoformat`` give the same for rq's own layout
+  (``2026-12-05T13:04:28.432599Z``) for much less.
+
+What each saves, measured: docs/performance-history.md.
 """
 
 from __future__ import annotations

@@ -145,6 +145,34 @@ def _failure_to_store(running: RunningJob | None, exc_string: str) -> str:
     return cap(exc_string, ERROR_TEXT_MAX)
 
 
+def _pool_jobs_only(step: Callable[..., Any]) -> Callable[..., Any]:
+    """One of rq's steps of a job, ``step(self, running, job, ...)`` for a job of the pool; rq's own
+    (``Worker.<step>``) for any other job."""
+
+    @functools.wraps(step)
+    def for_any_job(self: GeventWorker, job: Job, *args: Any, **kwargs: Any) -> Any:
+        running = self.jobs.own(job)
+        if running is None:
+            return getattr(super(GeventWorker, self), step.__name__)(job, *args, **kwargs)
+        return step(self, running, job, *args, **kwargs)
+
+    del for_any_job.__wrapped__  # its signature is rq's, without ``running``
+    return for_any_job
+
+
+def _in_pool_jobs_only(step: Callable[..., Any]) -> Callable[..., Any]:
+    """One of rq's worker-level steps, ``step`` in a greenlet that acts for a job of the pool; rq's own
+    elsewhere."""
+
+    @functools.wraps(step)
+    def anywhere(self: GeventWorker, *args: Any, **kwargs: Any) -> Any:
+        if self.jobs.acting_for() is None:
+            return getattr(super(GeventWorker, self), step.__name__)(*args, **kwargs)
+        return step(self, *args, **kwargs)
+
+    return anywhere
+
+
 class GeventWorker(compat.WorkerHooks, Worker):
     """An rq worker that runs up to ``concurrency`` jobs at once, each in its own greenlet.
 
@@ -226,15 +254,16 @@ class GeventWorker(compat.WorkerHooks, Worker):
         self._async_jobs = gevent.lock.Semaphore(1)
         self._interrupted_job_handlers: list[InterruptedJobHandler] = []
         self._sentry_scrubbing: Callable[[], None] | None = None
-        if _SENSITIVE_RECORDS not in self.log.filters:
-            self.log.addFilter(_SENSITIVE_RECORDS)
-        log_bounds.install(self.log, _BOUNDED_RECORDS)
 
     def _build_parts(self) -> None:
         """The collaborators, each handed what it uses (docs/architecture.md).  Built again by ``work()``
         if what they were given changed since: a subclass that renames itself after rq's ``__init__``,
         a ``use_scripts`` or ``log`` set on the instance."""
         self._built_for = self._parts_depend_on()
+        # On the worker's logger, whichever it is: a sensitive job's records, and every failure's text, bounded.
+        if _SENSITIVE_RECORDS not in self.log.filters:
+            self.log.addFilter(_SENSITIVE_RECORDS)
+        log_bounds.install(self.log, _BOUNDED_RECORDS)
         self.redis_outage = alerts.RedisOutage(
             self.name, self.redis_alert_after, self.log, on_recovered=self._redis_recovered, metrics=self.metrics
         )
@@ -644,29 +673,25 @@ class GeventWorker(compat.WorkerHooks, Worker):
         with self._async_jobs:
             yield
 
-    # Each of rq's steps of a job below is rq's own for a job that is not one of the pool's: called
-    # directly, as rq's API allows (rq's tests do), or by rq's maintenance.
+    # Each of rq's steps of a job below (@_pool_jobs_only) is rq's own for a job that is not one of the
+    # pool's: called directly, as rq's API allows (rq's tests do), or by rq's maintenance.
 
-    def prepare_execution(self, job: Job) -> Any:
+    @_pool_jobs_only
+    def prepare_execution(self, running: RunningJob, job: Job) -> Any:
         """rq's execution, on a pipeline that :meth:`prepare_job_execution` sends (rq_gevent.plumbing.job_writes)."""
-        if self.jobs.own(job) is None:
-            return super().prepare_execution(job)
         return self.job_writes.create_execution(job)
 
-    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+    @_pool_jobs_only
+    def prepare_job_execution(
+        self, running: RunningJob, job: Job, remove_from_intermediate_queue: bool = False
+    ) -> None:
         """rq's writes that mark the job started, with its execution's (rq_gevent.plumbing.job_writes)."""
-        if self.jobs.own(job) is None:
-            super().prepare_job_execution(job, remove_from_intermediate_queue)
-            return
         self.job_writes.mark_started(job, remove_from_intermediate_queue)
         self.procline(f"Running {len(self.jobs)} of {self.concurrency} jobs")
 
-    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+    @_pool_jobs_only
+    def handle_execution_ended(self, running: RunningJob, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         """The job's own code is over: from here on nothing may interrupt it."""
-        running = self.jobs.own(job)
-        if running is None:
-            super().handle_execution_ended(job, queue, heartbeat_ttl)
-            return
         if running.phase is Phase.STARTED and isinstance(sys.exc_info()[1], REDIS_UNAVAILABLE):
             running.failed_before_start()  # Redis failed rq's last call before the function
         elif running.ran:
@@ -675,20 +700,14 @@ class GeventWorker(compat.WorkerHooks, Worker):
         running.pending_interrupt = None
         self.job_writes.note_end(job)
 
-    def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        running = self.jobs.own(job)
-        if running is None:
-            super().handle_job_success(job, queue, *args, **kwargs)
-            return
+    @_pool_jobs_only
+    def handle_job_success(self, running: RunningJob, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         by_rq = _in_one_trip(super().handle_job_success, job, queue, *args, assume_no_dependents=True, **kwargs)
         self.outcomes.record(running, self.job_writes.success_recorder(job, by_rq))
         self.metrics.ended(queue.name, "finished")
 
-    def handle_job_retry(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        running = self.jobs.own(job)
-        if running is None:
-            super().handle_job_retry(job, queue, *args, **kwargs)
-            return
+    @_pool_jobs_only
+    def handle_job_retry(self, running: RunningJob, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         record = _in_one_trip(super().handle_job_retry, job, queue, *args, **kwargs)
         self.outcomes.record(running, record)
         # Requeued or scheduled; or failed, past the Retry's max (rq 2.3.3 via handle_job_failure).
@@ -782,22 +801,16 @@ class GeventWorker(compat.WorkerHooks, Worker):
 
     # Counted once the outcome's transaction applied: rq builds it again after a WatchError.
     # For a job outside the pool (rq's maintenance, a direct call) rq writes them at once.
+    @_in_pool_jobs_only
     def increment_successful_job_count(self, pipeline: Any = None) -> None:
-        if self.jobs.acting_for() is None:
-            super().increment_successful_job_count(pipeline)
-            return
         transactions.count_once_applied(pipeline, lambda: self.counters.add_job(successful=1))
 
+    @_in_pool_jobs_only
     def increment_failed_job_count(self, pipeline: Any = None) -> None:
-        if self.jobs.acting_for() is None:
-            super().increment_failed_job_count(pipeline)
-            return
         transactions.count_once_applied(pipeline, lambda: self.counters.add_job(failed=1))
 
+    @_in_pool_jobs_only
     def increment_total_working_time(self, job_execution_time: Any, pipeline: Any = None) -> None:
-        if self.jobs.acting_for() is None:
-            super().increment_total_working_time(job_execution_time, pipeline)
-            return
         seconds = job_execution_time.total_seconds()
         transactions.count_once_applied(pipeline, lambda: self.counters.add_job(working_seconds=seconds))
 

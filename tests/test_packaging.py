@@ -241,7 +241,7 @@ from email import message_from_bytes, policy
 print(message_from_bytes(sent.data, policy=policy.default)["Subject"])
 print(bridge_script_file())
 print(bridge_script_file().stat().st_size)
-from rq_gevent import lua
+from rq_gevent.plumbing import lua
 assert "local function not_withdrawn" in lua.load("start").source
 """
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)

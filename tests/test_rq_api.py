@@ -6,6 +6,7 @@ differ, each test asserts what that release's own worker would show.
 """
 
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import gevent
 import gevent.pywsgi
 import pytest
 import rq
+import sentryjobs
 import testjobs
 from conftest import start_worker_greenlet, wait_until
 from rq import Callback, Queue, Retry
@@ -515,3 +517,19 @@ def test_rqs_own_heartbeat_deletes_a_job_hash_it_recreated(connection):
     assert results[index] == 1 and connection.hkeys(job.key) == [b"last_heartbeat"]  # the HSET re-created it
     beats.delete_recreated(connection, job, results[index])
     assert not connection.exists(job.key)
+
+
+def test_a_logger_set_on_the_worker_before_work_withholds_a_sensitive_jobs_secrets(connection, caplog):
+    """rq's API lets ``worker.log`` be replaced; the worker's filters (a sensitive job's arguments and
+    exception messages withheld) go on the logger it then logs to."""
+    queue = Queue("own-logger", connection=connection)
+    secret = "hunter2-in-the-logs"
+    job = queue.enqueue(sentryjobs.derived_marked, "someone", secret)
+    worker = GeventWorker([queue], connection=connection)
+    worker.log = logging.getLogger("an.app.logger")
+    caplog.set_level("DEBUG")
+    worker.work(burst=True)
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    logged = [logging.Formatter().format(record) for record in caplog.records if record.name == "an.app.logger"]
+    assert any(job.id in line for line in logged)  # the instrument: the worker logged to it
+    assert not [line for line in logged for marker in [secret, *sentryjobs.derived_markers(secret)] if marker in line]

@@ -113,11 +113,18 @@ def test_jobs_outlive_their_heartbeat_ttl_many_times_over(connection):
     assert connection.keys("rq:execution*") == []
 
 
+class RqOwnHeartbeats(GeventWorker):
+    """Each job's heartbeat by rq's own methods, as on an rq release CI does not test."""
+
+    use_scripts = False
+
+
+@pytest.mark.parametrize("worker_class", [GeventWorker, RqOwnHeartbeats], ids=["scripts", "rq-code"])
 @pytest.mark.parametrize("recreated_by_a_counter", [False, True], ids=["key gone", "key re-created by a counter"])
-def test_heartbeat_registers_the_worker_again_if_its_key_vanished(connection, recreated_by_a_counter):
+def test_heartbeat_registers_the_worker_again_if_its_key_vanished(connection, recreated_by_a_counter, worker_class):
     queue = Queue(connection=connection)
     job = queue.enqueue(testjobs.green_sleep, 3, "kept alive")
-    worker = GeventWorker([queue], connection=connection, job_monitoring_interval=1, name="comes-back")
+    worker = worker_class([queue], connection=connection, job_monitoring_interval=1, name="comes-back")
     greenlet = start_worker_greenlet(worker, burst=True)
     wait_until(lambda: len(StartedJobRegistry(queue=queue)) == 1)
 
@@ -134,3 +141,15 @@ def test_heartbeat_registers_the_worker_again_if_its_key_vanished(connection, re
 
     greenlet.join(10)
     assert job.return_value() == "kept alive"
+
+
+def test_a_job_that_armed_its_own_death_penalty_can_still_be_stopped(connection):
+    queue = Queue(connection=connection)
+    job = queue.enqueue(testjobs.nested_penalty_then_sleep, 3)
+    worker = GeventWorker([queue], connection=connection)
+    greenlet = start_worker_greenlet(worker, burst=True)
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job started")
+    gevent.sleep(0.3)  # its own penalty armed and cancelled
+    assert worker.stop_job(job.id)
+    greenlet.join(10)
+    assert job.get_status(refresh=True) == JobStatus.STOPPED

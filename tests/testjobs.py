@@ -166,3 +166,13 @@ def leave_a_cycle() -> None:
 def collector_settings() -> list:
     """The young generation's threshold, whether start-up objects are frozen, whether it is enabled."""
     return [gc.get_threshold()[0], gc.get_freeze_count() > 0, gc.isenabled()]
+
+
+def nested_penalty_then_sleep(seconds: float) -> str:
+    """A job that arms a death penalty of its own inside rq's (as a library might), then runs on."""
+    from rq_gevent.core.timeouts import GeventDeathPenalty
+
+    with GeventDeathPenalty(5):
+        gevent.sleep(0.05)
+    gevent.sleep(seconds)
+    return "ran to the end"

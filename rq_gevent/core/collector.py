@@ -4,8 +4,8 @@ CPython collects its youngest generation every 700 net allocations of container 
 whole heap once the objects promoted since the last full pass reach a quarter of the old ones.  With
 a hundred jobs in flight, a job's objects outlive several young passes, so they are promoted; and the
 outcomes kept for a recheck after a Redis outage (:mod:`rq_gevent.core.outcomes`) are meant to live for
-seconds.  Measured (no-op jobs, ``-c 100``): full passes every ~1,000 jobs, ~80 ms each, and the
-collector took ~0.12 of ~0.57 ms CPU per job.  So, once per process, when ``work()`` starts:
+seconds: full passes come often and take long (measured: docs/performance-history.md).  So, once per
+process, when ``work()`` starts:
 
 * the youngest generation's threshold is raised to ``YOUNG_THRESHOLD`` (never lowered), so that most
   of a job's objects are freed before a pass sees them, and far fewer are promoted;

@@ -75,11 +75,11 @@ class Heartbeat(Background):
                 if self.scripted:
                     self._note_lost_executions(batch, results[len(results) - len(batch) :])
                 else:
-                    for item, index in zip(batch, checks, strict=True):
-                        self._job_heartbeats.delete_recreated(worker.connection, item.job, results[index])
+                    for item, reply_at in zip(batch, checks, strict=True):
+                        self._job_heartbeats.delete_recreated(worker.connection, item.job, results[reply_at])
                 if index == 0 and not (results[0] and results[1]):
                     # The worker hash had expired (e.g. Redis restarted without persistence) or was re-created.
-                    self._reregister(pipeline, worker_ttl)
+                    self._reregister(worker_ttl)
 
     def _note_lost_executions(self, batch: list[RunningJob], beats: list[Any]) -> None:
         """A running job whose execution hash is gone (deleted by hand?): its heartbeat does not re-create
@@ -92,13 +92,15 @@ class Heartbeat(Background):
                                    "but rq's maintenance may fail it as abandoned", worker.name, running.execution.id,
                                    running.job.id)  # fmt: skip
 
-    def _reregister(self, pipeline: Any, ttl: int) -> None:
+    def _reregister(self, ttl: int) -> None:
+        """rq's own registration, again; then the worker's state, and the heartbeat's TTL."""
         worker = self.worker
         worker.log.warning("Worker %s: worker key had expired or lost its registration; registering again",
                            worker.name)  # fmt: skip
-        pipeline.hset(worker.key, mapping=compat.worker_registration_fields(worker))
-        pipeline.hset(worker.key, "state", worker.get_state())
-        pipeline.expire(worker.key, ttl)
-        worker_registration.register(worker, pipeline)
-        pipeline.execute()
+        worker.connection.delete(worker.key)  # what a counter's write re-created is no registration
+        compat.rq_register_birth(worker)
+        with worker.connection.pipeline(transaction=False) as pipeline:
+            pipeline.hset(worker.key, "state", worker.get_state())
+            pipeline.expire(worker.key, ttl)
+            pipeline.execute()
         self.counters.current_job_changed()  # the next tick names the running job again

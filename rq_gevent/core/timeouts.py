@@ -33,6 +33,7 @@ class GeventDeathPenalty(BaseDeathPenalty):
         super().__init__(timeout, exception, **kwargs)
         self._greenlet: Greenlet | None = None
         self._running: RunningJob | None = None
+        self._outer: Any = None  # the penalty this one is nested in (a job may arm its own inside rq's)
         self._timer: Any = None
 
     def setup_death_penalty(self) -> None:
@@ -42,7 +43,7 @@ class GeventDeathPenalty(BaseDeathPenalty):
             pending, running.pending_interrupt = running.pending_interrupt, None
             if pending is not None:
                 raise pending
-            running.armed_penalty = self
+            self._outer, running.armed_penalty = running.armed_penalty, self
         if self._timeout is not None and self._timeout > 0:
             message = f"Task exceeded maximum timeout value ({self._timeout} seconds)"
             self._arm(self._timeout, public_message(self._exception(message)))  # no input in it
@@ -50,7 +51,8 @@ class GeventDeathPenalty(BaseDeathPenalty):
     def cancel_death_penalty(self) -> None:
         self._disarm()
         if self._running is not None and self._running.armed_penalty is self:
-            self._running.armed_penalty = None
+            self._running.armed_penalty = self._outer
+        self._outer = None
 
     def deliver(self, exception: BaseException) -> None:
         """Throw ``exception`` into the job on the next turn of the hub, replacing the timeout."""

@@ -1,5 +1,5 @@
 -- apply_if_absent.lua: one of rq's transactions (MULTI ... EXEC, after WATCH of keys rq expects absent)
--- applied by one script call (rq_gevent.transactions).  Mirrors no rq function: it runs rq's own
+-- applied by one script call (rq_gevent.plumbing.transactions).  Mirrors no rq function: it runs rq's own
 -- commands, whichever rq version built them, as EXEC would.
 --   KEYS[1 .. #KEYS - n]   the watched keys, all assumed absent (rq's dependents set of a job that
 --                          succeeds): nothing is applied if one exists

@@ -1,6 +1,6 @@
 -- outcome_recorded.lua: whether a server has the outcome of one run, atomically; if it lacks the run's
 -- start too (a failover lost it), the start is written back for the outcome to be recorded again
--- (rq_gevent.job_writes.outcome_recorded).  Not an optimisation: it runs on every rq version.
+-- (rq_gevent.plumbing.job_writes.outcome_recorded).  Not an optimisation: it runs on every rq version.
 -- rq's outcome transactions (success, failure, retry, stop) and its clean-up of an abandoned job each
 -- remove the execution from the started registry; a server that never had the run's start lacks it
 -- too, and still has the job queued with another start (an immediate retry leaves it queued with this

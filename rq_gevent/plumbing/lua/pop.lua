@@ -1,6 +1,6 @@
 -- pop.lua: up to n job ids moved from a queue to its intermediate list, each with its job hash, in one
 -- round trip; a pop whose reply was lost, asked again, returns the ids it took instead
--- (rq_gevent.dequeue).
+-- (rq_gevent.plumbing.dequeue).
 -- Mirrors (rq 2.3.3, 2.12.0, 3.0.0): rq/queue.py Queue.lmove (LMOVE queue -> intermediate list, LEFT
 -- RIGHT), then Job.fetch's HGETALL of each job hash.
 --   KEYS[1]  the queue (list): LMOVE ids out of it

@@ -1,5 +1,5 @@
 -- put_back.lua: jobs popped ahead of a free slot that never started, back at the front of their queue
--- in pop order, those not withdrawn meanwhile (rq_gevent.dequeue).
+-- in pop order, those not withdrawn meanwhile (rq_gevent.plumbing.dequeue).
 -- Mirrors (rq 2.3.3, 2.12.0, 3.0.0): rq/intermediate_queue.py IntermediateQueue.remove (LREM), then
 -- Queue.push_job_id(at_front=True) (LPUSH).
 --   KEYS[1]  the queue (list): LPUSH each id put back

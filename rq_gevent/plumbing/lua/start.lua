@@ -1,5 +1,5 @@
 -- start.lua: rq's start of a job, applied as EXEC would, only if the job was not withdrawn
--- (rq_gevent.job_writes, for rq's own Job on a worker already busy).
+-- (rq_gevent.plumbing.job_writes, for rq's own Job on a worker already busy).
 -- Mirrors (rq 2.3.3, 2.12.0, 3.0.0): rq/executions.py Execution.create; rq/job.py
 -- Job.prepare_for_execution, Job.heartbeat; rq/worker BaseWorker.prepare_job_execution (its LREM from
 -- the intermediate list; rq 3 its PERSIST, rq 2 Job.perform's).

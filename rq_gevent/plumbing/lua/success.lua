@@ -1,5 +1,5 @@
 -- success.lua: rq's record of a success with no dependents, applied as EXEC would
--- (rq_gevent.job_writes, for rq's own Job).
+-- (rq_gevent.plumbing.job_writes, for rq's own Job).
 -- Mirrors (rq 2.3.3, 2.12.0, 3.0.0): rq/worker BaseWorker.handle_job_success; rq/job.py
 -- Job._handle_success, Job.cleanup; rq/executions.py cleanup_execution (rq 3) or
 -- BaseWorker.cleanup_execution (rq 2); the job's last heartbeat (handle_execution_ended) in the one HSET.
