@@ -70,6 +70,24 @@ def meta_kept_unread(job: Any) -> bool:
     return unreadable is not None and job.meta == {"unserialized": unreadable}
 
 
+def worker_registration_fields(worker: Any) -> dict[str, Any]:
+    """The worker hash fields rq writes at birth: rq's ``serialize()`` (rq >= 2.4), else the mapping rq
+    2.3's ``register_birth`` builds.  The worker's own birth and last heartbeat, not now's."""
+    if hasattr(worker, "serialize"):
+        return worker.serialize()
+    heartbeat = getattr(worker, "last_heartbeat", None) or now()  # rq < 2.4 keeps no last_heartbeat
+    return {
+        "birth": utcformat(getattr(worker, "birth_date", None) or heartbeat),
+        "last_heartbeat": utcformat(heartbeat),
+        "queues": ",".join(worker.queue_names()),
+        "pid": worker.pid,
+        "hostname": worker.hostname,
+        "ip_address": worker.ip_address,
+        "version": worker.version,
+        "python_version": worker.python_version,
+    }
+
+
 def seconds_since(moment: datetime) -> float:
     """Seconds from ``moment`` until now; rq < 2.4 stores naive UTC datetimes, later ones aware."""
     if moment.tzinfo is None:
@@ -486,11 +504,6 @@ def start_scheduler(worker: Any, *args: Any) -> None:
 def rq_prepare_connection(worker: Any, connection: Any) -> Any:
     """rq's ``_set_connection``: a socket timeout of at least its ``connection_timeout``."""
     return super(WorkerHooks, worker)._set_connection(connection)
-
-
-def rq_register_birth(worker: Any) -> None:
-    """rq's ``register_birth`` (not the worker's, which first waits for Redis and checks its version)."""
-    super(WorkerHooks, worker).register_birth()
 
 
 def rq_listener_failed(worker: Any, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:

@@ -260,10 +260,12 @@ class GeventWorker(compat.WorkerHooks, Worker):
         if what they were given changed since: a subclass that renames itself after rq's ``__init__``,
         a ``use_scripts`` or ``log`` set on the instance."""
         self._built_for = self._parts_depend_on()
-        # On the worker's logger, whichever it is: a sensitive job's records, and every failure's text, bounded.
-        if _SENSITIVE_RECORDS not in self.log.filters:
-            self.log.addFilter(_SENSITIVE_RECORDS)
-        log_bounds.install(self.log, _BOUNDED_RECORDS)
+        # On the worker's logger, whichever it is (an adapter's own): a sensitive job's records, and every
+        # failure's text, bounded.
+        logger = getattr(self.log, "logger", self.log)
+        if _SENSITIVE_RECORDS not in logger.filters:
+            logger.addFilter(_SENSITIVE_RECORDS)
+        log_bounds.install(logger, _BOUNDED_RECORDS)
         self.redis_outage = alerts.RedisOutage(
             self.name, self.redis_alert_after, self.log, on_recovered=self._redis_recovered, metrics=self.metrics
         )

@@ -533,3 +533,15 @@ def test_a_logger_set_on_the_worker_before_work_withholds_a_sensitive_jobs_secre
     logged = [logging.Formatter().format(record) for record in caplog.records if record.name == "an.app.logger"]
     assert any(job.id in line for line in logged)  # the instrument: the worker logged to it
     assert not [line for line in logged for marker in [secret, *sentryjobs.derived_markers(secret)] if marker in line]
+
+
+def test_a_logger_adapter_set_on_the_worker_is_used(connection, caplog):
+    """rq's worker logs through ``self.log`` whatever it is; an app's ``LoggerAdapter`` works too."""
+    queue = Queue("adapter", connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 0, "done")
+    worker = GeventWorker([queue], connection=connection)
+    worker.log = logging.LoggerAdapter(logging.getLogger("an.app.adapter"), {"app": "x"})
+    caplog.set_level("INFO")
+    assert worker.work(burst=True) is True
+    assert job.return_value() == "done"
+    assert any(record.name == "an.app.adapter" for record in caplog.records)

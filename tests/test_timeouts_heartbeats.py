@@ -1,6 +1,7 @@
 """Per-job timeouts delivered into the job only, and heartbeats that keep long jobs alive."""
 
 import time
+from types import SimpleNamespace
 
 import gevent
 import pytest
@@ -15,7 +16,9 @@ from rq.worker import Worker
 from testworkers import ShortTTLWorker
 
 from rq_gevent import GeventWorker
+from rq_gevent.core.running import RunningJob, RunningJobs
 from rq_gevent.core.timeouts import GeventDeathPenalty
+from rq_gevent.exceptions import JobStopped
 
 
 @pytest.mark.parametrize("penalty", [UnixSignalDeathPenalty, TimerDeathPenalty])
@@ -153,3 +156,35 @@ def test_a_job_that_armed_its_own_death_penalty_can_still_be_stopped(connection)
     assert worker.stop_job(job.id)
     greenlet.join(10)
     assert job.get_status(refresh=True) == JobStatus.STOPPED
+
+
+def test_nested_penalties_that_end_out_of_order_leave_none_armed_and_pass_an_interruption_on():
+    """A job's own penalties inside rq's: one ending out of order is never re-armed, and a stop thrown
+    at an inner one whose block ends before the hub runs reaches the one still armed."""
+    outcome = []
+
+    def job_greenlet():
+        running = RunningJob(job=SimpleNamespace(id="j"), queue=None)
+        RunningJobs.enter(running)
+        first, second = GeventDeathPenalty(None), GeventDeathPenalty(None)
+        first.setup_death_penalty()
+        second.setup_death_penalty()
+        first.cancel_death_penalty()  # out of order
+        second.cancel_death_penalty()
+        outcome.append(running.armed_penalty)
+
+        outer, inner = GeventDeathPenalty(None), GeventDeathPenalty(None)
+        outer.setup_death_penalty()
+        inner.setup_death_penalty()
+        running.interrupt(JobStopped("stop"))  # thrown at the inner one on the next hub turn...
+        inner.cancel_death_penalty()  # ...but its block ends first, without yielding
+        try:
+            gevent.sleep(0.5)
+            outcome.append("ran on: the stop was lost")
+        except JobStopped:
+            outcome.append("stopped")
+        finally:
+            outer.cancel_death_penalty()
+
+    gevent.spawn(job_greenlet).join(5)
+    assert outcome == [None, "stopped"]

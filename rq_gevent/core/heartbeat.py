@@ -93,14 +93,17 @@ class Heartbeat(Background):
                                    running.job.id)  # fmt: skip
 
     def _reregister(self, ttl: int) -> None:
-        """rq's own registration, again; then the worker's state, and the heartbeat's TTL."""
+        """What rq's ``register_birth`` writes (its fields, ``rq:workers`` and the queue's workers set),
+        the worker's state and the heartbeat's TTL, in one transaction.  rq's own method would check
+        first and refuse a hash a counter re-created, and reset the birth date; the counters a hash
+        still holds are kept."""
         worker = self.worker
         worker.log.warning("Worker %s: worker key had expired or lost its registration; registering again",
                            worker.name)  # fmt: skip
-        worker.connection.delete(worker.key)  # what a counter's write re-created is no registration
-        compat.rq_register_birth(worker)
-        with worker.connection.pipeline(transaction=False) as pipeline:
+        with worker.connection.pipeline() as pipeline:
+            pipeline.hset(worker.key, mapping=compat.worker_registration_fields(worker))
             pipeline.hset(worker.key, "state", worker.get_state())
             pipeline.expire(worker.key, ttl)
+            worker_registration.register(worker, pipeline)
             pipeline.execute()
         self.counters.current_job_changed()  # the next tick names the running job again

@@ -33,7 +33,10 @@ class GeventDeathPenalty(BaseDeathPenalty):
         super().__init__(timeout, exception, **kwargs)
         self._greenlet: Greenlet | None = None
         self._running: RunningJob | None = None
-        self._outer: Any = None  # the penalty this one is nested in (a job may arm its own inside rq's)
+        # The penalty this one is nested in (a job, or a library it calls, may arm its own inside rq's).
+        self._outer: GeventDeathPenalty | None = None
+        self._armed = False  # between setup and cancel
+        self._undelivered: BaseException | None = None  # an interruption its timer has not thrown yet
         self._timer: Any = None
 
     def setup_death_penalty(self) -> None:
@@ -43,26 +46,47 @@ class GeventDeathPenalty(BaseDeathPenalty):
             pending, running.pending_interrupt = running.pending_interrupt, None
             if pending is not None:
                 raise pending
-            self._outer, running.armed_penalty = running.armed_penalty, self
+            outer = running.armed_penalty
+            self._outer = outer if isinstance(outer, GeventDeathPenalty) else None
+            running.armed_penalty = self
+        self._armed = True
         if self._timeout is not None and self._timeout > 0:
             message = f"Task exceeded maximum timeout value ({self._timeout} seconds)"
             self._arm(self._timeout, public_message(self._exception(message)))  # no input in it
 
     def cancel_death_penalty(self) -> None:
         self._disarm()
-        if self._running is not None and self._running.armed_penalty is self:
-            self._running.armed_penalty = self._outer
-        self._outer = None
+        self._armed = False
+        outer = self._outer
+        while outer is not None and not outer._armed:  # one that ended out of order
+            outer = outer._outer
+        running, undelivered = self._running, self._undelivered
+        self._outer = self._undelivered = None
+        if running is None:
+            return
+        if running.armed_penalty is self:
+            running.armed_penalty = outer
+        if undelivered is not None:  # the block ended before the interruption was thrown: pass it on
+            if outer is not None:
+                outer.deliver(undelivered)
+            else:
+                running.pending_interrupt = undelivered
 
     def deliver(self, exception: BaseException) -> None:
         """Throw ``exception`` into the job on the next turn of the hub, replacing the timeout."""
+        self._undelivered = exception
         self._arm(0, exception)
 
     def _arm(self, seconds: float, exception: BaseException) -> None:
         self._disarm()
         assert self._greenlet is not None
         self._timer = gevent.get_hub().loop.timer(seconds)
-        self._timer.start(self._greenlet.throw, exception)
+        self._timer.start(self._throw, exception)
+
+    def _throw(self, exception: BaseException) -> None:
+        self._undelivered = None
+        assert self._greenlet is not None
+        self._greenlet.throw(exception)
 
     def _disarm(self) -> None:
         if self._timer is not None:
