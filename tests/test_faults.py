@@ -810,3 +810,25 @@ def test_a_burst_worker_counts_a_bad_queue_as_empty(connection, caplog):
     assert [job.return_value() for job in jobs] == [0, 1, 2]
     messages = [record.getMessage() for record in caplog.records]
     assert any("rq:queue:wt is a string, not a list" in m for m in messages), messages
+
+
+def test_a_redis_busy_with_a_long_script_is_waited_out_not_taken_for_a_job_failure(caplog):
+    """Another client's script running past ``busy-reply-threshold`` makes Redis answer every command
+    BUSY (without running it) until the script ends or is killed: a job that ends meanwhile is
+    recorded once Redis answers, not failed with BUSY as its error."""
+    with EmbeddedRedis() as server:
+        connection = redis.Redis.from_url(server.url)
+        queue = Queue("busy", connection=connection)
+        job = queue.enqueue(testjobs.green_sleep, 0.5, "done")
+        worker = GeventWorker([queue], connection=redis.Redis.from_url(server.url))
+        caplog.set_level("WARNING", logger="rq.worker")
+        greenlet = start_worker_greenlet(worker, burst=True)
+        wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job started")
+        connection.config_set("busy-reply-threshold", 100)
+        script = gevent.spawn(redis.Redis.from_url(server.url).eval, "while true do end", 0)
+        gevent.sleep(1.5)  # the job ended meanwhile, its outcome answered BUSY
+        redis.Redis.from_url(server.url).script_kill()
+        greenlet.join(15)
+        assert job.get_status(refresh=True) == JobStatus.FINISHED and job.return_value() == "done"
+        assert "busy running a script" in caplog.text  # the instrument: the worker did meet BUSY
+        assert isinstance(script.exception, redis.exceptions.ResponseError)  # killed

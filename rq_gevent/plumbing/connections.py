@@ -78,6 +78,11 @@ class PrimaryCutOff(ConnectionError):
     may be under way; try again soon."""
 
 
+class ServerBusy(ConnectionError):
+    """The server runs a script (or a module's command) past ``busy-reply-threshold`` and answers every
+    other command ``BUSY`` until it ends or is killed; the command did not run: wait it out."""
+
+
 class _FollowsFailover:
     """A connection that treats a server refusing writes, for want of replicas (NOREPLICAS, with
     ``min-replicas-to-write``: cut off from them, as when a replica was promoted elsewhere) or as a
@@ -108,6 +113,8 @@ class _FollowsFailover:
                 raise PrimaryCutOff(f"Redis refuses writes ({refusal}: a failover?)") from None
             if "-OOM " in text and not isinstance(error, OutOfMemoryError):
                 raise OutOfMemoryError(text) from None
+            if text.startswith("BUSY ") or "-BUSY " in text:
+                raise ServerBusy(text) from None
             raise
 
 

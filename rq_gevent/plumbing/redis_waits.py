@@ -9,11 +9,12 @@ from typing import TypeVar
 import gevent.event
 import redis.exceptions
 
-from .connections import PrimaryCutOff
+from .connections import PrimaryCutOff, ServerBusy
 
 # What redis-py raises when Redis cannot take a command now but may later: unreachable (after
-# redis-py's own retries), or out of memory under ``maxmemory-policy noeviction`` (writes are refused
-# until memory frees).  Any other Redis error is an answer, and retrying it would not help.
+# redis-py's own retries), out of memory under ``maxmemory-policy noeviction`` (writes are refused
+# until memory frees), or busy with a long script (``ServerBusy``, a ConnectionError).  Any other
+# Redis error is an answer, and retrying it would not help.
 REDIS_UNAVAILABLE = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -27,6 +28,8 @@ def why_unavailable(error: Exception) -> str:
         return "Redis is out of memory and refuses writes (maxmemory reached, noeviction)"
     if isinstance(error, PrimaryCutOff):
         return str(error)  # "Redis refuses writes (...)": it answers, so not "unreachable"
+    if isinstance(error, ServerBusy):
+        return "Redis is busy running a script past busy-reply-threshold (BUSY)"
     return f"Redis unreachable ({error})"
 
 
