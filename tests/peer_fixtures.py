@@ -5,7 +5,11 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
 import secrets
+import socket
+import subprocess
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +25,9 @@ from peers.ucenter_schema import member_tables
 from jobs.sealing import KEY_VARIABLE, generate_key
 
 PHP_UC_CLIENT = REPO_DIR / "tests" / "php" / "uc_client"
+PHP_UC_CLIENT_16 = REPO_DIR / "tests" / "php" / "uc_client_16"
+PHP_UCENTER = REPO_DIR / "tests" / "php" / "ucenter" / "ucenter.php"
+PHP_UC_SERVER = REPO_DIR / "tests" / "php" / "uc_server"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -155,14 +162,19 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
 
 class ForumDatabase:
     USER = "forum"
+    PREFIX = "pre_ucenter_"
 
-    def __init__(self, server: MariaDB, version: str, charset: str):
+    def __init__(self, server: MariaDB, version: str, charset: str, mysql_charset: str | None = None):
         self.server = server
         self.version = version
         self.charset = charset
-        self.name = f"forum_{version.replace('.', '')}_{charset.replace('-', '')}"
+        # What UCenter installs: 1.6 on MySQL's 3-byte utf8, 1.7 on utf8mb4.
+        utf8 = "utf8mb3" if version == "1.6" else "utf8mb4"
+        self.mysql_charset = mysql_charset or {"utf-8": utf8, "gbk": "gbk"}[charset]
+        self.name = f"forum_{version.replace('.', '')}_{self.mysql_charset}"
         self.password = secrets.token_urlsafe(12)
-        mysql_charset = {"utf-8": "utf8mb4", "gbk": "gbk"}[charset]
+        self.php_db_host: str | None = None  # where PHP's UCenter finds the server, when not the real one
+        mysql_charset = self.mysql_charset
         with server.admin() as admin, admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {self.name}")
             cursor.execute(f"CREATE DATABASE {self.name} CHARACTER SET {mysql_charset}")
@@ -191,11 +203,129 @@ class ForumDatabase:
             cursor.execute(f"SELECT * FROM pre_ucenter_{table} ORDER BY uid")
             return list(cursor.fetchall())
 
+    def ucenter_defines(self) -> dict[str, str]:
+        """The constants tests/php/ucenter/ucenter.php reads (uc_client's config, uc_server's environment)."""
+        return {
+            "UC_DBHOST": self.php_db_host or f"127.0.0.1:{self.server.port}",
+            "UC_DBUSER": self.USER,
+            "UC_DBPW": self.password,
+            "UC_DBNAME": self.name,
+            "UC_DBTABLEPRE": self.PREFIX,
+            "UC_DBCHARSET": self.mysql_charset,
+            "UC_CHARSET": self.charset,
+            "UCT_VERSION": self.version,
+        }
+
+    def login(self, php: str, username: str, password: str, discuz: bool = True) -> int:
+        """A login with PHP on this database: UCenter's answer (uid > 0, -1 no member, -2 wrong password).
+
+        ``discuz``: as Discuz!'s own login form does it (it refuses a password ``addslashes`` changes,
+        answered here as -3, then hands uc_user_login the escaped username); else a bare uc_user_login."""
+        script = (
+            "$r = json_decode(stream_get_contents(STDIN), true);"
+            "foreach ($r['defines'] as $name => $value) { define($name, $value); }"
+            f"require {json.dumps(str(PHP_UCENTER))};"
+            "$c = function ($t) { return UC_CHARSET === 'utf-8' ? $t : iconv('UTF-8', UC_CHARSET, $t); };"
+            "$u = $c($r['username']); $p = $c($r['password']);"
+            "if ($r['discuz'] && $p !== addslashes($p)) { echo -3; exit; }"
+            "echo uct_login($r['discuz'] ? addslashes($u) : $u, $p);"
+        )
+        request = {"defines": self.ucenter_defines(), "username": username, "password": password, "discuz": discuz}
+        run = subprocess.run([php, "-r", script], input=json.dumps(request), capture_output=True, text=True)
+        return int(run.stdout) if run.stdout.lstrip("-").isdigit() else run.stdout
+
+    def uc_client_settings(self, php: str, directory: Path, uc_client: Path = PHP_UC_CLIENT) -> dict[str, str]:
+        """The ``php`` backend on uc_client's mysql mode (our stand-in, or ``uc_client``) against this database."""
+        config = directory / f"config_ucenter_{self.name}.php"
+        defines = {**self.ucenter_defines(), "UC_CONNECT": "mysql", "UC_API": "http://127.0.0.1:1", "UC_KEY": "-"}
+        config.write_text("<?php\n" + "".join(f"define({_php(k)}, {_php(v)});\n" for k, v in defines.items()))
+        return {
+            "DISCUZ_BACKEND": "php",
+            "DISCUZ_UC_VERSION": self.version,
+            "DISCUZ_CHARSET": self.charset,
+            "DISCUZ_PHP_BINARY": php,
+            "DISCUZ_PHP_UC_CLIENT": str(uc_client),
+            "DISCUZ_PHP_CONFIG": str(config),
+            "DISCUZ_PHP_TIMEOUT": "15",
+        }
+
+
+class PhpUcServer:
+    """tests/php/uc_server (our stand-in for uc_server) under ``php -S``, on a :class:`ForumDatabase`."""
+
+    def __init__(self, php: str, forum: ForumDatabase, extra_env: dict[str, str]):
+        self.forum = forum
+        self.key = secrets.token_urlsafe(24)
+        self.appid = "2"
+        self.port = free_port()
+        env = {**os.environ, **forum.ucenter_defines(), "UC_KEY": self.key, "UC_APPID": self.appid, **extra_env}
+        router = PHP_UC_SERVER / "index.php"
+        self.process = subprocess.Popen(
+            [php, "-S", f"127.0.0.1:{self.port}", str(router)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while not _accepts(self.port):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise RuntimeError("php -S did not start the uc_server stand-in")
+            time.sleep(0.05)
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "DISCUZ_BACKEND": "http",
+            "DISCUZ_UC_VERSION": self.forum.version,
+            "DISCUZ_CHARSET": self.forum.charset,
+            "UC_API": f"http://127.0.0.1:{self.port}",
+            "UC_KEY": self.key,
+            "UC_APPID": self.appid,
+            "DISCUZ_HTTP_TIMEOUT": "10",
+        }
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def _php(text: str) -> str:
+    """``text`` as a single-quoted PHP string literal (nothing in it is interpolated)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
 
 @pytest.fixture
 def forum_database(mariadb: MariaDB) -> Callable[..., ForumDatabase]:
-    """``forum_database(version, charset)``: fresh UCenter member tables and a least-privilege user."""
-    return lambda version="1.7", charset="utf-8": ForumDatabase(mariadb, version, charset)
+    """``forum_database(version, charset, mysql_charset=None)``: fresh UCenter member tables and a
+    least-privilege user (tables in what UCenter installs: 1.6 utf8mb3, 1.7 utf8mb4, or gbk)."""
+
+    def create(version: str = "1.7", charset: str = "utf-8", mysql_charset: str | None = None) -> ForumDatabase:
+        return ForumDatabase(mariadb, version, charset, mysql_charset)
+
+    return create
+
+
+@pytest.fixture
+def php_uc_server(php: str) -> Iterator[Callable[..., PhpUcServer]]:
+    """``php_uc_server(forum, extra_env={})``: our uc_server stand-in, in PHP, serving ``forum``'s tables."""
+    started: list[PhpUcServer] = []
+
+    def start(forum: ForumDatabase, extra_env: dict[str, str] | None = None) -> PhpUcServer:
+        started.append(PhpUcServer(php, forum, extra_env or {}))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -64,7 +64,7 @@ def test_the_cli_reference_lists_every_option_of_the_command(tmp_path):
 
 
 def test_docs_list_the_mysql_errors_the_database_backend_retries():
-    from jobs.discuz.ucenter_db import TRANSIENT_ERRORS
+    from jobs.discuz.mysql_errors import TRANSIENT_ERRORS
 
     text = (DOCS / "jobs.md").read_text()
     listed = re.search(r"MySQL ([\d, ]+) or a PHP timeout are retried", text)

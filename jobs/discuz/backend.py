@@ -16,6 +16,10 @@ class ForumBackend(Protocol):
     version: str
     charset: str
 
+    def holds_four_byte_utf8(self) -> bool:
+        """Whether the forum's tables store characters beyond the BMP (emoji): utf8mb4, not MySQL's utf8."""
+        ...
+
     def get_user(self, username: str) -> ForumAccount | None: ...
 
     def register(self, username: str, credential: Credential, email: str, regip: str) -> int:

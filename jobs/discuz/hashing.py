@@ -2,8 +2,8 @@
 
 UCenter never hashes the password it was given: every argument passes ``uc_addslashes`` (PHP's
 ``stripslashes`` then ``addslashes``) and is trimmed (PHP's ``trim``) before it is hashed, at
-registration and at login alike.  :func:`uc_input` does the same to the bytes, so a member created
-here logs in through the real uc_client with the password the app was given, whatever it holds.
+registration and at login alike.  :func:`jobs.discuz.php.uc_input` does the same to the bytes, so a
+member created here logs in through the real uc_client with the password the app was given.
 
 1.6: ``md5(md5(password) + salt)`` with a 6-hex-digit salt.  1.7: bcrypt with an empty salt column
 (PHP's ``password_hash``; it verifies Python's ``$2b$``), and it still accepts the 1.6 form, upgrading it
@@ -20,8 +20,11 @@ import secrets
 
 import bcrypt
 
+from jobs.discuz.php import uc_input
+
 VERSIONS = ("1.6", "1.7")
 BCRYPT_ROUNDS = 10  # PHP password_hash's default cost
+SALT_LENGTH = 6  # what uc_client 1.6 generates, and the only salted-md5 length 1.7 verifies
 BCRYPT_MAX_BYTES = 72  # PHP silently uses only the first 72 bytes; bcrypt >= 4.1 refuses longer input
 _SALTED_MD5 = re.compile(r"[0-9a-f]{32}:[0-9A-Za-z]{1,20}")
 _BCRYPT = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
@@ -29,42 +32,6 @@ _BCRYPT = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 
 class HashFormatError(ValueError):
     """A prepared hash is in neither supported form.  The message never includes the value."""
-
-
-_PHP_TRIMMED = b" \t\n\r\0\x0b"
-
-
-def uc_input(text: str, charset: str) -> bytes:
-    """``text`` in ``charset`` as UCenter's code handles its arguments: ``trim(addslashes(stripslashes(x)))``,
-    byte by byte like PHP (so a GBK character whose second byte is a backslash is escaped too)."""
-    return _php_addslashes(_php_stripslashes(text.encode(charset))).strip(_PHP_TRIMMED)
-
-
-def _php_stripslashes(data: bytes) -> bytes:
-    out = bytearray()
-    index = 0
-    while index < len(data):
-        byte = data[index]
-        if byte == 0x5C:  # a backslash: drop it, keep what it escapes ("\0" is NUL); a trailing one goes
-            index += 1
-            if index < len(data):
-                out.append(0 if data[index] == 0x30 else data[index])
-        else:
-            out.append(byte)
-        index += 1
-    return bytes(out)
-
-
-def _php_addslashes(data: bytes) -> bytes:
-    out = bytearray()
-    for byte in data:
-        if byte == 0:
-            out += b"\\0"
-        elif byte in b"'\"\\":
-            out += b"\\" + bytes([byte])
-        else:
-            out.append(byte)
-    return bytes(out)
 
 
 def hash_password(password: str, version: str, charset: str, cost: int = BCRYPT_ROUNDS) -> tuple[str, str]:
@@ -82,8 +49,11 @@ def prepared_hash(value: str, version: str) -> tuple[str, str]:
     """Columns for a hash the app computed: ``"<md5 hex>:<salt>"`` (both versions) or bcrypt (1.7)."""
     if _SALTED_MD5.fullmatch(value):
         digest, salt = value.split(":")
-        if version == "1.6" and len(salt) > 6:
-            raise HashFormatError("a UCenter 1.6 salt has at most 6 characters")
+        if version == "1.6" and len(salt) > SALT_LENGTH:
+            raise HashFormatError("a UCenter 1.6 salt has at most 6 characters (its salt column is char(6))")
+        if version == "1.7" and len(salt) != SALT_LENGTH:
+            # 1.7's verify_password takes the md5 form only with a 6-character salt; others never log in
+            raise HashFormatError("UCenter 1.7 verifies a salted md5 only with a salt of exactly 6 characters")
         return digest, salt
     if _BCRYPT.fullmatch(value):
         if version != "1.7":

@@ -11,8 +11,10 @@ from jobs.discuz.account import Credential, ForumAccount
 from jobs.discuz.backend import ForumBackend, backend_from_settings
 from jobs.discuz.codes import EMAIL_EXISTS, USERNAME_EXISTS
 from jobs.discuz.errors import ForumConflict, ForumRejected
+from jobs.discuz.serialise import one_sync_per_member
 from jobs.outcomes import PermanentError, TransientError, retry_later
 from jobs.sealing import Sealed, erase_from_current_job, takes_secrets
+from jobs.settings import boolean, setting
 from rq_gevent import sensitive
 
 log = logging.getLogger(__name__)
@@ -36,10 +38,11 @@ def sync_discuz_user(
     when the forum is unreachable.  Returns ``{"uid", "username", "created"}``.
     """
     backend = backend_from_settings()
-    credential = _credential(password, password_hash, backend.charset)
-    _check_inputs(username, email, regip, backend)
+    credential = _credential(password, password_hash, backend)
     try:
-        return _sync(backend, username, email, credential, regip)
+        _check_inputs(username, email, regip, backend)
+        with one_sync_per_member(username, email):
+            return _sync(backend, username, email, credential, regip)
     except TransientError as error:
         return retry_later(error)
 
@@ -70,8 +73,9 @@ def _already_there(account: ForumAccount, email: str) -> dict:
     return {"uid": account.uid, "username": account.username, "created": False}
 
 
-def _credential(password: object, password_hash: object, charset: str) -> Credential:
+def _credential(password: object, password_hash: object, backend: ForumBackend) -> Credential:
     """The opened credential; ``takes_secrets`` has already refused an unsealed one."""
+    charset = backend.charset
     if (password is None) == (password_hash is None):
         erase_from_current_job(*(value for value in (password, password_hash) if value is not None))
         raise PermanentError("pass exactly one of password= or password_hash=")
@@ -82,6 +86,10 @@ def _credential(password: object, password_hash: object, charset: str) -> Creden
             raise PermanentError(f"the password has {len(secret.reveal())} characters; at most {PASSWORD_MAX}")
         if not _encodable(secret.reveal(), charset):
             raise PermanentError(f"the password has characters the forum charset {charset} cannot store")
+        allowed = setting("DISCUZ_ALLOW_API_ONLY_PASSWORDS", False, cast=boolean)
+        problem = rules.password_problem(secret.reveal(), backend.version, charset, api_only_allowed=allowed)
+        if problem:
+            raise ForumRejected(None, problem)
         return Credential(password=secret)
     return Credential(prepared_hash=password_hash.open())
 
@@ -95,7 +103,9 @@ def _encodable(text: str, charset: str) -> bool:
 
 
 def _check_inputs(username: str, email: str, regip: str, backend: ForumBackend) -> None:
-    for code in (rules.check_username(username, backend.charset), rules.check_email(email, backend.version)):
+    four_byte = backend.holds_four_byte_utf8()
+    username_code = rules.check_username(username, backend.charset, four_byte_utf8=four_byte)
+    for code in (username_code, rules.check_email(email, backend.version)):
         if code:
             raise ForumRejected(code)
     if not rules.valid_regip(regip):

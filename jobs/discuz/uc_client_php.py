@@ -17,8 +17,11 @@ import subprocess
 from importlib.resources import as_file, files
 from pathlib import Path
 
+from jobs.discuz import rules
 from jobs.discuz.account import Credential, ForumAccount
+from jobs.discuz.codes import USERNAME_EXISTS
 from jobs.discuz.errors import ForumConfigError, ForumUnavailable
+from jobs.discuz.mysql_errors import DUPLICATE_KEY, database_error
 from jobs.sealing import Secret
 from jobs.settings import required_setting, setting
 
@@ -50,6 +53,9 @@ class UcClientPhpBackend:
     def __repr__(self) -> str:
         return f"UcClientPhpBackend({self.uc_client_dir!r})"
 
+    def holds_four_byte_utf8(self) -> bool:
+        return rules.four_byte_utf8(self.version)
+
     def get_user(self, username: str) -> ForumAccount | None:
         answer = self._run({"action": "get_user", "username": username})
         if not answer:
@@ -71,7 +77,24 @@ class UcClientPhpBackend:
             raise ForumConfigError("uc_user_register gave a non-integer answer")
         return answer
 
+    def diagnose(self, username: str) -> tuple[object, str]:
+        """Look ``username`` up with PHP's errors and uc_client's output shown: (the answer, PHP's stderr).
+
+        For a person at a terminal (``python -m jobs.discuz.uc_client_php --diagnose NAME``); the job
+        never shows that text, which can quote members' data."""
+        request = {"action": "get_user", "username": username, "diagnose": True}
+        stdout, stderr, _ = self._exchange(request, password=None)
+        try:
+            reply = json.loads(stdout.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            reply = stdout.decode("utf-8", "replace")
+        return reply, stderr.decode("utf-8", "replace")
+
     def _run(self, request: dict, password: Secret | None = None) -> object:
+        stdout, stderr, returncode = self._exchange(request, password)
+        return self._answer(request["action"], returncode, stdout, stderr, carried_secret=password is not None)
+
+    def _exchange(self, request: dict, password: Secret | None) -> tuple[bytes, bytes, int]:
         request.update(uc_client=self.uc_client_dir, config=self.config_file)
         try:
             process = subprocess.Popen(
@@ -93,20 +116,35 @@ class UcClientPhpBackend:
             process.kill()
             process.wait()
             raise ForumUnavailable(f"the uc_client PHP call broke off: {error.strerror}") from None
-        return self._answer(process.returncode, stdout, stderr, carried_secret=password is not None)
+        return stdout, stderr, process.returncode
 
-    def _answer(self, returncode: int, stdout: bytes, stderr: bytes, carried_secret: bool) -> object:
+    def _answer(self, action: str, returncode: int, stdout: bytes, stderr: bytes, carried_secret: bool) -> object:
+        """The bridge's result, or the job's error for what it reports (codes and places, never text)."""
         try:
             reply = json.loads(stdout.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             reply = None
-        if returncode == 0 and isinstance(reply, dict) and "result" in reply:
+        if not isinstance(reply, dict):
+            note = _stderr_note(stderr, carried_secret)
+            raise ForumConfigError(f"uc_client PHP bridge failed: PHP exited with code {returncode}; {note}")
+        if "result" in reply:
             return reply["result"]
-        error = reply.get("error") if isinstance(reply, dict) else None
-        if error in BRIDGE_ERRORS:
-            raise ForumConfigError(f"uc_client PHP bridge: {BRIDGE_ERRORS[error]}")
-        note = _stderr_note(stderr, carried_secret)
-        raise ForumConfigError(f"uc_client PHP bridge failed: PHP exited with code {returncode}; {note}")
+        error = reply.get("error")
+        if error == "database":
+            errno = _integer(reply.get("errno"))
+            if errno == DUPLICATE_KEY and action == "register":
+                return USERNAME_EXISTS  # another registration of the name won the race inside uc_client
+            raise database_error(errno, "uc_client's database")
+        if error == "php":
+            kind, where = _word(reply.get("kind")), f"{_path(reply.get('file'))} on line {_integer(reply.get('line'))}"
+            raise ForumConfigError(f"uc_client stopped with a PHP {kind} in {where} ({DIAGNOSE_HINT})")
+        if error == "silent":
+            printed = _integer(reply.get("printed"))
+            raise ForumConfigError(
+                f"uc_client ended the script without an answer after printing {printed} bytes "
+                f"(not copied: it can quote the member's data; {DIAGNOSE_HINT})"
+            )
+        raise ForumConfigError(f"uc_client PHP bridge: {BRIDGE_ERRORS.get(error, 'an answer it does not know')}")
 
 
 _extracted = contextlib.ExitStack()
@@ -120,12 +158,31 @@ def bridge_script_file() -> Path:
     return _extracted.enter_context(as_file(BRIDGE_SCRIPT))
 
 
+DIAGNOSE_HINT = "python -m jobs.discuz.uc_client_php --diagnose NAME shows PHP's errors"
 # The bridge's refusals, named from our side: its stdout is not copied either.
 BRIDGE_ERRORS = {
     "config": "DISCUZ_PHP_CONFIG or DISCUZ_PHP_UC_CLIENT does not exist",
     "uc_client": "client.php does not define uc_user_register/uc_get_user",
     "charset": "the input cannot be written in the forum charset (UC_CHARSET in DISCUZ_PHP_CONFIG)",
+    "request": "it did not understand the request (a bridge from another version?)",
 }
+_SAFE_PATH = re.compile(r"/[\w./-]{1,300}")
+_SAFE_WORD = re.compile(r"[\w \\]{1,100}")
+
+
+def _integer(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _path(value: object) -> str:
+    """A PHP file's path as reported by PHP itself; anything else is withheld."""
+    return value if isinstance(value, str) and _SAFE_PATH.fullmatch(value) else "(a file)"
+
+
+def _word(value: object) -> str:
+    return value if isinstance(value, str) and _SAFE_WORD.fullmatch(value) else "error"
+
+
 # "PHP Fatal error:  <message> in /path/file.php on line 12" (or ":12" in an uncaught exception's).
 _PHP_DIAGNOSTIC = re.compile(
     r"^(?:PHP )?(Fatal error|Parse error|Recoverable fatal error|Warning|Notice|Deprecated):"
@@ -143,22 +200,38 @@ def _stderr_note(stderr: bytes, carried_secret: bool) -> str:
     """
     text = stderr.decode("utf-8", errors="replace").strip()
     if not text:
-        return (
-            "PHP printed nothing (uc_client turns error reporting off, so a PHP fatal error is silent; "
-            "run the bridge by hand with the site's php.ini to see it)"
-        )
+        return f"PHP printed nothing ({DIAGNOSE_HINT})"
     found = _PHP_DIAGNOSTIC.search(text)
     # The place is taken only after a call without the password: a password may hold " in /x.php:1".
     where = f" in {found.group(2)} on line {found.group(3)}" if found and found.group(2) and not carried_secret else ""
     first = f"; the first is a PHP {found.group(1)}{where}" if found else ""
     why = "the call carried the password" if carried_secret else "it can quote the member's data"
-    return (
-        f"PHP wrote {len(text)} characters to stderr{first}, not logged because {why} "
-        "(run the bridge by hand with the site's php.ini to see it)"
-    )
+    return f"PHP wrote {len(text)} characters to stderr{first}, not logged because {why} ({DIAGNOSE_HINT})"
 
 
 def _request_bytes(request: dict, password: Secret | None) -> bytes:
     if password is not None:
         return json.dumps({**request, "password": password.reveal()}).encode("utf-8")
     return json.dumps(request).encode("utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m jobs.discuz.uc_client_php --diagnose NAME``: the bridge's lookup, with PHP's errors shown."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.discuz.uc_client_php",
+        description="Run the uc_client bridge by hand with the job's DISCUZ_* settings, showing PHP's "
+        "errors and uc_client's output (which the job never logs). It only looks a name up.",
+    )
+    parser.add_argument("--diagnose", metavar="NAME", required=True, help="the forum username to look up")
+    args = parser.parse_args(argv)
+    backend = UcClientPhpBackend.from_settings(setting("DISCUZ_UC_VERSION", "1.7"), setting("DISCUZ_CHARSET", "utf-8"))
+    reply, stderr = backend.diagnose(args.diagnose)
+    print(f"PHP's stderr:\n{stderr or '(nothing)'}")
+    print(f"the bridge answered: {reply}")
+    return 0 if isinstance(reply, dict) and "result" in reply else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

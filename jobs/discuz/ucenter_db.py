@@ -8,6 +8,7 @@ all.  The username's unique key settles races between two jobs: the loser sees c
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import pymysql
 
@@ -15,13 +16,22 @@ from jobs.discuz import hashing
 from jobs.discuz.account import Credential, ForumAccount
 from jobs.discuz.codes import EMAIL_EXISTS, USERNAME_EXISTS
 from jobs.discuz.errors import ForumConfigError, ForumUnavailable
+from jobs.discuz.mysql_errors import DUPLICATE_KEY, database_error, describe_mysql_error
 from jobs.sealing import Secret
 from jobs.settings import boolean, required_setting, setting
 
-# MySQL errors worth another attempt: server gone or unreachable, lock wait, deadlock, too many connections.
-TRANSIENT_ERRORS = {2002, 2003, 2006, 2013, 1205, 1213, 1040, 1053}
-DUPLICATE_KEY = 1062
 MYSQL_CHARSETS = {"utf-8": "utf8mb4", "gbk": "gbk", "big5": "big5"}
+
+
+THREE_BYTE_UTF8 = ("utf8", "utf8mb3")
+
+
+class MemberColumns(NamedTuple):
+    username_charset: str
+    regip_width: int
+
+
+_MEMBER_COLUMNS: dict[tuple, MemberColumns] = {}  # per server, database and table, for the process's life
 
 
 class UCenterDatabaseBackend:
@@ -38,6 +48,7 @@ class UCenterDatabaseBackend:
         self._connect_args = connect_args
         self.version = version
         self.charset = charset
+        self._members_table = f"{table_prefix}members"
         self.members = f"`{table_prefix}members`"
         self.memberfields = f"`{table_prefix}memberfields`"
         self.settings_table = f"`{table_prefix}settings`"
@@ -72,8 +83,14 @@ class UCenterDatabaseBackend:
             row = self._find(cursor, username)
         return ForumAccount(*row) if row else None
 
+    def holds_four_byte_utf8(self) -> bool:
+        """Whether the members table's username column stores characters beyond the BMP (utf8mb4)."""
+        return self._member_columns().username_charset not in THREE_BYTE_UTF8
+
     def register(self, username: str, credential: Credential, email: str, regip: str) -> int:
         password, salt = self._columns(credential)
+        # UCenter runs with sql_mode='', so MySQL cuts an IPv6 address to 1.6's char(15): do the same.
+        regip = regip[: self._member_columns().regip_width]
         with self._connection() as connection, connection.cursor() as cursor:
             try:
                 if self._find(cursor, username):
@@ -112,6 +129,25 @@ class UCenterDatabaseBackend:
                 raise ForumConfigError(f"the prepared password hash is unusable: {error}") from None
         assert isinstance(credential.password, Secret)
         return hashing.hash_password(credential.password.reveal(), self.version, self.charset)
+
+    def _member_columns(self) -> MemberColumns:
+        """The target's own widths and charsets (1.6 and 1.7 differ, and upgraded forums differ again)."""
+        where = (*(self._connect_args[name] for name in ("host", "port", "database")), self._members_table)
+        if where not in _MEMBER_COLUMNS:
+            with self._connection() as connection, connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT COLUMN_NAME, CHARACTER_MAXIMUM_LENGTH, CHARACTER_SET_NAME FROM information_schema.COLUMNS"
+                    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND COLUMN_NAME IN ('username', 'regip')",
+                    (self._members_table,),
+                )
+                found = {name.lower(): (width, charset) for name, width, charset in cursor.fetchall()}
+            if set(found) != {"username", "regip"}:
+                raise ForumConfigError(
+                    f"no UCenter members table {self._members_table} with username and regip columns "
+                    "(check DISCUZ_DB_NAME and DISCUZ_DB_TABLE_PREFIX)"
+                )
+            _MEMBER_COLUMNS[where] = MemberColumns(found["username"][1] or "", int(found["regip"][0] or 0))
+        return _MEMBER_COLUMNS[where]
 
     def _find(self, cursor, username: str) -> tuple | None:
         cursor.execute(f"SELECT uid, username, email FROM {self.members} WHERE username=%s", (username,))
@@ -159,39 +195,6 @@ class _Connection:
 
 def _classified(error: pymysql.err.MySQLError) -> Exception:
     code = error.args[0] if error.args and isinstance(error.args[0], int) else None
-    if code in TRANSIENT_ERRORS or isinstance(error, pymysql.err.InterfaceError):
+    if isinstance(error, pymysql.err.InterfaceError):
         return ForumUnavailable(f"UCenter database unavailable: MySQL {code}: {describe_mysql_error(code)}")
-    return ForumConfigError(f"UCenter database refused us: MySQL {code}: {describe_mysql_error(code)}")
-
-
-def describe_mysql_error(code: int | None) -> str:
-    """A fixed description of a MySQL error code; the server's message itself is never copied.
-
-    Server messages quote the member's data ("Duplicate entry 'alice'", "Incorrect string value",
-    a trigger's ``SIGNAL`` text built from ``NEW.username``) in forms no redaction is sure to catch,
-    and this text reaches the log, the failed job and Sentry.  The code is what a reader looks up."""
-    return MYSQL_ERRORS.get(code, "see the MySQL/MariaDB manual for this error code")
-
-
-MYSQL_ERRORS = {
-    1040: "Too many connections",
-    1044: "Access denied to the database",
-    1045: "Access denied (check DISCUZ_DB_USER and DISCUZ_DB_PASSWORD)",
-    1049: "Unknown database (check DISCUZ_DB_NAME)",
-    1053: "Server shutdown in progress",
-    1054: "Unknown column (check DISCUZ_UC_VERSION against the tables)",
-    1062: "Duplicate entry",
-    1142: "Command denied to the user (check its grants)",
-    1146: "Table does not exist (check DISCUZ_DB_TABLE_PREFIX)",
-    1205: "Lock wait timeout exceeded",
-    1213: "Deadlock found",
-    1264: "Value out of range for a column",
-    1292: "Incorrect value for a column",
-    1366: "Incorrect string value for a column (check DISCUZ_CHARSET)",
-    1406: "Data too long for a column",
-    1644: "Refused by a trigger or stored routine (SIGNAL)",
-    2002: "Cannot connect to the server through its socket",
-    2003: "Cannot connect to the server",
-    2006: "Server has gone away",
-    2013: "Lost connection to the server during a query",
-}
+    return database_error(code, "UCenter database")

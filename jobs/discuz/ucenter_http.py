@@ -11,7 +11,7 @@ import urllib.request
 import xml.etree.ElementTree as ElementTree
 from urllib.parse import urlencode
 
-from jobs.discuz import authcode
+from jobs.discuz import authcode, php, rules
 from jobs.discuz.account import Credential, ForumAccount
 from jobs.discuz.errors import ForumConfigError, ForumUnavailable
 from jobs.sealing import Secret
@@ -56,8 +56,11 @@ class UCenterHttpBackend:
     def __repr__(self) -> str:
         return f"UCenterHttpBackend({self.api_url!r}, appid={self.appid!r}, version={self.version!r})"
 
+    def holds_four_byte_utf8(self) -> bool:
+        return rules.four_byte_utf8(self.version)
+
     def get_user(self, username: str) -> ForumAccount | None:
-        answer = self._call("user", "get_user", [("username", username), ("isuid", "0")])
+        answer = self._call("user", "get_user", [("username", self._as_discuz_passes(username)), ("isuid", "0")])
         if answer.strip() == b"0":
             return None
         return self._parse_account(answer)
@@ -66,7 +69,7 @@ class UCenterHttpBackend:
         if credential.password is None:
             raise ForumConfigError("the UCenter HTTP API needs the password, not a prepared hash")
         fields = [
-            ("username", username),
+            ("username", self._as_discuz_passes(username)),
             ("password", credential.password),
             ("email", email),
             ("questionid", ""),
@@ -78,7 +81,11 @@ class UCenterHttpBackend:
             raise self._unexpected(answer)
         return int(answer)
 
-    def _call(self, module: str, action: str, fields: list[tuple[str, str | Secret]]) -> bytes:
+    def _as_discuz_passes(self, username: str) -> bytes:
+        """Escaped as Discuz! escapes it (uc_server strips one level): ``ro\\ot`` stays ``ro\\ot``."""
+        return php.as_discuz_passes(username, self.charset)
+
+    def _call(self, module: str, action: str, fields: list[tuple[str, str | bytes | Secret]]) -> bytes:
         body = urlencode(
             {
                 "m": module,
@@ -111,10 +118,10 @@ class UCenterHttpBackend:
             raise ForumUnavailable("UCenter answered with an empty body")
         return answer
 
-    def _sealed_input(self, module: str, action: str, fields: list[tuple[str, str | Secret]]) -> str:
+    def _sealed_input(self, module: str, action: str, fields: list[tuple[str, str | bytes | Secret]]) -> str:
         """The authcode token; plaintext exists only inside this frame, which does no I/O."""
         agent = hashlib.md5(USER_AGENT.encode("ascii"), usedforsecurity=False).hexdigest()
-        plain = urlencode([(name, _text(value).encode(self.charset)) for name, value in fields])
+        plain = urlencode([(name, _encoded(value, self.charset)) for name, value in fields])
         plain += f"&m={module}&a={action}&appid={self.appid}&agent={agent}&time={int(time.time())}"
         return authcode.encode(plain.encode("ascii"), self._key)
 
@@ -145,5 +152,7 @@ class UCenterHttpBackend:
         )
 
 
-def _text(value: str | Secret) -> str:
-    return value.reveal() if isinstance(value, Secret) else value
+def _encoded(value: str | bytes | Secret, charset: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return (value.reveal() if isinstance(value, Secret) else value).encode(charset)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from serving import serve_http  # noqa: E402
 
-from jobs.discuz import authcode, hashing, rules  # noqa: E402
+from jobs.discuz import authcode, hashing, php, rules  # noqa: E402
 from jobs.discuz.codes import (  # noqa: E402
     CENSORED_USERNAME,
     EMAIL_DOMAIN_NOT_ALLOWED,
@@ -83,6 +83,9 @@ class UCenter:
             return b"Access denied for operation changed"
         if form.get("appid") != self.appid:
             return b"Access denied for application"
+        # uc_server strips one level of slashes from each argument (Discuz! escapes the username first).
+        for name in ("username", "email"):
+            fields[name] = php.stripslashes(fields.get(name, "").encode(self.charset)).decode(self.charset, "replace")
         if operation[:2] == ("user", "register"):
             return str(self.register(fields)).encode()
         if operation[:2] == ("user", "get_user"):
@@ -91,7 +94,7 @@ class UCenter:
 
     def register(self, fields: dict[str, str]) -> int:
         username, email = fields.get("username", ""), fields.get("email", "")
-        code = rules.check_username(username, self.charset)
+        code = rules.check_username(username, self.charset, rules.four_byte_utf8(self.version))
         if code:
             return code
         if any(word in username.lower() for word in self.censor):

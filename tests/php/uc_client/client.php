@@ -1,9 +1,35 @@
 <?php
-// A stand-in for a site's uc_client, written for these tests from the protocol notes (no Discuz! code):
-// uc_user_register() and uc_get_user() over UCenter's HTTP API, with its own PHP authcode, so the
-// Python side is checked against an independent implementation of the cipher.
+// A stand-in for a site's uc_client, written for these tests from the protocol notes (no Discuz! code).
+// Post mode (the default): uc_user_register(), uc_get_user() and uc_user_login() over UCenter's HTTP API,
+// with its own PHP authcode, so the Python side is checked against an independent implementation of
+// the cipher.  UC_CONNECT 'mysql': the same calls straight on the database, through ../ucenter/ucenter.php,
+// as uc_client's mysql mode runs UCenter's own code in the calling process.
+// Like the real one, it turns error reporting off (so a fatal error is silent) and ends the script
+// with UCenter's halt() page on a failed query.
 // Test hook: if UC_TEST_PAUSE_FILE exists, wait (up to 10 s) until it is removed before registering,
 // so a test can read the process list while this PHP process holds the password.
+
+if (!defined('UC_API')) {
+    exit('Access denied');
+}
+error_reporting(0);
+
+if (defined('UC_CONNECT') && UC_CONNECT === 'mysql') {
+    require_once __DIR__ . '/../ucenter/ucenter.php';
+
+    function uc_user_register($username, $password, $email, $questionid = '', $answer = '', $regip = '') {
+        return uct_register($username, $password, $email, $questionid, $answer, $regip);
+    }
+
+    function uc_get_user($username, $isuid = 0) {
+        return uct_get_user($username);
+    }
+
+    function uc_user_login($username, $password) {
+        return array(uct_login($username, $password));
+    }
+    return;
+}
 
 function uc_test_authcode_encode($plain, $key) {
     $k = md5($key);
@@ -56,6 +82,10 @@ function uc_user_register($username, $password, $email, $questionid = '', $answe
     }
     $args = compact('username', 'password', 'email', 'questionid', 'answer', 'regip');
     return (int)uc_test_call('user', 'register', $args);
+}
+
+function uc_user_login($username, $password) {
+    return array((int)uc_test_call('user', 'login', array('username' => $username, 'password' => $password)));
 }
 
 function uc_get_user($username, $isuid = 0) {
