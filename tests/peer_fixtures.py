@@ -161,7 +161,6 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
 
 
 class ForumDatabase:
-    USER = "forum"
     PREFIX = "pre_ucenter_"
 
     def __init__(self, server: MariaDB, version: str, charset: str, mysql_charset: str | None = None):
@@ -172,15 +171,16 @@ class ForumDatabase:
         utf8 = "utf8mb3" if version == "1.6" else "utf8mb4"
         self.mysql_charset = mysql_charset or {"utf-8": utf8, "gbk": "gbk"}[charset]
         self.name = f"forum_{version.replace('.', '')}_{self.mysql_charset}"
+        self.user = f"u_{self.name}"  # one per database: each forum's password stays valid
         self.password = secrets.token_urlsafe(12)
         self.php_db_host: str | None = None  # where PHP's UCenter finds the server, when not the real one
         mysql_charset = self.mysql_charset
         with server.admin() as admin, admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {self.name}")
             cursor.execute(f"CREATE DATABASE {self.name} CHARACTER SET {mysql_charset}")
-            cursor.execute(f"CREATE USER IF NOT EXISTS '{self.USER}'@'127.0.0.1' IDENTIFIED BY %s", (self.password,))
-            cursor.execute(f"ALTER USER '{self.USER}'@'127.0.0.1' IDENTIFIED BY %s", (self.password,))
-            cursor.execute(f"GRANT SELECT, INSERT ON {self.name}.* TO '{self.USER}'@'127.0.0.1'")
+            cursor.execute(f"CREATE USER IF NOT EXISTS '{self.user}'@'127.0.0.1' IDENTIFIED BY %s", (self.password,))
+            cursor.execute(f"ALTER USER '{self.user}'@'127.0.0.1' IDENTIFIED BY %s", (self.password,))
+            cursor.execute(f"GRANT SELECT, INSERT ON {self.name}.* TO '{self.user}'@'127.0.0.1'")
             cursor.execute(f"USE {self.name}")
             for statement in member_tables(version, charset=mysql_charset):
                 cursor.execute(statement)
@@ -192,7 +192,7 @@ class ForumDatabase:
             "DISCUZ_CHARSET": self.charset,
             "DISCUZ_DB_HOST": "127.0.0.1",
             "DISCUZ_DB_PORT": str(self.server.port),
-            "DISCUZ_DB_USER": self.USER,
+            "DISCUZ_DB_USER": self.user,
             "DISCUZ_DB_PASSWORD": self.password,
             "DISCUZ_DB_NAME": self.name,
             "DISCUZ_DB_TIMEOUT": "5",
@@ -207,7 +207,7 @@ class ForumDatabase:
         """The constants tests/php/ucenter/ucenter.php reads (uc_client's config, uc_server's environment)."""
         return {
             "UC_DBHOST": self.php_db_host or f"127.0.0.1:{self.server.port}",
-            "UC_DBUSER": self.USER,
+            "UC_DBUSER": self.user,
             "UC_DBPW": self.password,
             "UC_DBNAME": self.name,
             "UC_DBTABLEPRE": self.PREFIX,

@@ -47,7 +47,7 @@ MYSQL_ERRORS = {
     1366: "Incorrect string value for a column (check DISCUZ_CHARSET)",
     1406: "Data too long for a column",
     1644: "Refused by a trigger or stored routine (SIGNAL)",
-    2002: "Cannot connect to the server through its socket",
+    2002: "Cannot connect to the server (through its socket, or refused)",
     2003: "Cannot connect to the server",
     2006: "Server has gone away",
     2013: "Lost connection to the server during a query",

@@ -141,8 +141,8 @@ class UcClientPhpBackend:
         if error == "silent":
             printed = _integer(reply.get("printed"))
             raise ForumConfigError(
-                f"uc_client ended the script without an answer after printing {printed} bytes "
-                f"(not copied: it can quote the member's data; {DIAGNOSE_HINT})"
+                f"uc_client ended the script without an answer after printing {printed} bytes (not copied: it can "
+                f"quote the member's data); {_stderr_note(stderr, carried_secret)}"
             )
         raise ForumConfigError(f"uc_client PHP bridge: {BRIDGE_ERRORS.get(error, 'an answer it does not know')}")
 
