@@ -20,7 +20,7 @@ from peers.mariadb import MariaDB
 from peers.processes import PEERS_DIR, REPO_DIR, ServerProcess, free_port
 from peers.system_packages import ensure_command
 from peers.tls import make_certificates
-from peers.ucenter_schema import member_tables
+from peers.ucenter_schema import forum_member_tables, member_tables
 
 from jobs.sealing import KEY_VARIABLE, generate_key
 
@@ -201,6 +201,18 @@ class ForumDatabase:
     def rows(self, table: str = "members") -> list[dict]:
         with self.server.admin(self.name) as admin, admin.cursor(pymysql.cursors.DictCursor) as cursor:
             cursor.execute(f"SELECT * FROM pre_ucenter_{table} ORDER BY uid")
+            return list(cursor.fetchall())
+
+    def add_forum_tables(self, regverify: str = "0") -> None:
+        """The forum's member tables (``pre_common_member`` ...) beside UCenter's, as in X3.5's standalone install."""
+        with self.server.admin(self.name) as admin, admin.cursor() as cursor:
+            for statement in forum_member_tables(charset=self.mysql_charset, regverify=regverify):
+                cursor.execute(statement)
+            admin.commit()
+
+    def forum_rows(self, table: str) -> list[dict]:
+        with self.server.admin(self.name) as admin, admin.cursor(pymysql.cursors.DictCursor) as cursor:
+            cursor.execute(f"SELECT * FROM pre_{table} ORDER BY uid")
             return list(cursor.fetchall())
 
     def ucenter_defines(self) -> dict[str, str]:

@@ -331,3 +331,32 @@ def test_the_stand_in_has_the_race_the_locks_close(forum_database, php, tmp_path
     pause.unlink()
     assert all(run.wait(20) == 0 for run in runs)
     assert len(forum.rows()) == 2
+
+
+# --- 10. the forum's own member rows ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("regverify", "group"), [("0", 10), ("1", 8)])
+def test_the_database_backend_activates_forum_members_when_asked(
+    forum_database, worker_process, redis_url, connection, regverify, group
+):
+    forum = forum_database("1.7", "utf-8")
+    forum.add_forum_tables(regverify=regverify)
+    plain = sync(connection, "inactive", "inactive@example.org")
+    run_burst(worker_process, redis_url, forum.settings())
+    assert outcome(plain)[0] == "finished" and forum.forum_rows("common_member") == []  # activated at first login
+
+    address = "2001:db8::1234:5678:9abc"
+    activated = sync(connection, "active", "active@example.org", regip=address)
+    run_burst(worker_process, redis_url, {**forum.settings(), "DISCUZ_ACTIVATE": "1"})
+    assert outcome(activated)[0] == "finished", outcome(activated)
+    uid = outcome(activated)[1]["uid"]
+    (member,) = forum.forum_rows("common_member")
+    assert (member["uid"], member["username"], member["email"]) == (uid, "active", "active@example.org")
+    assert (member["groupid"], member["timeoffset"], member["adminid"]) == (group, "9999", 0)
+    (status,) = forum.forum_rows("common_member_status")
+    assert status["regip"] == address[:15] and status["lastvisit"] > time.time() - 120
+    (count,) = forum.forum_rows("common_member_count")
+    assert count["extcredits1"] == 5  # the forum's initcredits: "credits,extcredits1,..."
+    for table in ("common_member_profile", "common_member_field_forum", "common_member_field_home"):
+        assert [row["uid"] for row in forum.forum_rows(table)] == [uid]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from jobs.discuz.account import Credential, ForumAccount
-from jobs.settings import SettingsError, required_setting, setting
+from jobs.settings import SettingsError, boolean, required_setting, setting
 
 BACKENDS = ("http", "database", "php")
 CHARSETS = ("utf-8", "gbk", "big5")
@@ -36,6 +36,8 @@ def backend_from_settings() -> ForumBackend:
         raise SettingsError(f"DISCUZ_UC_VERSION must be 1.6 or 1.7, not {version!r}")
     if charset not in CHARSETS:
         raise SettingsError(f"DISCUZ_CHARSET must be one of {', '.join(CHARSETS)}, not {charset!r}")
+    if kind != "database" and setting("DISCUZ_ACTIVATE", False, cast=boolean):
+        raise SettingsError("DISCUZ_ACTIVATE needs DISCUZ_BACKEND=database (it writes the forum's member tables)")
     if kind == "http":
         from jobs.discuz.ucenter_http import UCenterHttpBackend
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import pymysql
 
-from jobs.discuz import hashing
+from jobs.discuz import activation, hashing
 from jobs.discuz.account import Credential, ForumAccount
 from jobs.discuz.codes import EMAIL_EXISTS, USERNAME_EXISTS
 from jobs.discuz.errors import ForumConfigError, ForumUnavailable
@@ -42,6 +42,7 @@ class UCenterDatabaseBackend:
         charset: str,
         table_prefix: str = "pre_ucenter_",
         unique_email: bool | None = None,
+        activate_with_prefix: str | None = None,
     ):
         if not table_prefix.replace("_", "").isalnum():
             raise ForumConfigError("DISCUZ_DB_TABLE_PREFIX may hold only letters, digits and underscores")
@@ -53,10 +54,14 @@ class UCenterDatabaseBackend:
         self.memberfields = f"`{table_prefix}memberfields`"
         self.settings_table = f"`{table_prefix}settings`"
         self.unique_email = unique_email
+        if activate_with_prefix is not None and not activate_with_prefix.replace("_", "").isalnum():
+            raise ForumConfigError("DISCUZ_FORUM_TABLE_PREFIX may hold only letters, digits and underscores")
+        self.activate_with_prefix = activate_with_prefix
 
     @classmethod
     def from_settings(cls, version: str, charset: str) -> UCenterDatabaseBackend:
         timeout = setting("DISCUZ_DB_TIMEOUT", 10.0, cast=float)
+        activate = setting("DISCUZ_ACTIVATE", False, cast=boolean)
         return cls(
             connect_args={
                 "host": setting("DISCUZ_DB_HOST", "localhost"),
@@ -72,6 +77,7 @@ class UCenterDatabaseBackend:
             charset=charset,
             table_prefix=setting("DISCUZ_DB_TABLE_PREFIX", "pre_ucenter_"),
             unique_email=setting("DISCUZ_UNIQUE_EMAIL", None, cast=boolean),
+            activate_with_prefix=setting("DISCUZ_FORUM_TABLE_PREFIX", "pre_") if activate else None,
         )
 
     def __repr__(self) -> str:
@@ -101,6 +107,8 @@ class UCenterDatabaseBackend:
                 cursor.execute(self._insert_member_sql(), self._member_values(username, password, salt, email, regip))
                 uid = cursor.lastrowid
                 cursor.execute(f"INSERT INTO {self.memberfields} (uid, blacklist) VALUES (%s, '')", (uid,))
+                if self.activate_with_prefix is not None:
+                    activation.activate(cursor, self.activate_with_prefix, uid, username, email, regip)
                 connection.commit()
             except pymysql.err.IntegrityError as error:
                 connection.rollback()

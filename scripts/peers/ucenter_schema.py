@@ -1,4 +1,5 @@
-"""Our own DDL for UCenter's member tables, from the column list in shared/notes/discuz-ucenter.md."""
+"""Our own DDL for UCenter's member tables, from the column list in shared/notes/discuz-ucenter.md, and
+for the forum's member tables as far as activation (jobs/discuz/activation.py) writes them."""
 
 from __future__ import annotations
 
@@ -45,3 +46,39 @@ def member_tables(
             PRIMARY KEY (k)
         ) ENGINE=InnoDB DEFAULT CHARSET={charset}""",
     ] + ([f"INSERT INTO {prefix}settings (k, v) VALUES ('doublee', '{int(doublee)}')"] if doublee is not None else [])
+
+
+def forum_member_tables(prefix: str = "pre_", charset: str = "utf8mb4", regverify: str = "0") -> list[str]:
+    """Discuz!'s member tables, with the columns activation writes and a few it leaves to their defaults
+    (``bio``: NOT NULL without a default, as in Discuz!), and the settings activation reads."""
+    tables = {
+        "common_member": """uid mediumint unsigned NOT NULL, email char(40) NOT NULL DEFAULT '',
+            username char(15) NOT NULL DEFAULT '', password char(32) NOT NULL DEFAULT '',
+            status tinyint NOT NULL DEFAULT 0, emailstatus tinyint NOT NULL DEFAULT 0,
+            adminid tinyint NOT NULL DEFAULT 0, groupid smallint unsigned NOT NULL DEFAULT 0,
+            regdate int unsigned NOT NULL DEFAULT 0, credits int NOT NULL DEFAULT 0,
+            timeoffset char(4) NOT NULL DEFAULT '', PRIMARY KEY (uid), UNIQUE KEY username (username)""",
+        "common_member_status": """uid mediumint unsigned NOT NULL, regip char(15) NOT NULL DEFAULT '',
+            lastip char(15) NOT NULL DEFAULT '', lastvisit int unsigned NOT NULL DEFAULT 0,
+            lastactivity int unsigned NOT NULL DEFAULT 0, lastpost int unsigned NOT NULL DEFAULT 0,
+            PRIMARY KEY (uid)""",
+        "common_member_count": "uid mediumint unsigned NOT NULL, "
+        + ", ".join(f"extcredits{index} int NOT NULL DEFAULT 0" for index in range(1, 9))
+        + ", posts mediumint unsigned NOT NULL DEFAULT 0, PRIMARY KEY (uid)",
+        "common_member_profile": "uid mediumint unsigned NOT NULL, realname varchar(255) NOT NULL DEFAULT '', "
+        "bio text NOT NULL, PRIMARY KEY (uid)",
+        "common_member_field_forum": "uid mediumint unsigned NOT NULL, medals text NOT NULL, PRIMARY KEY (uid)",
+        "common_member_field_home": "uid mediumint unsigned NOT NULL, spacename varchar(255) NOT NULL DEFAULT '', "
+        "PRIMARY KEY (uid)",
+        "common_setting": "skey varchar(255) NOT NULL DEFAULT '', svalue text NOT NULL, PRIMARY KEY (skey)",
+    }
+    statements = [f"DROP TABLE IF EXISTS {', '.join(prefix + name for name in tables)}"]
+    statements += [
+        f"CREATE TABLE {prefix}{name} ({body}) ENGINE=InnoDB DEFAULT CHARSET={charset}" for name, body in tables.items()
+    ]
+    settings = {"regverify": regverify, "newusergroupid": "10", "initcredits": "0,5,0,0,0,0,0,0,0"}
+    statements += [
+        f"INSERT INTO {prefix}common_setting (skey, svalue) VALUES ('{key}', '{value}')"
+        for key, value in settings.items()
+    ]
+    return statements

@@ -1,0 +1,85 @@
+"""The forum's own member rows, for a new UCenter member: what Discuz! writes at first login with
+"allow direct activation" (``fastactivation``) on, written by the ``database`` backend instead.
+
+Discuz! keeps a member in six tables (``common_member`` and its ``_status``, ``_count``, ``_profile``,
+``_field_forum``, ``_field_home``); at activation it fills the few columns below and leaves the rest
+to their defaults.  Forum versions add columns, so each insert names only the columns the table has,
+and gives a column that is NOT NULL without a default the empty value of its type, as Discuz!'s
+``sql_mode=''`` connection would.  The group and starting credits come from the forum's settings
+(``regverify``: members wait in group 8 for e-mail verification; ``newusergroupid``; ``initcredits``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+NUMERIC_TYPES = ("int", "tinyint", "smallint", "mediumint", "bigint", "decimal", "float", "double")
+AWAITING_VERIFICATION_GROUP = 8
+DEFAULT_NEW_MEMBER_GROUP = 10
+
+
+def activate(cursor, prefix: str, uid: int, username: str, email: str, regip: str) -> None:
+    """Insert the forum member rows for ``uid`` in the caller's transaction (nothing when they exist)."""
+    if cursor.execute(f"SELECT 1 FROM `{prefix}common_member` WHERE uid=%s", (uid,)):
+        return
+    settings = _forum_settings(cursor, prefix)
+    group = (
+        AWAITING_VERIFICATION_GROUP
+        if settings.get("regverify", "0") not in ("", "0")
+        else int(settings.get("newusergroupid") or DEFAULT_NEW_MEMBER_GROUP)
+    )
+    credits = _credits(settings.get("initcredits", ""))
+    now = int(time.time())
+    rows = {
+        "common_member": {
+            "uid": uid,
+            "username": username,
+            "password": secrets.token_hex(16),  # unused: the forum checks passwords in UCenter
+            "email": email,
+            "adminid": 0,
+            "groupid": group,
+            "regdate": now,
+            "emailstatus": 0,
+            "credits": credits[0],
+            "timeoffset": "9999",
+        },
+        "common_member_status": {"uid": uid, "regip": regip, "lastip": regip, "lastvisit": now, "lastactivity": now},
+        "common_member_count": {"uid": uid, **{f"extcredits{index}": credits[index] for index in range(1, 9)}},
+        "common_member_profile": {"uid": uid},
+        "common_member_field_forum": {"uid": uid},
+        "common_member_field_home": {"uid": uid},
+    }
+    for table, values in rows.items():
+        _insert(cursor, f"{prefix}{table}", values)
+
+
+def _forum_settings(cursor, prefix: str) -> dict[str, str]:
+    cursor.execute(
+        f"SELECT skey, svalue FROM `{prefix}common_setting`"
+        " WHERE skey IN ('regverify', 'newusergroupid', 'initcredits')"
+    )
+    return {str(key): str(value) for key, value in cursor.fetchall()}
+
+
+def _credits(initcredits: str) -> list[int]:
+    values = [int(part) if part.strip().lstrip("-").isdigit() else 0 for part in initcredits.split(",")]
+    return (values + [0] * 9)[:9]
+
+
+def _insert(cursor, table: str, values: dict) -> None:
+    cursor.execute(
+        "SELECT COLUMN_NAME, IS_NULLABLE, COLUMN_DEFAULT, DATA_TYPE, EXTRA, CHARACTER_MAXIMUM_LENGTH"
+        " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+        (table,),
+    )
+    row = {}
+    for name, nullable, default, data_type, extra, width in cursor.fetchall():
+        if name in values:
+            value = values[name]
+            # cut like Discuz!'s sql_mode='' insert (an IPv6 regip in X3.4's char(15))
+            row[name] = value[:width] if isinstance(value, str) and width else value
+        elif nullable == "NO" and default is None and "auto_increment" not in extra:
+            row[name] = 0 if data_type in NUMERIC_TYPES else ""
+    names = ", ".join(f"`{name}`" for name in row)
+    cursor.execute(f"INSERT INTO `{table}` ({names}) VALUES ({', '.join(['%s'] * len(row))})", tuple(row.values()))
