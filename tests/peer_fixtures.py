@@ -18,7 +18,7 @@ import pymysql.cursors
 import pytest
 from peers.mariadb import MariaDB
 from peers.processes import PEERS_DIR, REPO_DIR, ServerProcess, free_port
-from peers.system_packages import ensure_command
+from peers.system_packages import ensure_command, ensure_php_extension
 from peers.tls import make_certificates
 from peers.ucenter_schema import forum_member_tables, member_tables
 
@@ -342,7 +342,10 @@ def php_uc_server(php: str) -> Iterator[Callable[..., PhpUcServer]]:
 
 @pytest.fixture(scope="session")
 def php() -> str:
-    return ensure_command("php", ["php-cli"])
+    """PHP with mysqli, which the UCenter stand-ins (and uc_client itself) use."""
+    binary = ensure_command("php", ["php-cli", "php-mysql"])
+    ensure_php_extension(binary, "mysqli", ["php-mysql"])
+    return binary
 
 
 @pytest.fixture

@@ -36,6 +36,25 @@ def ensure_command(command: str, apt_packages: list[str], also_look_in: tuple[st
     return found
 
 
+def ensure_php_extension(php: str, extension: str, apt_packages: list[str]) -> None:
+    """Make ``php`` load ``extension`` (``php -m``), installing ``apt_packages`` first when it does not."""
+    if _php_has(php, extension):
+        return
+    if not shutil.which("apt-get"):
+        raise RuntimeError(f"PHP lacks {extension} and this machine has no apt-get; install {apt_packages}")
+    with open(os.path.join(tempfile.gettempdir(), "rq-gevent-tests-apt.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _php_has(php, extension):
+            _apt_install(apt_packages)
+    if not _php_has(php, extension):
+        raise RuntimeError(f"installed {apt_packages} but PHP still lacks {extension}")
+
+
+def _php_has(php: str, extension: str) -> bool:
+    modules = subprocess.run([php, "-m"], capture_output=True, text=True, check=True).stdout
+    return extension.lower() in {line.strip().lower() for line in modules.splitlines()}
+
+
 def _apt_install(apt_packages: list[str]) -> None:
     prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
