@@ -6,9 +6,9 @@ registration and at login alike.  :func:`jobs.discuz.php.uc_input` does the same
 member created here logs in through the real uc_client with the password the app was given.
 
 1.6: ``md5(md5(password) + salt)`` with a 6-hex-digit salt.  1.7: bcrypt with an empty salt column
-(PHP's ``password_hash``; it verifies Python's ``$2b$``), and it still accepts the 1.6 form with a 6-character salt, upgrading it
-at the next login.  bcrypt runs in gevent's thread pool when gevent is active, so it never stalls the
-other jobs in the process (the library releases the GIL).
+(PHP's ``password_hash``; it verifies Python's ``$2b$``), and it still accepts the 1.6 form with a
+6-character salt, upgrading it at the next login.  bcrypt runs in gevent's thread pool when gevent
+is active, so it never stalls the other jobs in the process (the library releases the GIL).
 """
 
 from __future__ import annotations
