@@ -14,6 +14,8 @@ _EXTRA = {
     "email_validator": "email-validator",
     "pymysql": "PyMySQL",
     "bcrypt": "bcrypt",
+    "urllib3": "urllib3",
+    "defusedxml": "defusedxml",
 }
 _missing = [package for module, package in _EXTRA.items() if importlib.util.find_spec(module) is None]
 if _missing:

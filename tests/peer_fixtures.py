@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -101,15 +102,21 @@ def smtp_sink(tmp_path: Path) -> Iterator[Callable[..., SmtpSink]]:
 
 
 class UCenterPeer:
-    def __init__(self, version: str, charset: str, extra_args: list[str]):
+    def __init__(self, version: str, charset: str, extra_args: list[str], tls_directory: Path | None = None):
         self.key = secrets.token_urlsafe(24)
         self.appid = "3"
         self.version = version
         self.charset = charset
         self.port = free_port()
         args = ["--port", str(self.port), "--appid", self.appid, "--version", version, "--charset", charset]
+        self.ca_file: Path | None = None
+        if tls_directory is not None:
+            tls_directory.mkdir(parents=True, exist_ok=True)
+            self.ca_file, cert, key = make_certificates(tls_directory)
+            args += ["--tls-cert", str(cert), "--tls-key", str(key)]
         self.server = ServerProcess(PEERS_DIR / "ucenter_server.py", args + extra_args, env={"UC_KEY": self.key})
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if self.ca_file else 'http'}://127.0.0.1:{self.port}"
+        self._tls = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
 
     def settings(self) -> dict[str, str]:
         return {
@@ -120,10 +127,16 @@ class UCenterPeer:
             "UC_KEY": self.key,
             "UC_APPID": self.appid,
             "DISCUZ_HTTP_TIMEOUT": "5",
+            **({"DISCUZ_HTTP_CA_FILE": str(self.ca_file)} if self.ca_file else {}),
         }
 
     def members(self) -> list[dict]:
-        with urllib.request.urlopen(f"{self.url}/_members", timeout=5) as response:
+        with urllib.request.urlopen(f"{self.url}/_members", timeout=5, context=self._tls) as response:
+            return json.loads(response.read())
+
+    def stats(self) -> dict[str, int]:
+        """Connections accepted, TLS handshakes and API requests so far (these calls' own included)."""
+        with urllib.request.urlopen(f"{self.url}/_stats", timeout=5, context=self._tls) as response:
             return json.loads(response.read())
 
     def add_member(self, username: str, email: str, password: str) -> int:
@@ -134,17 +147,19 @@ class UCenterPeer:
 
     def _post(self, path: str, payload: object) -> dict:
         request = urllib.request.Request(f"{self.url}{path}", data=json.dumps(payload).encode(), method="POST")
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5, context=self._tls) as response:
             return json.loads(response.read())
 
 
 @pytest.fixture
-def ucenter() -> Iterator[Callable[..., UCenterPeer]]:
-    """``ucenter(version="1.7", charset="utf-8", *extra_args)`` starts a UCenter-protocol server."""
+def ucenter(tmp_path: Path) -> Iterator[Callable[..., UCenterPeer]]:
+    """``ucenter(version="1.7", charset="utf-8", *extra_args, tls=False)`` starts a UCenter-protocol
+    server; ``tls=True``: over HTTPS with a certificate of a CA of its own (``peer.ca_file``)."""
     started: list[UCenterPeer] = []
 
-    def start(version: str = "1.7", charset: str = "utf-8", *extra_args: str) -> UCenterPeer:
-        peer = UCenterPeer(version, charset, list(extra_args))
+    def start(version: str = "1.7", charset: str = "utf-8", *extra_args: str, tls: bool = False) -> UCenterPeer:
+        tls_directory = tmp_path / f"ucenter-tls-{len(started)}" if tls else None
+        peer = UCenterPeer(version, charset, list(extra_args), tls_directory)
         started.append(peer)
         return peer
 

@@ -150,6 +150,110 @@ def test_http_error_pages_and_5xx_are_retried(ucenter, worker_process, redis_url
     assert [member["username"] for member in peer.members()] == ["erin"]
 
 
+def test_http_over_tls_keeps_a_bounded_pool_of_connections_alive(ucenter, worker_process, redis_url, connection):
+    """Four jobs at a time share the pool's two connections: 16 API calls, at most two TLS handshakes."""
+    peer = ucenter(tls=True)
+    jobs = [enqueue_sync(connection, f"pooled{n}", f"pooled{n}@example.org") for n in range(8)]
+    before = peer.stats()
+    run_burst(worker_process, redis_url, {**peer.settings(), "DISCUZ_HTTP_POOL_SIZE": "2"}, "-c", "4")
+    after = peer.stats()
+    assert [outcome(job)[1]["created"] for job in jobs] == [True] * 8, [outcome(job) for job in jobs]
+    assert after["api_requests"] - before["api_requests"] == 16
+    # The workers' connections, and the one of the second stats() call.
+    assert after["connections"] - before["connections"] <= 3, (before, after)
+    assert after["tls_handshakes"] - before["tls_handshakes"] <= 3, (before, after)
+
+
+def test_http_tls_certificate_is_verified_against_the_system_cas_by_default(
+    ucenter, worker_process, redis_url, connection
+):
+    peer = ucenter(tls=True)
+    settings = peer.settings()
+    del settings["DISCUZ_HTTP_CA_FILE"]  # the peer's CA is not one the system trusts
+    job = enqueue_sync(connection, "untrusted", "untrusted@example.org")
+    run_burst(worker_process, redis_url, settings)
+    status, reason = outcome(job)
+    assert status == "failed" and job.number_of_retries == 2
+    assert "UCenter unreachable: SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED]" in reason, reason
+    assert peer.stats()["api_requests"] == 0 and peer.members() == []
+
+
+# uc_server's database error page (its halt()) quotes the SQL, with the member's username and e-mail,
+# and MySQL's own message: none of it may reach the job's error or the log.
+PAGE_TEXT = ("SQL:", "INSERT INTO", "[Table]", "Duplicate entry", "MySQL Query Error", "Lost connection to MySQL")
+
+
+def assert_page_not_quoted(texts: list[str], username: str, email: str) -> None:
+    for text in texts:
+        for quoted in (username, email, *PAGE_TEXT):
+            assert quoted not in text, quoted
+
+
+def test_http_duplicate_entry_in_ucenters_database_resolves_to_the_existing_account(
+    ucenter, worker_process, redis_url, connection
+):
+    """Two registrations of a name raced inside UCenter: ours got MySQL 1062 from its unique key, after
+    the other had added the member.  Like a rerun: the same e-mail is the account, not a failure."""
+    peer = ucenter()
+    peer.queue_faults(None, "halt:1062")  # the lookup finds nobody; the registration loses the race
+    job = enqueue_sync(connection, "racer1062", "racer1062@example.org")
+    worker = run_burst(worker_process, redis_url, peer.settings(), "--verbose")
+    (member,) = peer.members()
+    assert outcome(job) == ("finished", {"uid": member["uid"], "username": "racer1062", "created": False})
+    assert job.number_of_retries is None
+    assert peer.stats()["api_requests"] == 3  # lookup, registration (the error page), lookup again
+    assert_page_not_quoted([worker.output(), job.exc_info or ""], "racer1062", "racer1062@example.org")
+
+
+def test_http_lost_connection_in_ucenters_database_is_retried(ucenter, worker_process, redis_url, connection):
+    peer = ucenter()
+    peer.queue_faults(None, "halt:2013")
+    job = enqueue_sync(connection, "retry2013", "retry2013@example.org")
+    worker = run_burst(worker_process, redis_url, peer.settings(), "--verbose")
+    status, result = outcome(job)
+    assert status == "finished" and result["created"] is True and job.number_of_retries == 1
+    assert (
+        "UCenter's database unavailable: MySQL 2013: Lost connection to the server during a query (attempt 1 of 3)"
+        in worker.output()
+    )
+    assert [member["username"] for member in peer.members()] == ["retry2013"]
+    assert_page_not_quoted([worker.output(), job.exc_info or ""], "retry2013", "retry2013@example.org")
+
+
+@pytest.mark.parametrize("faults", [("halt:1054",), (None, "halt:1054")], ids=["lookup", "registration"])
+def test_http_other_database_error_fails_at_once_without_blaming_the_key(
+    ucenter, worker_process, redis_url, connection, faults
+):
+    peer = ucenter()
+    peer.queue_faults(*faults)
+    job = enqueue_sync(connection, "column1054", "column1054@example.org")
+    worker = run_burst(worker_process, redis_url, peer.settings(), "--verbose")
+    status, reason = outcome(job)
+    assert status == "failed" and job.number_of_retries is None
+    assert reason == (
+        "jobs.discuz.errors.ForumConfigError: UCenter's database refused us: "
+        "MySQL 1054: Unknown column (check DISCUZ_UC_VERSION against the tables)"
+    )
+    assert "UC_KEY" not in job.exc_info and peer.members() == []
+    assert_page_not_quoted([worker.output(), job.exc_info], "column1054", "column1054@example.org")
+
+
+@pytest.mark.parametrize("fault", ["xml-entity", "xml-bomb"])
+def test_http_lookup_answer_with_a_dtd_is_not_a_result(ucenter, worker_process, redis_url, connection, fault):
+    """An XML parser expanding entities would take xml-entity's answer for the member (its entity spells
+    the e-mail) and spend memory on xml-bomb's; both are refused, not parsed."""
+    peer = ucenter()
+    peer.queue_faults(fault)
+    job = enqueue_sync(connection, "entity", "entity@example.org")
+    run_burst(worker_process, redis_url, peer.settings())
+    status, reason = outcome(job)
+    assert status == "failed" and job.number_of_retries is None
+    assert reason.startswith("jobs.discuz.errors.ForumConfigError: UCenter answered ")
+    assert "bytes that are not a result (not copied" in reason
+    assert "entity@example.org" not in job.exc_info and "lol" not in job.exc_info
+    assert peer.members() == []
+
+
 def test_unsealed_password_is_refused_without_echoing_it(ucenter, worker_process, redis_url, connection):
     peer = ucenter()
     job = queue(connection).enqueue(sync_discuz_user, "frank", "frank@example.org", PASSWORD)

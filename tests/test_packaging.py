@@ -267,6 +267,6 @@ def test_the_job_modules_without_their_extra_name_it(artefacts, tmp_path):
         [python, "-c", "import rq_gevent; import jobs.mail.activation"], capture_output=True, text=True, cwd=tmp_path
     )
     assert imported.stderr.strip().splitlines()[-1] == (
-        "ImportError: the job modules need cryptography, email-validator, PyMySQL, bcrypt: "
+        "ImportError: the job modules need cryptography, email-validator, PyMySQL, bcrypt, urllib3, defusedxml: "
         "pip install 'rq-gevent[jobs]'"
     ), imported.stderr

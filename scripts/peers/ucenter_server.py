@@ -2,18 +2,25 @@
 
     UC_KEY=... python scripts/peers/ucenter_server.py --port 8090 --appid 1 [--version 1.7]
         [--charset utf-8] [--censor WORD ...] [--email-domain DOMAIN ...] [--unique-email] [--latency S]
-        [--bcrypt-cost N]
+        [--bcrypt-cost N] [--tls-cert FILE --tls-key FILE]
 
 It decodes ``input`` with authcode and the key from ``UC_KEY`` (never argv), checks the agent hash,
 the age of the request and (1.7) that m/a/appid were not changed, applies UCenter's username and
 e-mail rules and answers with its return codes.  ``user/register`` and ``user/get_user`` are served;
 members are hashed as that UCenter version would (1.7: bcrypt at PHP's cost 10, ~80 ms of CPU each;
 ``--bcrypt-cost 4`` takes ~1 ms, so that a demo measures the workers, not this stand-in);
-``--latency`` makes each API answer take that long, like a forum across the Internet.  For tests:
-``GET /_members`` lists members as JSON; ``POST /_members`` adds one; ``POST /_faults`` queues faults
-for the next requests: a JSON list of ``"html"``, an HTTP status such as ``503``, ``"sleep:SECONDS"``, or
-``"quote"`` (a PHP warning quoting the member's username and e-mail in several spellings before the answer,
-as a UCenter with ``display_errors`` on prints when MySQL refuses a query).
+``--latency`` makes each API answer take that long, like a forum across the Internet.  With
+``--tls-cert``/``--tls-key`` it serves HTTPS.  Connections are kept alive (HTTP/1.1) until idle for
+``KEEPALIVE_TIMEOUT`` seconds, as Apache's default does.  For tests: ``GET /_members`` lists members as
+JSON; ``POST /_members`` adds one; ``GET /_stats`` counts the connections accepted, TLS handshakes
+and API requests so far; ``POST /_faults`` queues faults for the next API requests, one each, in order:
+a JSON list of ``null`` (answer normally), ``"html"``, an HTTP status such as ``503``,
+``"sleep:SECONDS"``, ``"quote"`` (a PHP warning quoting the member's username and e-mail in several
+spellings before the answer, as a UCenter with ``display_errors`` on prints when MySQL refuses a query),
+``"halt:ERRNO"`` (uc_server's database error page for that MySQL error, quoting the request's username
+and e-mail in its SQL and message; for ``halt:1062`` on a registration the member is added first, as
+the registration that won the race inside UCenter would have), ``"xml-entity"`` (get_user's document
+with a DTD whose entity spells the e-mail) or ``"xml-bomb"`` (an entity expansion bomb).
 Prints ``ready <port>``.
 """
 
@@ -40,7 +47,7 @@ from urllib.parse import parse_qsl, quote  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from serving import serve_http  # noqa: E402
+from serving import serve_http, tls_context  # noqa: E402
 
 from jobs.discuz import authcode, hashing, php, rules  # noqa: E402
 from jobs.discuz.codes import (  # noqa: E402
@@ -51,6 +58,17 @@ from jobs.discuz.codes import (  # noqa: E402
 )
 
 MAX_AGE = 3600
+KEEPALIVE_TIMEOUT = 5.0  # seconds an idle kept-alive connection stays open (Apache's KeepAliveTimeout)
+# MySQL's messages for the errors a test asks uc_server's error page for; others get a generic one.
+MYSQL_MESSAGES = {
+    1054: "Unknown column 'secmobicc' in 'field list'",
+    1062: "Duplicate entry '{username}' for key 'username'",
+    1205: "Lock wait timeout exceeded; try restarting transaction",
+    1213: "Deadlock found when trying to get lock; try restarting transaction",
+    2006: "MySQL server has gone away",
+    2013: "Lost connection to MySQL server during query",
+}
+CONNECT_ERRORS = (2002, 2003)
 
 
 class UCenter:
@@ -134,11 +152,15 @@ class UCenter:
     def find(self, username: str) -> dict | None:
         return next((m for m in self.members if m["username"].lower() == username.lower()), None)
 
+    def fields(self, form: dict[str, str]) -> dict[str, str]:
+        """The request's sealed fields, or none when they do not decode."""
+        plain = authcode.decode(form.get("input", ""), self.key)
+        return dict(parse_qsl(plain.decode("ascii"), keep_blank_values=True, encoding=self.charset)) if plain else {}
+
     def warning_quoting_the_member(self, form: dict[str, str]) -> bytes:
         """PHP's HTML-formatted warning for a MySQL refusal, quoting the request's username and e-mail
         as given, upper-cased, HTML-escaped and URL-encoded, in the forum charset."""
-        plain = authcode.decode(form.get("input", ""), self.key)
-        fields = dict(parse_qsl(plain.decode("ascii"), keep_blank_values=True, encoding=self.charset)) if plain else {}
+        fields = self.fields(form)
         quoted = " ".join(
             f"{value} {value.upper()} {html.escape(value)} {quote(value, encoding=self.charset)}"
             for value in (fields.get("username", ""), fields.get("email", ""))
@@ -148,6 +170,53 @@ class UCenter:
             "<b>/var/www/uc_server/lib/db.class.php</b> on line <b>62</b><br />\n"
         )
         return text.encode(self.charset, errors="replace")
+
+    def halt_page(self, form: dict[str, str], errno: int) -> bytes:
+        """What uc_server's ``halt()`` (lib/db.class.php, dbi.class.php) ``exit()``s with when its query
+        fails: the message, the SQL (HTML-escaped) and MySQL's error, the table prefix as ``[Table]``.
+        Whitespace left by an included file comes first, as on many installs."""
+        fields = self.fields(form)
+        username, email = fields.get("username", ""), fields.get("email", "")
+        registering = (form.get("m"), form.get("a")) == ("user", "register")
+        if errno == 1062 and registering:
+            self.register(fields)  # the registration that got the name first, inside UCenter
+        if errno in CONNECT_ERRORS:
+            page = (
+                "<b>UCenter info:</b> Can not connect to MySQL server<br />"
+                f"<b>Error:</b>Can't connect to MySQL server on 'db.internal' ({errno})<br />"
+            )
+        else:
+            if registering:
+                sql = (
+                    f"INSERT INTO [Table]members SET secques='', username='{username}', password='x', "
+                    f"email='{email}', regip='{fields.get('regip', '')}', regdate='{int(time.time())}', salt=''"
+                )
+            else:
+                sql = f"SELECT * FROM [Table]members WHERE username='{username}'"
+            message = MYSQL_MESSAGES.get(errno, "Query refused for member {username} <{email}>")
+            page = (
+                f"<b>UCenter info:</b> MySQL Query Error<br /><b>SQL:</b>{html.escape(sql)}<br />"
+                f"<b>Error:</b>{message.format(username=username, email=email)}<br />"
+            )
+        return f"\r\n{page}<b>Errno:</b>{errno}<br />".encode(self.charset, errors="replace")
+
+    def entity_document(self, form: dict[str, str], bomb: bool) -> bytes:
+        """get_user's document with a DTD: an entity that spells the member's e-mail (a parser that
+        expands entities takes it for a member), or a billion-laughs expansion bomb."""
+        username = self.fields(form).get("username", "")
+        if bomb:
+            entities = '<!ENTITY lol0 "lol">' + "".join(
+                f'<!ENTITY lol{level} "{f"&lol{level - 1};" * 10}">' for level in range(1, 10)
+            )
+            email = "&lol9;"
+        else:
+            entities = f'<!ENTITY mail "{html.escape(username)}@example.org">'
+            email = "&mail;"
+        document = (
+            f'<?xml version="1.0" encoding="{self.charset}"?><!DOCTYPE root [{entities}]><root>'
+            f'<item id="0">99</item><item id="1"><![CDATA[{username}]]></item><item id="2">{email}</item></root>'
+        )
+        return document.encode(self.charset, errors="replace")
 
     def get_user(self, username: str) -> bytes:
         member = self.find(username)
@@ -164,11 +233,18 @@ class UCenter:
 class Handler(BaseHTTPRequestHandler):
     ucenter: UCenter
     latency = 0.0
+    api_requests = 0
+    protocol_version = "HTTP/1.1"  # keep-alive, as Apache and nginx in front of a real UCenter
+    timeout = KEEPALIVE_TIMEOUT
 
     def do_GET(self) -> None:
         if self.path == "/_members":
             with self.ucenter.lock:
                 self.reply(200, json.dumps(self.ucenter.members).encode(), "application/json")
+        elif self.path == "/_stats":
+            with self.server.counts_lock:
+                stats = {**self.server.counts, "api_requests": Handler.api_requests}
+            self.reply(200, json.dumps(stats).encode(), "application/json")
         else:
             self.reply(404, b"not found")
 
@@ -189,22 +265,25 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0] != "/index.php":
             self.reply(404, b"not found")
             return
-        fault = self.inject_fault()
+        with self.ucenter.lock:
+            Handler.api_requests += 1
+        form = dict(parse_qsl(body.decode("ascii"), keep_blank_values=True))
+        fault = self.inject_fault(form)
         if fault is True:
             return
         time.sleep(self.latency)
-        form = dict(parse_qsl(body.decode("ascii"), keep_blank_values=True))
         answer = self.ucenter.answer(form, self.headers.get("User-Agent", ""))
         if fault == "quote":
             answer = self.ucenter.warning_quoting_the_member(form) + answer
         self.reply(200, answer, f"text/html; charset={self.ucenter.charset}")
 
-    def inject_fault(self) -> bool | str:
+    def inject_fault(self, form: dict[str, str]) -> bool | str:
         """True when the fault was the whole reply; ``"quote"`` when the answer is to carry a warning."""
         with self.ucenter.lock:
             fault = self.ucenter.faults.pop(0) if self.ucenter.faults else None
         if fault is None:
             return False
+        page_type = f"text/html; charset={self.ucenter.charset}"
         if isinstance(fault, int):
             self.reply(fault, b"<html><body>Service Unavailable</body></html>")
             return True
@@ -213,6 +292,12 @@ class Handler(BaseHTTPRequestHandler):
             return True
         if fault == "quote":
             return fault
+        if str(fault).startswith("halt:"):
+            self.reply(200, self.ucenter.halt_page(form, int(fault.split(":", 1)[1])), page_type)
+            return True
+        if fault in ("xml-entity", "xml-bomb"):
+            self.reply(200, self.ucenter.entity_document(form, bomb=fault == "xml-bomb"), page_type)
+            return True
         if str(fault).startswith("sleep:"):
             time.sleep(float(fault.split(":", 1)[1]))
         return False
@@ -240,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unique-email", action="store_true")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds each API answer takes")
     parser.add_argument("--bcrypt-cost", type=int, choices=range(4, 32), default=hashing.BCRYPT_ROUNDS, metavar="4-31")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM), with --tls-key")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     options = parser.parse_args(argv)
     key = os.environ.get("UC_KEY")
     if not key:
@@ -255,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         options.bcrypt_cost,
     )
     Handler.latency = options.latency
-    return serve_http(Handler, options.host, options.port)
+    return serve_http(Handler, options.host, options.port, tls_context(options.tls_cert, options.tls_key))
 
 
 if __name__ == "__main__":
