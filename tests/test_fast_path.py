@@ -2,6 +2,7 @@
 exactly as rq's own SimpleWorker leaves it, on every rq version CI runs."""
 
 import base64
+import logging
 import pickle
 import re
 import time
@@ -21,6 +22,7 @@ from rq.worker import SimpleWorker, Worker
 
 from rq_gevent import GeventWorker, compat
 from rq_gevent.core import retries
+from rq_gevent.core.worker_counters import WORKER_WRITES_SECONDS, WorkerCounters
 from rq_gevent.embedded_redis import EmbeddedRedis
 from rq_gevent.plumbing import job_writes, lua
 
@@ -352,6 +354,20 @@ def test_worker_counters_and_current_job_reach_redis_while_it_runs(connection):
     greenlet.join(10)
     assert greenlet.successful()
     assert seen().successful_job_count == 6
+
+
+def test_counts_a_tick_was_writing_when_the_worker_stopped_still_reach_redis(redis_url):
+    """Found by CI: a burst worker's last count was lost when its tick was stopped mid-write."""
+    pool = redis.BlockingConnectionPool.from_url(redis_url, max_connections=1, timeout=10)
+    one_connection = redis.Redis(connection_pool=pool)
+    counters = WorkerCounters(one_connection, "rq:worker:ticking", "ticking", logging.getLogger("test"), lambda p: None)
+    counters.add_job(successful=1)
+    held = pool.get_connection()  # the tick's write waits for the pool's one connection
+    counters.start()
+    gevent.sleep(WORKER_WRITES_SECONDS + 0.3)
+    gevent.spawn_later(0.5, pool.release, held)
+    counters.stop()
+    assert one_connection.hget("rq:worker:ticking", "successful_job_count") == b"1"
 
 
 def test_a_busy_worker_makes_at_most_three_round_trips_per_job(connection):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+import gevent.lock
 import redis.exceptions
 
 from ..plumbing.redis_waits import REDIS_UNAVAILABLE
@@ -57,6 +58,7 @@ class WorkerCounters(Background):
         self.connection, self.key, self.name, self.log = connection, key, name, log
         self._write_current_job = write_current_job
         self._pending = _Pending()
+        self._flushing = gevent.lock.Semaphore()
 
     def add_job(self, successful: int = 0, failed: int = 0, working_seconds: float = 0.0) -> None:
         pending = self._pending
@@ -71,10 +73,11 @@ class WorkerCounters(Background):
     def run(self) -> None:
         while True:
             gevent.sleep(WORKER_WRITES_SECONDS)
-            try:
-                self.flush()
-            except redis.exceptions.RedisError:
-                pass  # kept for the next tick; the heartbeat reports Redis being away
+            with self._flushing:
+                try:
+                    self.flush()
+                except redis.exceptions.RedisError:
+                    pass  # kept for the next tick; the heartbeat reports Redis being away
 
     def flush(self) -> None:
         """One pipeline: the counters added up since the last call, and ``current_job``."""
@@ -91,7 +94,10 @@ class WorkerCounters(Background):
             raise
 
     def stop(self) -> None:
-        super().stop()
+        # A tick's flush holds writes it took out of _pending: it completes before the loop is killed,
+        # or they would be lost (killed while waiting for a pooled connection, say).
+        with self._flushing:
+            super().stop()
         try:
             self.flush()
         except redis.exceptions.RedisError as exc:
