@@ -23,6 +23,7 @@ from peers.system_packages import ensure_command, ensure_php_extension
 from peers.tls import make_certificates
 from peers.ucenter_schema import forum_member_tables, member_tables
 
+from jobs.discuz.activation import TABLES as FORUM_MEMBER_TABLES
 from jobs.sealing import KEY_VARIABLE, generate_key
 
 PHP_UC_CLIENT = REPO_DIR / "tests" / "php" / "uc_client"
@@ -223,6 +224,8 @@ class ForumDatabase:
         with self.server.admin(self.name) as admin, admin.cursor() as cursor:
             for statement in forum_member_tables(charset=self.mysql_charset, regverify=regverify):
                 cursor.execute(statement)
+            for table in FORUM_MEMBER_TABLES:  # activation writes with REPLACE, as Discuz! does
+                cursor.execute(f"GRANT DELETE ON {self.name}.pre_{table} TO '{self.user}'@'127.0.0.1'")
             admin.commit()
 
     def forum_rows(self, table: str) -> list[dict]:
@@ -246,15 +249,16 @@ class ForumDatabase:
     def login(self, php: str, username: str, password: str, discuz: bool = True) -> int:
         """A login with PHP on this database: UCenter's answer (uid > 0, -1 no member, -2 wrong password).
 
-        ``discuz``: as Discuz!'s own login form does it (it refuses a password ``addslashes`` changes,
-        answered here as -3, then hands uc_user_login the escaped username); else a bare uc_user_login."""
+        ``discuz``: as Discuz!'s own login form does it (it refuses an empty password, "0", and one that
+        ``addslashes`` changes, answered here as -3, then hands uc_user_login the escaped username);
+        else a bare uc_user_login."""
         script = (
             "$r = json_decode(stream_get_contents(STDIN), true);"
             "foreach ($r['defines'] as $name => $value) { define($name, $value); }"
             f"require {json.dumps(str(PHP_UCENTER))};"
             "$c = function ($t) { return UC_CHARSET === 'utf-8' ? $t : iconv('UTF-8', UC_CHARSET, $t); };"
             "$u = $c($r['username']); $p = $c($r['password']);"
-            "if ($r['discuz'] && $p !== addslashes($p)) { echo -3; exit; }"
+            "if ($r['discuz'] && (!$p || $p !== addslashes($p))) { echo -3; exit; }"
             "echo uct_login($r['discuz'] ? addslashes($u) : $u, $p);"
         )
         request = {"defines": self.ucenter_defines(), "username": username, "password": password, "discuz": discuz}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -117,6 +118,30 @@ def test_passwords_discuz_refuses_are_refused_unless_allowed(
     assert forum.login(php, "quote2", password, discuz=True) == -3  # the forum's own form refuses it
 
 
+@pytest.mark.parametrize("password", ["0", "   ", " 0 "])
+def test_passwords_empty_as_ucenter_reads_them_are_refused_even_when_api_only_ones_are_allowed(
+    forum_database, worker_process, redis_url, connection, password
+):
+    forum = forum_database("1.7", "utf-8")
+    job = sync(connection, "emptypw", "emptypw@example.org", password)
+    run_burst(worker_process, redis_url, {**forum.settings(), "DISCUZ_ALLOW_API_ONLY_PASSWORDS": "1"})
+    status, reason = outcome(job)
+    assert status == "failed" and "the password is empty (or only spaces, or 0) as UCenter reads it" in reason
+    assert forum.rows() == []
+
+
+def test_a_rerun_for_an_existing_member_succeeds_whatever_its_password(
+    forum_database, worker_process, redis_url, connection
+):
+    forum = forum_database("1.7", "utf-8")
+    first = sync(connection, "older", "older@example.org", "it's-secret")
+    run_burst(worker_process, redis_url, {**forum.settings(), "DISCUZ_ALLOW_API_ONLY_PASSWORDS": "1"})
+    again = sync(connection, "older", "older@example.org", "it's-secret")
+    run_burst(worker_process, redis_url, forum.settings())  # the rule is for new accounts: this one exists
+    uid = outcome(first)[1]["uid"]
+    assert outcome(again) == ("finished", {"uid": uid, "username": "older", "created": False})
+
+
 def test_a_32_word_character_password_is_refused_on_16_only(forum_database, php, worker_process, redis_url, connection):
     password = "Abcdefghijklmnopqrstuvwxyz_01234"
     old, new = forum_database("1.6", "utf-8"), forum_database("1.7", "utf-8")
@@ -187,6 +212,63 @@ def test_an_unreachable_ucenter_database_is_retried(
     expected = "UCenter answered HTTP 500" if backend == "http" else "uc_client's database unavailable: MySQL 2002"
     assert expected in reason, reason
     assert "(attempt 1 of 3)" in worker.output()
+
+
+@pytest.mark.parametrize("fault", ["halt:2013", "unreachable"])
+def test_uc_client_in_post_mode_retries_what_ucenter_could_not_do(
+    ucenter, php_uc_client, worker_process, redis_url, connection, fault
+):
+    peer = ucenter()
+    settings = php_uc_client(peer)
+    if fault == "unreachable":
+        settings = {**settings, "DISCUZ_PHP_CONFIG": _with_api(settings["DISCUZ_PHP_CONFIG"], free_port())}
+    else:
+        peer.queue_faults(None, fault)  # the lookup answers, the registration meets a lost connection
+    job = sync(connection, "postmode", "postmode@example.org")
+    worker = run_burst(worker_process, redis_url, settings)
+    status, reason = outcome(job)
+    if fault == "unreachable":
+        assert status == "failed" and job.number_of_retries == 2
+        assert reason.endswith("uc_client got nothing from UCenter's API (UC_API in DISCUZ_PHP_CONFIG)"), reason
+    else:
+        assert status == "finished" and job.number_of_retries == 1, (status, reason)
+        assert "UCenter's database unavailable: MySQL 2013" in worker.output()  # uc_server's, named as such
+        assert [member["username"] for member in peer.members()] == ["postmode"]
+
+
+def test_uc_client_in_post_mode_resolves_a_duplicate_entry_race(
+    ucenter, php_uc_client, worker_process, redis_url, connection
+):
+    peer = ucenter()
+    peer.queue_faults(None, "halt:1062")  # the other registration wins inside UCenter
+    job = sync(connection, "race1062", "race1062@example.org")
+    run_burst(worker_process, redis_url, php_uc_client(peer))
+    (member,) = peer.members()
+    assert outcome(job) == ("finished", {"uid": member["uid"], "username": "race1062", "created": False})
+
+
+def test_what_uc_client_prints_after_the_answer_is_ignored(
+    forum_database, php, worker_process, redis_url, connection, tmp_path
+):
+    forum = forum_database("1.7", "utf-8")
+    settings = forum.uc_client_settings(php, tmp_path)
+    client = tmp_path / "chatty_uc_client"
+    client.mkdir()
+    (client / "client.php").write_text(
+        "<?php\nregister_shutdown_function(function () { echo 'note sent'; flush(); });\n"
+        f"require '{PHP_UC_CLIENT}/client.php';\n"
+    )
+    job = sync(connection, "chatty", "chatty@example.org")
+    run_burst(worker_process, redis_url, {**settings, "DISCUZ_PHP_UC_CLIENT": str(client)})
+    assert outcome(job)[0] == "finished", outcome(job)
+
+
+def _with_api(config: str, port: int) -> str:
+    """A copy of the uc_client config file whose UC_API is a port nothing listens on."""
+    text = Path(config).read_text()
+    copy = Path(config).with_name("unreachable_" + Path(config).name)
+    copy.write_text(re.sub(r"define\('UC_API', [^)]*\);", f"define('UC_API', 'http://127.0.0.1:{port}');", text))
+    return str(copy)
 
 
 # --- 5. prepared hashes the target can verify ---------------------------------------------------------
@@ -360,3 +442,53 @@ def test_the_database_backend_activates_forum_members_when_asked(
     assert count["extcredits1"] == 5  # the forum's initcredits: "credits,extcredits1,..."
     for table in ("common_member_profile", "common_member_field_forum", "common_member_field_home"):
         assert [row["uid"] for row in forum.forum_rows(table)] == [uid]
+
+
+def test_activation_replaces_a_stale_forum_row_and_catches_up_on_reruns(
+    forum_database, mariadb, worker_process, redis_url, connection
+):
+    forum = forum_database("1.7", "utf-8")
+    forum.add_forum_tables()
+    with mariadb.admin(forum.name) as admin, admin.cursor() as cursor:  # left by a member deleted from UCenter
+        cursor.execute("INSERT INTO pre_common_member (uid, username, email) VALUES (500, 'stale', 'x@example.org')")
+        cursor.execute("UPDATE pre_common_setting SET svalue='+3x' WHERE skey='newusergroupid'")
+        cursor.execute("UPDATE pre_common_setting SET svalue='--5,1,zz' WHERE skey='initcredits'")
+        admin.commit()
+    stale = sync(connection, "stale", "stale@example.org")
+    sync(connection, "earlier", "earlier@example.org")
+    run_burst(worker_process, redis_url, {**forum.settings(), "DISCUZ_ACTIVATE": "1"})
+    assert outcome(stale)[0] == "finished", outcome(stale)
+    by_name = {row["username"]: row for row in forum.forum_rows("common_member")}
+    assert by_name["stale"]["uid"] == outcome(stale)[1]["uid"] and by_name["stale"]["groupid"] == 3  # PHP's intval
+    assert [row["extcredits1"] for row in forum.forum_rows("common_member_count")] == [1, 1]
+
+    with mariadb.admin(forum.name) as admin, admin.cursor() as cursor:  # "earlier" was never activated
+        cursor.execute("DELETE FROM pre_common_member WHERE username='earlier'")
+        admin.commit()
+    again = sync(connection, "earlier", "earlier@example.org")
+    run_burst(worker_process, redis_url, {**forum.settings(), "DISCUZ_ACTIVATE": "1"})
+    assert outcome(again)[1]["created"] is False
+    assert sorted(row["username"] for row in forum.forum_rows("common_member")) == ["earlier", "stale"]
+
+
+def test_activation_without_the_forum_tables_creates_nothing(forum_database, worker_process, redis_url, connection):
+    forum = forum_database("1.6", "utf-8")  # no forum tables beside UCenter's
+    job = sync(connection, "nowhere", "nowhere@example.org")
+    run_burst(worker_process, redis_url, {**forum.settings(), "DISCUZ_ACTIVATE": "1"})
+    status, reason = outcome(job)
+    assert status == "failed" and "DISCUZ_ACTIVATE: the forum's tables pre_common_member, " in reason
+    assert "check DISCUZ_FORUM_TABLE_PREFIX" in reason
+    assert forum.rows() == []
+
+
+@pytest.mark.parametrize(("name", "value"), [("DISCUZ_SYNC_LOCK_SECONDS", "0"), ("DISCUZ_SYNC_LOCK_WAIT", "nan")])
+def test_lock_settings_that_would_block_for_ever_are_refused(
+    forum_database, worker_process, redis_url, connection, name, value
+):
+    forum = forum_database("1.7", "utf-8")
+    job = sync(connection, "locked", "locked@example.org")
+    run_burst(worker_process, redis_url, {**forum.settings(), name: value})
+    status, reason = outcome(job)
+    # SettingsError's message can quote a setting's value, so a sensitive job's failure withholds it
+    assert (status, reason) == ("failed", "jobs.settings.SettingsError: [message withheld: the job is sensitive]")
+    assert forum.rows() == [] and connection.keys("jobs:discuz:sync-lock:*") == []

@@ -400,6 +400,8 @@ def test_an_unsealed_password_is_erased_from_the_job(ucenter, worker_process, re
         ("abc" * 2000, "", "-1 (invalid username)"),
         ("regular", "\ud800", "regip must be empty or an IP address"),
         ("regular", "1.2.3.4; DROP", "regip must be empty or an IP address"),
+        ("regular", "::1%<img src=x onerror=alert(1)>", "regip must be empty or an IP address"),  # a "scope ID"
+        ("regular", "fe80::1%eth0", "regip must be empty or an IP address"),
     ],
 )
 def test_malformed_inputs_are_refused_clearly(

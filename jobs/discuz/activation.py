@@ -11,6 +11,7 @@ and gives a column that is NOT NULL without a default the empty value of its typ
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 
@@ -19,16 +20,46 @@ AWAITING_VERIFICATION_GROUP = 8
 DEFAULT_NEW_MEMBER_GROUP = 10
 
 
-def activate(cursor, prefix: str, uid: int, username: str, email: str, regip: str) -> None:
-    """Insert the forum member rows for ``uid`` in the caller's transaction (nothing when they exist)."""
-    if cursor.execute(f"SELECT 1 FROM `{prefix}common_member` WHERE uid=%s", (uid,)):
-        return
-    settings = _forum_settings(cursor, prefix)
-    group = (
-        AWAITING_VERIFICATION_GROUP
-        if settings.get("regverify", "0") not in ("", "0")
-        else int(settings.get("newusergroupid") or DEFAULT_NEW_MEMBER_GROUP)
+TABLES = (
+    "common_member",
+    "common_member_status",
+    "common_member_count",
+    "common_member_profile",
+    "common_member_field_forum",
+    "common_member_field_home",
+)
+_PHP_INTEGER = re.compile(r"\s*([+-]?[0-9]+)")
+
+
+def missing_tables(cursor, prefix: str) -> list[str]:
+    """The forum's member tables (and its settings table) that the database lacks, with their prefix.
+
+    Checked before UCenter's member is inserted: on MyISAM tables (X3.4's installer makes them) a
+    failed activation could not roll that insert back."""
+    names = [f"{prefix}{table}" for table in (*TABLES, "common_setting")]
+    cursor.execute(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+        f" AND TABLE_NAME IN ({', '.join(['%s'] * len(names))})",
+        names,
     )
+    found = {row[0] for row in cursor.fetchall()}
+    return [name for name in names if name not in found]
+
+
+def is_active(cursor, prefix: str, uid: int) -> bool:
+    return bool(cursor.execute(f"SELECT 1 FROM `{prefix}common_member` WHERE uid=%s", (uid,)))
+
+
+def activate(cursor, prefix: str, uid: int, username: str, email: str, regip: str) -> None:
+    """Write the forum member rows for ``uid`` in the caller's transaction.
+
+    Like Discuz!'s own activation, each row replaces one with the same key: a stale row left for this
+    uid, or for this username, by a member deleted from UCenter alone."""
+    settings = _forum_settings(cursor, prefix)
+    if _php_intval(settings.get("regverify", "0")):
+        group = AWAITING_VERIFICATION_GROUP
+    else:
+        group = _php_intval(settings.get("newusergroupid", "")) or DEFAULT_NEW_MEMBER_GROUP
     credits = _credits(settings.get("initcredits", ""))
     now = int(time.time())
     rows = {
@@ -51,7 +82,7 @@ def activate(cursor, prefix: str, uid: int, username: str, email: str, regip: st
         "common_member_field_home": {"uid": uid},
     }
     for table, values in rows.items():
-        _insert(cursor, f"{prefix}{table}", values)
+        _replace(cursor, f"{prefix}{table}", values)
 
 
 def _forum_settings(cursor, prefix: str) -> dict[str, str]:
@@ -63,11 +94,17 @@ def _forum_settings(cursor, prefix: str) -> dict[str, str]:
 
 
 def _credits(initcredits: str) -> list[int]:
-    values = [int(part) if part.strip().lstrip("-").isdigit() else 0 for part in initcredits.split(",")]
+    values = [_php_intval(part) for part in initcredits.split(",")]
     return (values + [0] * 9)[:9]
 
 
-def _insert(cursor, table: str, values: dict) -> None:
+def _php_intval(text: str) -> int:
+    """PHP's ``intval`` of a setting: its leading integer, else 0 (``"+3x"`` is 3, ``"abc"`` is 0)."""
+    found = _PHP_INTEGER.match(text)
+    return int(found.group(1)) if found else 0
+
+
+def _replace(cursor, table: str, values: dict) -> None:
     cursor.execute(
         "SELECT COLUMN_NAME, IS_NULLABLE, COLUMN_DEFAULT, DATA_TYPE, EXTRA, CHARACTER_MAXIMUM_LENGTH"
         " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
@@ -82,4 +119,4 @@ def _insert(cursor, table: str, values: dict) -> None:
         elif nullable == "NO" and default is None and "auto_increment" not in extra:
             row[name] = 0 if data_type in NUMERIC_TYPES else ""
     names = ", ".join(f"`{name}`" for name in row)
-    cursor.execute(f"INSERT INTO `{table}` ({names}) VALUES ({', '.join(['%s'] * len(row))})", tuple(row.values()))
+    cursor.execute(f"REPLACE INTO `{table}` ({names}) VALUES ({', '.join(['%s'] * len(row))})", tuple(row.values()))

@@ -22,6 +22,10 @@ class ForumBackend(Protocol):
 
     def get_user(self, username: str) -> ForumAccount | None: ...
 
+    def activate(self, account: ForumAccount, regip: str) -> None:
+        """Make the account a forum member now, where the backend can and is asked to (``DISCUZ_ACTIVATE``)."""
+        ...
+
     def register(self, username: str, credential: Credential, email: str, regip: str) -> int:
         """The new uid (> 0), or UCenter's negative return code."""
         ...

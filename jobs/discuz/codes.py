@@ -23,3 +23,15 @@ MEANINGS = {
 
 def describe(code: int) -> str:
     return f"{code} ({MEANINGS.get(code, 'unknown UCenter answer')})"
+
+
+# UCenter's own answers to a request it will not serve (uc_server's index.php and control/*.php).
+UCENTER_REFUSALS = (
+    "Invalid input",
+    "Access denied for agent changed",
+    "Authorization has expired",
+    "Access denied for operation changed",
+    "Access denied for application",
+    "Invalid operation",
+    "Access denied",  # uc_client's own, when its configuration is not loaded
+)

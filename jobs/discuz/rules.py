@@ -56,11 +56,17 @@ def check_username(username: str, charset: str, four_byte_utf8: bool = True) -> 
     return 0
 
 
+_IP_CHARACTERS = re.compile(r"[0-9A-Fa-f:.]{2,45}")
+
+
 def valid_regip(regip: object) -> bool:
-    """``regip``, the member's sign-up address: empty, or an IPv4/IPv6 address (at most 45 characters)."""
+    """``regip``, the member's sign-up address: empty, or an IPv4/IPv6 address (at most 45 characters).
+
+    Hex digits, colons and dots only: Python takes ``::1%<any text>`` as an address with a scope ID,
+    and the forum prints ``regip`` into its pages unescaped."""
     if regip == "":
         return True
-    if not isinstance(regip, str) or len(regip) > 45:
+    if not isinstance(regip, str) or not _IP_CHARACTERS.fullmatch(regip):
         return False
     try:
         ipaddress.ip_address(regip)
@@ -94,6 +100,9 @@ def password_problem(password: str, version: str, charset: str, api_only_allowed
     - UCenter 1.6 takes a 32-character ``[A-Za-z0-9_]`` password for an md5 at login, so it never matches.
     """
     data = password.encode(charset)
+    if php.uc_input(password, charset) in (b"", b"0"):
+        # Discuz!'s forms refuse an empty password and "0"; UCenter trims, so spaces alone are empty
+        return "the password is empty (or only spaces, or 0) as UCenter reads it, which Discuz!'s own forms refuse"
     if not api_only_allowed and php.escapes_anything(data):
         inside = f" (in {charset} also as a byte inside a character's encoding)" if charset != "utf-8" else ""
         return (

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from redis.exceptions import LockError
 from rq import get_current_job
@@ -49,8 +50,8 @@ def one_sync_per_member(username: str, email: str) -> Iterator[None]:
     if job is None:
         yield
         return
-    hold = setting("DISCUZ_SYNC_LOCK_SECONDS", DEFAULT_HOLD, cast=float)
-    wait = setting("DISCUZ_SYNC_LOCK_WAIT", DEFAULT_WAIT, cast=float)
+    hold = setting("DISCUZ_SYNC_LOCK_SECONDS", DEFAULT_HOLD, cast=_seconds(minimum=1))
+    wait = setting("DISCUZ_SYNC_LOCK_WAIT", DEFAULT_WAIT, cast=_seconds(minimum=0))
     with contextlib.ExitStack() as held:
         for name in lock_names(username, email):
             lock = job.connection.lock(name, timeout=hold, blocking_timeout=wait, thread_local=False)
@@ -58,6 +59,19 @@ def one_sync_per_member(username: str, email: str) -> Iterator[None]:
                 raise TransientError("another job is syncing the same forum username or e-mail; retrying later")
             held.callback(_release, lock)
         yield
+
+
+def _seconds(minimum: float) -> Callable[[object], float]:
+    """A cast for a number of seconds, finite and at least ``minimum`` (0 would make redis-py's lock
+    last for ever: a worker killed holding it would block that member's syncs for good)."""
+
+    def cast(raw: object) -> float:
+        value = float(raw)
+        if not math.isfinite(value) or value < minimum:
+            raise ValueError(f"expected a number of seconds of at least {minimum:g}")
+        return value
+
+    return cast
 
 
 def _release(lock) -> None:

@@ -50,26 +50,29 @@ def sync_discuz_user(
 def _sync(backend: ForumBackend, username: str, email: str, credential: Credential, regip: str) -> dict:
     existing = backend.get_user(username)
     if existing is not None:
-        return _already_there(existing, email)
+        return _already_there(backend, existing, email, regip)
+    _refuse_a_password_the_forum_cannot_use(credential, backend)  # after the lookup: a rerun still succeeds
     code = backend.register(username, credential, email, regip)
     if code > 0:
         log.info("created forum user uid=%d", code)
+        backend.activate(ForumAccount(code, username, email), regip)
         return {"uid": code, "username": username, "created": True}
     if code == USERNAME_EXISTS:
         existing = backend.get_user(username)
         if existing is None:
             raise TransientError("UCenter says the username exists but cannot find it yet")
-        return _already_there(existing, email)
+        return _already_there(backend, existing, email, regip)
     if code == EMAIL_EXISTS:
         raise ForumConflict("the e-mail address already belongs to another forum account")
     raise ForumRejected(code)
 
 
-def _already_there(account: ForumAccount, email: str) -> dict:
+def _already_there(backend: ForumBackend, account: ForumAccount, email: str, regip: str) -> dict:
     if account.email.strip().lower() != email.strip().lower():
         raise ForumConflict(
             f"the forum username belongs to another account (uid {account.uid}, a different e-mail); left untouched"
         )
+    backend.activate(account, regip)
     return {"uid": account.uid, "username": account.username, "created": False}
 
 
@@ -86,12 +89,17 @@ def _credential(password: object, password_hash: object, backend: ForumBackend) 
             raise PermanentError(f"the password has {len(secret.reveal())} characters; at most {PASSWORD_MAX}")
         if not _encodable(secret.reveal(), charset):
             raise PermanentError(f"the password has characters the forum charset {charset} cannot store")
-        allowed = setting("DISCUZ_ALLOW_API_ONLY_PASSWORDS", False, cast=boolean)
-        problem = rules.password_problem(secret.reveal(), backend.version, charset, api_only_allowed=allowed)
-        if problem:
-            raise ForumRejected(None, problem)
         return Credential(password=secret)
     return Credential(prepared_hash=password_hash.open())
+
+
+def _refuse_a_password_the_forum_cannot_use(credential: Credential, backend: ForumBackend) -> None:
+    if credential.password is None:
+        return
+    allowed = setting("DISCUZ_ALLOW_API_ONLY_PASSWORDS", False, cast=boolean)
+    problem = rules.password_problem(credential.password.reveal(), backend.version, backend.charset, allowed)
+    if problem:
+        raise ForumRejected(None, problem)
 
 
 def _encodable(text: str, charset: str) -> bool:

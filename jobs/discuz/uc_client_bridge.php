@@ -6,9 +6,13 @@
 //           "username", "password", "email", "regip", "diagnose": bool} (UTF-8).
 // Answer: {"result": ...}, or {"error": <kind>, ...} with only codes, class names, files and lines:
 // uc_client's own output (its halt() page quotes the SQL, with the member's data) is never passed on.
-//   "database": {"errno": N}  uc_client's MySQL query or connection failed (its halt() page, or mysqli)
+//   "database": {"errno": N}  a MySQL query or connection failed: uc_client's (its halt() page, or
+//               mysqli) or, with "where": "ucenter", uc_server's (in post mode, its halt() page as the answer)
 //   "php": {"kind", "file", "line"}  a fatal error or an uncaught exception stopped uc_client
 //   "silent": {"printed": N}  uc_client ended the script without an answer, printing N bytes
+//   post mode (uc_client calling UCenter's HTTP API), when UCenter's answer is not a result:
+//   "unreachable" (uc_client got nothing), "html" (an error page), "refusal": {"refusal"} (one of
+//   UCenter's own refusals, from the list below), "not_a_result": {"bytes": N}
 // "diagnose": errors are displayed on stderr and uc_client's output is copied there, for a person
 // running the bridge by hand (python -m jobs.discuz.uc_client_php --diagnose); never set by the job.
 
@@ -26,7 +30,40 @@ function answer($payload) {
         fwrite(STDERR, "uc_client printed:\n" . $printed . "\n");
     }
     fwrite(STDOUT, json_encode($payload));
+    ob_start(function ($late) { return ''; });  // uc_client's own shutdown hooks print nothing after it
     exit(isset($payload['result']) ? 0 : 1);
+}
+
+// UCenter's own refusals of a request it will not serve (uc_server's index.php and control/*.php).
+$ucenter_refusals = array('Invalid input', 'Access denied for agent changed', 'Authorization has expired',
+    'Access denied for operation changed', 'Access denied for application', 'Invalid operation', 'Access denied');
+
+// What UCenter answered in post mode, when it is not a result: named, never passed on.
+function not_a_result($text) {
+    global $ucenter_refusals;
+    $text = trim((string)$text);
+    if ($text === '') {
+        answer(array('error' => 'unreachable'));
+    }
+    if (preg_match('~<b>Errno:</b>\s*(\d+)\s*<br />$~', $text, $found)) {
+        answer(array('error' => 'database', 'errno' => (int)$found[1], 'where' => 'ucenter'));
+    }
+    if (in_array($text, $ucenter_refusals, true)) {
+        answer(array('error' => 'refusal', 'refusal' => $text));
+    }
+    if (preg_match('~^<(!doctype|html)~i', $text)) {
+        answer(array('error' => 'html'));
+    }
+    answer(array('error' => 'not_a_result', 'bytes' => strlen($text)));
+}
+
+// UCenter's raw answer where uc_client lets us have it (UC_API_FUNC: post or mysql mode), so that in
+// post mode an unreachable UCenter or an error page is not taken for "no such member".
+function uc_call($action, $args) {
+    if (defined('UC_API_FUNC') && function_exists(UC_API_FUNC)) {
+        return array(true, call_user_func(UC_API_FUNC, 'user', $action, $args));
+    }
+    return array(false, null);
 }
 
 function php_failure($kind, $file, $line) {
@@ -122,7 +159,20 @@ $charset = strtolower(defined('UC_CHARSET') ? UC_CHARSET : 'utf-8');
 $username = addslashes(to_site($request['username'], $charset));
 
 if ($request['action'] === 'get_user') {
-    $user = uc_get_user($username);
+    list($raw_known, $raw) = uc_call('get_user', array('username' => $username, 'isuid' => 0));
+    if (!$raw_known) {
+        $user = uc_get_user($username);
+    } elseif (is_string($raw)) {  // post mode: UCenter's answer, "0" or an XML document
+        if (trim($raw) === '0') {
+            answer(array('result' => 0));
+        }
+        $user = function_exists('uc_unserialize') ? uc_unserialize($raw) : null;
+        if (!is_array($user) || !isset($user[0], $user[1], $user[2]) || (int)$user[0] <= 0) {
+            not_a_result($raw);
+        }
+    } else {
+        $user = $raw;
+    }
     if (!is_array($user)) {
         answer(array('result' => 0));
     }
@@ -137,6 +187,9 @@ if ($request['action'] === 'register') {
         '',
         isset($request['regip']) ? $request['regip'] : ''
     );
-    answer(array('result' => (int)$uid));
+    if (is_int($uid) || (is_string($uid) && preg_match('/^\s*-?\d+\s*$/', $uid))) {
+        answer(array('result' => (int)$uid));
+    }
+    not_a_result($uid);  // post mode: UCenter's answer was not a number
 }
 answer(array('error' => 'request'));

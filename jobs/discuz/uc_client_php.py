@@ -19,8 +19,8 @@ from pathlib import Path
 
 from jobs.discuz import rules
 from jobs.discuz.account import Credential, ForumAccount
-from jobs.discuz.codes import USERNAME_EXISTS
-from jobs.discuz.errors import ForumConfigError, ForumUnavailable
+from jobs.discuz.codes import UCENTER_REFUSALS, USERNAME_EXISTS
+from jobs.discuz.errors import ForumConfigError, ForumRejected, ForumUnavailable
 from jobs.discuz.mysql_errors import DUPLICATE_KEY, database_error
 from jobs.sealing import Secret
 from jobs.settings import required_setting, setting
@@ -55,6 +55,9 @@ class UcClientPhpBackend:
 
     def holds_four_byte_utf8(self) -> bool:
         return rules.four_byte_utf8(self.version)
+
+    def activate(self, account: ForumAccount, regip: str) -> None:
+        """Nothing: only the ``database`` backend writes the forum's own member rows."""
 
     def get_user(self, username: str) -> ForumAccount | None:
         answer = self._run({"action": "get_user", "username": username})
@@ -120,21 +123,22 @@ class UcClientPhpBackend:
 
     def _answer(self, action: str, returncode: int, stdout: bytes, stderr: bytes, carried_secret: bool) -> object:
         """The bridge's result, or the job's error for what it reports (codes and places, never text)."""
-        try:
-            reply = json.loads(stdout.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            reply = None
+        reply = _first_json_value(stdout)
         if not isinstance(reply, dict):
             note = _stderr_note(stderr, carried_secret)
             raise ForumConfigError(f"uc_client PHP bridge failed: PHP exited with code {returncode}; {note}")
         if "result" in reply:
             return reply["result"]
         error = reply.get("error")
+        if error == "charset":  # Python's codec took it, PHP's iconv does not (Big5 differs)
+            raise ForumRejected(None, "the input has characters PHP's iconv cannot write in the forum charset")
         if error == "database":
             errno = _integer(reply.get("errno"))
             if errno == DUPLICATE_KEY and action == "register":
                 return USERNAME_EXISTS  # another registration of the name won the race inside uc_client
-            raise database_error(errno, "uc_client's database")
+            raise database_error(
+                errno, "UCenter's database" if reply.get("where") == "ucenter" else "uc_client's database"
+            )
         if error == "php":
             kind, where = _word(reply.get("kind")), f"{_path(reply.get('file'))} on line {_integer(reply.get('line'))}"
             raise ForumConfigError(f"uc_client stopped with a PHP {kind} in {where} ({DIAGNOSE_HINT})")
@@ -143,6 +147,19 @@ class UcClientPhpBackend:
             raise ForumConfigError(
                 f"uc_client ended the script without an answer after printing {printed} bytes (not copied: it can "
                 f"quote the member's data); {_stderr_note(stderr, carried_secret)}"
+            )
+        if error in ("unreachable", "html"):
+            what = "nothing" if error == "unreachable" else "an HTML error page"
+            raise ForumUnavailable(f"uc_client got {what} from UCenter's API (UC_API in DISCUZ_PHP_CONFIG)")
+        if error == "refusal" and reply.get("refusal") in UCENTER_REFUSALS:
+            raise ForumConfigError(
+                f"UCenter refused uc_client's request: {reply['refusal']!r} "
+                "(check UC_KEY, UC_APPID and the clock, in DISCUZ_PHP_CONFIG)"
+            )
+        if error == "not_a_result":
+            raise ForumConfigError(
+                f"UCenter answered uc_client with {_integer(reply.get('bytes'))} bytes that are not a result "
+                "(not copied: an error page can quote the member's data; see the forum's error log)"
             )
         raise ForumConfigError(f"uc_client PHP bridge: {BRIDGE_ERRORS.get(error, 'an answer it does not know')}")
 
@@ -163,11 +180,18 @@ DIAGNOSE_HINT = "python -m jobs.discuz.uc_client_php --diagnose NAME shows PHP's
 BRIDGE_ERRORS = {
     "config": "DISCUZ_PHP_CONFIG or DISCUZ_PHP_UC_CLIENT does not exist",
     "uc_client": "client.php does not define uc_user_register/uc_get_user",
-    "charset": "the input cannot be written in the forum charset (UC_CHARSET in DISCUZ_PHP_CONFIG)",
     "request": "it did not understand the request (a bridge from another version?)",
 }
 _SAFE_PATH = re.compile(r"/[\w./-]{1,300}")
 _SAFE_WORD = re.compile(r"[\w \\]{1,100}")
+
+
+def _first_json_value(stdout: bytes) -> object:
+    """The bridge's answer: the JSON value stdout starts with (anything PHP printed after it is ignored)."""
+    try:
+        return json.JSONDecoder().raw_decode(stdout.decode("utf-8"))[0]
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def _integer(value: object) -> int | None:

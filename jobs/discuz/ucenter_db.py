@@ -101,6 +101,8 @@ class UCenterDatabaseBackend:
             try:
                 if self._find(cursor, username):
                     return USERNAME_EXISTS
+                if self.activate_with_prefix is not None:
+                    self._refuse_missing_forum_tables(cursor)
                 unique = self._unique_email(cursor)
                 if unique and cursor.execute(f"SELECT 1 FROM {self.members} WHERE email=%s", (email,)):
                     return EMAIL_EXISTS
@@ -116,6 +118,28 @@ class UCenterDatabaseBackend:
                     return USERNAME_EXISTS
                 raise ForumConfigError(f"UCenter tables refused the member: MySQL {error.args[0]}") from None
             return uid
+
+    def activate(self, account: ForumAccount, regip: str) -> None:
+        """With ``DISCUZ_ACTIVATE``: the forum's member rows for an account that lacks them (one
+        registered before the setting was on, or whose activation a MyISAM table lost)."""
+        if self.activate_with_prefix is None:
+            return
+        prefix = self.activate_with_prefix
+        with self._connection() as connection, connection.cursor() as cursor:
+            if activation.is_active(cursor, prefix, account.uid):
+                return
+            self._refuse_missing_forum_tables(cursor)
+            regip = regip[: self._member_columns().regip_width]
+            activation.activate(cursor, prefix, account.uid, account.username, account.email, regip)
+            connection.commit()
+
+    def _refuse_missing_forum_tables(self, cursor) -> None:
+        missing = activation.missing_tables(cursor, self.activate_with_prefix)
+        if missing:
+            raise ForumConfigError(
+                f"DISCUZ_ACTIVATE: the forum's tables {', '.join(missing)} are missing "
+                "(check DISCUZ_FORUM_TABLE_PREFIX, and that they are in DISCUZ_DB_NAME)"
+            )
 
     def _unique_email(self, cursor) -> bool:
         """``DISCUZ_UNIQUE_EMAIL`` when set, else the forum's own rule: UCenter's ``doublee`` setting

@@ -32,7 +32,7 @@ from urllib3.exceptions import EmptyPoolError, LocationValueError, MaxRetryError
 
 from jobs.discuz import authcode, php, rules
 from jobs.discuz.account import Credential, ForumAccount
-from jobs.discuz.codes import USERNAME_EXISTS
+from jobs.discuz.codes import UCENTER_REFUSALS, USERNAME_EXISTS
 from jobs.discuz.errors import ForumConfigError, ForumUnavailable
 from jobs.discuz.mysql_errors import DUPLICATE_KEY, database_error
 from jobs.sealing import Secret
@@ -41,15 +41,6 @@ from jobs.settings import SettingsError, required_setting, setting
 USER_AGENT = "rq-gevent-jobs uc_client/1.0"
 RELEASES = {"1.6": "20170101", "1.7": "20240520"}
 CONFIG_HINT = "check UC_KEY, UC_APPID, DISCUZ_UC_VERSION and the clock"
-# UCenter's own answers to a request it will not serve (uc_server's index.php and control/*.php).
-UCENTER_REFUSALS = (
-    "Invalid input",
-    "Access denied for agent changed",
-    "Authorization has expired",
-    "Access denied for operation changed",
-    "Access denied for application",
-    "Invalid operation",
-)
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_POOL_SIZE = 50  # a worker's -c 50 jobs, each holding at most one connection at a time
 _INTEGER = re.compile(rb"-?\d+")
@@ -119,6 +110,9 @@ class UCenterHttpBackend:
 
     def holds_four_byte_utf8(self) -> bool:
         return rules.four_byte_utf8(self.version)
+
+    def activate(self, account: ForumAccount, regip: str) -> None:
+        """Nothing: only the ``database`` backend writes the forum's own member rows."""
 
     def get_user(self, username: str) -> ForumAccount | None:
         """The member named ``username``, or None when UCenter has none."""

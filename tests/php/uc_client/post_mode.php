@@ -1,5 +1,8 @@
 <?php
-// uc_client's post mode, for client.php: UCenter's HTTP API.
+// uc_client's post mode, for client.php: UCenter's HTTP API.  Like the real one: UC_API_FUNC names the
+// call, which answers UCenter's raw text ('' when UCenter cannot be reached); uc_user_register passes
+// that text on as it is; uc_get_user parses it with uc_unserialize.
+define('UC_API_FUNC', 'uc_test_call');
 
 function uc_test_authcode_encode($plain, $key) {
     $k = md5($key);
@@ -37,12 +40,13 @@ function uc_test_call($module, $action, $args) {
         'method' => 'POST', 'header' => "Content-Type: application/x-www-form-urlencoded\r\nUser-Agent: $agent\r\n",
         'content' => $body, 'timeout' => 10,
     )));
-    $answer = file_get_contents(UC_API . '/index.php', false, $context);
-    if ($answer === false) {
-        fwrite(STDERR, "uc_client: UCenter unreachable\n");
-        exit(3);
-    }
-    return $answer;
+    $answer = @file_get_contents(UC_API . '/index.php', false, $context);
+    return $answer === false ? '' : $answer;
+}
+
+function uc_unserialize($answer) {
+    preg_match_all('/<item id="(\d)"><!\[CDATA\[(.*?)\]\]><\/item>/s', $answer, $items);
+    return $items[1] ? array_combine($items[1], $items[2]) : array();
 }
 
 function uc_user_register($username, $password, $email, $questionid = '', $answer = '', $regip = '') {
@@ -51,7 +55,7 @@ function uc_user_register($username, $password, $email, $questionid = '', $answe
         usleep(100000);
     }
     $args = compact('username', 'password', 'email', 'questionid', 'answer', 'regip');
-    return (int)uc_test_call('user', 'register', $args);
+    return uc_test_call('user', 'register', $args);
 }
 
 function uc_user_login($username, $password) {
@@ -59,11 +63,5 @@ function uc_user_login($username, $password) {
 }
 
 function uc_get_user($username, $isuid = 0) {
-    $answer = uc_test_call('user', 'get_user', array('username' => $username, 'isuid' => $isuid));
-    if (trim($answer) === '0') {
-        return 0;
-    }
-    preg_match_all('/<item id="(\d)"><!\[CDATA\[(.*?)\]\]><\/item>/s', $answer, $items);
-    $values = array_combine($items[1], $items[2]);
-    return array((int)$values[0], $values[1], $values[2]);
+    return uc_unserialize(uc_test_call('user', 'get_user', array('username' => $username, 'isuid' => $isuid)));
 }
