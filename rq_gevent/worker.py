@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
+import gevent.exceptions
 import gevent.lock
 import redis.exceptions
 from rq import __version__ as rq_version
@@ -558,6 +559,20 @@ class GeventWorker(compat.WorkerHooks, Worker):
     def subscribe(self) -> None:
         """rq's command listener, waiting like :meth:`register_birth`."""
         self.wait_for_redis(super().subscribe, "subscribe to its command channel")
+
+    def unsubscribe(self) -> None:
+        """rq's, surviving a listener greenlet that reads the connection rq's UNSUBSCRIBE reconnects.
+
+        After a lost connection, rq's UNSUBSCRIBE reconnects and reads the handshake while the listener
+        greenlet may be reading that same new socket, and gevent refuses two greenlets on one socket
+        (found by CI: a worker crashed at shutdown after a network cut).  Then the connection is only
+        closed, which ends the subscription in Redis and the listener, already told to stop."""
+        try:
+            super().unsubscribe()
+        except gevent.exceptions.ConcurrentObjectUseError:
+            self.log.info("Worker %s: closing its command listener's connection", self.name)
+            self.pubsub.close()  # first: it wakes the listener, which then sees it is to stop
+            self.pubsub_thread.stop()
 
     # -- one job: admitted, started, performed, ended ---------------------------------------------------
 
