@@ -47,7 +47,7 @@ REPO = SCRIPTS.parent
 sys.path.insert(0, str(REPO))
 
 import redis  # noqa: E402
-from peers.processes import free_port  # noqa: E402
+from peers.processes import free_port, stop_process  # noqa: E402
 from peers.tls import make_certificates  # noqa: E402
 from rq import Queue  # noqa: E402
 from rq.job import Job  # noqa: E402
@@ -119,13 +119,7 @@ class Peer:
             return json.loads(response.read())
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self._log.close()
 
 
