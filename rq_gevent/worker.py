@@ -30,6 +30,8 @@ import gevent
 import gevent.exceptions
 import gevent.lock
 import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.retry import Retry as RedisRetry
 from rq import __version__ as rq_version
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
@@ -571,8 +573,14 @@ class GeventWorker(compat.WorkerHooks, Worker):
             super().unsubscribe()
         except gevent.exceptions.ConcurrentObjectUseError:
             self.log.info("Worker %s: closing its command listener's connection", self.name)
-            self.pubsub.close()  # first: it wakes the listener, which then sees it is to stop
+            # Never back to the pool: the listener may still hold it.  No retries, so the listener,
+            # woken by the disconnect, fails at once instead of reconnecting.
+            connection, self.pubsub.connection = self.pubsub.connection, None
+            if connection is not None:
+                connection.retry = RedisRetry(NoBackoff(), 0)
+                connection.disconnect()
             self.pubsub_thread.stop()
+            self.pubsub_thread.join(timeout=2)
 
     # -- one job: admitted, started, performed, ended ---------------------------------------------------
 

@@ -451,15 +451,15 @@ def test_activation_replaces_a_stale_forum_row_and_catches_up_on_reruns(
     forum.add_forum_tables()
     with mariadb.admin(forum.name) as admin, admin.cursor() as cursor:  # left by a member deleted from UCenter
         cursor.execute("INSERT INTO pre_common_member (uid, username, email) VALUES (500, 'stale', 'x@example.org')")
-        cursor.execute("UPDATE pre_common_setting SET svalue='+3x' WHERE skey='newusergroupid'")
-        cursor.execute("UPDATE pre_common_setting SET svalue='--5,1,zz' WHERE skey='initcredits'")
+        cursor.execute("UPDATE pre_common_setting SET svalue=' 60x,1,zz' WHERE skey='initcredits'")
         admin.commit()
     stale = sync(connection, "stale", "stale@example.org")
     sync(connection, "earlier", "earlier@example.org")
     run_burst(worker_process, redis_url, {**forum.settings(), "DISCUZ_ACTIVATE": "1"})
     assert outcome(stale)[0] == "finished", outcome(stale)
     by_name = {row["username"]: row for row in forum.forum_rows("common_member")}
-    assert by_name["stale"]["uid"] == outcome(stale)[1]["uid"] and by_name["stale"]["groupid"] == 3  # PHP's intval
+    # the group whose credit range holds the starting credits (PHP's intval of " 60x": 60)
+    assert by_name["stale"]["uid"] == outcome(stale)[1]["uid"] and by_name["stale"]["groupid"] == 11
     assert [row["extcredits1"] for row in forum.forum_rows("common_member_count")] == [1, 1]
 
     with mariadb.admin(forum.name) as admin, admin.cursor() as cursor:  # "earlier" was never activated

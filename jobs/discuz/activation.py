@@ -6,7 +6,8 @@ Discuz! keeps a member in six tables (``common_member`` and its ``_status``, ``_
 to their defaults.  Forum versions add columns, so each insert names only the columns the table has,
 and gives a column that is NOT NULL without a default the empty value of its type, as Discuz!'s
 ``sql_mode=''`` connection would.  The group and starting credits come from the forum's settings
-(``regverify``: members wait in group 8 for e-mail verification; ``newusergroupid``; ``initcredits``).
+(``regverify``: members wait in group 8 for e-mail verification; else the member group whose credit
+range holds the starting credits, ``initcredits``, as Discuz! derives its new-member group).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def missing_tables(cursor, prefix: str) -> list[str]:
 
     Checked before UCenter's member is inserted: on MyISAM tables (X3.4's installer makes them) a
     failed activation could not roll that insert back."""
-    names = [f"{prefix}{table}" for table in (*TABLES, "common_setting")]
+    names = [f"{prefix}{table}" for table in (*TABLES, "common_setting", "common_usergroup")]
     cursor.execute(
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
         f" AND TABLE_NAME IN ({', '.join(['%s'] * len(names))})",
@@ -46,8 +47,13 @@ def missing_tables(cursor, prefix: str) -> list[str]:
     return [name for name in names if name not in found]
 
 
-def is_active(cursor, prefix: str, uid: int) -> bool:
-    return bool(cursor.execute(f"SELECT 1 FROM `{prefix}common_member` WHERE uid=%s", (uid,)))
+def forum_member_uid(cursor, prefix: str, uid: int, username: str) -> int | None:
+    """The uid of the forum member row for ``uid`` or, failing that, for ``username``; None without one."""
+    if cursor.execute(f"SELECT uid FROM `{prefix}common_member` WHERE uid=%s", (uid,)):
+        return uid
+    if cursor.execute(f"SELECT uid FROM `{prefix}common_member` WHERE username=%s", (username,)):
+        return int(cursor.fetchone()[0])
+    return None
 
 
 def activate(cursor, prefix: str, uid: int, username: str, email: str, regip: str) -> None:
@@ -56,11 +62,11 @@ def activate(cursor, prefix: str, uid: int, username: str, email: str, regip: st
     Like Discuz!'s own activation, each row replaces one with the same key: a stale row left for this
     uid, or for this username, by a member deleted from UCenter alone."""
     settings = _forum_settings(cursor, prefix)
-    if _php_intval(settings.get("regverify", "0")):
+    credits = _credits(settings.get("initcredits", ""))
+    if settings.get("regverify", "") not in ("", "0"):  # PHP's truthiness, as Discuz! tests it
         group = AWAITING_VERIFICATION_GROUP
     else:
-        group = _php_intval(settings.get("newusergroupid", "")) or DEFAULT_NEW_MEMBER_GROUP
-    credits = _credits(settings.get("initcredits", ""))
+        group = _group_for_credits(cursor, prefix, credits[0])
     now = int(time.time())
     rows = {
         "common_member": {
@@ -86,11 +92,19 @@ def activate(cursor, prefix: str, uid: int, username: str, email: str, regip: st
 
 
 def _forum_settings(cursor, prefix: str) -> dict[str, str]:
-    cursor.execute(
-        f"SELECT skey, svalue FROM `{prefix}common_setting`"
-        " WHERE skey IN ('regverify', 'newusergroupid', 'initcredits')"
-    )
+    cursor.execute(f"SELECT skey, svalue FROM `{prefix}common_setting` WHERE skey IN ('regverify', 'initcredits')")
     return {str(key): str(value) for key, value in cursor.fetchall()}
+
+
+def _group_for_credits(cursor, prefix: str, credits: int) -> int:
+    """The group Discuz! gives a new member (its cached ``newusergroupid``): the one whose credit range
+    holds the starting credits."""
+    cursor.execute(
+        f"SELECT groupid FROM `{prefix}common_usergroup` WHERE %s >= creditshigher AND %s < creditslower LIMIT 1",
+        (credits, credits),
+    )
+    row = cursor.fetchone()
+    return int(row[0]) if row else DEFAULT_NEW_MEMBER_GROUP
 
 
 def _credits(initcredits: str) -> list[int]:

@@ -55,7 +55,6 @@ def _sync(backend: ForumBackend, username: str, email: str, credential: Credenti
     code = backend.register(username, credential, email, regip)
     if code > 0:
         log.info("created forum user uid=%d", code)
-        backend.activate(ForumAccount(code, username, email), regip)
         return {"uid": code, "username": username, "created": True}
     if code == USERNAME_EXISTS:
         existing = backend.get_user(username)

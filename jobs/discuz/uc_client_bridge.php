@@ -66,6 +66,11 @@ function uc_call($action, $args) {
     return array(false, null);
 }
 
+// Post mode: uc_client calls UCenter over HTTP (its UC_API_FUNC is not the mysql one).
+function post_mode() {
+    return defined('UC_API_FUNC') && UC_API_FUNC !== 'uc_api_mysql';
+}
+
 function php_failure($kind, $file, $line) {
     $connect_errno = function_exists('mysqli_connect_errno') ? mysqli_connect_errno() : 0;
     if ($connect_errno) {  // uc_client carries on after a failed connect and dies on the dead link
@@ -127,6 +132,8 @@ function from_site($text, $charset) {
 }
 
 set_exception_handler('on_exception');
+// A redirected POST arrives as a GET without its body (PHP's http wrapper follows it): not followed.
+stream_context_set_default(array('http' => array('follow_location' => 0)));
 register_shutdown_function('on_shutdown');
 ob_start();
 
@@ -162,7 +169,10 @@ if ($request['action'] === 'get_user') {
     list($raw_known, $raw) = uc_call('get_user', array('username' => $username, 'isuid' => 0));
     if (!$raw_known) {
         $user = uc_get_user($username);
-    } elseif (is_string($raw)) {  // post mode: UCenter's answer, "0" or an XML document
+    } elseif (post_mode()) {  // UCenter's answer, "0" or an XML document; with curl, null on an HTTP error
+        if (!is_string($raw)) {
+            not_a_result('');
+        }
         if (trim($raw) === '0') {
             answer(array('result' => 0));
         }

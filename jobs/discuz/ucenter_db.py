@@ -7,6 +7,7 @@ all.  The username's unique key settles races between two jobs: the loser sees c
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import NamedTuple
 
@@ -23,6 +24,7 @@ from jobs.settings import boolean, required_setting, setting
 MYSQL_CHARSETS = {"utf-8": "utf8mb4", "gbk": "gbk", "big5": "big5"}
 
 
+log = logging.getLogger(__name__)
 THREE_BYTE_UTF8 = ("utf8", "utf8mb3")
 
 
@@ -120,13 +122,18 @@ class UCenterDatabaseBackend:
             return uid
 
     def activate(self, account: ForumAccount, regip: str) -> None:
-        """With ``DISCUZ_ACTIVATE``: the forum's member rows for an account that lacks them (one
-        registered before the setting was on, or whose activation a MyISAM table lost)."""
+        """With ``DISCUZ_ACTIVATE``: the forum's member rows for an existing account that lacks them (one
+        registered before the setting was on), in a transaction of its own.  A new member's are written
+        by :meth:`register`, in the same transaction as the member."""
         if self.activate_with_prefix is None:
             return
         prefix = self.activate_with_prefix
         with self._connection() as connection, connection.cursor() as cursor:
-            if activation.is_active(cursor, prefix, account.uid):
+            found = activation.forum_member_uid(cursor, prefix, account.uid, account.username)
+            if found == account.uid:
+                return
+            if found is not None:  # another member's row holds the name: not ours to replace from here
+                log.warning("forum member row for uid %d not written: its username is another uid's", account.uid)
                 return
             self._refuse_missing_forum_tables(cursor)
             regip = regip[: self._member_columns().regip_width]

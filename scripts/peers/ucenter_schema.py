@@ -71,14 +71,21 @@ def forum_member_tables(prefix: str = "pre_", charset: str = "utf8mb4", regverif
         "common_member_field_home": "uid mediumint unsigned NOT NULL, spacename varchar(255) NOT NULL DEFAULT '', "
         "PRIMARY KEY (uid)",
         "common_setting": "skey varchar(255) NOT NULL DEFAULT '', svalue text NOT NULL, PRIMARY KEY (skey)",
+        "common_usergroup": """groupid smallint unsigned NOT NULL, type varchar(10) NOT NULL DEFAULT 'member',
+            creditshigher int NOT NULL DEFAULT 0, creditslower int NOT NULL DEFAULT 0, PRIMARY KEY (groupid)""",
     }
     statements = [f"DROP TABLE IF EXISTS {', '.join(prefix + name for name in tables)}"]
     statements += [
         f"CREATE TABLE {prefix}{name} ({body}) ENGINE=InnoDB DEFAULT CHARSET={charset}" for name, body in tables.items()
     ]
-    settings = {"regverify": regverify, "newusergroupid": "10", "initcredits": "0,5,0,0,0,0,0,0,0"}
+    settings = {"regverify": regverify, "initcredits": "0,5,0,0,0,0,0,0,0"}
     statements += [
         f"INSERT INTO {prefix}common_setting (skey, svalue) VALUES ('{key}', '{value}')"
         for key, value in settings.items()
     ]
+    # an administrators' group (no credit range), then member groups by credits, as Discuz! installs them
+    statements.append(
+        f"INSERT INTO {prefix}common_usergroup (groupid, type, creditshigher, creditslower) VALUES"
+        " (1, 'system', 0, 0), (10, 'member', 0, 50), (11, 'member', 50, 200), (12, 'member', 200, 500)"
+    )
     return statements

@@ -1,6 +1,6 @@
 <?php
 // uc_client's post mode, for client.php: UCenter's HTTP API.  Like the real one: UC_API_FUNC names the
-// call, which answers UCenter's raw text ('' when UCenter cannot be reached); uc_user_register passes
+// call, which answers UCenter's raw text (null when UCenter cannot be reached); uc_user_register passes
 // that text on as it is; uc_get_user parses it with uc_unserialize.
 define('UC_API_FUNC', 'uc_test_call');
 
@@ -41,7 +41,7 @@ function uc_test_call($module, $action, $args) {
         'content' => $body, 'timeout' => 10,
     )));
     $answer = @file_get_contents(UC_API . '/index.php', false, $context);
-    return $answer === false ? '' : $answer;
+    return $answer === false ? null : $answer;  // as the real one's curl branch (its fopen one gives '')
 }
 
 function uc_unserialize($answer) {
