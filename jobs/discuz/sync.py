@@ -38,7 +38,7 @@ def sync_discuz_user(
     when the forum is unreachable.  Returns ``{"uid", "username", "created"}``.
     """
     backend = backend_from_settings()
-    credential = _credential(password, password_hash, backend)
+    credential = _credential(password, password_hash, backend.charset)
     try:
         _check_inputs(username, email, regip, backend)
         with one_sync_per_member(username, email):
@@ -75,9 +75,8 @@ def _already_there(backend: ForumBackend, account: ForumAccount, email: str, reg
     return {"uid": account.uid, "username": account.username, "created": False}
 
 
-def _credential(password: object, password_hash: object, backend: ForumBackend) -> Credential:
+def _credential(password: object, password_hash: object, charset: str) -> Credential:
     """The opened credential; ``takes_secrets`` has already refused an unsealed one."""
-    charset = backend.charset
     if (password is None) == (password_hash is None):
         erase_from_current_job(*(value for value in (password, password_hash) if value is not None))
         raise PermanentError("pass exactly one of password= or password_hash=")

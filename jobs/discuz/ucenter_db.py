@@ -46,8 +46,7 @@ class UCenterDatabaseBackend:
         unique_email: bool | None = None,
         activate_with_prefix: str | None = None,
     ):
-        if not table_prefix.replace("_", "").isalnum():
-            raise ForumConfigError("DISCUZ_DB_TABLE_PREFIX may hold only letters, digits and underscores")
+        table_prefix = _table_prefix(table_prefix, "DISCUZ_DB_TABLE_PREFIX")
         self._connect_args = connect_args
         self.version = version
         self.charset = charset
@@ -56,8 +55,8 @@ class UCenterDatabaseBackend:
         self.memberfields = f"`{table_prefix}memberfields`"
         self.settings_table = f"`{table_prefix}settings`"
         self.unique_email = unique_email
-        if activate_with_prefix is not None and not activate_with_prefix.replace("_", "").isalnum():
-            raise ForumConfigError("DISCUZ_FORUM_TABLE_PREFIX may hold only letters, digits and underscores")
+        if activate_with_prefix is not None:
+            activate_with_prefix = _table_prefix(activate_with_prefix, "DISCUZ_FORUM_TABLE_PREFIX")
         self.activate_with_prefix = activate_with_prefix
 
     @classmethod
@@ -136,7 +135,6 @@ class UCenterDatabaseBackend:
                 log.warning("forum member row for uid %d not written: its username is another uid's", account.uid)
                 return
             self._refuse_missing_forum_tables(cursor)
-            regip = regip[: self._member_columns().regip_width]
             activation.activate(cursor, prefix, account.uid, account.username, account.email, regip)
             connection.commit()
 
@@ -205,6 +203,13 @@ class UCenterDatabaseBackend:
 
     def _connection(self) -> _Connection:
         return _Connection(self._connect_args, MYSQL_CHARSETS[self.charset])
+
+
+def _table_prefix(value: str, setting_name: str) -> str:
+    """A table prefix, safe to put between backticks: letters, digits and underscores only."""
+    if not value.replace("_", "").isalnum():
+        raise ForumConfigError(f"{setting_name} may hold only letters, digits and underscores")
+    return value
 
 
 class _Connection:
