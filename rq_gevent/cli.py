@@ -24,12 +24,26 @@ def cli() -> None:
     """Run RQ jobs many at a time per process, in gevent greenlets."""
 
 
+# ``rq worker``'s short flags that mean something else here, and the option that means what rq's does.
+# A value only rq's meaning takes (a module name for -c, a worker name for -n) is refused with a pointer.
+RQ_FLAGS_MEANING_OTHERWISE = {"-c": "--config", "-n": "--name"}
+
+
+class _Concurrency(click.IntRange):
+    """``-c``: a whole number; a module name (rq's ``-c CONFIG``) is pointed to ``--config``."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+            self.fail(f"{value!r} is not a whole number (-c is --concurrency here; rq worker's -c CONFIG is --config)")
+        return super().convert(value, param, ctx)
+
+
 @cli.command(context_settings={"max_content_width": 100})
 @click.argument("queues", nargs=-1)
 @click.option(
     "-c",
     "--concurrency",
-    type=click.IntRange(min=1),
+    type=_Concurrency(min=1),
     default=None,
     help="Jobs run at once in this process (default 20, or CONCURRENCY in --config).",
 )
@@ -126,6 +140,7 @@ def cli() -> None:
     help="Do not store failed jobs' exceptions (rq's default handler).",
 )
 @click.option(
+    "-ds",
     "--dequeue-strategy",
     type=click.Choice(["default", "round_robin", "random"]),
     default="default",

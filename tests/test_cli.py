@@ -8,7 +8,7 @@ import pytest
 import testjobs
 from conftest import REPO_DIR, TESTS_DIR
 from rq import Queue
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 
 import rq_gevent
 
@@ -92,7 +92,7 @@ def test_config_module_supplies_url_queues_and_concurrency(connection, redis_url
     ("args", "message"),
     [
         (["-c", "0"], "0 is not in the range x>=1"),
-        (["-c", "many"], "'many' is not a valid integer"),
+        (["-c", "many"], "'many' is not a whole number (-c is --concurrency here; rq worker's -c CONFIG is --config)"),
         (["-u", "redis://127.0.0.1:1/0"], "cannot connect to Redis at 127.0.0.1:1/0"),
         (["-u", "notaurl://what"], "invalid Redis URL notaurl://what"),
         (["-u", "redis://:s3cret-pw@127.0.0.1:1/0"], "cannot connect to Redis at 127.0.0.1:1/0"),
@@ -105,7 +105,7 @@ def test_config_module_supplies_url_queues_and_concurrency(connection, redis_url
         (["--verbose", "--quiet"], "--verbose and --quiet cannot be used together"),
         (["-n", "0"], "--processes must be a whole number of at least 1 or 'auto', got '0'"),
         (["-n", "-3"], "--processes must be a whole number of at least 1 or 'auto', got '-3'"),
-        (["-n", "lots"], "--processes must be a whole number of at least 1 or 'auto', got 'lots'"),
+        (["-n", "lots"], "--processes must be a whole number of at least 1 or 'auto', got 'lots' (-n is --processes"),
         (["-n", "2", "--max-memory-per-child", "10"], "--max-memory-per-child 10 MB is below a worker process's"),
         (["-n", "2", "--hub-timeout", "0"], "0 is not in the range x>=1"),
     ],
@@ -147,6 +147,47 @@ def test_rq_worker_short_flags(connection, redis_url):
     assert scheduled.get_status(refresh=True) == JobStatus.SCHEDULED
     assert failing.id in FailedJobRegistry(queue=queue)
     assert "started with PID" in result.stdout + result.stderr
+
+
+def test_rq_worker_dequeue_strategy_short_flag(connection, redis_url):
+    """``-ds round_robin`` is rq's --dequeue-strategy, not -d, -s and a queue named round_robin."""
+    first, second = Queue("ds-first", connection=connection), Queue("ds-second", connection=connection)
+    jobs = [queue.enqueue(testjobs.green_sleep, 0, name) for name in ("a", "b") for queue in (first, second)]
+    result = run_cli("worker", "ds-first", "ds-second", "-ds", "round_robin", "-c", "1", "-b", "-u", redis_url,
+                     "-P", str(TESTS_DIR))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "round_robin" not in output and "scheduler" not in output.lower(), output
+    started = sorted(jobs, key=lambda job: Job.fetch(job.id, connection=connection).started_at)
+    assert [job.origin for job in started] == ["ds-first", "ds-second", "ds-first", "ds-second"]
+    assert all(job.get_status(refresh=True) == JobStatus.FINISHED for job in jobs)
+    # The instrument can fail: rq's default strategy drains the first queue first.
+    jobs = [queue.enqueue(testjobs.green_sleep, 0, name) for name in ("a", "b") for queue in (first, second)]
+    result = run_cli("worker", "ds-first", "ds-second", "-c", "1", "-b", "-u", redis_url, "-P", str(TESTS_DIR))
+    started = sorted(jobs, key=lambda job: Job.fetch(job.id, connection=connection).started_at)
+    assert [job.origin for job in started] == ["ds-first", "ds-first", "ds-second", "ds-second"]
+
+
+def test_every_rq_worker_flag_is_honoured_or_refused_with_a_pointer():
+    """Each option ``rq worker`` takes (of the rq installed) means the same here, or is one of the short
+    flags that mean something else, whose rq-style value is refused naming rq's option."""
+    from rq.cli.cli import main as rq_main
+
+    from rq_gevent.cli import RQ_FLAGS_MEANING_OTHERWISE, worker
+
+    same_meaning = {"exception_handler": "exception_handlers", "pid": "pid_file", "path": "paths"}
+    ours = {flag: param.name for param in worker.params for flag in param.opts}
+    differing = {}
+    for param in rq_main.commands["worker"].params:
+        for flag in param.opts:
+            if ours.get(flag) != same_meaning.get(param.name, param.name):
+                differing[flag] = next(opt for opt in param.opts if opt.startswith("--"))
+    assert differing == RQ_FLAGS_MEANING_OTHERWISE
+    for flag, rq_option in differing.items():
+        result = run_cli("worker", flag, "my_settings_or_name", "-u", "redis://127.0.0.1:1/0")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and len(lines) == 1, result.stderr
+        assert f"rq worker's {flag} " in lines[0] and f"is {rq_option}" in lines[0], lines[0]
 
 
 @pytest.mark.once  # parsing and imports: the same on every version

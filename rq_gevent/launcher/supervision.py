@@ -44,7 +44,10 @@ def resolve_processes(value: str | int) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise UserError(f"--processes must be a whole number of at least 1 or 'auto', got {value!r}") from None
+        raise UserError(
+            f"--processes must be a whole number of at least 1 or 'auto', got {value!r} "
+            "(-n is --processes here, as in rq worker-pool; rq worker's -n NAME is --name)"
+        ) from None
     if number < 1:
         raise UserError(f"--processes must be a whole number of at least 1 or 'auto', got {value!r}")
     return number
