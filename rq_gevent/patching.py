@@ -11,7 +11,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-_LATE_MODULES = ("ssl", "redis", "rq", "urllib3", "requests", "sentry_sdk")
+# Imported before gevent patches, these keep what they took from the standard library (ssl's classes,
+# socket functions, real locks) and block the whole process or fail in gevent's hub later
+# (gevent issue #1016).  A library before what it imports: the name a program imported comes first.
+_LATE_MODULES = ("rq", "redis", "requests", "sentry_sdk", "httpx", "urllib3", "pymysql", "ssl")
 
 
 class NotPatchedError(RuntimeError):
@@ -19,12 +22,35 @@ class NotPatchedError(RuntimeError):
 
 
 def patch() -> None:
-    """Apply ``gevent.monkey.patch_all()`` once; later calls do nothing."""
+    """Apply ``gevent.monkey.patch_all()`` once; later calls do nothing.
+
+    Raises :class:`NotPatchedError`, before patching anything, when a module it must come before
+    (redis, rq, ssl...) is already imported: patching then would let jobs run until the process
+    blocks or dies in gevent's hub.
+    """
     from gevent import monkey
 
     if not monkey.is_module_patched("socket"):
+        late = imported_too_early()
+        if late:
+            raise NotPatchedError(f"rq_gevent.patch() came too late: {_too_late(late)}")
         monkey.patch_all()
     _poll_readiness_checks_directly()
+
+
+def imported_too_early() -> list[str]:
+    """The modules that patching must come before, of those already imported."""
+    return [name for name in _LATE_MODULES if name in sys.modules]
+
+
+def _too_late(late: list[str]) -> str:
+    others = f" (and {', '.join(late[1:])})" if len(late) > 1 else ""
+    return (
+        f"{late[0]} was imported before gevent's monkey-patching{others}. "
+        "Call rq_gevent.patch() as the first statement of your program, before anything imports "
+        "redis, rq or ssl, or start workers with the `rq-gevent worker` command "
+        "(`rq worker -w rq_gevent.GeventWorker` is too late)."
+    )
 
 
 def _poll_readiness_checks_directly() -> None:
@@ -97,12 +123,7 @@ def require_patched() -> None:
     if is_patched():
         _poll_readiness_checks_directly()
         return
-    late = [name for name in _LATE_MODULES if name in sys.modules]
+    late = imported_too_early()
     if late:
-        raise NotPatchedError(
-            "rq_gevent.GeventWorker needs gevent's monkey-patching before "
-            f"{', '.join(late)} {'is' if len(late) == 1 else 'are'} imported. "
-            "Start workers with the `rq-gevent worker` command, or call rq_gevent.patch() "
-            "as the first statement of your program (`rq worker -w rq_gevent.GeventWorker` is too late)."
-        )
+        raise NotPatchedError(f"rq_gevent.GeventWorker needs gevent's monkey-patching first: {_too_late(late)}")
     patch()

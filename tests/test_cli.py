@@ -275,7 +275,47 @@ def test_importing_the_worker_into_an_unpatched_process_is_a_clear_error():
         "try:\n    rq_gevent.GeventWorker\nexcept rq_gevent.NotPatchedError as e:\n    print(e)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO_DIR))
-    assert "needs gevent's monkey-patching before ssl, redis are imported" in result.stdout, result.stderr
+    assert "needs gevent's monkey-patching first: redis was imported before" in result.stdout, result.stderr
+
+
+LATE_PATCH_PROGRAM = """
+import sys
+{first_import}
+import rq_gevent
+
+rq_gevent.patch()
+from redis import Redis
+from rq_gevent import GeventWorker
+
+connection = Redis.from_url(sys.argv[1])
+GeventWorker(["late-patch"], connection=connection).work(burst=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("first_import", "named"),
+    [("from redis import Redis", "redis"), ("import rq", "rq"), ("import urllib.request", "ssl")],
+)
+def test_a_patch_that_comes_too_late_stops_the_program_before_any_job_runs(
+    connection, redis_url, tmp_path, first_import, named
+):
+    """With redis imported first, gevent only warned: the job ran, then the worker died in gevent's hub
+    (LoopExit, 43 lines).  patch() refuses instead, naming what came first, and no job starts."""
+    program = tmp_path / "late_patch.py"
+    program.write_text(LATE_PATCH_PROGRAM.format(first_import=first_import))
+    job = Queue("late-patch", connection=connection).enqueue(testjobs.green_sleep, 0)
+    result = subprocess.run([sys.executable, str(program), redis_url], capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=str(TESTS_DIR)))  # fmt: skip
+    assert result.returncode == 1
+    assert f"NotPatchedError: rq_gevent.patch() came too late: {named} was imported before" in result.stderr
+    assert "LoopExit" not in result.stderr and "MonkeyPatchWarning" not in result.stderr, result.stderr
+    assert job.get_status(refresh=True) == JobStatus.QUEUED
+    # The instrument can fail: patched first, the same program runs the job.
+    program.write_text(LATE_PATCH_PROGRAM.format(first_import=""))
+    result = subprocess.run([sys.executable, str(program), redis_url], capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=str(TESTS_DIR)))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
 
 
 def test_a_worker_whose_loop_dies_exits_non_zero(connection, redis_url, worker_process):
