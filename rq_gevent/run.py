@@ -29,6 +29,7 @@ from rq_gevent.worker import DEFAULT_CONCURRENCY, GeventWorker
 
 from .integrations.metrics import NO_METRICS, NoMetrics
 from .plumbing.connections import describe, redact_url
+from .plumbing.dotted import why_not_importable
 
 if TYPE_CHECKING:
     from .integrations.sentry import SentrySettings
@@ -198,7 +199,8 @@ def _import(kind: str, dotted_path: str) -> Any:
     try:
         return import_attribute(dotted_path)
     except Exception as error:
-        raise ConfigError(f"cannot import {kind} {dotted_path!r}: {type(error).__name__}: {error}") from None
+        reason = why_not_importable(dotted_path, "; -P adds a directory") or f"{type(error).__name__}: {error}"
+        raise ConfigError(f"cannot import {kind} {dotted_path!r}: {reason}") from None
 
 
 def _parse_url(connection_class: type[redis.Redis], url: str) -> redis.Redis:

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import datetime
 import functools
-import importlib
 import inspect
 import signal
 import sys
@@ -67,6 +66,7 @@ from .plumbing.connections import (
     socket_timeout,
 )
 from .plumbing.dequeue import Dequeuer
+from .plumbing.dotted import why_not_importable
 from .plumbing.job_writes import JobWrites
 from .plumbing.redis_waits import REDIS_UNAVAILABLE, when_redis_answers, why_unavailable
 from .sensitivity import SensitiveJobs, SensitiveRecordFilter
@@ -80,23 +80,6 @@ DEFAULT_CONCURRENCY = 20
 DEFAULT_REDIS_ALERT_SECONDS = 60.0
 
 InterruptedJobHandler = Callable[..., None]
-
-
-def _import_error_of_module(func_name: str | None) -> ImportError | None:
-    """The error importing the module that ``func_name`` names fails with (a dependency it imports is
-    missing, say), or None when that module imports or is not a module."""
-    module = (func_name or "").rpartition(".")[0]
-    if not module:
-        return None
-    try:
-        importlib.import_module(module)
-    except ImportError as error:
-        if isinstance(error, ModuleNotFoundError) and error.name == module:
-            return None  # no such module: the name may end in Class.method, which rq's message covers
-        return error
-    except Exception:  # the module's own code failed: rq's error already says so
-        return None
-    return None
 
 
 def _in_sensitive_job() -> bool:
@@ -662,12 +645,11 @@ class GeventWorker(compat.WorkerHooks, Worker):
         except JobNotAllowed:
             raise
         except Exception as exc:
-            # rq's import_attribute turns a module's failed import (a missing dependency) into
-            # "Invalid attribute name": name the import's own error instead.
-            cause = _import_error_of_module(running.job.func_name) or exc
+            # rq's import_attribute says "Invalid attribute name" whatever the reason: name it instead.
+            func_name = running.job.func_name or ""
+            reason = why_not_importable(func_name, "; the worker's -P adds one") or f"{type(exc).__name__}: {exc}"
             raise FunctionNotImportable(
-                f"job {running.job.id}: its function {running.job.func_name!r} cannot be imported "
-                f"({type(cause).__name__}: {cause})"
+                f"job {running.job.id}: its function {func_name!r} cannot be imported: {reason}"
             ) from None
         if running.phase is Phase.STARTED:
             running.phase = Phase.RUNNING

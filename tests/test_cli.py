@@ -190,6 +190,35 @@ def test_every_rq_worker_flag_is_honoured_or_refused_with_a_pointer():
         assert f"rq worker's {flag} " in lines[0] and f"is {rq_option}" in lines[0], lines[0]
 
 
+def test_a_module_that_cannot_be_imported_is_named_with_the_reason(connection, redis_url, tmp_path):
+    """rq's import_attribute says "Invalid attribute name" whatever went wrong; a user needs the reason."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "mailjobs_elsewhere.py").write_text("def send(to):\n    return to\n")
+    (elsewhere / "broken_dependency.py").write_text("import rq_gevent_tests_not_installed\nclass W: pass\n")
+    for path, reason in [
+        ("nope.Nope", "no module named 'nope' (looked for in "),
+        ("broken_dependency.W", "module 'broken_dependency' cannot be imported: ModuleNotFoundError: "
+                                "No module named 'rq_gevent_tests_not_installed'"),
+        ("rq_gevent.Nope", "module 'rq_gevent' has no attribute 'Nope'"),
+    ]:  # fmt: skip
+        result = run_cli("worker", "-w", path, "-u", redis_url, "-P", str(elsewhere))
+        assert result.stderr.strip().splitlines() == [f"rq-gevent: error: cannot import worker class {path!r}: "
+                                                      f"{result.stderr.split(': ', 3)[-1].strip()}"]  # fmt: skip
+        assert reason in result.stderr, result.stderr
+    # A job whose module is not on the worker's path fails saying so, with the path it looked in.
+    job = Queue("elsewhere", connection=connection).enqueue("mailjobs_elsewhere.send", "a@example.com")
+    run_cli("worker", "elsewhere", "-b", "-u", redis_url, "-P", str(TESTS_DIR))
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    last_line = job.latest_result().exc_string.strip().splitlines()[-1]
+    assert "'mailjobs_elsewhere.send' cannot be imported: no module named 'mailjobs_elsewhere'" in last_line
+    assert f"looked for in {TESTS_DIR}" in last_line and "the worker's -P adds one" in last_line, last_line
+    # The instrument can fail: with the module's directory on the path, the job runs.
+    job = Queue("elsewhere", connection=connection).enqueue("mailjobs_elsewhere.send", "a@example.com")
+    run_cli("worker", "elsewhere", "-b", "-u", redis_url, "-P", str(elsewhere))
+    assert job.get_status(refresh=True) == JobStatus.FINISHED and job.return_value() == "a@example.com"
+
+
 @pytest.mark.once  # parsing and imports: the same on every version
 def test_help_prints_percent_signs_once():
     help_text = run_cli("worker", "--help").stdout
