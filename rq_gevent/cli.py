@@ -18,10 +18,13 @@ from rq_gevent.options import UserError, WorkerOptions
 from .launcher.supervision import WORK_LOOP_DIED_EXIT
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.version_option(__version__, "--version", prog_name="rq-gevent", message="%(prog)s %(version)s")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Run RQ jobs many at a time per process, in gevent greenlets."""
+    if ctx.invoked_subcommand is None:  # no command: the help, as printed, not a usage error in one line
+        click.echo(ctx.get_help())
 
 
 # ``rq worker``'s short flags that mean something else here, and the option that means what rq's does.

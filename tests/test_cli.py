@@ -30,6 +30,11 @@ def test_version_and_help():
     assert version.returncode == 0
     assert version.stdout.strip() == f"rq-gevent {rq_gevent.__version__}"
 
+    bare = run_cli()  # no command: the help, as --help prints it (it was squeezed into one error line)
+    assert bare.returncode == 0 and bare.stderr == "", bare.stderr
+    assert bare.stdout == run_cli("--help").stdout and bare.stdout.startswith("Usage: rq-gevent [OPTIONS]")
+    assert "\nCommands:\n  worker  " in bare.stdout
+
     help_text = run_cli("worker", "--help").stdout
     for option in (
         "--concurrency",
