@@ -313,10 +313,13 @@ def _metrics(options: WorkerOptions) -> NoMetrics:
     """Metrics on, served here (a lone worker) or by the launcher (its worker processes); or off."""
     if not options.metrics_port:
         return NO_METRICS
-    from .integrations.metrics import PrometheusMetrics, serve
+    import logging
+
+    from .integrations.metrics import PrometheusMetrics, address, serve
 
     if not options.launcher_serves_metrics:
-        serve(options.metrics_port, options.metrics_host)
+        server = serve(options.metrics_port, options.metrics_host)
+        logging.getLogger("rq.worker").info("Serving Prometheus metrics on %s", address(server))
     return PrometheusMetrics()
 
 

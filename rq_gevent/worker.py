@@ -71,6 +71,7 @@ from .plumbing.job_writes import JobWrites
 from .plumbing.redis_waits import REDIS_UNAVAILABLE, when_redis_answers, why_unavailable
 from .sensitivity import SensitiveJobs, SensitiveRecordFilter
 from .server_floor import refuse_unsupported_server
+from .words import plural
 
 __all__ = ["DEFAULT_CONCURRENCY", "GeventWorker", "RunningJob", "running_job"]
 
@@ -454,7 +455,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
         compat.set_dequeue_strategy(self, dequeue_strategy)
         self.dequeuer.open(self.dequeue_socket_timeout)
         self.set_state(WorkerStatus.IDLE)  # rq's worker waits for jobs idle, not "started"
-        self.log.info("Worker %s: running up to %d jobs at once", self.name, self.concurrency)
+        self.log.info("Worker %s: running up to %s at once", self.name, plural(self.concurrency, "job"))
         if self.use_scripts and not self.scripted:
             self.log.info("Worker %s: rq %s is not a release rq-gevent is tested with (%s): rq's own code writes "
                           "each job's start, success and heartbeat", self.name, rq_version,
@@ -694,7 +695,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
     ) -> None:
         """rq's writes that mark the job started, with its execution's (rq_gevent.plumbing.job_writes)."""
         self.job_writes.mark_started(job, remove_from_intermediate_queue)
-        self.procline(f"Running {len(self.jobs)} of {self.concurrency} jobs")
+        self.procline(f"Running {len(self.jobs)} of {plural(self.concurrency, 'job')}")
 
     @_pool_jobs_only
     def handle_execution_ended(self, running: RunningJob, job: Job, queue: Queue, heartbeat_ttl: int) -> None:

@@ -125,7 +125,7 @@ def test_a_backward_clock_step_does_not_swallow_the_second_stop(connection, redi
     os.kill(worker.pid, signal.SIGTERM)
 
     assert worker.wait(15) == 0, worker.output()
-    assert "cold shutdown, requeueing 1 running jobs" in worker.output()
+    assert "cold shutdown, requeueing 1 running job" in worker.output()
     assert job.get_status(refresh=True) == JobStatus.QUEUED
 
 

@@ -398,3 +398,26 @@ def test_a_worker_process_whose_launcher_died_before_it_started_exits_at_once():
     finally:
         adopted.kill()
         adopted.communicate()
+
+
+def test_counts_of_one_and_none_read_as_words(connection, redis_url, worker_process):
+    """"1 worker processes", "finishing 0 running jobs": what the launcher and a worker log, with one job
+    and with none."""
+    lone = worker_process("-u", redis_url, "-c", "1", "idle-words")
+    wait_until(lambda: "running up to 1 job at once" in lone.output(), what="the worker started")
+    lone.shut_down()
+    assert lone.wait(20) == 0, lone.output()
+    assert "warm shutdown requested (signal SIGTERM); no job is running." in lone.output()
+
+    queue = Queue("one-job-words", connection=connection)
+    job = queue.enqueue(testjobs.green_sleep, 60)
+    master = worker_process("-u", redis_url, "-n", "1", "--max-jobs-per-child", "100", "-c", "1", queue.name)
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job running")
+    master.shut_down(cold=True)
+    assert master.wait(20) == 0, master.output()
+    output = master.output()
+    for line in ("master started: 1 worker process\n", "SIGTERM: warm shutdown of 1 worker process;",
+                 "finishing 1 running job.", "SIGTERM: cold shutdown of 1 worker process\n",
+                 "cold shutdown, requeueing 1 running job\n"):  # fmt: skip
+        assert line in output, line
+    assert not re.search(r"\b(1 [a-z ]*(processes|jobs)|0 running jobs)\b", lone.output() + output)

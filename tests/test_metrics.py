@@ -91,6 +91,9 @@ def test_a_two_process_pool_serves_one_endpoint_whose_counts_match_the_jobs(conn
 
     worker.shut_down()
     assert worker.wait(30) == 0
+    # Where it serves is logged once, by the launcher (the worker processes serve nothing).
+    assert worker.output().count("Prometheus metrics on") == 1, worker.output()
+    assert f"Prometheus metrics on http://0.0.0.0:{port}/metrics (every interface)" in worker.output()
 
 
 def test_a_lone_worker_serves_its_own_metrics_and_counts_a_redis_outage(worker_process, tmp_path):
@@ -115,6 +118,7 @@ def test_a_lone_worker_serves_its_own_metrics_and_counts_a_redis_outage(worker_p
         assert value(samples, "rq_gevent_pool_size") == 20  # one process: no pid label
         worker.shut_down()
         assert worker.wait(30) == 0
+        assert worker.output().count(f"Serving Prometheus metrics on http://127.0.0.1:{port}/metrics\n") == 1
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -28,6 +28,7 @@ from ..alerts import RedisOutage
 from ..compat import StopRequested
 from ..plumbing.dequeue import DEQUEUE_BATCH, Dequeuer
 from ..plumbing.redis_waits import REDIS_UNAVAILABLE, Backoff, why_unavailable
+from ..words import plural
 from .admission import Admission
 from .prefetch import MAX_WAIT, Prefetched
 from .running import RunningJobs
@@ -92,8 +93,8 @@ class WorkLoop:
             self.died = exc
             self.log.error("Worker %s: unhandled exception in the work loop, stopping", self.name, exc_info=True)
             alerts.alert(alerts.WORK_LOOP_DIED, "Worker %s: its work loop died (%s); it takes no more jobs, "
-                         "finishes its %d running jobs and exits with an error", self.name, type(exc).__name__,
-                         len(self.jobs), worker=self.name)  # fmt: skip
+                         "finishes its %s and exits with an error", self.name, type(exc).__name__,
+                         plural(len(self.jobs), "running job"), worker=self.name)  # fmt: skip
         finally:
             self.dequeuing = False
             self._put_back_prefetched("the worker stops")
@@ -122,7 +123,7 @@ class WorkLoop:
         if not self._wait_for_room():
             return False
         if max_jobs is not None and admission.admitted >= max_jobs:
-            self.log.info("Worker %s: admitted %d jobs (max_jobs), finishing them", self.name, max_jobs)
+            self.log.info("Worker %s: admitted %s (max_jobs), finishing them", self.name, plural(max_jobs, "job"))
             return False
         ended_before_pop = admission.ended
         ahead_only = admission.full()
@@ -147,7 +148,7 @@ class WorkLoop:
             if jobs:  # else the job that ended during the pop: pop again at once
                 admission.wait_for_a_job_to_end()
         elif self.max_idle_time is not None and admission.idle_for(bool(jobs)) >= self.max_idle_time:
-            self.log.info("Worker %s: idle for %d seconds, quitting", self.name, self.max_idle_time)
+            self.log.info("Worker %s: idle for %s, quitting", self.name, plural(self.max_idle_time, "second"))
             return False
         return True
 
@@ -178,15 +179,16 @@ class WorkLoop:
         if not job_ids:
             return
         put_back = functools.partial(self.dequeuer.put_back, queue, job_ids)
+        what = f"put {plural(len(job_ids), 'job')} popped ahead back in {queue.name}"
         try:
-            back = self.steps.wait_for_redis(put_back, f"put {len(job_ids)} jobs popped ahead back in {queue.name}")
+            back = self.steps.wait_for_redis(put_back, what)
         except redis.exceptions.RedisError as exc:
             reason = why_unavailable(exc) if isinstance(exc, REDIS_UNAVAILABLE) else f"{type(exc).__name__}: {exc}"
-            self.log.warning("Worker %s: could not put %d jobs popped ahead back in %s (%s); rq's "
-                             "maintenance requeues them", self.name, len(job_ids), queue.name, reason)  # fmt: skip
+            self.log.warning("Worker %s: could not %s (%s); rq's maintenance requeues them", self.name, what,
+                             reason)  # fmt: skip
             return
-        self.log.info("Worker %s: %d jobs popped ahead put back at the front of %s: %s", self.name,
-                      back, queue.name, why)  # fmt: skip
+        self.log.info("Worker %s: %s popped ahead put back at the front of %s: %s", self.name,
+                      plural(back, "job"), queue.name, why)  # fmt: skip
 
     def _pop(self, burst: bool, slots: int) -> list:
         popped = self.dequeuer.pop_batch(slots)

@@ -26,6 +26,7 @@ import gevent.event
 
 from .. import compat
 from ..plumbing.redis_waits import REDIS_UNAVAILABLE, Backoff, why_unavailable
+from ..words import plural
 from .running import RecordedOutcome, RunningJob, RunningJobs
 
 # Outcomes recorded this long before an outage began are checked again after it: more than a
@@ -123,8 +124,8 @@ class Outcomes:
             again += 1
             self.log.warning("Worker %s: the outcome of job %s was lost with the Redis it was written to (a "
                              "failover?); recorded again", self.name, job.id)  # fmt: skip
-        self.log.info("Worker %s: checked %d outcomes recorded before the Redis outage; %d recorded again",
-                      self.name, len(due), again)  # fmt: skip
+        self.log.info("Worker %s: checked %s recorded before the Redis outage; %d recorded again",
+                      self.name, plural(len(due), "outcome"), again)  # fmt: skip
 
 
 def _recorded(running: RunningJob) -> RecordedOutcome:

@@ -18,6 +18,7 @@ import gevent
 import gevent.event
 
 from ..exceptions import ColdShutdown
+from ..words import plural
 from .admission import Admission
 from .running import RunningJobs
 
@@ -56,10 +57,10 @@ class Shutdown:
 
     def request_warm(self, signum: int | None) -> None:
         self.log.info(
-            f"Worker %s: warm shutdown requested%s; finishing %d running jobs. {COLD_SHUTDOWN_HINT}.",
+            f"Worker %s: warm shutdown requested%s; %s. {COLD_SHUTDOWN_HINT}.",
             self.name,
             f" (signal {signal.Signals(signum).name})" if signum else "",
-            len(self.jobs),
+            f"finishing {plural(len(self.jobs), 'running job')}" if self.jobs else "no job is running",
         )
         # First: a second signal while the stop is recorded (a Redis round trip) is a duplicate, not a cold one.
         self.warm_requested_at = time.monotonic()
@@ -79,7 +80,7 @@ class Shutdown:
         if requested is not None and time.monotonic() - requested < 1:
             self.log.debug("Worker %s: second stop within 1 second ignored (duplicate signal)", self.name)
             return
-        self.log.warning("Worker %s: cold shutdown, requeueing %d running jobs", self.name, len(self.jobs))
+        self.log.warning("Worker %s: cold shutdown, requeueing %s", self.name, plural(len(self.jobs), "running job"))
         self.cold.set()
 
     def drain(self, graceful_timeout: float | None) -> None:
@@ -88,7 +89,7 @@ class Shutdown:
         jobs, admission = self.jobs, self.admission
         if not jobs:
             return
-        self.log.info("Worker %s: waiting for %d running jobs to finish", self.name, len(jobs))
+        self.log.info("Worker %s: waiting for %s to finish", self.name, plural(len(jobs), "running job"))
         deadline = None if graceful_timeout is None else time.monotonic() + graceful_timeout
         while jobs and not self.cold.is_set():
             wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))

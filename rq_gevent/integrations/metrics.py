@@ -196,6 +196,14 @@ def serve(port: int, host: str, directory: str | None = None) -> Any:
     return server
 
 
+def address(server: Any) -> str:
+    """Where :func:`serve`'s ``server`` answers, as a URL to scrape."""
+    host, port = server.server_address[:2]
+    shown = f"[{host}]" if ":" in host else host
+    anywhere = " (every interface)" if host in ("0.0.0.0", "::") else ""
+    return f"http://{shown}:{port}/metrics{anywhere}"
+
+
 def process_exited(directory: str, pid: int) -> None:
     """Drop a dead worker process's live gauges (its counters stay in the totals)."""
     from prometheus_client import multiprocess

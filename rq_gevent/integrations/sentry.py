@@ -49,6 +49,7 @@ from ..core import error_text, job_code_outside
 from ..core.running import RunningJob, running_job
 from ..exceptions import JobKilled, JobStopped
 from ..sensitivity import SensitiveJobs, has_public_message
+from ..words import plural
 from . import scrubbing
 
 # Longest a worker process waits at exit for queued events to be delivered.
@@ -199,7 +200,7 @@ class LoggingHttpTransport(HttpTransport):
 
     def _log_lost(self) -> None:
         reasons = ", ".join(f"{count} {reason}" for reason, count in self._lost.most_common())
-        log.warning("Sentry: %d error event(s) not delivered (%s)", sum(self._lost.values()), reasons)
+        log.warning("Sentry: %s not delivered (%s)", plural(sum(self._lost.values()), "error event"), reasons)
         self._lost.clear()
         self._logged_at = time.monotonic()
 

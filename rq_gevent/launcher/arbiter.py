@@ -41,6 +41,7 @@ from rq_gevent.options import WorkerOptions
 
 from ..integrations.metrics import DIRECTORY_ENV as METRICS_DIRECTORY_ENV
 from ..integrations.metrics import process_exited
+from ..words import plural
 from .supervision import (
     CONFIG_ERROR_EXIT,
     DEFAULT_HUB_TIMEOUT,
@@ -151,7 +152,11 @@ class Arbiter:
             with open(self.options.pid_file, "w") as pid_file:
                 pid_file.write(str(os.getpid()))
         self._install_signals()
-        log.info("master started: %d worker processes", self.target)
+        log.info("master started: %s", plural(self.target, "worker process"))
+        if self.metrics_server is not None:
+            from ..integrations.metrics import address
+
+            log.info("serving the worker processes' Prometheus metrics on %s", address(self.metrics_server))
         try:
             for index in range(1, self.target + 1):
                 self._spawn(index)
@@ -262,7 +267,7 @@ class Arbiter:
                 self._shrink()
             elif signum == signal.SIGHUP and not self.stopping:
                 self.rolling = sorted(self.slots)
-                log.info("SIGHUP: replacing %d worker processes one at a time", len(self.rolling))
+                log.info("SIGHUP: replacing %s one at a time", plural(len(self.rolling), "worker process"))
 
     def _stop(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -273,10 +278,10 @@ class Arbiter:
         self.last_stop_signal_at = now
         self.rolling = []
         log.info(
-            "%s: %s shutdown of %d worker processes%s",
+            "%s: %s shutdown of %s%s",
             name,
             self.stopping,
-            len(self.slots) + len(self.retiring),
+            plural(len(self.slots) + len(self.retiring), "worker process"),
             "; send it again for a cold shutdown" if self.stopping == "warm" else "",
         )
         for child in self._children():

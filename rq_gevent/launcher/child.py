@@ -21,6 +21,7 @@ import gevent
 
 from rq_gevent.exceptions import WorkLoopDied
 from rq_gevent.options import ConfigError, UserError, WorkerOptions
+from rq_gevent.words import plural
 
 from .supervision import (
     CONFIG_ERROR_EXIT,
@@ -137,7 +138,7 @@ def main() -> None:
         raise
     max_jobs = options.max_jobs
     if options.recycle_after_max_jobs and max_jobs is not None and worker.admitted_job_count >= max_jobs:
-        write_status(status_file, f"recycled after {max_jobs} jobs (--max-jobs-per-child)")
+        write_status(status_file, f"recycled after {plural(max_jobs, 'job')} (--max-jobs-per-child)")
     sys.exit(0)
 
 

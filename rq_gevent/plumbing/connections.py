@@ -34,6 +34,8 @@ from redis.exceptions import (
 )
 from redis.sentinel import SentinelConnectionPool
 
+from ..words import plural
+
 log = logging.getLogger("rq.worker")
 
 # Connections a worker uses besides its jobs: heartbeats, the pub/sub listener, maintenance,
@@ -51,10 +53,10 @@ def ensure_pool_capacity(connection: Redis, jobs: int) -> None:
     if isinstance(pool, BlockingConnectionPool):
         # Its slots are preallocated; jobs will wait for a free connection rather than fail.
         log.warning(
-            "Redis BlockingConnectionPool holds %d connections for %d concurrent jobs; jobs will wait for "
+            "Redis BlockingConnectionPool holds %s for %s; jobs will wait for "
             "connections. Give it max_connections >= %d.",
-            current,
-            jobs,
+            plural(current, "connection"),
+            plural(jobs, "concurrent job"),
             needed,
         )
         return
