@@ -86,7 +86,7 @@ def run_worker(options: WorkerOptions, before_work: Callable[[GeventWorker], Non
     plan = plan_worker(options)
     setup_loghandlers(plan.level, plan.date_format, plan.log_format, name="rq.worker")
     metrics = _metrics(options)
-    connection = _connect(plan)
+    connection = connect(plan)
     worker = _build_worker(plan, connection, metrics)
     if options.pid_file:
         with open(options.pid_file, "w") as pid_file:
@@ -210,7 +210,9 @@ def _parse_url(connection_class: type[redis.Redis], url: str) -> redis.Redis:
         raise ConfigError(f"invalid Redis URL {redact_url(url)}: {error}") from None
 
 
-def _connect(plan: WorkerPlan) -> redis.Redis:
+def connect(plan: WorkerPlan) -> redis.Redis:
+    """A client for the plan's Redis that has answered a PING; ConfigError if the credentials are
+    refused, UserError if it cannot be reached."""
     if plan.url:
         connection = _parse_url(plan.connection_class, plan.url)
     else:

@@ -144,6 +144,39 @@ def redis_url(redis_server: EmbeddedRedis, connection: redis.Redis) -> str:
     return redis_server.url
 
 
+@pytest.fixture
+def redis_that_answers_once(redis_server: EmbeddedRedis) -> Iterator[str]:
+    """The URL of a real TCP proxy to the test Redis that serves one connection, then stops listening:
+    Redis as a launcher's check before its pool finds it, gone before the worker processes start."""
+    import socket
+
+    host, port = redis_server.url.split("//", 1)[1].split("/")[0].rsplit(":", 1)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def serve_once() -> None:
+        client, _address = listener.accept()
+        listener.close()
+        upstream = socket.create_connection((host, int(port)))
+        gevent.joinall([gevent.spawn(pump, client, upstream), gevent.spawn(pump, upstream, client)])
+        client.close()
+        upstream.close()
+
+    server = gevent.spawn(serve_once)
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    server.kill()
+    listener.close()
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> None:
     """Poll ``predicate`` (yielding to greenlets) until true; fail the test after ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import testjobs
-from conftest import REPO_DIR, TESTS_DIR
+from conftest import REPO_DIR, TESTS_DIR, wait_until
 from rq import Queue
 from rq.job import Job, JobStatus
 
@@ -258,20 +258,42 @@ def test_configuration_errors_are_found_before_connecting_and_never_retried(args
     assert "cannot connect" not in result.stderr and "spawned child" not in result.stderr
 
 
-def test_a_configuration_error_found_by_a_worker_process_stops_the_launcher_at_once(redis_url, tmp_path):
-    """Wrong credentials only show once Redis answers: the first process to meet them stops the pool,
-    with no start-up retries (a crash loop would take five rounds)."""
+def test_wrong_credentials_are_one_line_before_any_worker_process_starts(redis_url):
+    connection_url = redis_url.replace("redis://", "redis://nobody:wrong-pw@", 1)
+    result = run_cli("worker", "-n", "2", "-u", connection_url, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"rq-gevent: error: Redis at {redis_url.split('//')[1]} refused the credentials"
+    ], result.stderr
+
+
+def test_a_configuration_error_found_by_a_worker_process_stops_the_launcher_at_once(
+    connection, redis_url, worker_process
+):
+    """Credentials withdrawn while the pool runs: the replacement of a killed worker process meets
+    them refused, and stops the pool at once, with no start-up retries (five rounds of back-off)."""
+    import signal
     import time
 
-    connection_url = redis_url.replace("redis://", "redis://nobody:wrong-pw@", 1)
-    started = time.monotonic()
-    result = run_cli("worker", "-n", "2", "-u", connection_url, timeout=30)
-    elapsed = time.monotonic() - started
-    assert result.returncode == 1
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("rq-gevent: error: ") and "refused the credentials" in last, result.stderr
-    assert "next start in" not in result.stderr and "wrong-pw" not in result.stderr
-    assert result.stderr.count("spawned child") == 2, result.stderr
+    from rq import Worker
+
+    connection.acl_setuser("rotated", enabled=True, passwords=["+right-pw"], commands=["+@all"], keys=["*"],
+                           channels=["*"])  # fmt: skip
+    try:
+        master = worker_process("-n", "2", "-u", redis_url.replace("redis://", "redis://rotated:right-pw@", 1))
+        wait_until(lambda: len(Worker.all(connection=connection)) == 2, timeout=30, what="2 worker processes")
+        connection.acl_deluser("rotated")
+        started = time.monotonic()
+        os.kill(Worker.all(connection=connection)[0].pid, signal.SIGKILL)
+        assert master.wait(30) == 1
+        elapsed = time.monotonic() - started
+    finally:
+        connection.acl_deluser("rotated")
+    output = master.output()
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("rq-gevent: error: ") and "refused the credentials" in last, output
+    assert "right-pw" not in output
+    assert output.count("spawned child") == 3, output
     assert elapsed < 15, elapsed  # not a behaviour bound: five rounds of back-off would take 12 s more
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import testjobs
-from conftest import wait_until
+from conftest import REPO_DIR, wait_until
 from rq import Queue, Retry
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
@@ -259,14 +259,27 @@ def test_a_removed_liveness_file_is_recreated_and_a_stuck_child_without_one_is_s
     assert master.wait(15) == 0, master.output()
 
 
-def test_crash_loop_ends_with_one_clear_error(worker_process):
-    master = worker_process("-u", "redis://127.0.0.1:1/0", "-n", "2")
+def test_an_unreachable_redis_is_one_line_before_any_worker_process_starts():
+    """It was five start-up rounds, 26 lines and 7.7 s; a lone worker says one line."""
+    for processes in ("2", "1"):
+        result = subprocess.run([sys.executable, "-m", "rq_gevent", "worker", "-u", "redis://127.0.0.1:1/0", "-n",
+                                 processes], capture_output=True, text=True, timeout=60, cwd=str(REPO_DIR))  # fmt: skip
+        assert result.returncode == 1
+        assert result.stdout == ""
+        assert result.stderr.startswith("rq-gevent: error: cannot connect to Redis at 127.0.0.1:1/0"), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_crash_loop_ends_with_one_clear_error(worker_process, redis_that_answers_once):
+    """Redis answered the launcher's check, then went away: the worker processes' start-up is retried."""
+    master = worker_process("-u", redis_that_answers_once, "-n", "2")
     assert master.wait(60) == 1
+    address = redis_that_answers_once.split("//")[1]
     last = master.output().strip().splitlines()[-2:]
     assert any(
         line.startswith(
             "rq-gevent: error: worker processes failed at start-up 5 times in a row; last: start-up "
-            "error: cannot connect to Redis at 127.0.0.1:1/0"
+            f"error: cannot connect to Redis at {address}"
         )
         for line in last
     ), master.output()
@@ -401,7 +414,7 @@ def test_a_worker_process_whose_launcher_died_before_it_started_exits_at_once():
 
 
 def test_counts_of_one_and_none_read_as_words(connection, redis_url, worker_process):
-    """"1 worker processes", "finishing 0 running jobs": what the launcher and a worker log, with one job
+    """ "1 worker processes", "finishing 0 running jobs": what the launcher and a worker log, with one job
     and with none."""
     lone = worker_process("-u", redis_url, "-c", "1", "idle-words")
     wait_until(lambda: "running up to 1 job at once" in lone.output(), what="the worker started")

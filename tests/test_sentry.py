@@ -225,9 +225,9 @@ def test_the_master_reports_a_watchdog_kill(connection, redis_url, worker_proces
     assert event["level"] == "error"
 
 
-def test_the_master_reports_a_crash_loop_before_it_exits(worker_process, sentry_sink):
+def test_the_master_reports_a_crash_loop_before_it_exits(worker_process, sentry_sink, redis_that_answers_once):
     sink = sentry_sink()
-    master = worker_process("-u", "redis://127.0.0.1:1/0", "-n", "2", "--sentry-dsn", sink.dsn())
+    master = worker_process("-u", redis_that_answers_once, "-n", "2", "--sentry-dsn", sink.dsn())
     assert master.wait(60) == 1
 
     [event] = sink.events()  # delivered before the master exited

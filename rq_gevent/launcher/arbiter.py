@@ -50,6 +50,7 @@ from .supervision import (
     LIVENESS_ENV,
     MASTER_PID_ENV,
     STATUS_ENV,
+    UNREACHABLE_EXIT,
     WORK_LOOP_DIED_EXIT,
     read_status,
     rss_mb,
@@ -140,9 +141,9 @@ class Arbiter:
     # -- main loop ----------------------------------------------------------------------------------
 
     def run(self) -> int:
-        problem = self._configuration_problem()
-        if not problem and self.options.metrics_port:
-            problem = self._serve_metrics()
+        # The port first: the check below ends by reaching Redis, the one problem that is not the options'.
+        problem = self._serve_metrics() if self.options.metrics_port else ""
+        problem = problem or self._configuration_problem()
         if problem:
             print(f"rq-gevent: error: {problem}", file=sys.stderr, flush=True)
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -185,14 +186,18 @@ class Arbiter:
         return exit_code
 
     def _configuration_problem(self) -> str:
-        """What a worker process would refuse before connecting, asked of a throwaway interpreter
-        (the master itself imports no app code), or ``""``."""
-        check = subprocess.run(
-            [sys.executable, "-m", "rq_gevent.launcher.child", "--check"],
-            input=self.options.for_worker_process().to_json().encode(),
-            stdout=subprocess.PIPE,
-        )
-        if check.returncode == CONFIG_ERROR_EXIT:
+        """What a worker process would refuse, or a Redis it could not reach, asked once of a throwaway
+        interpreter (the master itself imports no app code), or ``""``."""
+        try:
+            check = subprocess.run(
+                [sys.executable, "-m", "rq_gevent.launcher.child", "--check"],
+                input=self.options.for_worker_process().to_json().encode(),
+                stdout=subprocess.PIPE,
+                timeout=self.startup_timeout,
+            )
+        except subprocess.TimeoutExpired:
+            return f"checking the options and reaching Redis took over {self.startup_timeout:g} s (--startup-timeout)"
+        if check.returncode in (CONFIG_ERROR_EXIT, UNREACHABLE_EXIT):
             return check.stdout.decode(errors="replace").strip()
         return ""  # anything else, the worker processes meet and report themselves
 

@@ -1,9 +1,9 @@
 """A worker process started by the launcher: ``python -m rq_gevent.launcher.child`` (WorkerOptions as JSON on stdin).
 
 It patches gevent first, like the ``rq-gevent`` command, then runs one GeventWorker.  With ``--check``
-it only checks the options and the config module, as a worker would before connecting, prints a
-configuration error (if any) on stdout and exits ``CONFIG_ERROR_EXIT``: the launcher runs that once
-before starting its pool, so a bad option is one line, not one per process.
+it only checks the options, the config module and that Redis answers, prints the error (if any) on
+stdout and exits ``CONFIG_ERROR_EXIT`` or ``UNREACHABLE_EXIT``: the launcher runs that once before
+starting its pool, so a bad option or a Redis that is not there is one line, not one per process.
 """
 
 from rq_gevent.patching import patch
@@ -30,6 +30,7 @@ from .supervision import (
     LIVENESS_INTERVAL,
     MASTER_PID_ENV,
     STATUS_ENV,
+    UNREACHABLE_EXIT,
     WORK_LOOP_DIED_EXIT,
     write_status,
 )
@@ -92,13 +93,16 @@ def die_with_parent() -> None:
 
 
 def check() -> None:
-    from rq_gevent.run import plan_worker
+    from rq_gevent.run import connect, plan_worker
 
     try:
-        plan_worker(WorkerOptions.from_json(sys.stdin.read()))
+        connect(plan_worker(WorkerOptions.from_json(sys.stdin.read()))).close()
     except ConfigError as error:
         print(error, flush=True)
         sys.exit(CONFIG_ERROR_EXIT)
+    except UserError as error:
+        print(error, flush=True)
+        sys.exit(UNREACHABLE_EXIT)
     sys.exit(0)
 
 

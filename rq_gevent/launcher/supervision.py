@@ -30,6 +30,8 @@ MASTER_PID_ENV = "RQ_GEVENT_MASTER_PID"
 
 # A worker process's exit code for a ConfigError (sysexits' EX_CONFIG): the launcher stops, no retry.
 CONFIG_ERROR_EXIT = 78
+# The launcher's check before it starts its pool found Redis unreachable (sysexits' EX_UNAVAILABLE).
+UNREACHABLE_EXIT = 69
 # ``rq-gevent worker``'s exit code when its work loop died on an unexpected error (sysexits'
 # EX_SOFTWARE); the worker has raised its own alert.  The launcher replaces the process.
 WORK_LOOP_DIED_EXIT = 70
