@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from rq_gevent._version import __version__
 from rq_gevent.exceptions import WorkLoopDied
@@ -207,7 +208,10 @@ def worker(**parsed: Any) -> None:
     """
     from .launcher.supervision import needs_arbiter, resolve_processes
 
-    options = WorkerOptions.from_command(dict(parsed, processes=resolve_processes(parsed["processes"])))
+    from_environment = click.get_current_context().get_parameter_source("url") is ParameterSource.ENVIRONMENT
+    options = WorkerOptions.from_command(
+        dict(parsed, processes=resolve_processes(parsed["processes"]), url_from_environment=from_environment)
+    )
     if needs_arbiter(options):
         from .launcher.arbiter import Arbiter
 

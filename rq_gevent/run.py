@@ -52,13 +52,14 @@ class WorkerPlan:
     worker_class: type[GeventWorker]
     queue_names: list[str]
     worker_kwargs: dict[str, Any]
+    connection_note: str = ""  # logged once logging is set up: which of two configured Redis is used
 
 
 def plan_worker(options: WorkerOptions) -> WorkerPlan:
     """Check and resolve every option and setting without connecting; bad ones raise ConfigError."""
     add_paths(options.paths)
     settings = read_settings(options.config)
-    url = options.url or settings.get("REDIS_URL")
+    url, connection_note = _redis_source(options, settings)
     connection_class = redis.Redis
     if options.connection_class:
         connection_class = _import("connection class", options.connection_class)
@@ -78,6 +79,7 @@ def plan_worker(options: WorkerOptions) -> WorkerPlan:
         worker_class=worker_class,
         queue_names=_queue_names(options, settings),
         worker_kwargs=_worker_kwargs(options, settings),
+        connection_note=connection_note,
     )
 
 
@@ -85,6 +87,10 @@ def run_worker(options: WorkerOptions, before_work: Callable[[GeventWorker], Non
     """Build the worker the options describe and run it until it stops; returns it."""
     plan = plan_worker(options)
     setup_loghandlers(plan.level, plan.date_format, plan.log_format, name="rq.worker")
+    if plan.connection_note:
+        import logging
+
+        logging.getLogger("rq.worker").warning(plan.connection_note)
     metrics = _metrics(options)
     connection = connect(plan)
     worker = _build_worker(plan, connection, metrics)
@@ -193,6 +199,26 @@ def _logging_level(options: WorkerOptions) -> str:
     if options.quiet:
         return "WARNING"
     return options.logging_level.upper()
+
+
+# What rq's get_redis_from_config builds a connection from, of a --config module.
+_CONNECTION_SETTINGS = ("SENTINEL", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD", "REDIS_SSL")
+
+
+def _redis_source(options: WorkerOptions, settings: dict[str, Any]) -> tuple[str | None, str]:
+    """The URL to connect to (None: the config module's settings), and a warning when ``-u`` beats
+    the config module's own connection.  REDIS_URL in the environment beside a config module that
+    names another Redis is a ConfigError: a PaaS sets it unasked, and neither should win in silence."""
+    named = [key for key in _CONNECTION_SETTINGS if key in settings]
+    if not options.url or not named or (named == ["REDIS_URL"] and settings["REDIS_URL"] == options.url):
+        return options.url or settings.get("REDIS_URL"), ""
+    others = f"{', '.join(named)} in config module {options.config!r}"
+    if options.url_from_environment:
+        raise ConfigError(
+            f"two Redis connections are configured: REDIS_URL in the environment ({redact_url(options.url)}) "
+            f"and {others}; unset one (env -u REDIS_URL rq-gevent ...), or choose with -u"
+        )
+    return options.url, f"Connecting to -u {redact_url(options.url)}; not to {others}"
 
 
 def _import(kind: str, dotted_path: str) -> Any:

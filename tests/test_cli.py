@@ -297,6 +297,36 @@ def test_a_configuration_error_found_by_a_worker_process_stops_the_launcher_at_o
     assert elapsed < 15, elapsed  # not a behaviour bound: five rounds of back-off would take 12 s more
 
 
+def test_redis_url_in_the_environment_and_a_config_modules_own_redis_is_an_error(connection, redis_url, tmp_path):
+    """A PaaS sets REDIS_URL unasked; a config module naming another Redis (SENTINEL here) used to lose
+    in silence.  With -u the command line chooses, and says so; the same URL twice is no conflict."""
+    (tmp_path / "sentinel_settings.py").write_text(
+        'SENTINEL = {"INSTANCES": [("127.0.0.1", 1)], "MASTER_NAME": "mymaster"}\nQUEUES = ["two-sources"]\n'
+    )
+    (tmp_path / "same_url_settings.py").write_text(f"REDIS_URL = {redis_url!r}\nQUEUES = ['two-sources']\n")
+    secret_url = redis_url.replace("redis://", "redis://:env-s3cret@", 1)
+    for processes in ("1", "2"):
+        result = run_cli("worker", "--config", "sentinel_settings", "-P", str(tmp_path), "-b", "-n", processes,
+                         env={"REDIS_URL": secret_url})  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            f"rq-gevent: error: two Redis connections are configured: REDIS_URL in the environment "
+            f"({redis_url.replace('redis://', 'redis://:***@', 1)}) and SENTINEL in config module "
+            "'sentinel_settings'; unset one (env -u REDIS_URL rq-gevent ...), or choose with -u"
+        ], result.stderr
+    job = Queue("two-sources", connection=connection).enqueue(testjobs.green_sleep, 0, "chosen")
+    result = run_cli("worker", "--config", "sentinel_settings", "-P", str(tmp_path), "-P", str(TESTS_DIR), "-b",
+                     "-u", redis_url)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"Connecting to -u {redis_url}; not to SENTINEL in config module 'sentinel_settings'" in result.stdout
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    job = Queue("two-sources", connection=connection).enqueue(testjobs.green_sleep, 0, "same")
+    result = run_cli("worker", "--config", "same_url_settings", "-P", str(tmp_path), "-P", str(TESTS_DIR), "-b",
+                     env={"REDIS_URL": redis_url})  # fmt: skip
+    assert result.returncode == 0 and "Connecting to" not in result.stdout + result.stderr, result.stderr
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+
+
 def test_queue_name_that_is_not_a_string(redis_url, tmp_path):
     (tmp_path / "badqueues.py").write_text(f"REDIS_URL = {redis_url!r}\nQUEUES = ['ok', 123]\n")
     result = run_cli("worker", "--config", "badqueues", "-P", str(tmp_path))
