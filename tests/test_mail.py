@@ -58,6 +58,28 @@ def test_english_template_and_html_escaping(smtp_sink, worker_process, redis_url
     assert 'href="https://example.com/activate?token=abc123&amp;x=1"' in markup
 
 
+def test_without_a_site_name_the_mail_names_the_sender_or_the_links_site(smtp_sink, worker_process, redis_url,
+                                                                          connection):  # fmt: skip
+    """No MAIL_SITE_NAME: the subject read "Activate your our site account"."""
+    sink = smtp_sink()
+    settings = {key: value for key, value in sink.settings().items() if key != "MAIL_SITE_NAME"}
+    senders = [("Example Site <noreply@example.com>", "Example Site"), ("noreply@example.com", "example.com")]
+    for number, (sender, site) in enumerate(senders):
+        queue(connection).enqueue(
+            send_activation_mail, "dan@example.org", "Dan", f"https://www.example.com/a?t={number}"
+        )
+        run_burst(worker_process, redis_url, {**settings, "MAIL_FROM": sender})
+        message = sink.messages()[-1]
+        assert message["Subject"] == f"Activate your {site} account"
+        text = message.get_body(("plain",)).get_content()
+        assert f"Welcome to {site}." in text and text.rstrip().splitlines()[-2:] == ["-- ", site]
+        assert "our site" not in message.as_string()
+    refused = queue(connection).enqueue(send_activation_mail, "dan@example.org", "Dan", "https:///a?t=1")
+    run_burst(worker_process, redis_url, settings)
+    status, reason = outcome(refused)
+    assert status == "failed" and reason.endswith("the activation link names no host"), reason
+
+
 def test_site_templates_override_the_built_in_ones(smtp_sink, worker_process, redis_url, connection, tmp_path):
     (tmp_path / "templates" / "en").mkdir(parents=True)
     (tmp_path / "templates" / "en" / "activation.subject.txt").write_text("Welcome aboard, $name")

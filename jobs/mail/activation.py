@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from email.headerregistry import Address, HeaderRegistry
+from urllib.parse import urlsplit
 
 from rq import Retry, get_current_job
 
@@ -41,7 +42,7 @@ def send_activation_mail(to: str, name: str, link: str, locale: str = "en") -> d
         message_id=message_id,
         link=link,
         locale=locale,
-        site_name=setting("MAIL_SITE_NAME", "our site"),
+        site_name=setting("MAIL_SITE_NAME") or sender.display_name or site_of(link),
     )
     outcome = {"to": recipient.addr_spec, "message_id": message_id}
     settings = SmtpSettings.load()
@@ -89,6 +90,17 @@ def check_link(link: str) -> None:
         raise PermanentError("the activation link must be an http:// or https:// URL")
     if any(character.isspace() or not character.isprintable() for character in link):
         raise PermanentError("the activation link must be one URL, without spaces or control characters")
+    if not site_of(link):
+        raise PermanentError("the activation link names no host")
+
+
+def site_of(link: str) -> str:
+    """The host an activation link points to, without ``www.``: the site's name when none is set."""
+    try:
+        host = urlsplit(link).hostname or ""
+    except ValueError:
+        return ""
+    return host.removeprefix("www.")
 
 
 def sender_address() -> Address:
