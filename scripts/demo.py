@@ -78,6 +78,11 @@ STALL_SECONDS = 90.0
 STOP_TIMEOUT = 60.0
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 process``, ``2 processes``, ``0 jobs``: a count and its noun, singular only for one."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def bounded_int(name: str):
     low, high = LIMITS[name]
 
@@ -306,7 +311,10 @@ def main() -> int:
         remove_previous_runs(queue, args.users + len(BAD_REGISTRATIONS))
         jobs = enqueue_registrations(queue, args.users)
         total = len(jobs)
-        print(f"Enqueued {total // 2} registrations: {total} jobs (activation mail + forum account each)")
+        print(
+            f"Enqueued {counted(total // 2, 'registration')}: {counted(total, 'job')} "
+            "(activation mail + forum account each)"
+        )
 
         settings = {
             "SMTP_HOST": "127.0.0.1",
@@ -376,7 +384,10 @@ def main() -> int:
         for reason, count in retry_reasons(workdir / "worker.log").most_common(3):
             print(f"    {count} x {reason}")
         print(f"  wall time          {elapsed:.2f} s to the last job's end, {ended / max(elapsed, 0.001):.1f} jobs/s")
-        print(f"  worker pool        {args.processes} processes x {args.concurrency} greenlets")
+        print(
+            f"  worker pool        {counted(args.processes, 'process', 'processes')} x "
+            f"{counted(args.concurrency, 'greenlet')}"
+        )
         cores = os.cpu_count() or 1
         # What each part can use at most: the pool its processes (up to the cores), the others one core.
         capacity = {name: 1 for name in cpu} | {"worker pool": min(args.processes, cores)}
@@ -387,7 +398,7 @@ def main() -> int:
         share = load / capacity[busiest]
         print(
             f"  busiest            {busiest}: {load:.2f} cores on average, {share:.0%} "
-            f"of the {capacity[busiest]} it can use"
+            f"of the {counted(capacity[busiest], 'core')} it can use"
         )
         if share < 0.5:
             waits = f"the forum's {args.forum_latency:g} s per call" + (" and retry back-off" if retried else "")

@@ -24,6 +24,10 @@ def run_demo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+def counted(count: str, noun: str, plural: str) -> str:
+    return f"{count} {noun if count == '1' else plural}"
+
+
 def test_demo_delivers_mail_creates_forum_users_and_reports_failures(redis_url):
     result = run_demo(
         "--users", "40", "--processes", "2", "--concurrency", "20", env=dict(os.environ, REDIS_URL=redis_url)
@@ -66,6 +70,10 @@ def test_demo_counts_every_job_at_any_size(redis_url, users, processes, concurre
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    assert f"worker pool        {counted(processes, 'process', 'processes')} x " in out
+    assert f" x {counted(concurrency, 'greenlet', 'greenlets')}\n" in out
+    cores, noun = re.search(r"of the (\d+) (\w+) it can use", out).groups()
+    assert noun == counted(cores, "core", "cores").split()[1], out
     total = 2 * (int(users) + 3)
     finished = int(re.search(r"jobs finished +(\d+)", out).group(1))
     failed = int(re.search(r"jobs failed +(\d+)", out).group(1))
