@@ -2,8 +2,11 @@
 
 import os
 import re
+import secrets
 import subprocess
 import sys
+import time
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import REPO_DIR
@@ -26,6 +29,18 @@ def run_demo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 def counted(count: str, noun: str, plural: str) -> str:
     return f"{count} {noun if count == '1' else plural}"
+
+
+@pytest.fixture
+def password_url(connection, redis_url):
+    """A ``redis://USER:PASSWORD@...`` URL of the test server (an ACL user, gone afterwards); and the password."""
+    user, password = "demo-user", secrets.token_hex(8)
+    connection.acl_setuser(
+        user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"], commands=["+@all"]
+    )
+    address = urlsplit(redis_url)
+    yield f"redis://{user}:{password}@{address.netloc}{address.path}", password
+    connection.acl_deluser(user)
 
 
 def test_demo_delivers_mail_creates_forum_users_and_reports_failures(redis_url):
@@ -135,3 +150,49 @@ def test_demo_summary_stays_correct_when_the_forum_times_out():
     assert "16 x UCenter unreachable: TimeoutError: timed out" in out
     assert "the run mostly waited, on the forum's 0.6 s per call and retry back-off" in out
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["dead Redis", "no scheme", "malformed port", "wrong password", "no SMTP server package", "malformed key"],
+)
+def test_demo_says_in_one_line_why_it_cannot_start(case, tmp_path, redis_url, password_url):
+    """Each start-up failure the demo can meet is one line on stderr, with the address and without a
+    password, not a traceback, and a quick non-zero exit."""
+    good_url, password = password_url
+    address = urlsplit(redis_url).netloc
+    env = dict(os.environ, REDIS_URL=good_url)
+    expected = {
+        "dead Redis": "cannot use the Redis at redis://:***@127.0.0.1:1/0: ",  # then redis-py's reason
+        "no scheme": "cannot use the Redis at 127.0.0.1:6379: ",
+        "malformed port": "cannot use the Redis at redis://:***@127.0.0.1:6379x/0: ",
+        "wrong password": f"the Redis at redis://demo-user:***@{address}/0 refused the demo's credentials: ",
+        "no SMTP server package": "the local SMTP server (smtp_sink.py) did not start: ModuleNotFoundError: "
+        "No module named 'aiosmtpd'; install what the demo needs: pip install -e '.[demo]'",
+        "malformed key": "JOBS_SEALING_KEY is malformed",
+    }[case]
+    if case == "dead Redis":
+        env["REDIS_URL"] = f"redis://:{password}@127.0.0.1:1/0"
+    elif case == "no scheme":
+        env["REDIS_URL"] = "127.0.0.1:6379"
+    elif case == "malformed port":
+        env["REDIS_URL"] = f"redis://:{password}@127.0.0.1:6379x/0"
+    elif case == "wrong password":
+        env["REDIS_URL"] = good_url.replace(password, password[::-1])
+    elif case == "no SMTP server package":  # as if aiosmtpd were not installed: only the SMTP peer imports it
+        (tmp_path / "aiosmtpd").mkdir()
+        missing = "raise ModuleNotFoundError(\"No module named 'aiosmtpd'\", name='aiosmtpd')\n"
+        (tmp_path / "aiosmtpd" / "__init__.py").write_text(missing)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    elif case == "malformed key":
+        env["JOBS_SEALING_KEY"] = "not-a-key"
+    started = time.monotonic()
+    result = run_demo("--users", "1", env=env)
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("demo: "), result.stderr
+    assert expected in lines[0]
+    assert password not in result.stdout + result.stderr
+    assert password[::-1] not in result.stdout + result.stderr
+    assert took < 20, took
