@@ -10,10 +10,12 @@ rather than its stand-in forum's CPU).  The script enqueues each registration as
 (jobs.enqueue, with the password sealed), runs a pre-forked pool of GeventWorkers (``rq-gevent
 worker -n ... --with-scheduler``, so that jobs retrying after a transient error come back) with a
 live progress line, stops it (warm) once every job has finished or failed, and prints what happened:
-the jobs counted by their final status, and the CPU each part used, so the busiest part is named.
-Three registrations are bad on purpose (an invalid address, a shell-injection username, a forum name
-owned by someone else) to show how failures are reported.  Exits non-zero unless every good
-registration succeeded, every bad one failed for its stated reason and no peer printed a traceback.
+the jobs counted by their final status, and the CPU each part used while the pool ran (from its start
+to its exit), so the busiest part is named.  Three registrations are bad on purpose (an invalid
+address, a shell-injection username, a forum name owned by someone else) to show how failures are
+reported.  Exits non-zero unless every good registration succeeded, every bad one failed for its
+stated reason and no peer printed a traceback.  What stops it from starting (a Redis it cannot use, a
+peer server that does not start, a missing package) is one line on stderr, and exit code 1.
 """
 
 from __future__ import annotations
@@ -22,36 +24,47 @@ import argparse
 import collections
 import contextlib
 import json
+import logging
 import os
 import re
 import resource
 import secrets
+import select
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import redis  # noqa: E402
-from rq import Queue  # noqa: E402
-from rq.job import Job, JobStatus  # noqa: E402
-from rq.registry import (  # noqa: E402
-    FailedJobRegistry,
-    FinishedJobRegistry,
-    ScheduledJobRegistry,
-    StartedJobRegistry,
-)
+INSTALL_HINT = "install what the demo needs: pip install -e '.[demo]'"
 
-from jobs.enqueue import enqueue_activation_mail, enqueue_discuz_sync  # noqa: E402
-from jobs.outcomes import transient_failures  # noqa: E402
-from jobs.sealing import KEY_VARIABLE, generate_key, seal  # noqa: E402
-from rq_gevent.embedded_redis import EmbeddedRedis  # noqa: E402
+try:
+    import redis
+    from rq import Queue
+    from rq.job import Job, JobStatus
+    from rq.registry import (
+        FailedJobRegistry,
+        FinishedJobRegistry,
+        ScheduledJobRegistry,
+        StartedJobRegistry,
+    )
+
+    from jobs.enqueue import enqueue_activation_mail, enqueue_discuz_sync
+    from jobs.outcomes import transient_failures
+    from jobs.sealing import KEY_VARIABLE, SealingError, generate_key, seal
+    from rq_gevent.embedded_redis import EmbeddedRedis, RedisServerNotFound
+    from rq_gevent.plumbing.connections import redact_url
+    from rq_gevent.server_floor import UnsupportedServer, refuse_unsupported_server
+except ModuleNotFoundError as missing:  # a checkout installed without the demo extra
+    sys.exit(f"demo: {missing}; {INSTALL_HINT}")
 
 QUEUE = "registrations"
 PEERS = REPO / "scripts" / "peers"
@@ -76,6 +89,24 @@ RETRY_INTERVALS = "1,2,5,10"
 # No job reached its end for this long: report what is left rather than wait for ever.
 STALL_SECONDS = 90.0
 STOP_TIMEOUT = 60.0
+# A Redis that does not answer (a firewall that drops, not refuses) is reported after this long.
+REDIS_CONNECT_TIMEOUT = 5.0
+# A peer server that has not said "ready" by then is reported as not started.
+PEER_START_TIMEOUT = 60.0
+
+
+class DemoError(Exception):
+    """Why the demo cannot run (a Redis it cannot use, a peer that did not start...): ``main`` prints
+    it as one line on stderr, not a traceback, and exits 1."""
+
+
+def one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 process``, ``2 processes``, ``0 jobs``: a count and its noun, singular only for one."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def bounded_int(name: str):
@@ -109,8 +140,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_peer(stack: contextlib.ExitStack, script: str, args: list[str], env: dict[str, str], log: Path):
-    """A peer server whose output goes to ``log`` (read back at the end), not into the progress line."""
+def start_peer(
+    stack: contextlib.ExitStack, name: str, script: str, args: list[str], env: dict[str, str], log: Path
+) -> tuple[subprocess.Popen, int]:
+    """A peer server whose output goes to ``log`` (read back at the end), not into the progress line;
+    returns it and the port it listens on (from its ``ready <port>`` line)."""
     output = stack.enter_context(open(log, "w"))
     process = subprocess.Popen(
         [sys.executable, str(PEERS / script), *args],
@@ -122,9 +156,65 @@ def start_peer(stack: contextlib.ExitStack, script: str, args: list[str], env: d
     )
     stack.callback(process.wait)
     stack.callback(process.terminate)
-    if not process.stdout.readline().startswith("ready"):
-        raise SystemExit(f"demo: {script} did not start: {log.read_text(errors='replace')[-2000:]}")
-    return process
+    answered = bool(select.select([process.stdout], [], [], PEER_START_TIMEOUT)[0])
+    said = process.stdout.readline() if answered else ""
+    words = said.split()
+    if len(words) == 2 and words[0] == "ready" and words[1].isdigit():
+        return process, int(words[1])
+    process.terminate()
+    try:
+        code = process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
+    printed = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    if printed:
+        why = one_line(printed[-1])  # a traceback's last line: the exception
+    elif not answered:
+        why = f"it did not say it was ready within {PEER_START_TIMEOUT:.0f} s"
+    elif said:
+        why = f"it said {one_line(said)!r} instead of 'ready <port>'"
+    else:
+        why = f"it exited with code {code}, printing nothing"
+    if "ModuleNotFoundError" in why:
+        why += f"; {INSTALL_HINT}"
+    raise DemoError(f"the {name} ({script}) did not start: {why}")
+
+
+def connect_redis(url: str) -> redis.Redis:
+    """A connection to ``url`` that answered, to a server the workers accept; else a DemoError naming
+    the address (its password never: redacted)."""
+    where = redact_url(url)
+    try:
+        connection = redis.Redis.from_url(url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT)
+        connection.ping()
+        refuse_unsupported_server(connection, logging.getLogger("demo"))
+    except (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError) as error:
+        hint = "" if "@" in where else " (none given: redis://[USER]:PASSWORD@HOST:PORT/DB)"
+        raise DemoError(f"the Redis at {where} refused the demo's credentials{hint}: {one_line(error)}") from None
+    except (redis.exceptions.RedisError, UnsupportedServer, ValueError, OSError) as error:
+        raise DemoError(f"cannot use the Redis at {where}: {without_password(one_line(error), url)}") from None
+    return connection
+
+
+def without_password(text: str, url: str) -> str:
+    """``text`` (an error's message about ``url``) with the URL's password, if it quotes it, masked."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    for secret in {password, password and unquote(password)} - {None, ""}:
+        text = text.replace(secret, "***")
+    return text
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU of every child this process has reaped (and of their reaped children) since it
+    began, and before: the count survives exec, so a shell that ran ``pip install`` then exec'd the
+    demo (``bash -c "pip install ... && python scripts/demo.py"``) hands it pip's.  Only a difference
+    over a window means anything."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def cpu_seconds(pid: int) -> float:
@@ -272,41 +362,63 @@ def main() -> int:
         "--forum-latency", type=forum_latency, default=0.1, help="seconds each forum call takes, 0-10 (default 0.1)"
     )
     args = parser.parse_args()
+    try:
+        return run(args)
+    except DemoError as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault(KEY_VARIABLE, generate_key())  # web app and workers share it
+    try:
+        seal("a key that seals")
+    except SealingError as error:  # a JOBS_SEALING_KEY of the user's own, malformed
+        raise DemoError(one_line(error)) from None
 
     with contextlib.ExitStack() as stack:
         url = os.environ.get("REDIS_URL")
         if not url:
-            server = stack.enter_context(EmbeddedRedis())
+            try:
+                server = stack.enter_context(EmbeddedRedis())
+            except (RedisServerNotFound, RuntimeError, OSError) as error:
+                raise DemoError(f"cannot start an embedded Redis server: {one_line(error).rstrip(' :')}") from None
             url = server.url
             print(f"Started an embedded redis-server ({server.binary}) at {url}")
+        connection = connect_redis(url)
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rq-gevent-demo-")))
-        os.environ.setdefault(KEY_VARIABLE, generate_key())  # web app and workers share it
 
-        smtp_port, forum_port = free_port(), free_port()
         peer_logs = [workdir / "smtp.log", workdir / "forum.log"]
-        smtp = start_peer(
-            stack, "smtp_sink.py", ["--port", str(smtp_port), "--maildir", str(workdir / "mail")], {}, peer_logs[0]
-        )
+        smtp_args = ["--port", str(free_port()), "--maildir", str(workdir / "mail")]
+        smtp, smtp_port = start_peer(stack, "local SMTP server", "smtp_sink.py", smtp_args, {}, peer_logs[0])
         uc_key = secrets.token_urlsafe(24)
-        forum_args = ["--port", str(forum_port), "--appid", "2", "--latency", str(args.forum_latency)]
+        forum_args = ["--port", "0", "--appid", "2", "--latency", str(args.forum_latency)]  # 0: it picks one
         forum_args += ["--bcrypt-cost", str(FORUM_BCRYPT_COST)]
-        forum = start_peer(stack, "ucenter_server.py", forum_args, {"UC_KEY": uc_key}, peer_logs[1])
+        forum, forum_port = start_peer(
+            stack, "local UCenter", "ucenter_server.py", forum_args, {"UC_KEY": uc_key}, peer_logs[1]
+        )
         forum_url = f"http://127.0.0.1:{forum_port}"
         seed = json.dumps({"username": "taken", "email": "owner@elsewhere.net", "password": secrets.token_hex(8)})
         seeding = urllib.request.Request(f"{forum_url}/_members", seed.encode(), method="POST")
-        urllib.request.urlopen(seeding, timeout=30).close()
+        try:
+            urllib.request.urlopen(seeding, timeout=30).close()
+        except (urllib.error.URLError, OSError) as error:
+            why = one_line(error)
+            raise DemoError(f"the local UCenter at {forum_url} did not take its first member: {why}") from None
         print(
             f"Local SMTP server on port {smtp_port}, local UCenter at {forum_url} "
             f"({args.forum_latency:.2f} s/call, bcrypt cost {FORUM_BCRYPT_COST})"
         )
 
-        connection = redis.Redis.from_url(url)
         queue = Queue(QUEUE, connection=connection)
         queue.empty()
         remove_previous_runs(queue, args.users + len(BAD_REGISTRATIONS))
         jobs = enqueue_registrations(queue, args.users)
         total = len(jobs)
-        print(f"Enqueued {total // 2} registrations: {total} jobs (activation mail + forum account each)")
+        print(
+            f"Enqueued {counted(total // 2, 'registration')}: {counted(total, 'job')} "
+            "(activation mail + forum account each)"
+        )
 
         settings = {
             "SMTP_HOST": "127.0.0.1",
@@ -322,10 +434,18 @@ def main() -> int:
         }
         command = ["worker", QUEUE, "-u", url, "-n", str(args.processes), "-c", str(args.concurrency)]
         command += ["--with-scheduler"]
-        print("Running: rq-gevent", " ".join(command), "--quiet")
+        shown_command = [redact_url(word) if word == url else word for word in command]
+        print("Running: rq-gevent", " ".join(shown_command), "--quiet")
         log = stack.enter_context(open(workdir / "worker.log", "wb"))
-        cpu_before = {"forum": cpu_seconds(forum.pid), "smtp": cpu_seconds(smtp.pid)}
-        redis_before = redis_cpu_seconds(connection)
+        # Every part's CPU is counted over one window, the pool's run: from before it starts until it has
+        # exited (its warm shutdown included) and been reaped.
+        window_start = time.monotonic()
+        cpu_before = {
+            "worker pool": children_cpu_seconds(),
+            "local forum": cpu_seconds(forum.pid),
+            "local SMTP": cpu_seconds(smtp.pid),
+            "Redis": redis_cpu_seconds(connection),
+        }
         worker = subprocess.Popen(
             [sys.executable, "-m", "rq_gevent", *command, "--quiet"],
             stdout=log,
@@ -333,15 +453,20 @@ def main() -> int:
             cwd=str(REPO),
             env=dict(os.environ, **settings),
         )
+        stack.callback(stop, worker)  # also if the demo fails on the way
         elapsed, why = wait_for_the_end(worker, queue, total)
-        cpu = {
-            "local forum": cpu_seconds(forum.pid) - cpu_before["forum"],
-            "local SMTP": cpu_seconds(smtp.pid) - cpu_before["smtp"],
-            "Redis": redis_cpu_seconds(connection) - redis_before,
-        }
         exit_code = stop(worker)
-        pool = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool is the only child reaped so far
-        cpu = {"worker pool": pool.ru_utime + pool.ru_stime, **cpu}
+        cpu_after = {
+            # The pool's master reaps its worker processes (and its check process), and is the only child
+            # the demo reaps in the window (the peers and an embedded Redis are reaped at the end): the
+            # difference is exactly the pool's CPU.
+            "worker pool": children_cpu_seconds(),
+            "local forum": cpu_seconds(forum.pid),
+            "local SMTP": cpu_seconds(smtp.pid),
+            "Redis": redis_cpu_seconds(connection),
+        }
+        window = time.monotonic() - window_start
+        cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
 
         final = fetch_all(connection, [job.id for job in jobs])
         grouped = by_status(final)
@@ -376,18 +501,21 @@ def main() -> int:
         for reason, count in retry_reasons(workdir / "worker.log").most_common(3):
             print(f"    {count} x {reason}")
         print(f"  wall time          {elapsed:.2f} s to the last job's end, {ended / max(elapsed, 0.001):.1f} jobs/s")
-        print(f"  worker pool        {args.processes} processes x {args.concurrency} greenlets")
+        print(
+            f"  worker pool        {counted(args.processes, 'process', 'processes')} x "
+            f"{counted(args.concurrency, 'greenlet')}"
+        )
         cores = os.cpu_count() or 1
         # What each part can use at most: the pool its processes (up to the cores), the others one core.
         capacity = {name: 1 for name in cpu} | {"worker pool": min(args.processes, cores)}
         busiest = max(cpu, key=lambda name: cpu[name] / capacity[name])
         shares = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items())
         print(f"  CPU used           {shares}")
-        load = cpu[busiest] / max(elapsed, 0.001)
+        load = cpu[busiest] / max(window, 0.001)
         share = load / capacity[busiest]
         print(
-            f"  busiest            {busiest}: {load:.2f} cores on average, {share:.0%} "
-            f"of the {capacity[busiest]} it can use"
+            f"  busiest            {busiest}: {load:.2f} cores on average over the pool's {window:.2f} s run, "
+            f"{share:.0%} of the {counted(capacity[busiest], 'core')} it can use"
         )
         if share < 0.5:
             waits = f"the forum's {args.forum_latency:g} s per call" + (" and retry back-off" if retried else "")

@@ -2,8 +2,12 @@
 
 import os
 import re
+import resource
+import secrets
 import subprocess
 import sys
+import time
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import REPO_DIR
@@ -22,6 +26,27 @@ def run_demo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
         cwd=str(REPO_DIR),
         env=env,
     )
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def counted(count: str, noun: str, plural: str) -> str:
+    return f"{count} {noun if count == '1' else plural}"
+
+
+@pytest.fixture
+def password_url(connection, redis_url):
+    """A ``redis://USER:PASSWORD@...`` URL of the test server (an ACL user, gone afterwards); and the password."""
+    user, password = "demo-user", secrets.token_hex(8)
+    connection.acl_setuser(
+        user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"], commands=["+@all"]
+    )
+    address = urlsplit(redis_url)
+    yield f"redis://{user}:{password}@{address.netloc}{address.path}", password
+    connection.acl_deluser(user)
 
 
 def test_demo_delivers_mail_creates_forum_users_and_reports_failures(redis_url):
@@ -66,6 +91,10 @@ def test_demo_counts_every_job_at_any_size(redis_url, users, processes, concurre
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    assert f"worker pool        {counted(processes, 'process', 'processes')} x " in out
+    assert f" x {counted(concurrency, 'greenlet', 'greenlets')}\n" in out
+    cores, noun = re.search(r"of the (\d+) (\w+) it can use", out).groups()
+    assert noun == counted(cores, "core", "cores").split()[1], out
     total = 2 * (int(users) + 3)
     finished = int(re.search(r"jobs finished +(\d+)", out).group(1))
     failed = int(re.search(r"jobs failed +(\d+)", out).group(1))
@@ -127,3 +156,84 @@ def test_demo_summary_stays_correct_when_the_forum_times_out():
     assert "16 x UCenter unreachable: TimeoutError: timed out" in out
     assert "the run mostly waited, on the forum's 0.6 s per call and retry back-off" in out
     assert "Traceback" not in out
+
+
+BURNT = 2.0  # CPU seconds a child of the shell burns before the shell execs the demo
+
+
+def test_demo_counts_the_worker_pool_cpu_of_its_run_only(password_url):
+    """As ``bash -c "pip install ... && python scripts/demo.py"`` runs it on a fresh machine: the shell
+    reaps a child that burnt CPU, then execs the demo, which inherits that child's CPU in its
+    RUSAGE_CHILDREN (exec keeps it).  The pool's CPU must be the pool's own, in its window: a share
+    the cores cannot give (once 284% of 2) and more CPU than the whole process tree used are wrong.
+    One run with one process also checks the singular wordings, and the password's absence."""
+    url, password = password_url
+    burn = f"import time\nwhile time.process_time() < {BURNT}: pass"
+    shell = '"$0" -c "$1" && exec "$0" scripts/demo.py --users 1 --processes 1 --forum-latency 0'
+    before = children_cpu_seconds()
+    result = subprocess.run(
+        ["sh", "-c", shell, sys.executable, burn],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=str(REPO_DIR),
+        env=dict(os.environ, REDIS_URL=url),
+    )
+    tree = children_cpu_seconds() - before  # the shell, the burner, the demo and everything it reaped
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "  worker pool        1 process x 50 greenlets\n" in out
+    assert "of the 1 core it can use" in out
+    assert password not in out + result.stderr
+    assert f" -u {url.replace(password, '***')} " in out  # the Running: line
+    cpu = dict(re.findall(r"([a-zA-Z ]+?) ([0-9.]+) s", re.search(r"CPU used +(.*)", out).group(1)))
+    share = int(re.search(r"busiest +[a-zA-Z ]+: [0-9.]+ cores on average.*, (\d+)% of the", out).group(1))
+    assert share <= 100, out
+    reported = sum(float(seconds) for part, seconds in cpu.items() if part.strip() != "Redis")
+    assert 0 < reported <= tree - BURNT + 0.15, (out, tree)  # 0.15: three figures rounded to 0.1
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["dead Redis", "no scheme", "malformed port", "wrong password", "no SMTP server package", "malformed key"],
+)
+def test_demo_says_in_one_line_why_it_cannot_start(case, tmp_path, redis_url, password_url):
+    """Each start-up failure the demo can meet is one line on stderr, with the address and without a
+    password, not a traceback, and a quick non-zero exit."""
+    good_url, password = password_url
+    address = urlsplit(redis_url).netloc
+    env = dict(os.environ, REDIS_URL=good_url)
+    expected = {
+        "dead Redis": "cannot use the Redis at redis://:***@127.0.0.1:1/0: ",  # then redis-py's reason
+        "no scheme": "cannot use the Redis at 127.0.0.1:6379: ",
+        "malformed port": "cannot use the Redis at redis://:***@127.0.0.1:6379x/0: ",
+        "wrong password": f"the Redis at redis://demo-user:***@{address}/0 refused the demo's credentials: ",
+        "no SMTP server package": "the local SMTP server (smtp_sink.py) did not start: ModuleNotFoundError: "
+        "No module named 'aiosmtpd'; install what the demo needs: pip install -e '.[demo]'",
+        "malformed key": "JOBS_SEALING_KEY is malformed",
+    }[case]
+    if case == "dead Redis":
+        env["REDIS_URL"] = f"redis://:{password}@127.0.0.1:1/0"
+    elif case == "no scheme":
+        env["REDIS_URL"] = "127.0.0.1:6379"
+    elif case == "malformed port":
+        env["REDIS_URL"] = f"redis://:{password}@127.0.0.1:6379x/0"
+    elif case == "wrong password":
+        env["REDIS_URL"] = good_url.replace(password, password[::-1])
+    elif case == "no SMTP server package":  # as if aiosmtpd were not installed: only the SMTP peer imports it
+        (tmp_path / "aiosmtpd").mkdir()
+        missing = "raise ModuleNotFoundError(\"No module named 'aiosmtpd'\", name='aiosmtpd')\n"
+        (tmp_path / "aiosmtpd" / "__init__.py").write_text(missing)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    elif case == "malformed key":
+        env["JOBS_SEALING_KEY"] = "not-a-key"
+    started = time.monotonic()
+    result = run_demo("--users", "1", env=env)
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("demo: "), result.stderr
+    assert expected in lines[0]
+    assert password not in result.stdout + result.stderr
+    assert password[::-1] not in result.stdout + result.stderr
+    assert took < 20, took
