@@ -9,11 +9,15 @@ from rq_gevent import patch
 patch()
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ from typing import Any
 import gevent
 import pytest
 import redis
+from peers.processes import free_port
 from peers.system_packages import ensure_command
 
 from rq_gevent.core.shutdown import COLD_SHUTDOWN_HINT
@@ -290,3 +295,62 @@ def refusing_writes(connection, refusal: str) -> Iterator[None]:
             connection.replicaof("NO", "ONE")
         for name, value in before.items():
             connection.config_set(name, value)
+
+
+def dashboard_shows_a_busy_worker_and_one_of_its_jobs(
+    command: list[str], connection: redis.Redis, redis_url: str, env: dict[str, str] | None = None
+) -> None:
+    """rq-dashboard (``command``: its console script, or ``python -m rq_dashboard``) serving ``redis_url``
+    answers its page, then lists a GeventWorker running 5 jobs as busy, with one of them as its current
+    job.  Fails with the dashboard's own output if it exits or does not answer (a missing module)."""
+    import testjobs
+    from rq import Queue
+    from rq.registry import StartedJobRegistry
+
+    from rq_gevent import GeventWorker
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as output:
+        dashboard = subprocess.Popen(
+            [*command, "--redis-url", redis_url, "--bind", "127.0.0.1", "--port", str(port)],
+            stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        )  # fmt: skip
+
+        def said() -> str:
+            output.seek(0)
+            return output.read().decode(errors="replace")
+
+        try:
+            deadline = time.monotonic() + 20
+            page = None
+            while page is None:
+                try:
+                    with urllib.request.urlopen(f"{base}/", timeout=5) as response:
+                        page = response.read().decode()
+                except urllib.error.HTTPError as error:
+                    raise AssertionError(f"rq-dashboard answered {error.code}:\n{said()}") from None
+                except OSError:  # not listening yet
+                    if dashboard.poll() is not None:
+                        raise AssertionError(f"rq-dashboard exited ({dashboard.returncode}):\n{said()}") from None
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"rq-dashboard did not answer in 20 s:\n{said()}") from None
+                    gevent.sleep(0.2)
+            assert "<title>RQ dashboard</title>" in page, page[:500]
+            # The dashboard is up before the jobs start: they are still running when it is asked.
+            queue = Queue(connection=connection)
+            jobs = [queue.enqueue(testjobs.green_sleep, 3, i) for i in range(5)]
+            worker = GeventWorker([queue], connection=connection, concurrency=5, name="on-the-dashboard")
+            greenlet = start_worker_greenlet(worker, burst=True)
+            wait_until(lambda: len(StartedJobRegistry(queue=queue)) == 5, what="5 jobs started")
+            with urllib.request.urlopen(f"{base}/0/data/workers.json", timeout=5) as response:
+                workers = json.load(response)["workers"]
+            [shown] = [shown for shown in workers if shown["name"] == "on-the-dashboard"]
+            assert shown["state"] == "busy"
+            assert shown["current_job"] != "idle"
+            assert shown["current_job"]["job_id"] in {job.id for job in jobs}
+            greenlet.join(15)
+            assert greenlet.dead
+        finally:
+            dashboard.kill()
+            dashboard.wait()

@@ -19,7 +19,7 @@ from email.message import Message
 from pathlib import Path
 
 import pytest
-from conftest import REPO_DIR
+from conftest import REPO_DIR, dashboard_shows_a_busy_worker_and_one_of_its_jobs
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -213,6 +213,43 @@ def test_every_extra_the_docs_name_exists(artefacts):
             named.update(extra.strip().lower() for extra in group.split(","))
     assert {"jobs", "sentry", "metrics", "embedded", "demo", "test"} <= named  # the scan finds what it should
     assert named <= extras, named - extras
+
+
+def extra_requirements(artefacts: Artefacts, extra: str) -> list[Requirement]:
+    requirements = [Requirement(line) for line in artefacts.metadata().get_all("Requires-Dist")]
+    return [r for r in requirements if r.marker and r.marker.evaluate({"extra": extra}) and
+            not r.marker.evaluate({"extra": ""})]  # fmt: skip
+
+
+def test_the_test_extra_takes_the_dashboard_from_the_dashboard_extra(artefacts):
+    """One list: the dashboard the tests run (tests/test_rq_api.py, in every session) is the one
+    ``rq-gevent[dashboard]`` installs, six included."""
+    dashboard = {r.name.lower(): r for r in extra_requirements(artefacts, "dashboard")}
+    assert dashboard.keys() == {"rq-dashboard", "six"}, dashboard
+    assert dashboard["rq-dashboard"].specifier.contains("0.9.0")
+    test = extra_requirements(artefacts, "test")
+    assert [(r.name, r.extras) for r in test if r.name == "rq-gevent"] == [("rq-gevent", {"dashboard"})]
+    assert not dashboard.keys() & {r.name.lower() for r in test}, "listed in the test extra by hand too"
+
+
+def test_the_dashboard_extra_alone_gives_an_rq_dashboard_that_shows_our_workers(
+    artefacts, connection, redis_url, tmp_path
+):
+    """``pip install 'rq-gevent[dashboard]'`` into a fresh virtualenv, as a user does it (the wheel for
+    the name), and nothing else: its ``rq-dashboard`` command starts and shows a busy GeventWorker and
+    one of its jobs.  (``pip install rq-dashboard`` alone gives 0.9.0, which exits on its import of
+    six.)"""
+    venv = tmp_path / "dashboard"
+    # Without a pip of its own (~5 s saved): this interpreter's pip installs into it (--python).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--quiet", f"{artefacts.wheel}[dashboard]"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}  # the virtualenv's alone
+    dashboard_shows_a_busy_worker_and_one_of_its_jobs([str(venv / "bin" / "rq-dashboard")], connection, redis_url, env)
 
 
 def test_the_project_urls_are_declared(artefacts):

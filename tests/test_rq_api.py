@@ -7,11 +7,8 @@ differ, each test asserts what that release's own worker would show.
 
 import json
 import logging
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 import zlib
 
 import gevent
@@ -20,7 +17,7 @@ import pytest
 import rq
 import sentryjobs
 import testjobs
-from conftest import start_worker_greenlet, wait_until
+from conftest import dashboard_shows_a_busy_worker_and_one_of_its_jobs, start_worker_greenlet, wait_until
 from rq import Callback, Queue, Retry
 from rq.command import send_command, send_stop_job_command
 from rq.job import Dependency, Job, JobStatus
@@ -91,44 +88,8 @@ def test_a_waiting_worker_is_idle_busy_while_jobs_run_then_idle_again(connection
     assert greenlet.dead and worker.name not in {seen.name for seen in Worker.all(connection=connection)}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_rq_dashboard_shows_a_busy_worker_and_one_of_its_jobs(connection, redis_url):
-    queue = Queue(connection=connection)
-    jobs = [queue.enqueue(testjobs.green_sleep, 3, i) for i in range(5)]
-    worker = GeventWorker([queue], connection=connection, concurrency=5, name="on-the-dashboard")
-    greenlet = start_worker_greenlet(worker, burst=True)
-    wait_until(started(queue, 5), what="5 jobs started")
-    port = free_port()
-    dashboard = subprocess.Popen(
-        [sys.executable, "-m", "rq_dashboard", "--redis-url", redis_url, "--bind", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        workers = None
-        deadline = time.monotonic() + 20
-        while workers is None and time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/0/data/workers.json", timeout=5) as response:
-                    workers = json.load(response)["workers"]
-            except OSError:
-                assert dashboard.poll() is None, dashboard.stderr.read().decode()
-                gevent.sleep(0.2)
-        assert workers is not None, "rq-dashboard did not answer"
-        [shown] = [w for w in workers if w["name"] == "on-the-dashboard"]
-        assert shown["state"] == "busy"
-        assert shown["current_job"] != "idle"
-        assert shown["current_job"]["job_id"] in {job.id for job in jobs}
-    finally:
-        dashboard.kill()
-        dashboard.wait()
-    greenlet.join(15)
+    dashboard_shows_a_busy_worker_and_one_of_its_jobs([sys.executable, "-m", "rq_dashboard"], connection, redis_url)
 
 
 def test_stop_job_and_stop_execution_commands_stop_exactly_that_job(connection):
