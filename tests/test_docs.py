@@ -197,3 +197,26 @@ def test_the_architecture_pages_module_table_names_every_module():
         "missing from the table": set(),
         "no such module": set(),
     }
+
+
+# The docs speak to users about the software, not about how it was made: no "issue 20", "the
+# issue's ...", "this session" or "the red team".  A nox session or a test session is the software's.
+PROCESS_TALK = re.compile(
+    r"\bissues? #?\d+\b|\bthe issue(?:'s)?\b|\b(?:this|our|(?:a|the|one) work(?:ing)?|coding) sessions?\b"
+    r"|\bred[- ]team",
+    re.IGNORECASE,
+)
+
+
+def test_the_docs_describe_the_software_not_the_work_on_it():
+    talk = "after Issue 20's changes, issue #32, the issue's address, in this session, the red team's finding"
+    assert len(PROCESS_TALK.findall(talk)) == 5
+    legitimate = "each nox session, a test session, the installed wheel's session, rq/rq#2445, a known issue"
+    assert not PROCESS_TALK.findall(legitimate)
+    found = [
+        f"{page.relative_to(REPO_DIR)}:{number}: {line.strip()}"
+        for page in [REPO_DIR / "README.md", *sorted(DOCS.glob("*.md"))]
+        for number, line in enumerate(page.read_text().splitlines(), 1)
+        if PROCESS_TALK.search(line)
+    ]
+    assert not found, "\n".join(found)
