@@ -41,6 +41,8 @@ def test_the_site_builds_strictly_and_a_broken_link_is_one_clear_line(tmp_path):
     copy.mkdir()
     shutil.copy(REPO_DIR / "mkdocs.yml", copy)
     shutil.copytree(DOCS, copy / "docs")
+    (copy / "scripts").mkdir()
+    shutil.copy(REPO_DIR / "scripts" / "docs_hooks.py", copy / "scripts")
     with open(copy / "docs" / "limits.md", "a") as page:
         page.write("\nSee [nowhere](no-such-page.md) and [here](cli.md#no-such-anchor).\n")
     broken = build(copy, tmp_path / "broken-site")
