@@ -1,5 +1,6 @@
 """The docs: the site builds strictly, a broken link fails it in one line, and docs state what the code does."""
 
+import html
 import os
 import re
 import shutil
@@ -41,6 +42,8 @@ def test_the_site_builds_strictly_and_a_broken_link_is_one_clear_line(tmp_path):
     copy.mkdir()
     shutil.copy(REPO_DIR / "mkdocs.yml", copy)
     shutil.copytree(DOCS, copy / "docs")
+    (copy / "scripts").mkdir()
+    shutil.copy(REPO_DIR / "scripts" / "docs_hooks.py", copy / "scripts")
     with open(copy / "docs" / "limits.md", "a") as page:
         page.write("\nSee [nowhere](no-such-page.md) and [here](cli.md#no-such-anchor).\n")
     broken = build(copy, tmp_path / "broken-site")
@@ -197,3 +200,92 @@ def test_the_architecture_pages_module_table_names_every_module():
         "missing from the table": set(),
         "no such module": set(),
     }
+
+
+# The docs speak to users about the software, not about how it was made: no "issue 20", "the
+# issue's ...", "this session" or "the red team".  A nox session or a test session is the software's.
+PROCESS_TALK = re.compile(
+    r"\bissues? #?\d+\b|\bthe issue(?:'s)?\b|\b(?:this|our|(?:a|the|one) work(?:ing)?|coding) sessions?\b"
+    r"|\bred[- ]team",
+    re.IGNORECASE,
+)
+
+
+def test_the_docs_describe_the_software_not_the_work_on_it():
+    talk = "after Issue 20's changes, issue #32, the issue's address, in this session, the red team's finding"
+    assert len(PROCESS_TALK.findall(talk)) == 5
+    legitimate = "each nox session, a test session, the installed wheel's session, rq/rq#2445, a known issue"
+    assert not PROCESS_TALK.findall(legitimate)
+    found = [
+        f"{page.relative_to(REPO_DIR)}:{number}: {line.strip()}"
+        for page in [REPO_DIR / "README.md", *sorted(DOCS.glob("*.md"))]
+        for number, line in enumerate(page.read_text().splitlines(), 1)
+        if PROCESS_TALK.search(line)
+    ]
+    assert not found, "\n".join(found)
+
+
+# The widths readers' windows have: a laptop's, and a tablet's upright or a narrow window.
+WINDOWS = [(1280, 800), (768, 1024)]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Headless Chromium, installed by apt when missing (as the suite installs its servers)."""
+    from peers.system_packages import ensure_command
+
+    return ensure_command("/usr/bin/chromium", ["chromium"])
+
+
+def layout_of_the_site(chromium: str, site: Path, oneline_pages: list[str]) -> list[dict]:
+    """What does not fit on each page of the built ``site`` in each of WINDOWS, as measured by
+    tests/docs_layout.js in a real browser: one page shows every docs page in a frame of each size,
+    and measures them all once they have loaded."""
+    import json
+
+    pages = sorted(path.relative_to(site).as_posix() for path in site.glob("**/index.html"))
+    frames = "".join(
+        f'<iframe src="{page}" data-page="{page}" data-window="{width}x{height}"'
+        f' style="border: 0; width: {width}px; height: {height}px"></iframe>'
+        for width, height in WINDOWS
+        for page in pages
+    )
+    script = (REPO_DIR / "tests" / "docs_layout.js").read_text()
+    measure = f"report.textContent = JSON.stringify(measureFrames({json.dumps(oneline_pages)}))"
+    (site / "layout.html").write_text(
+        f'<!doctype html><html><body><pre id="report">not measured</pre>{frames}<script>{script}\n'
+        f'addEventListener("load", () => {{ {measure}; }});</script></body></html>'
+    )
+    # No network: the theme's web fonts are asked of Google, which a test must not wait for (each
+    # frame would wait out a DNS timeout); the pages fall back to the machine's fonts.
+    browser = subprocess.run(
+        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--allow-file-access-from-files", "--host-resolver-rules=MAP * ~NOTFOUND",
+         "--dump-dom", (site / "layout.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    report = re.search(r'<pre id="report">(.*?)</pre>', browser.stdout, flags=re.S)
+    assert report and report.group(1).startswith("["), (browser.stdout[-2000:], browser.stderr[-2000:])
+    return json.loads(html.unescape(report.group(1)))
+
+
+def test_tables_and_code_blocks_fit_the_window_in_a_real_browser(chromium, tmp_path):
+    """In Chromium, at a laptop's and a narrow window's width: no page scrolls sideways, no table or
+    code block hides a part of itself, no word in a table is broken over two lines, each command of
+    the home page's code blocks is on one line, and a code block's copy button copies its text."""
+    site = tmp_path / "site"
+    built = build(REPO_DIR, site)
+    assert built.returncode == 0, built.stderr
+    results = layout_of_the_site(chromium, site, oneline_pages=["index.html"])
+    assert len(results) == len(WINDOWS) * len(list(site.glob("**/index.html")))
+    performance = [result for result in results if result["page"] == "performance/index.html"]
+    assert all(result["tables"] >= 8 and result["words"] > 1000 for result in performance), performance
+    assert sum(result["blocks"] for result in results) >= len(WINDOWS) * 20
+    problems = [
+        f"{result['window']} {result['page']}: {problem}"
+        for result in results
+        for problem in result["overflow"] + [f"broken word {word}" for word in result["broken"]]
+        + [f"wrapped line in {code}" for code in result["wrapped"]]
+        + [f"the copy button copies other text than {code} shows" for code in result["copied"]]
+    ]  # fmt: skip
+    assert not problems, "\n".join(problems)
