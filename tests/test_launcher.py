@@ -270,6 +270,17 @@ def test_an_unreachable_redis_is_one_line_before_any_worker_process_starts():
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_a_check_that_hangs_is_one_line_after_the_startup_timeout(tmp_path):
+    (tmp_path / "hanging_settings.py").write_text("import time\ntime.sleep(60)\n")
+    result = subprocess.run([sys.executable, "-m", "rq_gevent", "worker", "-u", "redis://127.0.0.1:1/0", "-n", "2",
+                             "--config", "hanging_settings", "-P", str(tmp_path), "--startup-timeout", "2"],
+                            capture_output=True, text=True, timeout=60, cwd=str(REPO_DIR))  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "rq-gevent: error: checking the options and reaching Redis took over 2 s (--startup-timeout)"
+    ], result.stderr
+
+
 def test_crash_loop_ends_with_one_clear_error(worker_process, redis_that_answers_once):
     """Redis answered the launcher's check, then went away: the worker processes' start-up is retried."""
     master = worker_process("-u", redis_that_answers_once, "-n", "2")

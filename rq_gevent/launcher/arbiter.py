@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import select
@@ -188,15 +189,16 @@ class Arbiter:
     def _configuration_problem(self) -> str:
         """What a worker process would refuse, or a Redis it could not reach, asked once of a throwaway
         interpreter (the master itself imports no app code), or ``""``."""
-        try:
-            check = subprocess.run(
-                [sys.executable, "-m", "rq_gevent.launcher.child", "--check"],
-                input=self.options.for_worker_process().to_json().encode(),
-                stdout=subprocess.PIPE,
-                timeout=self.startup_timeout,
-            )
-        except subprocess.TimeoutExpired:
-            return f"checking the options and reaching Redis took over {self.startup_timeout:g} s (--startup-timeout)"
+        # Bounded by the check's own alarm: subprocess's timeout polls with sleeps, which a stepped
+        # wall clock (libfaketime) breaks.
+        seconds = math.ceil(self.startup_timeout)
+        check = subprocess.run(
+            [sys.executable, "-m", "rq_gevent.launcher.child", "--check", str(seconds)],
+            input=self.options.for_worker_process().to_json().encode(),
+            stdout=subprocess.PIPE,
+        )
+        if check.returncode == -signal.SIGALRM:
+            return f"checking the options and reaching Redis took over {seconds} s (--startup-timeout)"
         if check.returncode in (CONFIG_ERROR_EXIT, UNREACHABLE_EXIT):
             return check.stdout.decode(errors="replace").strip()
         return ""  # anything else, the worker processes meet and report themselves

@@ -1,6 +1,6 @@
 """A worker process started by the launcher: ``python -m rq_gevent.launcher.child`` (WorkerOptions as JSON on stdin).
 
-It patches gevent first, like the ``rq-gevent`` command, then runs one GeventWorker.  With ``--check``
+It patches gevent first, like the ``rq-gevent`` command, then runs one GeventWorker.  With ``--check SECONDS``
 it only checks the options, the config module and that Redis answers, prints the error (if any) on
 stdout and exits ``CONFIG_ERROR_EXIT`` or ``UNREACHABLE_EXIT``: the launcher runs that once before
 starting its pool, so a bad option or a Redis that is not there is one line, not one per process.
@@ -92,7 +92,9 @@ def die_with_parent() -> None:
         sys.exit(0)
 
 
-def check() -> None:
+def check(seconds: int) -> None:
+    """``--check SECONDS``: the options, the config module and a PING, all within ``seconds``."""
+    signal.alarm(seconds)
     from rq_gevent.run import connect, plan_worker
 
     try:
@@ -147,4 +149,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    check() if sys.argv[1:] == ["--check"] else main()
+    check(int(sys.argv[2])) if sys.argv[1:2] == ["--check"] else main()
