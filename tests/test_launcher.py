@@ -273,7 +273,8 @@ def test_an_unreachable_redis_is_one_line_before_any_worker_process_starts():
 def test_a_check_that_hangs_is_one_line_after_the_startup_timeout(tmp_path):
     (tmp_path / "hanging_settings.py").write_text("import time\ntime.sleep(60)\n")
     result = subprocess.run([sys.executable, "-m", "rq_gevent", "worker", "-u", "redis://127.0.0.1:1/0", "-n", "2",
-                             "--config", "hanging_settings", "-P", str(tmp_path), "--startup-timeout", "2"],
+                             "--config", "hanging_settings", "-P", str(tmp_path), "--hub-timeout", "1",
+                             "--startup-timeout", "2"],
                             capture_output=True, text=True, timeout=60, cwd=str(REPO_DIR))  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
