@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import weakref
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -236,13 +237,24 @@ def describe(connection: Redis) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
+    """``url`` with any password replaced by ``***``: in its user part, in a ``password`` query
+    parameter, and in a malformed URL whose user part urlsplit does not find (``redis:/:pw@host``)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]  # as written: parts.port raises on a malformed port
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    query = _PASSWORD_PARAMETER.sub(r"\1***", parts.query)
+    if parts.password is not None:
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]  # as written: parts.port raises on a malformed port
+        return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, query, parts.fragment))
+    if "@" in url.split("?", 1)[0] and "@" not in parts.netloc:
+        head, _, tail = url.split("?", 1)[0].rpartition("@")
+        scheme = _SCHEME.match(head)
+        return f"{scheme.group(0) if scheme else ''}***@{tail}" + (f"?{query}" if parts.query else "")
+    base, question_mark, rest = url.partition("?")
+    return base + question_mark + _PASSWORD_PARAMETER.sub(r"\1***", rest)
+
+
+_PASSWORD_PARAMETER = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
