@@ -217,9 +217,9 @@ def worker(**parsed: Any) -> None:
 
         sys.exit(Arbiter(options).run())
 
-    from rq_gevent.patching import patch
+    from rq_gevent.patching import first_thing_patch
 
-    patch()
+    first_thing_patch()
     from rq_gevent.run import run_worker
 
     run_worker(options)

@@ -18,7 +18,27 @@ _LATE_MODULES = ("rq", "redis", "requests", "sentry_sdk", "httpx", "urllib3", "p
 
 
 class NotPatchedError(RuntimeError):
-    """Raised when the worker is imported into a process that gevent has not patched."""
+    """Raised when the worker is imported into a process that gevent has not patched, or when
+    :func:`patch` comes after ``modules`` were imported."""
+
+    def __init__(self, message: str, modules: list[str] | None = None):
+        super().__init__(message)
+        self.modules = modules or []
+
+
+def first_thing_patch() -> None:
+    """:func:`patch` as a command's first statement: modules already imported then were imported at
+    the interpreter's start-up, which the usual advice cannot fix; a :class:`ConfigError` says so."""
+    try:
+        patch()
+    except NotPatchedError as error:
+        from rq_gevent.options import ConfigError
+
+        raise ConfigError(
+            f"{error.modules[0]} was imported before rq-gevent could patch gevent, at the interpreter's start-up: "
+            "by a sitecustomize or usercustomize module, a .pth file in site-packages, or PYTHONSTARTUP; "
+            "workers need gevent's patching first"
+        ) from None
 
 
 def patch() -> None:
@@ -33,7 +53,7 @@ def patch() -> None:
     if not monkey.is_module_patched("socket"):
         late = imported_too_early()
         if late:
-            raise NotPatchedError(f"rq_gevent.patch() came too late: {_too_late(late)}")
+            raise NotPatchedError(f"rq_gevent.patch() came too late: {_too_late(late)}", late)
         monkey.patch_all()
     _poll_readiness_checks_directly()
 
@@ -125,5 +145,5 @@ def require_patched() -> None:
         return
     late = imported_too_early()
     if late:
-        raise NotPatchedError(f"rq_gevent.GeventWorker needs gevent's monkey-patching first: {_too_late(late)}")
+        raise NotPatchedError(f"rq_gevent.GeventWorker needs gevent's monkey-patching first: {_too_late(late)}", late)
     patch()

@@ -367,6 +367,20 @@ def test_importing_the_worker_into_an_unpatched_process_is_a_clear_error():
     assert "needs gevent's monkey-patching first: redis was imported before" in result.stdout, result.stderr
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_ssl_imported_at_interpreter_start_up_is_one_line(redis_url, tmp_path, processes):
+    """The command patches first thing; what a sitecustomize module imported came earlier still."""
+    (tmp_path / "sitecustomize.py").write_text("import ssl\n")
+    python_path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    result = run_cli("worker", "-u", redis_url, "-b", "-n", processes, env={"PYTHONPATH": python_path})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "rq-gevent: error: ssl was imported before rq-gevent could patch gevent, at the interpreter's start-up: by "
+        "a sitecustomize or usercustomize module, a .pth file in site-packages, or PYTHONSTARTUP; workers need "
+        "gevent's patching first"
+    ], result.stderr
+
+
 LATE_PATCH_PROGRAM = """
 import sys
 {first_import}

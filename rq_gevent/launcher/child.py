@@ -6,9 +6,16 @@ stdout and exits ``CONFIG_ERROR_EXIT`` or ``UNREACHABLE_EXIT``: the launcher run
 starting its pool, so a bad option or a Redis that is not there is one line, not one per process.
 """
 
-from rq_gevent.patching import patch
+import sys
 
-patch()
+from rq_gevent.options import ConfigError
+from rq_gevent.patching import first_thing_patch
+
+try:
+    first_thing_patch()
+except ConfigError as error:
+    print(error, flush=True)
+    sys.exit(78)  # CONFIG_ERROR_EXIT, before anything else is imported
 
 import ctypes
 import faulthandler
