@@ -156,8 +156,9 @@ class _Concurrency(click.IntRange):
     "--processes",
     default="1",
     show_default=True,
-    help="Worker processes, or 'auto' for one per CPU core. With more than 1, this process "
-    "supervises them (see --hub-timeout, --startup-timeout, --max-jobs-per-child, --max-memory-per-child).",
+    help="Worker processes (at most 8 per usable CPU core), or 'auto' for one per usable core. With more than 1, "
+    "this process supervises them (see --hub-timeout, --startup-timeout, --max-jobs-per-child, "
+    "--max-memory-per-child).",
 )
 @click.option(
     "--hub-timeout",

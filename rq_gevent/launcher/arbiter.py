@@ -161,6 +161,9 @@ class Arbiter:
             log.info("serving the worker processes' Prometheus metrics on %s", address(self.metrics_server))
         try:
             for index in range(1, self.target + 1):
+                self._handle_signals()  # a stop while the pool starts is not left waiting behind it
+                if self.stopping:
+                    break
                 self._spawn(index)
             while not self._done():
                 self._sleep()

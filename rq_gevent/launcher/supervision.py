@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from rq_gevent.options import UserError, WorkerOptions
 
@@ -30,6 +31,8 @@ MASTER_PID_ENV = "RQ_GEVENT_MASTER_PID"
 
 # A worker process's exit code for a ConfigError (sysexits' EX_CONFIG): the launcher stops, no retry.
 CONFIG_ERROR_EXIT = 78
+# More worker processes than this per usable core only add memory: each already runs --concurrency jobs.
+PROCESSES_PER_CORE = 8
 # The launcher's check before it starts its pool found Redis unreachable (sysexits' EX_UNAVAILABLE).
 UNREACHABLE_EXIT = 69
 # ``rq-gevent worker``'s exit code when its work loop died on an unexpected error (sysexits'
@@ -39,19 +42,34 @@ WORK_LOOP_DIED_EXIT = 70
 SUPERVISION_OPTIONS = ("hub_timeout", "startup_timeout", "max_jobs_per_child", "max_memory_per_child")
 
 
-def resolve_processes(value: str | int) -> int:
-    """``-n``: a whole number >= 1, or ``auto`` for one process per CPU core."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return os.cpu_count() or 1
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity), not the machine's count."""
     try:
-        number = int(value)
-    except (TypeError, ValueError):
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def resolve_processes(value: str | int) -> int:
+    """``-n``: a whole number from 1 to ``PROCESSES_PER_CORE`` per usable core, or ``auto`` for one
+    process per usable core."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return usable_cores()
+    text = str(value).strip()
+    if not re.fullmatch(r"\+?[0-9]+", text):
         raise UserError(
             f"--processes must be a whole number of at least 1 or 'auto', got {value!r} "
             "(-n is --processes here, as in rq worker-pool; rq worker's -n NAME is --name)"
-        ) from None
+        )
+    number = int(text)
     if number < 1:
         raise UserError(f"--processes must be a whole number of at least 1 or 'auto', got {value!r}")
+    most = PROCESSES_PER_CORE * usable_cores()
+    if number > most:
+        raise UserError(
+            f"--processes {number} is more than {most} ({PROCESSES_PER_CORE} per usable CPU core): each process "
+            "already runs many jobs at once; raise --concurrency instead"
+        )
     return number
 
 
