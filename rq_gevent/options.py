@@ -76,6 +76,9 @@ class WorkerOptions:
     # Set by the launcher when a worker process's max_jobs comes from --max-jobs-per-child (it is then
     # replaced) rather than from --max-jobs (it is done).
     recycle_after_max_jobs: bool = False
+    # Set by the launcher for each worker process: its name (--name or the config module's NAME) gets
+    # ".<index>.<pid>", so that the processes' names differ.
+    process_index: int | None = None
 
     @classmethod
     def from_command(cls, parsed: dict[str, Any]) -> WorkerOptions:

@@ -302,7 +302,7 @@ def _worker_kwargs(options: WorkerOptions, settings: dict[str, Any]) -> dict[str
         if not callable(handler):
             raise ConfigError(f"exception handler {path!r} is not callable")
     kwargs: dict[str, Any] = {
-        "name": options.name or settings.get("NAME"),
+        "name": _worker_name(options, settings),
         "concurrency": _concurrency(options, settings),
         "graceful_timeout": options.graceful_timeout,
         "redis_alert_after": options.redis_alert_after,
@@ -328,6 +328,13 @@ def _worker_kwargs(options: WorkerOptions, settings: dict[str, Any]) -> dict[str
         except Exception as error:
             raise ConfigError(f"cannot use serializer {options.serializer!r}: {error}") from None
     return kwargs
+
+
+def _worker_name(options: WorkerOptions, settings: dict[str, Any]) -> str | None:
+    name = options.name or settings.get("NAME")
+    if name and options.process_index is not None:
+        return f"{name}.{options.process_index}.{os.getpid()}"
+    return name
 
 
 def _require_prometheus_client() -> None:

@@ -446,3 +446,17 @@ def test_counts_of_one_and_none_read_as_words(connection, redis_url, worker_proc
                  "cold shutdown, requeueing 1 running job\n"):  # fmt: skip
         assert line in output, line
     assert not re.search(r"\b(1 [a-z ]*(processes|jobs)|0 running jobs)\b", lone.output() + output)
+
+
+@pytest.mark.parametrize("where", ["--name", "config NAME"])
+def test_the_worker_processes_of_a_named_pool_have_names_of_their_own(connection, redis_url, worker_process,
+                                                                       tmp_path, where):  # fmt: skip
+    """NAME in the config module gave both processes the same live name (rq requires them unique)."""
+    (tmp_path / "named_settings.py").write_text("NAME = 'mailpool'\n")
+    naming = ["--name", "mailpool"] if where == "--name" else ["--config", "named_settings", "-P", str(tmp_path)]
+    master = worker_process("-u", redis_url, "-n", "2", *naming)
+    wait_until(lambda: len(Worker.all(connection=connection)) == 2, timeout=30, what="2 worker processes")
+    names = sorted(worker.name for worker in Worker.all(connection=connection))
+    assert [name.split(".")[:2] for name in names] == [["mailpool", "1"], ["mailpool", "2"]], names
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(20) == 0, master.output()

@@ -133,8 +133,7 @@ def main() -> None:
     try:
         options = WorkerOptions.from_json(sys.stdin.read())
         options = options.replace(log_format=prefixed_log_format(options.log_format, index))
-        if options.name:
-            options = options.replace(name=f"{options.name}.{index}.{os.getpid()}")
+        options = options.replace(process_index=int(index) if index.isdigit() else 0)
         worker = run_worker(options, before_work=start_liveness)
     except ConfigError as error:
         write_status(status_file, str(error))  # the launcher prints it, once for all its processes
