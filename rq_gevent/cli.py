@@ -6,6 +6,7 @@ which patches nothing and starts each worker as a fresh interpreter.
 """
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -51,11 +52,18 @@ class _Concurrency(click.IntRange):
     default=None,
     help="Jobs run at once in this process (default 20, or CONCURRENCY in --config).",
 )
-@click.option("-u", "--url", envvar="REDIS_URL", help="Redis URL, e.g. redis://localhost:6379/0 [env: REDIS_URL].")
+@click.option(
+    "-u",
+    "--url",
+    envvar=["REDIS_URL", "RQ_REDIS_URL"],
+    help="Redis URL, e.g. redis://localhost:6379/0 [env: REDIS_URL, or rq's RQ_REDIS_URL].",
+)
 @click.option(
     "--config",
     "config",
-    help="Python module with settings (REDIS_URL, QUEUES, CONCURRENCY, NAME...); jobs read theirs from it too.",
+    envvar="RQ_CONFIG",
+    help="Python module with settings (REDIS_URL, QUEUES, CONCURRENCY, NAME...); jobs read theirs from it too "
+    "[env: RQ_CONFIG].",
 )
 @click.option(
     "-P",
@@ -130,10 +138,19 @@ class _Concurrency(click.IntRange):
 )
 @click.option("-s", "--with-scheduler", is_flag=True, help="Also run rq's scheduler (in a greenlet of this worker).")
 @click.option("-S", "--serializer", help="Serializer, as a dotted path (e.g. rq.serializers.JSONSerializer).")
-@click.option("-j", "--job-class", help="Job class, as a dotted path.")
-@click.option("--queue-class", help="Queue class, as a dotted path.")
-@click.option("-w", "--worker-class", help="Worker class: rq_gevent.GeventWorker or a subclass of it.")
-@click.option("--connection-class", help="Redis client class, as a dotted path (default redis.Redis).")
+@click.option("-j", "--job-class", envvar="RQ_JOB_CLASS", help="Job class, as a dotted path [env: RQ_JOB_CLASS].")
+@click.option("--queue-class", envvar="RQ_QUEUE_CLASS", help="Queue class, as a dotted path [env: RQ_QUEUE_CLASS].")
+@click.option(
+    "-w",
+    "--worker-class",
+    envvar="RQ_WORKER_CLASS",
+    help="Worker class: rq_gevent.GeventWorker or a subclass of it [env: RQ_WORKER_CLASS].",
+)
+@click.option(
+    "--connection-class",
+    envvar="RQ_CONNECTION_CLASS",
+    help="Redis client class, as a dotted path (default redis.Redis) [env: RQ_CONNECTION_CLASS].",
+)
 @click.option(
     "--exception-handler", "exception_handlers", multiple=True, help="Dotted path of an exception handler (repeatable)."
 )
@@ -209,7 +226,9 @@ def worker(**parsed: Any) -> None:
     """
     from .launcher.supervision import needs_arbiter, resolve_processes
 
-    from_environment = click.get_current_context().get_parameter_source("url") is ParameterSource.ENVIRONMENT
+    from_environment = ""
+    if click.get_current_context().get_parameter_source("url") is ParameterSource.ENVIRONMENT:
+        from_environment = next(name for name in ("REDIS_URL", "RQ_REDIS_URL") if os.environ.get(name))
     options = WorkerOptions.from_command(
         dict(parsed, processes=resolve_processes(parsed["processes"]), url_from_environment=from_environment)
     )

@@ -31,8 +31,8 @@ class WorkerOptions:
     queues: tuple[str, ...] = ()
     concurrency: int | None = None
     url: str | None = None
-    # Whether ``url`` came from the REDIS_URL environment variable rather than ``-u``.
-    url_from_environment: bool = False
+    # The environment variable ``url`` came from (REDIS_URL or RQ_REDIS_URL), or "" for ``-u``.
+    url_from_environment: str = ""
     config: str | None = None
     paths: tuple[str, ...] = (".",)
     burst: bool = False

@@ -43,6 +43,7 @@ class WorkerPlan:
     """Everything the options and the config module decide, checked before Redis is asked anything."""
 
     settings: dict[str, Any]
+    settings_module: str | None
     level: str
     date_format: str
     log_format: str
@@ -70,6 +71,7 @@ def plan_worker(options: WorkerOptions) -> WorkerPlan:
         _require_prometheus_client()
     return WorkerPlan(
         settings=settings,
+        settings_module=options.config,
         level=_logging_level(options),
         date_format=options.date_format or DEFAULT_LOGGING_DATE_FORMAT,
         log_format=_log_format(options.log_format or DEFAULT_LOGGING_FORMAT),
@@ -209,16 +211,31 @@ def _redis_source(options: WorkerOptions, settings: dict[str, Any]) -> tuple[str
     """The URL to connect to (None: the config module's settings), and a warning when ``-u`` beats
     the config module's own connection.  REDIS_URL in the environment beside a config module that
     names another Redis is a ConfigError: a PaaS sets it unasked, and neither should win in silence."""
-    named = [key for key in _CONNECTION_SETTINGS if key in settings]
-    if not options.url or not named or (named == ["REDIS_URL"] and settings["REDIS_URL"] == options.url):
+    named = [key for key in _CONNECTION_SETTINGS if settings.get(key) is not None]  # None: unset, as for rq
+    if not options.url or not named or (named == ["REDIS_URL"] and _same_redis(settings["REDIS_URL"], options.url)):
         return options.url or settings.get("REDIS_URL"), ""
     others = f"{', '.join(named)} in config module {options.config!r}"
     if options.url_from_environment:
         raise ConfigError(
-            f"two Redis connections are configured: REDIS_URL in the environment ({redact_url(options.url)}) "
-            f"and {others}; unset one (env -u REDIS_URL rq-gevent ...), or choose with -u"
+            f"two Redis connections are configured: {options.url_from_environment} in the environment "
+            f"({redact_url(options.url)}) and {others}; unset one (env -u {options.url_from_environment} "
+            "rq-gevent ...), or choose with -u"
         )
     return options.url, f"Connecting to -u {redact_url(options.url)}; not to {others}"
+
+
+def _same_redis(first: str, second: str) -> bool:
+    """Whether two URLs name the same server, database and credentials however written."""
+
+    def where(url: str) -> tuple:
+        written = redis.Redis.from_url(url).connection_pool.connection_kwargs
+        kwargs = {"host": "localhost", "port": 6379, "db": 0, **written}
+        return tuple(kwargs.get(key) for key in ("path", "host", "port", "db", "username", "password"))
+
+    try:
+        return where(first) == where(second)
+    except (ValueError, TypeError):
+        return first == second
 
 
 def _import(kind: str, dotted_path: str) -> Any:
@@ -244,8 +261,10 @@ def connect(plan: WorkerPlan) -> redis.Redis:
     else:
         from rq.cli.helpers import get_redis_from_config
 
+        # As rq: without a URL or a config module, REDIS_HOST, REDIS_PORT... from the environment.
+        source = plan.settings if plan.settings_module else os.environ
         try:
-            connection = get_redis_from_config(plan.settings, plan.connection_class)
+            connection = get_redis_from_config(source, plan.connection_class)
         except (ValueError, TypeError) as error:
             raise ConfigError(f"invalid Redis settings in the config module: {error}") from None
     try:

@@ -309,7 +309,7 @@ def test_redis_url_in_the_environment_and_a_config_modules_own_redis_is_an_error
     (tmp_path / "sentinel_settings.py").write_text(
         'SENTINEL = {"INSTANCES": [("127.0.0.1", 1)], "MASTER_NAME": "mymaster"}\nQUEUES = ["two-sources"]\n'
     )
-    (tmp_path / "same_url_settings.py").write_text(f"REDIS_URL = {redis_url!r}\nQUEUES = ['two-sources']\n")
+    (tmp_path / "same_url_settings.py").write_text(f"REDIS_URL = {redis_url[:-2]!r}\nQUEUES = ['two-sources']\n")
     secret_url = redis_url.replace("redis://", "redis://:env-s3cret@", 1)
     for processes in ("1", "2"):
         result = run_cli("worker", "--config", "sentinel_settings", "-P", str(tmp_path), "-b", "-n", processes,
@@ -331,6 +331,31 @@ def test_redis_url_in_the_environment_and_a_config_modules_own_redis_is_an_error
                      env={"REDIS_URL": redis_url})  # fmt: skip
     assert result.returncode == 0 and "Connecting to" not in result.stdout + result.stderr, result.stderr
     assert job.get_status(refresh=True) == JobStatus.FINISHED
+
+
+def test_rqs_environment_variables_mean_what_they_mean_to_rq(connection, redis_url, tmp_path):
+    """RQ_REDIS_URL, RQ_CONFIG, RQ_WORKER_CLASS... and, without a URL or config module, REDIS_HOST and
+    REDIS_PORT: rq worker reads them; ignoring them sent the worker to localhost:6379 in silence."""
+    host, port = redis_url.split("//")[1].split("/")[0].rsplit(":", 1)
+    (tmp_path / "rq_env_settings.py").write_text(f"REDIS_URL = {redis_url!r}\nQUEUES = ['rq-env']\n")
+    without_url = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "RQ_REDIS_URL")}
+    for env in ({"RQ_REDIS_URL": redis_url}, {"REDIS_HOST": host, "REDIS_PORT": port},
+                {"RQ_CONFIG": "rq_env_settings", "PYTHONPATH": str(tmp_path)}):  # fmt: skip
+        job = Queue("rq-env", connection=connection).enqueue(testjobs.green_sleep, 0, "env")
+        result = subprocess.run([sys.executable, "-m", "rq_gevent", "worker", "rq-env", "-b", "-P", str(TESTS_DIR)],
+                                capture_output=True, text=True, timeout=60, cwd=str(REPO_DIR),
+                                env={**without_url, **env})  # fmt: skip
+        assert result.returncode == 0, (env, result.stderr)
+        assert job.get_status(refresh=True) == JobStatus.FINISHED, env
+    result = run_cli("worker", "-u", redis_url, env={"RQ_WORKER_CLASS": "rq.Worker"})
+    assert "worker class 'rq.Worker' is not a subclass of rq_gevent.GeventWorker" in result.stderr
+    # RQ_REDIS_URL beside a config module naming another Redis: the same error as REDIS_URL's.
+    (tmp_path / "other_redis_settings.py").write_text("REDIS_HOST = 'elsewhere'\nREDIS_URL = None\n")
+    result = subprocess.run([sys.executable, "-m", "rq_gevent", "worker", "--config", "other_redis_settings", "-P",
+                             str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=str(REPO_DIR),
+                            env={**without_url, "RQ_REDIS_URL": redis_url})  # fmt: skip
+    assert "RQ_REDIS_URL in the environment" in result.stderr and "REDIS_HOST in config module" in result.stderr
+    assert "REDIS_URL," not in result.stderr  # REDIS_URL = None is unset, as for rq
 
 
 def test_queue_name_that_is_not_a_string(redis_url, tmp_path):
