@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
+import redis.sentinel
 from rq import Queue
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
@@ -271,6 +272,10 @@ def connect(plan: WorkerPlan) -> redis.Redis:
         connection.ping()
     except redis.exceptions.AuthenticationError:
         raise ConfigError(f"Redis at {describe(connection)} refused the credentials") from None
+    except redis.sentinel.MasterNotFoundError:
+        # Its message lists each Sentinel's client repr: a thousand characters for one fact.
+        raise UserError(f"cannot connect to Redis at {describe(connection)}: no Sentinel named its address "
+                        "(unreachable, or it knows no such master)") from None  # fmt: skip
     except redis.exceptions.RedisError as error:
         raise UserError(f"cannot connect to Redis at {describe(connection)}: {error}") from None
     return connection

@@ -358,6 +358,22 @@ def test_rqs_environment_variables_mean_what_they_mean_to_rq(connection, redis_u
     assert "REDIS_URL," not in result.stderr  # REDIS_URL = None is unset, as for rq
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_sentinels_that_do_not_answer_are_one_short_line(tmp_path, processes):
+    """redis-py's MasterNotFoundError lists every Sentinel's client repr (1,175 characters), and the
+    address shown was localhost:6379, which nobody configured."""
+    (tmp_path / "nowhere_sentinels.py").write_text(
+        'SENTINEL = {"INSTANCES": [("127.0.0.1", 1), ("127.0.0.1", 2)], "MASTER_NAME": "mail"}\n'
+    )
+    result = run_cli("worker", "--config", "nowhere_sentinels", "-P", str(tmp_path), "-n", processes,
+                     env={"REDIS_URL": ""})  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "rq-gevent: error: cannot connect to Redis at master 'mail' of Sentinel 127.0.0.1:1, 127.0.0.1:2: no "
+        "Sentinel named its address (unreachable, or it knows no such master)"
+    ], result.stderr
+
+
 def test_queue_name_that_is_not_a_string(redis_url, tmp_path):
     (tmp_path / "badqueues.py").write_text(f"REDIS_URL = {redis_url!r}\nQUEUES = ['ok', 123]\n")
     result = run_cli("worker", "--config", "badqueues", "-P", str(tmp_path))

@@ -230,7 +230,15 @@ def unblock_clients(connection: Redis, client_name: str) -> bool:
 
 def describe(connection: Redis) -> str:
     """Where ``connection`` points, never with its credentials."""
-    kwargs = connection.connection_pool.connection_kwargs
+    pool = connection.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        sentinels = ", ".join(
+            f"{sentinel.connection_pool.connection_kwargs.get('host', 'localhost')}:"
+            f"{sentinel.connection_pool.connection_kwargs.get('port', 26379)}"
+            for sentinel in pool.sentinel_manager.sentinels
+        )
+        return f"master {pool.service_name!r} of Sentinel {sentinels}"
+    kwargs = pool.connection_kwargs
     if kwargs.get("path"):
         return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
