@@ -15,7 +15,7 @@ from click.core import ParameterSource
 
 from rq_gevent._version import __version__
 from rq_gevent.exceptions import WorkLoopDied
-from rq_gevent.options import UserError, WorkerOptions
+from rq_gevent.options import MAX_CONCURRENCY, UserError, WorkerOptions
 
 from .launcher.supervision import WORK_LOOP_DIED_EXIT
 
@@ -48,7 +48,7 @@ class _Concurrency(click.IntRange):
 @click.option(
     "-c",
     "--concurrency",
-    type=_Concurrency(min=1),
+    type=_Concurrency(min=1, max=MAX_CONCURRENCY),
     default=None,
     help="Jobs run at once in this process (default 20, or CONCURRENCY in --config).",
 )
@@ -229,6 +229,7 @@ def worker(**parsed: Any) -> None:
     from_environment = ""
     if click.get_current_context().get_parameter_source("url") is ParameterSource.ENVIRONMENT:
         from_environment = next(name for name in ("REDIS_URL", "RQ_REDIS_URL") if os.environ.get(name))
+    _check_pid_file(parsed["pid_file"])
     options = WorkerOptions.from_command(
         dict(parsed, processes=resolve_processes(parsed["processes"]), url_from_environment=from_environment)
     )
@@ -243,6 +244,15 @@ def worker(**parsed: Any) -> None:
     from rq_gevent.run import run_worker
 
     run_worker(options)
+
+
+def _check_pid_file(path: str | None) -> None:
+    """Before anything starts: the directory the PID file goes in exists and can be written."""
+    if path is None:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
+        raise UserError(f"--pid {path}: directory {directory} does not exist or cannot be written")
 
 
 def main(argv: list[str] | None = None) -> None:

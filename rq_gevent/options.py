@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_QUEUE = "default"
+# Greenlets of one process; gevent's semaphore takes a C int, and a million jobs at once per process
+# is already past any Redis or memory a worker has.
+MAX_CONCURRENCY = 1_000_000
 
 
 class UserError(Exception):

@@ -24,7 +24,7 @@ from rq.serializers import resolve_serializer
 from rq.utils import import_attribute
 
 from rq_gevent.allowlist import AllowedJobs, job_rules
-from rq_gevent.options import DEFAULT_QUEUE, ConfigError, UserError, WorkerOptions
+from rq_gevent.options import DEFAULT_QUEUE, MAX_CONCURRENCY, ConfigError, UserError, WorkerOptions
 from rq_gevent.sensitivity import SensitiveJobs
 from rq_gevent.worker import DEFAULT_CONCURRENCY, GeventWorker
 
@@ -64,7 +64,7 @@ def plan_worker(options: WorkerOptions) -> WorkerPlan:
     url, connection_note = _redis_source(options, settings)
     connection_class = redis.Redis
     if options.connection_class:
-        connection_class = _import("connection class", options.connection_class)
+        connection_class = _subclass("connection class", options.connection_class, redis.Redis)
     if url:
         _parse_url(connection_class, url)
     worker_class = _worker_class(options)
@@ -291,8 +291,8 @@ def _queue_names(options: WorkerOptions, settings: dict[str, Any]) -> list[str]:
 
 def _concurrency(options: WorkerOptions, settings: dict[str, Any]) -> int:
     value = options.concurrency or settings.get("CONCURRENCY", DEFAULT_CONCURRENCY)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"concurrency must be a whole number of at least 1, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_CONCURRENCY:
+        raise ConfigError(f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY:,}, got {value!r}")
     return value
 
 
@@ -350,7 +350,8 @@ def _worker_kwargs(options: WorkerOptions, settings: dict[str, Any]) -> dict[str
         try:
             kwargs["serializer"] = resolve_serializer(options.serializer)
         except Exception as error:
-            raise ConfigError(f"cannot use serializer {options.serializer!r}: {error}") from None
+            reason = why_not_importable(options.serializer) if "." in options.serializer else ""
+            raise ConfigError(f"cannot use serializer {options.serializer!r}: {reason or error}") from None
     return kwargs
 
 

@@ -96,7 +96,7 @@ def test_config_module_supplies_url_queues_and_concurrency(connection, redis_url
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-c", "0"], "0 is not in the range x>=1"),
+        (["-c", "0"], "0 is not in the range 1<=x<=1000000"),
         (["-c", "many"], "'many' is not a whole number (-c is --concurrency here; rq worker's -c CONFIG is --config)"),
         (["-u", "redis://127.0.0.1:1/0"], "cannot connect to Redis at 127.0.0.1:1/0"),
         (["-u", "notaurl://what"], "invalid Redis URL notaurl://what"),
@@ -113,6 +113,9 @@ def test_config_module_supplies_url_queues_and_concurrency(connection, redis_url
         (["--verbose", "--quiet"], "--verbose and --quiet cannot be used together"),
         (["-n", "0"], "--processes must be a whole number of at least 1 or 'auto', got '0'"),
         (["-n", "-3"], "--processes must be a whole number of at least 1 or 'auto', got '-3'"),
+        (["-c", "99999999999999999999"], "is not in the range 1<=x<=1000000"),
+        (["--pid", "/nonexistent-dir/x.pid"], "--pid /nonexistent-dir/x.pid: directory /nonexistent-dir does not"),
+        (["--pid", "/nonexistent-dir/x.pid", "-n", "2"], "directory /nonexistent-dir does not exist"),
         (["-n", "1_0"], "--processes must be a whole number of at least 1 or 'auto', got '1_0'"),
         (["-n", "\u0662"], "--processes must be a whole number of at least 1 or 'auto', got '\u0662'"),
         (["-n", "99999"], "--processes 99999 is more than "),
@@ -245,6 +248,11 @@ CONFIG_ERRORS = [
     (["--config", "no_such_settings_module"], "cannot import config module 'no_such_settings_module'"),
     (["--exception-handler", "os.sep"], "exception handler 'os.sep' is not callable"),
     (["--connection-class", "no.such.Redis"], "cannot import connection class 'no.such.Redis'"),
+    (["--connection-class", "json.JSONDecoder"], "connection class 'json.JSONDecoder' is not a subclass of redis."),
+    (
+        ["--serializer", "no_such_module.Serializer"],
+        "cannot use serializer 'no_such_module.Serializer': no module named 'no_such_module'",
+    ),
     (["--serializer", "no.such.serializer"], "cannot use serializer"),  # rq's resolve_serializer differs by version
     (["-u", "notaurl://what"], "invalid Redis URL notaurl://what"),
     (["--log-format", "%(asctime)s %(no_such_field)s"], "--log-format '%(asctime)s %(no_such_field)s' cannot"),
