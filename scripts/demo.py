@@ -61,8 +61,10 @@ try:
     from jobs.outcomes import transient_failures
     from jobs.sealing import KEY_VARIABLE, SealingError, generate_key, seal
     from rq_gevent.embedded_redis import EmbeddedRedis, RedisServerNotFound
+    from rq_gevent.launcher.supervision import usable_cores
     from rq_gevent.plumbing.connections import redact_url
     from rq_gevent.server_floor import UnsupportedServer, refuse_unsupported_server
+    from rq_gevent.words import plural
 except ModuleNotFoundError as missing:  # a checkout installed without the demo extra
     sys.exit(f"demo: {missing}; {INSTALL_HINT}")
 
@@ -102,11 +104,6 @@ class DemoError(Exception):
 
 def one_line(text: object) -> str:
     return " ".join(str(text).split())
-
-
-def counted(count: int, noun: str, plural: str | None = None) -> str:
-    """``1 process``, ``2 processes``, ``0 jobs``: a count and its noun, singular only for one."""
-    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def bounded_int(name: str):
@@ -416,7 +413,7 @@ def run(args: argparse.Namespace) -> int:
         jobs = enqueue_registrations(queue, args.users)
         total = len(jobs)
         print(
-            f"Enqueued {counted(total // 2, 'registration')}: {counted(total, 'job')} "
+            f"Enqueued {plural(total // 2, 'registration')}: {plural(total, 'job')} "
             "(activation mail + forum account each)"
         )
 
@@ -501,11 +498,8 @@ def run(args: argparse.Namespace) -> int:
         for reason, count in retry_reasons(workdir / "worker.log").most_common(3):
             print(f"    {count} x {reason}")
         print(f"  wall time          {elapsed:.2f} s to the last job's end, {ended / max(elapsed, 0.001):.1f} jobs/s")
-        print(
-            f"  worker pool        {counted(args.processes, 'process', 'processes')} x "
-            f"{counted(args.concurrency, 'greenlet')}"
-        )
-        cores = os.cpu_count() or 1
+        print(f"  worker pool        {plural(args.processes, 'process')} x {plural(args.concurrency, 'greenlet')}")
+        cores = usable_cores()  # its affinity (taskset, a container's cpuset), not the machine's count
         # What each part can use at most: the pool its processes (up to the cores), the others one core.
         capacity = {name: 1 for name in cpu} | {"worker pool": min(args.processes, cores)}
         busiest = max(cpu, key=lambda name: cpu[name] / capacity[name])
@@ -515,11 +509,14 @@ def run(args: argparse.Namespace) -> int:
         share = load / capacity[busiest]
         print(
             f"  busiest            {busiest}: {load:.2f} cores on average over the pool's {window:.2f} s run, "
-            f"{share:.0%} of the {counted(capacity[busiest], 'core')} it can use"
+            f"{share:.0%} of the {plural(capacity[busiest], 'core')} it can use"
         )
-        if share < 0.5:
-            waits = f"the forum's {args.forum_latency:g} s per call" + (" and retry back-off" if retried else "")
-            print(f"                     no part used half its CPU: the run mostly waited, on {waits}")
+        waits = [f"the forum's {args.forum_latency:g} s per call"] if args.forum_latency > 0 else []
+        waits += ["retry back-off"] if retried else []
+        if share < 0.5 and waits:
+            print(f"                     no part used half its CPU: the run mostly waited, on {' and '.join(waits)}")
+        elif share < 0.5:
+            print("                     no part used half its CPU: the run mostly waited on the network")
         if noisy_peers:
             print(f"  peer tracebacks    in {', '.join(noisy_peers)}")
         print(f"  worker exit code   {exit_code}")
