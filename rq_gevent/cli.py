@@ -29,6 +29,14 @@ def cli(ctx: click.Context) -> None:
         click.echo(ctx.get_help())
 
 
+@cli.command("help", hidden=True)
+@click.pass_context
+def help_command(ctx: click.Context) -> None:
+    """``rq-gevent help``: what ``rq-gevent --help`` prints."""
+    assert ctx.parent is not None
+    click.echo(ctx.parent.get_help())
+
+
 # ``rq worker``'s short flags that mean something else here, and the option that means what rq's does.
 # A value only rq's meaning takes (a module name for -c, a worker name for -n) is refused with a pointer.
 RQ_FLAGS_MEANING_OTHERWISE = {"-c": "--config", "-n": "--name"}

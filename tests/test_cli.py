@@ -34,6 +34,7 @@ def test_version_and_help():
     assert bare.returncode == 0 and bare.stderr == "", bare.stderr
     assert bare.stdout == run_cli("--help").stdout and bare.stdout.startswith("Usage: rq-gevent [OPTIONS]")
     assert "\nCommands:\n  worker  " in bare.stdout
+    assert run_cli("help").stdout == bare.stdout
 
     help_text = run_cli("worker", "--help").stdout
     for option in (
