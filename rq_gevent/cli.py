@@ -47,7 +47,9 @@ class _Concurrency(click.IntRange):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
-            self.fail(f"{value!r} is not a whole number (-c is --concurrency here; rq worker's -c CONFIG is --config)")
+            rq_habit = value.isidentifier() or all(part.isidentifier() for part in value.split("."))
+            pointer = " (-c is --concurrency here; rq worker's -c CONFIG is --config)" if rq_habit else ""
+            self.fail(f"{value!r} is not a whole number{pointer}")
         return super().convert(value, param, ctx)
 
 
