@@ -429,10 +429,9 @@ def run(args: argparse.Namespace) -> int:
             "UC_APPID": "2",
             "JOBS_RETRY_INTERVALS": RETRY_INTERVALS,
         }
-        command = ["worker", QUEUE, "-u", url, "-n", str(args.processes), "-c", str(args.concurrency)]
-        command += ["--with-scheduler"]
-        shown_command = [redact_url(word) if word == url else word for word in command]
-        print("Running: rq-gevent", " ".join(shown_command), "--quiet")
+        # The URL goes in the environment: in argv, its password would show in ps.
+        command = ["worker", QUEUE, "-n", str(args.processes), "-c", str(args.concurrency), "--with-scheduler"]
+        print(f"Running: REDIS_URL={redact_url(url)} rq-gevent", " ".join(command), "--quiet")
         log = stack.enter_context(open(workdir / "worker.log", "wb"))
         # Every part's CPU is counted over one window, the pool's run: from before it starts until it has
         # exited (its warm shutdown included) and been reaped.
@@ -448,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=str(REPO),
-            env=dict(os.environ, **settings),
+            env=dict(os.environ, **settings, REDIS_URL=url),
         )
         stack.callback(stop, worker)  # also if the demo fails on the way
         elapsed, why = wait_for_the_end(worker, queue, total)

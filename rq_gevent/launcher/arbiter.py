@@ -142,6 +142,9 @@ class Arbiter:
     # -- main loop ----------------------------------------------------------------------------------
 
     def run(self) -> int:
+        # Signals first: a stop during the check (as PID 1 in a container, nothing else would see it) is
+        # queued, and handled once the check has ended, before any worker process starts.
+        self._install_signals()
         # The port first: the check below ends by reaching Redis, the one problem that is not the options'.
         problem = self._serve_metrics() if self.options.metrics_port else ""
         problem = problem or self._configuration_problem()
@@ -153,7 +156,6 @@ class Arbiter:
         if self.options.pid_file:
             with open(self.options.pid_file, "w") as pid_file:
                 pid_file.write(str(os.getpid()))
-        self._install_signals()
         log.info("master started: %s", plural(self.target, "worker process"))
         if self.metrics_server is not None:
             from ..integrations.metrics import address
@@ -199,6 +201,7 @@ class Arbiter:
             [sys.executable, "-m", "rq_gevent.launcher.child", "--check", str(seconds)],
             input=self.options.for_worker_process().to_json().encode(),
             stdout=subprocess.PIPE,
+            start_new_session=True,  # as the worker processes: a terminal's Ctrl+C reaches only the master
         )
         if check.returncode == -signal.SIGALRM:
             return f"checking the options and reaching Redis took over {seconds} s (--startup-timeout)"
