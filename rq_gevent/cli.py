@@ -30,11 +30,18 @@ def cli(ctx: click.Context) -> None:
 
 
 @cli.command("help", hidden=True)
+@click.argument("command", required=False)
 @click.pass_context
-def help_command(ctx: click.Context) -> None:
-    """``rq-gevent help``: what ``rq-gevent --help`` prints."""
+def help_command(ctx: click.Context, command: str | None) -> None:
+    """``rq-gevent help [COMMAND]``: what ``rq-gevent [COMMAND] --help`` prints."""
     assert ctx.parent is not None
-    click.echo(ctx.parent.get_help())
+    if command is None:
+        click.echo(ctx.parent.get_help())
+        return
+    found = cli.get_command(ctx.parent, command)
+    if found is None:
+        raise click.UsageError(f"No such command {command!r}.")
+    click.echo(found.get_help(click.Context(found, info_name=command, parent=ctx.parent)))
 
 
 # ``rq worker``'s short flags that mean something else here, and the option that means what rq's does.
@@ -238,6 +245,9 @@ def worker(**parsed: Any) -> None:
 
     from_environment = ""
     if click.get_current_context().get_parameter_source("url") is ParameterSource.ENVIRONMENT:
+        both = os.environ.get("REDIS_URL"), os.environ.get("RQ_REDIS_URL")
+        if all(both) and both[0] != both[1]:
+            raise UserError("REDIS_URL and RQ_REDIS_URL in the environment name different Redis: unset one, or use -u")
         from_environment = next(name for name in ("REDIS_URL", "RQ_REDIS_URL") if os.environ.get(name))
     _check_pid_file(parsed["pid_file"])
     options = WorkerOptions.from_command(
@@ -263,6 +273,14 @@ def _check_pid_file(path: str | None) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
         raise UserError(f"--pid {path}: directory {directory} does not exist or cannot be written")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as error:
+        raise UserError(f"--pid {path}: cannot be written: {error.strerror or error}") from None
+    if not existed:
+        os.unlink(path)
 
 
 def main(argv: list[str] | None = None) -> None:

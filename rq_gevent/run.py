@@ -251,7 +251,13 @@ def _parse_url(connection_class: type[redis.Redis], url: str) -> redis.Redis:
     try:
         return connection_class.from_url(url)  # builds a pool; connects at the first command
     except (ValueError, TypeError) as error:
-        raise ConfigError(f"invalid Redis URL {redact_url(url)}: {error}") from None
+        # redis-py quotes the part it could not read, which may be a piece of the password.
+        reason = (
+            str(error)
+            if "@" not in url and "password" not in url.lower()
+            else ("it does not parse (percent-encode ?, /, #, @ and % in a password)")
+        )
+        raise ConfigError(f"invalid Redis URL {redact_url(url)}: {reason}") from None
 
 
 def connect(plan: WorkerPlan) -> redis.Redis:
@@ -263,13 +269,16 @@ def connect(plan: WorkerPlan) -> redis.Redis:
         from rq.cli.helpers import get_redis_from_config
 
         # As rq: without a URL or a config module, REDIS_HOST, REDIS_PORT... from the environment.
-        source = plan.settings if plan.settings_module else os.environ
+        source = plan.settings if plan.settings_module else {key: value for key, value in os.environ.items() if value}
         try:
             connection = get_redis_from_config(source, plan.connection_class)
         except (ValueError, TypeError) as error:
-            raise ConfigError(f"invalid Redis settings in the config module: {error}") from None
+            where = "the config module" if plan.settings_module else "the environment (REDIS_HOST, REDIS_PORT...)"
+            raise ConfigError(f"invalid Redis settings in {where}: {error}") from None
     try:
         connection.ping()
+    except (TypeError, ValueError) as error:  # a URL option or REDIS_PORT redis-py only reads when connecting
+        raise ConfigError(f"invalid Redis connection settings for {describe(connection)}: {error}") from None
     except redis.exceptions.AuthenticationError:
         raise ConfigError(f"Redis at {describe(connection)} refused the credentials") from None
     except redis.sentinel.MasterNotFoundError:
@@ -282,6 +291,8 @@ def connect(plan: WorkerPlan) -> redis.Redis:
 
 
 def _queue_names(options: WorkerOptions, settings: dict[str, Any]) -> list[str]:
+    if isinstance(settings.get("QUEUES"), str):
+        raise ConfigError(f"QUEUES must be a list of queue names, not the string {settings['QUEUES']!r}")
     names = list(options.queues) or list(settings.get("QUEUES") or [DEFAULT_QUEUE])
     for name in names:
         if not isinstance(name, str) or not name.strip():
@@ -357,6 +368,9 @@ def _worker_kwargs(options: WorkerOptions, settings: dict[str, Any]) -> dict[str
 
 def _worker_name(options: WorkerOptions, settings: dict[str, Any]) -> str | None:
     name = options.name or settings.get("NAME")
+    if name is not None and (not isinstance(name, str) or any(c.isspace() or not c.isprintable() for c in name)):
+        # It is the worker's Redis client name too, which may not hold spaces (CLIENT SETNAME).
+        raise ConfigError(f"worker name {name!r} must be text without spaces or control characters")
     if name and options.process_index is not None:
         return f"{name}.{options.process_index}.{os.getpid()}"
     return name

@@ -35,6 +35,7 @@ def test_version_and_help():
     assert bare.stdout == run_cli("--help").stdout and bare.stdout.startswith("Usage: rq-gevent [OPTIONS]")
     assert "\nCommands:\n  worker  " in bare.stdout
     assert run_cli("help").stdout == bare.stdout
+    assert run_cli("help", "worker").stdout == run_cli("worker", "--help").stdout
 
     help_text = run_cli("worker", "--help").stdout
     for option in (
@@ -105,7 +106,11 @@ def test_config_module_supplies_url_queues_and_concurrency(connection, redis_url
         (["-u", "redis://:s3cret-pw@127.0.0.1:notaport/0"], "invalid Redis URL redis://:***@127.0.0.1:notaport/0"),
         (["-u", "redis://:s3cret-pw@127.0.0.1:99999/0"], "invalid Redis URL redis://:***@127.0.0.1:99999/0"),
         (["-u", "redis:/:s3cret-pw@127.0.0.1:6379/0"], "invalid Redis URL redis:***@127.0.0.1:6379/0"),
-        (["-u", ":s3cret-pw@127.0.0.1:6379/0"], "invalid Redis URL ***@127.0.0.1:6379/0"),
+        (["-u", ":s3cret-pw@127.0.0.1:6379/0"], "invalid Redis URL :***@127.0.0.1:6379/0"),
+        (["-u", "redis://:s3c?ret-pw@127.0.0.1:6379/0"], "invalid Redis URL redis://:***@127.0.0.1:6379/0: it does"),
+        (["-u", "redis://:s3cret-pw/@127.0.0.1:6379/0"], "invalid Redis URL redis://:***@127.0.0.1:6379/0: it does"),
+        (["-u", "redis://127.0.0.1:6379/0?db=0;password=s3cret-pw"], "invalid Redis URL redis://127.0.0.1:6379/0?db"),
+        (["-u", "redis://127.0.0.1:1/0?PassWord=s3cret-pw"], "invalid Redis connection settings for 127.0.0.1:1/0"),
         (["-u", "redis://127.0.0.1:1/0?password=s3cret-pw"], "cannot connect to Redis at 127.0.0.1:1/0"),
         (["--worker-class", "no.such.Worker"], "cannot import worker class 'no.such.Worker'"),
         (["--worker-class", "rq.Worker"], "is not a subclass of rq_gevent.GeventWorker"),
@@ -117,6 +122,10 @@ def test_config_module_supplies_url_queues_and_concurrency(connection, redis_url
         (["-c", "99999999999999999999"], "is not in the range 1<=x<=1000000"),
         (["--pid", "/nonexistent-dir/x.pid"], "--pid /nonexistent-dir/x.pid: directory /nonexistent-dir does not"),
         (["--pid", "/nonexistent-dir/x.pid", "-n", "2"], "directory /nonexistent-dir does not exist"),
+        (["--pid", "/proc/rq-gevent-test.pid"], "--pid /proc/rq-gevent-test.pid: cannot be written"),
+        (["--name", "mail worker"], "worker name 'mail worker' must be text without spaces or control characters"),
+        (["--name", "mail worker", "-n", "2"], "worker name 'mail worker' must be text without spaces"),
+        (["-n", "9" * 5000], "--processes must be a whole number"),
         (["-n", "1_0"], "--processes must be a whole number of at least 1 or 'auto', got '1_0'"),
         (["-n", "\u0662"], "--processes must be a whole number of at least 1 or 'auto', got '\u0662'"),
         (["-n", "99999"], "--processes 99999 is more than "),
@@ -365,6 +374,10 @@ def test_rqs_environment_variables_mean_what_they_mean_to_rq(connection, redis_u
                             env={**without_url, "RQ_REDIS_URL": redis_url})  # fmt: skip
     assert "RQ_REDIS_URL in the environment" in result.stderr and "REDIS_HOST in config module" in result.stderr
     assert "REDIS_URL," not in result.stderr  # REDIS_URL = None is unset, as for rq
+    result = run_cli("worker", env={"REDIS_URL": redis_url, "RQ_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert result.stderr.strip() == (
+        "rq-gevent: error: REDIS_URL and RQ_REDIS_URL in the environment name different Redis: unset one, or use -u"
+    )
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
@@ -388,6 +401,9 @@ def test_queue_name_that_is_not_a_string(redis_url, tmp_path):
     result = run_cli("worker", "--config", "badqueues", "-P", str(tmp_path))
     assert result.returncode != 0
     assert result.stderr.strip() == "rq-gevent: error: queue names must be non-empty strings, got 123 (int)"
+    (tmp_path / "stringqueues.py").write_text(f"REDIS_URL = {redis_url!r}\nQUEUES = 'mail'\n")  # not m, a, i, l
+    result = run_cli("worker", "--config", "stringqueues", "-P", str(tmp_path))
+    assert result.stderr.strip() == "rq-gevent: error: QUEUES must be a list of queue names, not the string 'mail'"
 
 
 def test_a_second_worker_with_the_same_live_name_is_refused(connection, redis_url, worker_process):

@@ -56,7 +56,7 @@ def resolve_processes(value: str | int) -> int:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return usable_cores()
     text = str(value).strip()
-    if not re.fullmatch(r"\+?[0-9]+", text):
+    if not re.fullmatch(r"\+?[0-9]{1,6}", text):
         raise UserError(
             f"--processes must be a whole number of at least 1 or 'auto', got {value!r} "
             "(-n is --processes here, as in rq worker-pool; rq worker's -n NAME is --name)"

@@ -22,7 +22,6 @@ import logging
 import re
 import weakref
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from redis import BlockingConnectionPool, ConnectionPool, Redis, UnixDomainSocketConnection
 from redis.exceptions import (
@@ -245,24 +244,22 @@ def describe(connection: Redis) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``: in its user part, in a ``password`` query
-    parameter, and in a malformed URL whose user part urlsplit does not find (``redis:/:pw@host``)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    query = _PASSWORD_PARAMETER.sub(r"\1***", parts.query)
-    if parts.password is not None:
-        user = parts.username or ""
-        host = parts.netloc.rpartition("@")[2]  # as written: parts.port raises on a malformed port
-        return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, query, parts.fragment))
-    if "@" in url.split("?", 1)[0] and "@" not in parts.netloc:
-        head, _, tail = url.split("?", 1)[0].rpartition("@")
-        scheme = _SCHEME.match(head)
-        return f"{scheme.group(0) if scheme else ''}***@{tail}" + (f"?{query}" if parts.query else "")
-    base, question_mark, rest = url.partition("?")
-    return base + question_mark + _PASSWORD_PARAMETER.sub(r"\1***", rest)
+    """``url`` with any password replaced by ``***``: whatever stands between the scheme and the last
+    ``@`` (a password may hold ``?``, ``/``, ``#`` or ``@`` unencoded, where urlsplit would cut it),
+    and ``password=`` query parameters."""
+    at = url.rfind("@")
+    if at != -1:
+        scheme = _SCHEME.match(url)
+        start = scheme.end() if scheme else 0
+        user, colon, _password = url[start:at].partition(":")
+        if not _PLAIN_USER.fullmatch(user):
+            shown = "***"
+        else:
+            shown = f"{user}:***" if colon else user  # a user name alone is no secret
+        url = f"{url[:start]}{shown}@{url[at + 1 :]}"
+    return _PASSWORD_PARAMETER.sub(r"\1***", url)
 
 
-_PASSWORD_PARAMETER = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_PASSWORD_PARAMETER = re.compile(r"([?&;]password=)[^&;#]*", re.IGNORECASE)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?://)?")
+_PLAIN_USER = re.compile(r"[\w.-]*")
