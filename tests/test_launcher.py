@@ -460,3 +460,17 @@ def test_the_worker_processes_of_a_named_pool_have_names_of_their_own(connection
     assert [name.split(".")[:2] for name in names] == [["mailpool", "1"], ["mailpool", "2"]], names
     os.kill(master.pid, signal.SIGTERM)
     assert master.wait(20) == 0, master.output()
+
+
+def test_a_stop_during_the_check_before_the_pool_starts_nothing(redis_url, tmp_path):
+    """SIGTERM while the launcher's check imports a slow config module: queued, then honoured before any
+    worker process starts (it killed the master and left the check running; as PID 1 it was lost)."""
+    (tmp_path / "slow_settings.py").write_text("import time\ntime.sleep(2)\n")
+    master = subprocess.Popen([sys.executable, "-m", "rq_gevent", "worker", "-u", redis_url, "-n", "2", "--config",
+                               "slow_settings", "-P", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, cwd=str(REPO_DIR))  # fmt: skip
+    time.sleep(0.7)
+    master.send_signal(signal.SIGTERM)
+    output, _ = master.communicate(timeout=30)
+    assert master.returncode == 0, output
+    assert "spawned child" not in output and "Traceback" not in output, output
