@@ -7,6 +7,7 @@ raises :class:`ConfigError`, which the launcher never retries.  Only reaching Re
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -91,8 +92,6 @@ def run_worker(options: WorkerOptions, before_work: Callable[[GeventWorker], Non
     plan = plan_worker(options)
     setup_loghandlers(plan.level, plan.date_format, plan.log_format, name="rq.worker")
     if plan.connection_note:
-        import logging
-
         logging.getLogger("rq.worker").warning(plan.connection_note)
     metrics = _metrics(options)
     connection = connect(plan)
@@ -183,8 +182,6 @@ def _start_sentry(sentry: SentrySettings, worker: GeventWorker) -> None:
 
 def _log_format(log_format: str) -> str:
     """``log_format`` if it formats a log record (a misspelt field would fail every log line)."""
-    import logging
-
     record = logging.LogRecord("rq.worker", logging.INFO, __file__, 0, "checking --log-format", None, None)
     try:
         logging.Formatter(log_format).format(record)
@@ -387,8 +384,6 @@ def _metrics(options: WorkerOptions) -> NoMetrics:
     """Metrics on, served here (a lone worker) or by the launcher (its worker processes); or off."""
     if not options.metrics_port:
         return NO_METRICS
-    import logging
-
     from .integrations.metrics import PrometheusMetrics, address, serve
 
     if not options.launcher_serves_metrics:

@@ -8,6 +8,7 @@ starting its pool, so a bad option or a Redis that is not there is one line, not
 
 import sys
 
+from rq_gevent.launcher.supervision import CONFIG_ERROR_EXIT  # the standard library and options only
 from rq_gevent.options import ConfigError
 from rq_gevent.patching import first_thing_patch
 
@@ -15,13 +16,12 @@ try:
     first_thing_patch()
 except ConfigError as error:
     print(error, flush=True)
-    sys.exit(78)  # CONFIG_ERROR_EXIT, before anything else is imported
+    sys.exit(CONFIG_ERROR_EXIT)
 
 import ctypes
 import faulthandler
 import os
 import signal
-import sys
 from typing import Any
 
 import gevent
@@ -31,7 +31,6 @@ from rq_gevent.options import ConfigError, UserError, WorkerOptions
 from rq_gevent.words import plural
 
 from .supervision import (
-    CONFIG_ERROR_EXIT,
     INDEX_ENV,
     LIVENESS_ENV,
     LIVENESS_INTERVAL,
