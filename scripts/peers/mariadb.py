@@ -25,31 +25,39 @@ class MariaDB:
         self.datadir = base_dir / "data"
         self.socket = base_dir / "mysqld.sock"
         self.error_log = base_dir / "error.log"
+        # MariaDB names its temporary tables after its pid and a counter; servers sharing /tmp
+        # (nox runs sessions side by side) collide and mariadb-install-db fails one in five.
+        self.tmpdir = base_dir / "tmp"
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         self.server = ensure_command("mariadbd", ["mariadb-server"], SBIN)
         self.install_db = ensure_command("mariadb-install-db", ["mariadb-server"], SBIN)
 
     def start(self) -> MariaDB:
+        self.tmpdir.mkdir(exist_ok=True)
         if not self.datadir.exists():
-            subprocess.run(
+            installed = subprocess.run(
                 [
                     self.install_db,
                     "--no-defaults",
                     f"--datadir={self.datadir}",
+                    f"--tmpdir={self.tmpdir}",
                     "--auth-root-authentication-method=normal",
                     "--skip-test-db",
                     *self._user_option(),
                 ],
-                check=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
+                text=True,
             )
+            if installed.returncode:
+                raise RuntimeError(f"mariadb-install-db failed:\n{installed.stderr[-3000:]}")
         self.process = subprocess.Popen(
             [
                 self.server,
                 "--no-defaults",
                 f"--datadir={self.datadir}",
+                f"--tmpdir={self.tmpdir}",
                 f"--socket={self.socket}",
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
