@@ -250,12 +250,23 @@ def execution_kwargs(execution: Any) -> dict[str, Any]:
 
 def new_execution(job: Any, worker_name: str) -> Any:
     """The execution rq's ``Execution.create`` makes, in memory only (its writes: job_writes's start script)."""
+    return execution_of(job, uuid.uuid4().hex, worker_name)
+
+
+def execution_of(job: Any, execution_id: str, worker_name: str, created_at: datetime | None = None) -> Any:
+    """``job``'s execution ``execution_id`` as rq holds it in memory (created now unless ``created_at``)."""
     if _EXECUTION_TAKES_WORKER_NAME:
-        execution = Execution(id=uuid.uuid4().hex, job_id=job.id, connection=job.connection, worker_name=worker_name)
+        execution = Execution(id=execution_id, job_id=job.id, connection=job.connection, worker_name=worker_name)
     else:
-        execution = Execution(id=uuid.uuid4().hex, job_id=job.id, connection=job.connection)
+        execution = Execution(id=execution_id, job_id=job.id, connection=job.connection)
+    if created_at is not None:
+        execution.created_at = created_at
     execution._job = job
     return execution
+
+
+def execution_worker_name(execution: Any) -> str:
+    return getattr(execution, "worker_name", "") if _EXECUTION_TAKES_WORKER_NAME else ""
 
 
 def execution_keys(execution: Any) -> tuple[str, str]:
@@ -364,6 +375,14 @@ def restore_after_retried_step(job: Any, snapshot: dict[str, Any]) -> None:
     (rq sets status, result, retry counters... on the Job object as it queues the writes)."""
     job.__dict__.clear()
     job.__dict__.update(snapshot)
+
+
+_AS_REDIS_STORES = redis.connection.Encoder(encoding="utf-8", encoding_errors="strict", decode_responses=False)
+
+
+def stored_hash(job: Any) -> dict[str, bytes]:
+    """``job``'s hash as Redis would store it now (as ``Job.save`` writes it, and ``Job.restore`` reads it)."""
+    return {name: _AS_REDIS_STORES.encode(value) for name, value in job.to_dict().items()}
 
 
 def snapshot(job: Any) -> dict[str, Any]:

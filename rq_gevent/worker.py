@@ -47,7 +47,7 @@ from .core.error_text import ERROR_TEXT_MAX, Failure, cap, describe_failure
 from .core.heartbeat import Heartbeat
 from .core.loop import WorkerSteps, WorkLoop
 from .core.maintenance import Maintenance
-from .core.outcomes import Outcomes
+from .core.outcomes import Outcomes, OutcomeStep
 from .core.retries import Requeues
 from .core.running import Phase, RunningJob, RunningJobs, running_job
 from .core.scheduler import GreenletScheduler
@@ -97,19 +97,6 @@ def _job_state() -> tuple[bool, Failure | None]:
 
 _SENSITIVE_RECORDS = SensitiveRecordFilter(_in_sensitive_job)
 _BOUNDED_RECORDS = log_bounds.BoundedRecordFilter(_job_state)
-
-
-def _in_one_trip(
-    record: Callable[..., Any], *args: Any, assume_no_dependents: bool = False, **kwargs: Any
-) -> Callable[[], Any]:
-    """rq's outcome step ``record(*args, **kwargs)``, its transaction one coalesced script call
-    (rq_gevent.plumbing.transactions), whichever greenlet runs it."""
-
-    def in_one_trip() -> Any:
-        with transactions.one_trip(assume_no_dependents):
-            return record(*args, **kwargs)
-
-    return in_one_trip
 
 
 def _sentry_scrubbing_for_own_client() -> Callable[[], None] | None:
@@ -290,8 +277,8 @@ class GeventWorker(compat.WorkerHooks, Worker):
         self.job_writes = JobWrites(self, self.jobs, self.counters, self.scripted,
                                     type(self).cleanup_execution is not GeventWorker.cleanup_execution)  # fmt: skip
         self.heartbeats = Heartbeat(self, self.jobs, self.redis_outage, self.counters, self.scripted)
-        self.outcomes = Outcomes(self.name, self.log, self.jobs, self.wait_for_redis, self.shutdown.cold,
-                                 self.job_writes.outcome_recorded)  # fmt: skip
+        self.outcomes = Outcomes(self.name, self.log, self.jobs, self._recorder, self.wait_for_redis,
+                                 self.shutdown.cold, self.job_writes.outcome_recorded)  # fmt: skip
         self.requeues = Requeues(self.connection, self.name, self.log, self.wait_for_redis, self.cleanup_execution,
                                  self.metrics)  # fmt: skip
         self.commands = Commands(self.name, self.log, self.jobs, self.redis_outage, {
@@ -606,7 +593,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
                                self.name, job.id, exc_info=True)  # fmt: skip
         finally:
             running.pending_interrupt = None
-            running.greenlet = None  # outcomes keeps the entry for a recheck: not the greenlet, its frames
+            running.greenlet = None  # it holds the entry as its argument: a cycle only the collector would free
             self.metrics.function_ended(running)  # a function the outcome's path left running
             if running.execution is not None:
                 self.executions.pop(running.execution.id, None)
@@ -710,14 +697,12 @@ class GeventWorker(compat.WorkerHooks, Worker):
 
     @_pool_jobs_only
     def handle_job_success(self, running: RunningJob, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        by_rq = _in_one_trip(super().handle_job_success, job, queue, *args, assume_no_dependents=True, **kwargs)
-        self.outcomes.record(running, self.job_writes.success_recorder(job, by_rq))
+        self.outcomes.record(running, OutcomeStep("handle_job_success", job, queue, args, kwargs))
         self.metrics.ended(queue.name, "finished")
 
     @_pool_jobs_only
     def handle_job_retry(self, running: RunningJob, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        record = _in_one_trip(super().handle_job_retry, job, queue, *args, **kwargs)
-        self.outcomes.record(running, record)
+        self.outcomes.record(running, OutcomeStep("handle_job_retry", job, queue, args, kwargs))
         # Requeued or scheduled; or failed, past the Retry's max (rq 2.3.3 via handle_job_failure).
         self._count_outcome(running, queue)
 
@@ -727,14 +712,14 @@ class GeventWorker(compat.WorkerHooks, Worker):
         running = self.jobs.own(job)
         if running is not None and "execution" not in kwargs:
             kwargs.update(compat.execution_kwargs(running.execution))
-        record = _in_one_trip(super().handle_job_failure, job, queue, started_job_registry=started_job_registry,
-                              exc_string=_failure_to_store(running, exc_string), **kwargs)  # fmt: skip
-        self._record_failure(running, job, queue, exc_string, record, kwargs.get("execution"))
+        kwargs.update(started_job_registry=started_job_registry, exc_string=_failure_to_store(running, exc_string))
+        step = OutcomeStep("handle_job_failure", job, queue, kwargs=kwargs)
+        self._record_failure(running, job, queue, exc_string, step, kwargs.get("execution"))
         if running is not None and not isinstance(running.interrupted_by, ColdShutdown):
             self._count_outcome(running, queue)
 
     def _record_failure(self, running: RunningJob | None, job: Job, queue: Queue, exc_string: str,
-                        record: Callable[[], Any], execution: Any) -> None:  # fmt: skip
+                        step: OutcomeStep, execution: Any) -> None:  # fmt: skip
         """A cold shutdown's or a never-started job is requeued, what rq's maintenance gets wrong is
         handled there, a stopped job gets its stopped callback; the rest is rq's failure (or retry)."""
         reason = running.interrupted_by if running is not None else None
@@ -755,7 +740,20 @@ class GeventWorker(compat.WorkerHooks, Worker):
                 compat.execute_stopped_callback(job, self.death_penalty_class)
             except Exception:
                 self.log.error("Worker %s: stopped callback of job %s failed", self.name, job.id, exc_info=True)
-        self.outcomes.record(running, record, confirm=True)
+        self.outcomes.record(running, step, confirm=True)
+
+    def _recorder(self, step: OutcomeStep) -> Callable[[], Any]:
+        """What takes rq's own ``step``, its transaction one coalesced script call
+        (rq_gevent.plumbing.transactions), whichever greenlet runs it; a success as one call of
+        ``lua/success.lua`` where that writes what rq would (rq_gevent.plumbing.job_writes)."""
+        by_rq = getattr(super(), step.method)
+        success = step.method == "handle_job_success"
+
+        def in_one_trip() -> Any:
+            with transactions.one_trip(assume_no_dependents=success):
+                return by_rq(step.job, step.queue, *step.args, **step.kwargs)
+
+        return self.job_writes.success_recorder(step.job, in_one_trip) if success else in_one_trip
 
     def _count_outcome(self, running: RunningJob | None, queue: Queue) -> None:
         """Count how rq recorded a failure or retry, by the job's status, once per run."""

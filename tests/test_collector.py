@@ -10,6 +10,7 @@ import pytest
 import testjobs
 from conftest import TESTS_DIR
 from rq import Queue
+from rq.job import Job
 from test_cli import run_cli
 
 from rq_gevent import GeventWorker
@@ -83,3 +84,18 @@ def test_the_greenlets_of_ended_jobs_are_freed_without_the_collector(connection)
         gc.enable()
     assert queue.finished_job_registry.count == 200
     assert after - before < 20, f"{after - before} greenlets left after 200 jobs"
+
+
+def test_the_outcomes_kept_for_a_recheck_hold_no_job_objects(connection):
+    """A worker keeps the outcomes of the last seconds to check them again after a failover
+    (rq_gevent.core.outcomes): as the jobs' hashes, not their Job objects (a worker running 2,000 jobs/s
+    grew by 250 MB of them)."""
+    queue = Queue("kept", connection=connection)
+    for n in range(300):
+        queue.enqueue(testjobs.green_sleep, 0, n)
+    worker = GeventWorker([queue], connection=connection, concurrency=20)
+    worker.work(burst=True)
+    gc.collect()
+    assert queue.finished_job_registry.count == 300
+    jobs_alive = sum(isinstance(o, Job) for o in gc.get_objects())
+    assert jobs_alive < 20, f"{jobs_alive} Job objects alive after 300 jobs"

@@ -159,3 +159,34 @@ def test_the_outcome_check_writes_nothing_on_a_replica(primary_and_replica, on_p
         worker.job_writes.outcome_recorded(running, on_primary=on_primary)
     assert servers.new.hget(job.key, "status") == b"queued"
     assert servers.new.lrange(queue.intermediate_queue_key, 0, -1) == [job.id.encode()]
+
+
+def test_a_retry_whose_outcome_the_new_primary_lacks_is_scheduled_there(primary_and_replica, worker_process, tmp_path):
+    """A failed job's retry, recorded again on the new primary from what the worker kept of it (the
+    job's hash before the step, not the job object): scheduled, one retry used, the run not left started."""
+    servers = primary_and_replica
+    job = Queue("ledger", connection=servers.old).enqueue(testjobs.fail, "the API answered 503",
+                                                          retry=Retry(max=2, interval=600))  # fmt: skip
+    worker = worker_process("-u", servers.url, "--worker-class", "testworkers.GatedOutcomeWorker", "ledger",
+                            env={"TEST_GATE_DIR": str(tmp_path)})  # fmt: skip
+    wait_until(lambda: (tmp_path / "reached").exists(), what="the worker about to record the retry")
+    _cut_replication(servers)
+    (tmp_path / "go").touch()
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.SCHEDULED, what="scheduled, on the old primary")
+    wait_until(lambda: [worker.get_state() for worker in Worker.all(connection=servers.old)] == ["idle"],
+               what="the worker idle again")  # fmt: skip
+    new_job = Job.fetch(job.id, connection=servers.new)
+    assert new_job.get_status(refresh=True) == JobStatus.STARTED  # the instrument: the new primary lacks it
+
+    os.kill(servers.proxy.pid, signal.SIGWINCH)
+    try:
+        wait_until(lambda: "recorded again" in worker.output(), timeout=30, what="the outcome recorded again")
+    finally:
+        print(worker.output())
+    new_job.refresh()
+    new_queue = Queue("ledger", connection=servers.new)
+    assert new_job.get_status() == JobStatus.SCHEDULED and new_job.retries_left == 1, worker.output()
+    assert new_job.id in new_queue.scheduled_job_registry
+    assert new_job.id not in StartedJobRegistry(queue=new_queue)
+    worker.shut_down()
+    assert worker.wait(30) == 0, worker.output()

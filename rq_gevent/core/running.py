@@ -11,7 +11,7 @@ import contextlib
 import contextvars
 import enum
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,16 +40,6 @@ class Penalty(Protocol):
     """A death penalty that can throw an exception into the job it guards (``GeventDeathPenalty``)."""
 
     def deliver(self, exception: BaseException) -> None: ...
-
-
-@dataclass
-class RecordedOutcome:
-    """How a job's outcome was recorded: when, the step that did it, and the job as it was before."""
-
-    at: float  # time.monotonic()
-    record: Callable[[], Any]
-    before: dict[str, Any]  # compat.snapshot of the job
-    was_stopped: bool
 
 
 @dataclass(eq=False)
@@ -82,8 +72,6 @@ class RunningJob:
     armed_penalty: Penalty | None = None
     # An interruption that came before its code armed a penalty: thrown as soon as it does.
     pending_interrupt: BaseException | None = None
-    # Its outcome as recorded (rq_gevent.core.outcomes), to record again if a failover lost it.
-    recorded: RecordedOutcome | None = None
 
     @property
     def ran(self) -> bool:
