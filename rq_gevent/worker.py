@@ -697,12 +697,12 @@ class GeventWorker(compat.WorkerHooks, Worker):
 
     @_pool_jobs_only
     def handle_job_success(self, running: RunningJob, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        self.outcomes.record(running, OutcomeStep("handle_job_success", job, queue, args, kwargs))
+        self._record_outcome(running, OutcomeStep("handle_job_success", job, queue, args, kwargs))
         self.metrics.ended(queue.name, "finished")
 
     @_pool_jobs_only
     def handle_job_retry(self, running: RunningJob, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        self.outcomes.record(running, OutcomeStep("handle_job_retry", job, queue, args, kwargs))
+        self._record_outcome(running, OutcomeStep("handle_job_retry", job, queue, args, kwargs))
         # Requeued or scheduled; or failed, past the Retry's max (rq 2.3.3 via handle_job_failure).
         self._count_outcome(running, queue)
 
@@ -740,7 +740,13 @@ class GeventWorker(compat.WorkerHooks, Worker):
                 compat.execute_stopped_callback(job, self.death_penalty_class)
             except Exception:
                 self.log.error("Worker %s: stopped callback of job %s failed", self.name, job.id, exc_info=True)
-        self.outcomes.record(running, step, confirm=True)
+        self._record_outcome(running, step, confirm=True)
+
+    def _record_outcome(self, running: RunningJob | None, step: OutcomeStep, confirm: bool = False) -> None:
+        """Take ``step``, which records how ``running`` ended; its job's own greenlet gives up its slot first."""
+        if running is not None and running.greenlet is gevent.getcurrent():
+            self.admission.outcome_to_record(running.greenlet)
+        self.outcomes.record(running, step, confirm)
 
     def _recorder(self, step: OutcomeStep) -> Callable[[], Any]:
         """What takes rq's own ``step``, its transaction one coalesced script call

@@ -1,4 +1,9 @@
-"""The bounded pool: how many jobs run at once, and waking the loop as soon as a slot frees."""
+"""The bounded pool: how many jobs run at once, and waking the loop as soon as a slot frees.
+
+A slot is a job's from its admission until its outcome is to be recorded: the next job takes it
+while Redis's reply to that outcome is awaited (as Dramatiq's workers hand a message's ack to its
+consumer), unless as many jobs are recording their outcome already as there are slots.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import gevent
 import gevent.event
 import gevent.pool
 from greenlet import greenlet as Greenlet
@@ -14,6 +20,7 @@ from greenlet import greenlet as Greenlet
 class Admission:
     def __init__(self, concurrency: int) -> None:
         self.pool = gevent.pool.Pool(concurrency)
+        self.recording = gevent.pool.Group()  # greenlets out of the pool, recording their job's outcome
         self.job_ended = gevent.event.Event()
         self.admitted = 0
         self.ended = 0
@@ -46,6 +53,13 @@ class Admission:
         if now_idle:
             self.idle_since = time.monotonic()
 
+    def outcome_to_record(self, greenlet: Greenlet) -> None:
+        """``greenlet``'s job is over but for recording its outcome: its slot goes to the next job."""
+        if greenlet in self.pool and len(self.recording) < self.pool.size:
+            self.pool.discard(greenlet)
+            self.recording.add(greenlet)
+            self.job_ended.set()
+
     def _slot_freed(self, _greenlet: Greenlet) -> None:
         self.job_ended.set()
 
@@ -58,4 +72,4 @@ class Admission:
         return 0.0 if running else time.monotonic() - self.idle_since
 
     def join(self, timeout: float) -> None:
-        self.pool.join(timeout=timeout)
+        gevent.joinall([*self.pool, *self.recording], timeout=timeout)
