@@ -1,26 +1,30 @@
 """rq-gevent against the workers users would pick instead, in one run on one machine.
 
     pip install -e '.[bench]'
-    python scripts/bench.py [--jobs 2000] [--concurrency 100] [--processes 2] [--threads 50]
+    python scripts/bench.py [--jobs 2000] [--concurrency 50,100] [--processes 2]
                             [--repeat 1] [--systems a,b,...] [--workloads noop,io50,mail]
                             [--busy-loops 0] [--out scripts/bench_results]
 
 Starts its own redis-server (and, for the ``mail`` workload, a local SMTP server), then for each
-workload runs the same ``--jobs`` jobs through each system, one system at a time (``--repeat``
-rounds of that; each system's run with the median jobs/s is reported, with the range beside it):
+workload, and each number of slots C of ``--concurrency``, runs the same ``--jobs`` jobs through
+each system, one system at a time (``--repeat`` rounds of that; each system's run with the median
+jobs/s is reported, with the range beside it).  Every concurrent system runs C jobs at once, in all
+its processes together: comparing systems at unequal concurrency measures the settings, not the
+code (an io50 job holds its slot 50 ms: C slots can do at most C / 50 ms jobs/s, the ceiling).
 
 ==================  =====================================================
 ``rq-gevent``       ``rq-gevent worker -c C`` (one process)
 ``rq-gevent-rqcode`` ``rq-gevent worker -c C -w benchworkers.RqOwnCodeWorker``: rq's own code for the
-                    writes the Lua scripts make (the scripts' worth, at equal concurrency)
-``rq-gevent-nP``    ``rq-gevent worker -n P -c C`` (the pre-fork launcher)
+                    writes the Lua scripts make (the scripts' worth)
+``rq-gevent-nP``    ``rq-gevent worker -n P -c C/P`` (the pre-fork launcher)
 ``rq-gevent-metrics`` ``rq-gevent worker -c C --metrics-port`` scraped every second
-``rq-gevent-nP-metrics`` ``rq-gevent worker -n P -c C --metrics-port`` scraped every second
-``rq``              ``rq worker`` (forks a work horse per job)
-``rq-simple``       ``rq worker -w rq.worker.SimpleWorker``
-``rq-pool``         ``rq worker-pool -n P``
+``rq-gevent-nP-metrics`` ``rq-gevent worker -n P -c C/P --metrics-port`` scraped every second
+``rq``              ``rq worker`` (forks a work horse per job; one slot, run once per workload)
+``rq-simple``       ``rq worker -w rq.worker.SimpleWorker`` (one slot, run once per workload)
+``rq-pool``         ``rq worker-pool -n P`` (P slots, run once per workload)
 ``celery``          ``celery worker -P gevent -c C`` (Redis broker, no result backend)
-``dramatiq``        ``dramatiq-gevent -p 1 -t T`` (Redis broker)
+``dramatiq``        ``dramatiq-gevent -p 1 -t C`` (Redis broker)
+``dramatiq-nP``     ``dramatiq-gevent -p P -t C/P``
 ``floor``           the job bodies alone, in a gevent pool of C (``scripts/bench_floor.py``)
 ==================  =====================================================
 
@@ -32,7 +36,7 @@ scripts are compiled to bytecode first, as installing a wheel does.  Per run:
 
 * jobs/s: jobs / (worker spawned -> last job ended); steady: from the first job's end to the last's;
 * CPU ms per job of the worker's process tree and of redis-server, over the steady window;
-* peak RSS of the worker's process tree (RSS summed over processes);
+* peak RSS of the worker's process tree (RSS summed over processes), and of its largest process;
 * Redis commands and round trips per job over the steady window, from ``INFO commandstats`` and
   ``total_reads_processed`` (one read event per request or pipeline the server receives), minus
   the jobs' own RPUSH and this script's polling.
@@ -40,10 +44,11 @@ scripts are compiled to bytecode first, as installing a wheel does.  Per run:
 Then, per system, enqueue-to-start latency of an idle worker (``--latency-jobs`` no-op jobs, one at a
 time, timed from just before the enqueue call), and the peak RSS of one rq-gevent process running
 1,000 jobs at once.  Writes ``bench.json``, ``bench.md`` (the tables) and ``bench.png`` (the chart)
-to ``--out``; prints the tables and the targets.  Throughput targets are ratios of jobs/s over the
-whole run (N jobs from spawning the worker), as issues #7 and #20 state them; the steady-state ratio
-and both systems' CPU per job are shown beside each; CPU and Redis CPU per job against Dramatiq
-(issue #20) too.  A last table turns CPU per job into what one core does: jobs/s per worker core,
+to ``--out``; prints the tables and the targets.  Throughput targets are ratios of steady jobs/s at
+equal concurrency (issue #38); the ratio over the whole run (N jobs from spawning the worker) and
+both systems' CPU per job are shown beside each; worker CPU per job and peak RSS against Dramatiq
+too.  Redis CPU and commands per job are reported, with no target: rq's data model costs about 26
+commands a job against Dramatiq's 6.  A last table turns CPU per job into what one core does: jobs/s per worker core,
 and jobs/s one Redis can serve (the fleet's ceiling); and gives each system's CPU and Redis CPU per
 job above the ``floor``'s: what the system itself costs, the job body taken out.  Exits 1 if a
 target is missed or a run failed.
@@ -105,9 +110,8 @@ WITH_METRICS = {"rq-gevent-metrics": "rq-gevent", "rq-gevent-nP-metrics": "rq-ge
 @dataclass
 class Options:
     jobs: int
-    concurrency: int
+    concurrency: list[int]  # the numbers of slots compared, each run by every concurrent system
     processes: int
-    threads: int
     latency_jobs: int
     busy_loops: int = 0
 
@@ -116,53 +120,72 @@ class Options:
 class System:
     name: str
     family: str  # how jobs are enqueued: rq, celery or dramatiq
-    command: Callable[[str, Options], list[str]]
+    command: Callable[[str, Options, int], list[str]]  # (Redis URL, options, slots)
+    concurrent: bool = True  # runs once at each --concurrency; else once per workload, its own slots
 
+    def slots(self, options: Options, slots: int) -> int:
+        """Jobs it runs at once when asked for ``slots``: all its processes together."""
+        if not self.concurrent:
+            return options.processes if self.name == "rq-pool" else 1
+        return per_process(slots, options) * options.processes if self.name.endswith(("-nP", "-nP-metrics")) else slots
+
+
+def per_process(slots: int, options: Options) -> int:
+    return max(1, slots // options.processes)
+
+
+def _rq_gevent(*args: str) -> Callable[[str, Options, int], list[str]]:
+    """``rq-gevent worker -c C`` with ``args``; ``-n P -c C/P`` where ``args`` hold ``-n``."""
+
+    def command(url: str, o: Options, slots: int) -> list[str]:
+        each = per_process(slots, o) if "-n" in args else slots
+        options = [str(o.processes) if word == "P" else word for word in args]
+        return [str(BIN / "rq-gevent"), "worker", "-u", url, "-q", *options, "-c", str(each), RQ_QUEUE]
+
+    return command
+
+
+_METRICS = ("--metrics-port", str(METRICS_PORT), "--metrics-host", "127.0.0.1")
 
 SYSTEMS = [
-    System("rq-gevent", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
-                                              "-c", str(o.concurrency), RQ_QUEUE]),
-    System("rq-gevent-rqcode", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
-                                                     "-c", str(o.concurrency), "-w", "benchworkers.RqOwnCodeWorker",
-                                                     RQ_QUEUE]),
-    System("rq-gevent-nP", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
-                                                 "-n", str(o.processes), "-c", str(o.concurrency), RQ_QUEUE]),
-    System("rq-gevent-metrics", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
-                                                      "-c", str(o.concurrency), "--metrics-port", str(METRICS_PORT),
-                                                      "--metrics-host", "127.0.0.1", RQ_QUEUE]),
-    System("rq-gevent-nP-metrics", "rq", lambda url, o: [str(BIN / "rq-gevent"), "worker", "-u", url, "-q",
-                                                         "-n", str(o.processes), "-c", str(o.concurrency),
-                                                         "--metrics-port", str(METRICS_PORT),
-                                                         "--metrics-host", "127.0.0.1", RQ_QUEUE]),
-    System("rq", "rq", lambda url, o: [str(BIN / "rq"), "worker", "-u", url, "-q", RQ_QUEUE]),
-    System("rq-simple", "rq", lambda url, o: [str(BIN / "rq"), "worker", "-u", url, "-q",
-                                              "-w", "rq.worker.SimpleWorker", RQ_QUEUE]),
-    System("rq-pool", "rq", lambda url, o: [str(BIN / "rq"), "worker-pool", "-u", url, "-q",
-                                            "-n", str(o.processes), RQ_QUEUE]),
-    System("celery", "celery", lambda url, o: [str(BIN / "celery"), "-A", "benchapp_celery", "worker",
-                                               "-P", "gevent", "-c", str(o.concurrency), "--loglevel", "WARNING"]),
-    System("dramatiq", "dramatiq", lambda url, o: [str(BIN / "dramatiq-gevent"), "benchapp_dramatiq",
-                                                   "-p", "1", "-t", str(o.threads)]),
-    System("floor", "floor", lambda url, o: [sys.executable, str(SCRIPTS / "bench_floor.py"),
-                                             "-c", str(o.concurrency)]),
+    System("rq-gevent", "rq", _rq_gevent()),
+    System("rq-gevent-rqcode", "rq", _rq_gevent("-w", "benchworkers.RqOwnCodeWorker")),
+    System("rq-gevent-nP", "rq", _rq_gevent("-n", "P")),
+    System("rq-gevent-metrics", "rq", _rq_gevent(*_METRICS)),
+    System("rq-gevent-nP-metrics", "rq", _rq_gevent("-n", "P", *_METRICS)),
+    System("rq", "rq", lambda url, o, c: [str(BIN / "rq"), "worker", "-u", url, "-q", RQ_QUEUE], concurrent=False),
+    System("rq-simple", "rq", lambda url, o, c: [str(BIN / "rq"), "worker", "-u", url, "-q",
+                                                 "-w", "rq.worker.SimpleWorker", RQ_QUEUE], concurrent=False),
+    System("rq-pool", "rq", lambda url, o, c: [str(BIN / "rq"), "worker-pool", "-u", url, "-q",
+                                               "-n", str(o.processes), RQ_QUEUE], concurrent=False),
+    System("celery", "celery", lambda url, o, c: [str(BIN / "celery"), "-A", "benchapp_celery", "worker",
+                                                  "-P", "gevent", "-c", str(c), "--loglevel", "WARNING"]),
+    System("dramatiq", "dramatiq", lambda url, o, c: [str(BIN / "dramatiq-gevent"), "benchapp_dramatiq",
+                                                      "-p", "1", "-t", str(c)]),
+    System("dramatiq-nP", "dramatiq", lambda url, o, c: [str(BIN / "dramatiq-gevent"), "benchapp_dramatiq",
+                                                         "-p", str(o.processes), "-t", str(per_process(c, o))]),
+    System("floor", "floor", lambda url, o, c: [sys.executable, str(SCRIPTS / "bench_floor.py"), "-c", str(c)]),
+
 ]  # fmt: skip
+SYSTEM_BY_NAME = {system.name: system for system in SYSTEMS}
 
 
-def label(system: System, options: Options) -> str:
-    """The command a reader would type, shortened: ``rq-gevent -n 2 -c 100``."""
+def label(system: System, options: Options, slots: int) -> str:
+    """The command a reader would type, shortened: ``rq-gevent -n 2 -c 50``."""
+    processes, each = options.processes, per_process(slots, options)
     return {
-        "rq-gevent": f"rq-gevent -c {options.concurrency}",
-        "rq-gevent-rqcode": f"rq-gevent -c {options.concurrency}, rq's code for the scripts' writes",
-        "rq-gevent-nP": f"rq-gevent -n {options.processes} -c {options.concurrency}",
-        "rq-gevent-metrics": f"rq-gevent -c {options.concurrency} --metrics-port, scraped 1/s",
-        "rq-gevent-nP-metrics": f"rq-gevent -n {options.processes} -c {options.concurrency} --metrics-port, "
-        "scraped 1/s",
+        "rq-gevent": f"rq-gevent -c {slots}",
+        "rq-gevent-rqcode": f"rq-gevent -c {slots}, rq's code for the scripts' writes",
+        "rq-gevent-nP": f"rq-gevent -n {processes} -c {each}",
+        "rq-gevent-metrics": f"rq-gevent -c {slots} --metrics-port, scraped 1/s",
+        "rq-gevent-nP-metrics": f"rq-gevent -n {processes} -c {each} --metrics-port, scraped 1/s",
         "rq": "rq worker",
         "rq-simple": "rq worker -w SimpleWorker",
-        "rq-pool": f"rq worker-pool -n {options.processes}",
-        "celery": f"celery -P gevent -c {options.concurrency}",
-        "dramatiq": f"dramatiq-gevent -p 1 -t {options.threads}",
-        "floor": f"floor: job bodies, gevent pool of {options.concurrency}",
+        "rq-pool": f"rq worker-pool -n {processes}",
+        "celery": f"celery -P gevent -c {slots}",
+        "dramatiq": f"dramatiq-gevent -p 1 -t {slots}",
+        "dramatiq-nP": f"dramatiq-gevent -p {processes} -t {each}",
+        "floor": f"floor: job bodies, gevent pool of {slots}",
     }[system.name]
 
 
@@ -232,6 +255,7 @@ class ProcessTree:
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
         self.peak_rss = 0
+        self.peak_process_rss = 0  # of its largest process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -256,7 +280,9 @@ class ProcessTree:
             rss = 0
             for process in self.processes():
                 with contextlib.suppress(psutil.NoSuchProcess):
-                    rss += process.memory_info().rss
+                    one = process.memory_info().rss
+                    rss += one
+                    self.peak_process_rss = max(self.peak_process_rss, one)
             self.peak_rss = max(self.peak_rss, rss)
 
     def stop(self) -> None:
@@ -265,10 +291,10 @@ class ProcessTree:
 
 
 @contextlib.contextmanager
-def running(system: System, url: str, options: Options, log: Path) -> Iterator[subprocess.Popen]:
+def running(system: System, url: str, options: Options, slots: int, log: Path) -> Iterator[subprocess.Popen]:
     env = dict(os.environ, BENCH_REDIS_URL=url, PYTHONPATH=os.pathsep.join([str(SCRIPTS), str(REPO)]))
     with open(log, "ab") as log_file:
-        process = subprocess.Popen(system.command(url, options), stdout=log_file, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(system.command(url, options, slots), stdout=log_file, stderr=subprocess.STDOUT,
                                    env=env, cwd=SCRIPTS, start_new_session=True)  # fmt: skip
         try:
             yield process
@@ -338,12 +364,14 @@ class Run:
     label: str
     workload: str
     jobs: int
+    slots: int  # jobs it runs at once, all its processes together
     error: str = ""
     jobs_per_s: float = 0.0
     steady_jobs_per_s: float = 0.0
     cpu_ms_per_job: float = 0.0
     redis_cpu_ms_per_job: float = 0.0
     peak_rss_mb: float = 0.0
+    peak_process_rss_mb: float = 0.0  # its largest process
     redis_commands_per_job: float = 0.0
     round_trips_per_job: float = 0.0
     scrapes: int = 0  # rq-gevent-metrics: answered fetches of /metrics during the run
@@ -361,15 +389,16 @@ def median_run(repeats: list[Run]) -> Run:
     return median
 
 
-def throughput_run(system: System, workload: str, url: str, options: Options, smtp_port: int, log: Path) -> Run:
+def throughput_run(system: System, workload: str, url: str, options: Options, slots: int, smtp_port: int,
+                   log: Path) -> Run:  # fmt: skip
     connection = redis.Redis.from_url(url)
     connection.flushall()
-    run = Run(system.name, label(system, options), workload, options.jobs)
+    run = Run(system.name, label(system, options, slots), workload, options.jobs, system.slots(options, slots))
     Enqueuer(system.family, connection, smtp_port).many(workload, options.jobs)
     deadline = time.monotonic() + 60 + options.jobs / 5
     requests = 0
     spawned = time.time()
-    with running(system, url, options, log) as process, scraping(system, run):
+    with running(system, url, options, slots, log) as process, scraping(system, run):
         tree = ProcessTree(process.pid)
         first: tuple[int, float, RedisSnapshot] | None = None
         done = 0
@@ -388,6 +417,7 @@ def throughput_run(system: System, workload: str, url: str, options: Options, sm
         last = (done, tree.cpu_seconds(), RedisSnapshot.take(connection, requests))
         tree.stop()
     run.peak_rss_mb = tree.peak_rss / 2**20
+    run.peak_process_rss_mb = tree.peak_process_rss / 2**20
     if run.error or first is None:
         return run
     ended = sorted(float(record.split()[2]) for record in connection.lrange(DONE_KEY, 0, -1))
@@ -420,11 +450,13 @@ class Latency:
 
 
 def latency_run(system: System, url: str, options: Options, log: Path) -> Latency:
+    """With the largest ``--concurrency``."""
     connection = redis.Redis.from_url(url)
     connection.flushall()
-    result = Latency(system.name, label(system, options), options.latency_jobs)
+    slots = max(options.concurrency)
+    result = Latency(system.name, label(system, options, slots), options.latency_jobs)
     enqueuer = Enqueuer(system.family, connection, 0)
-    with running(system, url, options, log):
+    with running(system, url, options, slots, log):
         enqueuer.one("noop")  # warm up: the worker is up once this is done
         if connection.blpop([DONE_KEY], 120) is None:
             result.error = "the worker ran no job within 120 s"
@@ -453,10 +485,9 @@ def inflight_run(url: str, options: Options, log: Path) -> dict:
     connection.flushall()
     Enqueuer("rq", connection, 0).many("inflight", INFLIGHT_JOBS)
     system = next(s for s in SYSTEMS if s.name == "rq-gevent")
-    wide = Options(INFLIGHT_JOBS, INFLIGHT_JOBS, 1, options.threads, options.latency_jobs)
     started_key = StartedJobRegistry(RQ_QUEUE, connection=connection).key
     most = 0
-    with running(system, url, wide, log) as process:
+    with running(system, url, options, INFLIGHT_JOBS, log) as process:
         tree = ProcessTree(process.pid)
         deadline = time.monotonic() + 120
         while connection.llen(DONE_KEY) < INFLIGHT_JOBS and time.monotonic() < deadline:
@@ -464,7 +495,7 @@ def inflight_run(url: str, options: Options, log: Path) -> dict:
             time.sleep(0.1)
         tree.stop()
     done = connection.llen(DONE_KEY)
-    return {"label": label(system, wide), "jobs": INFLIGHT_JOBS, "job_seconds": INFLIGHT_JOB_SECONDS,
+    return {"label": label(system, options, INFLIGHT_JOBS), "jobs": INFLIGHT_JOBS, "job_seconds": INFLIGHT_JOB_SECONDS,
             "most_in_flight": most, "done": done, "peak_rss_mb": tree.peak_rss / 2**20}  # fmt: skip
 
 
@@ -507,7 +538,7 @@ class Target:
     measured: float
     goal: float | None  # None: reported, no goal
     higher_is_better: bool = True
-    steady: float | None = None  # the same ratio from steady-state throughput, shown beside it
+    whole: float | None = None  # the same ratio over the whole run (from spawning the worker), shown beside it
     cpu: str = ""  # CPU ms per job of the two systems compared, shown beside a throughput ratio
 
     @property
@@ -517,57 +548,66 @@ class Target:
         return self.measured >= self.goal if self.higher_is_better else self.measured <= self.goal
 
 
-def targets(runs: list[Run], latencies: list[Latency], inflight: dict | None) -> list[Target]:
-    def run_of(system: str, workload: str) -> Run | None:
-        return next((r for r in runs if r.system == system and r.workload == workload and not r.error), None)
+def targets(runs: list[Run], latencies: list[Latency], inflight: dict | None, options: Options) -> list[Target]:
+    """Issue #38's targets at equal concurrency (and the earlier ones that still hold), for each
+    number of slots; ``None`` goals are reported only."""
 
-    def ratio(workload: str, mine: str, theirs: str, steady: bool) -> float | None:
-        def rate(system: str) -> float:
-            run = run_of(system, workload)
-            return 0.0 if run is None else run.steady_jobs_per_s if steady else run.jobs_per_s
-
-        a, b = rate(mine), rate(theirs)
-        return a / b if a and b else None
+    def run_of(system: str, workload: str, slots: int) -> Run | None:
+        return next((r for r in runs if r.system == system and r.workload == workload and not r.error
+                     and (r.slots == slots or not SYSTEM_BY_NAME[system].concurrent)), None)  # fmt: skip
 
     found: list[Target] = []
-    for what, workload, mine, theirs, goal in [
-        ("io50: rq-gevent / SimpleWorker", "io50", "rq-gevent", "rq-simple", 20),
-        ("io50: rq-gevent / celery -P gevent", "io50", "rq-gevent", "celery", 2),
-        ("noop: rq-gevent / SimpleWorker", "noop", "rq-gevent", "rq-simple", 2),
-        # Issue 20: lead Dramatiq on every workload.
-        ("noop: rq-gevent / dramatiq-gevent", "noop", "rq-gevent", "dramatiq", 1),
-        ("io50: rq-gevent / dramatiq-gevent", "io50", "rq-gevent", "dramatiq", 1.5),
-        ("mail: rq-gevent / dramatiq-gevent", "mail", "rq-gevent", "dramatiq", 1.2),
-        # Issue 20 retired ">= 1.6" (2 cores shared with Redis, interpreters' start-up): reported only.
-        ("noop: rq-gevent -n P / rq-gevent", "noop", "rq-gevent-nP", "rq-gevent", None),
-    ] + [
-        # Metrics on and scraped: within noise of metrics off (issue 19).
-        (f"{workload}: {metered} / {plain}", workload, metered, plain, 0.95)
-        for metered, plain in WITH_METRICS.items()
-        for workload in ("noop", "io50")
-    ]:
-        whole = ratio(workload, mine, theirs, steady=False)
-        if whole is not None:
-            ours, theirs_run = run_of(mine, workload), run_of(theirs, workload)
-            cpu = f"{ours.cpu_ms_per_job:.2f} / {theirs_run.cpu_ms_per_job:.2f}" if ours and theirs_run else ""
-            found.append(Target(what, whole, goal, steady=ratio(workload, mine, theirs, steady=True), cpu=cpu))
-    for workload in WORKLOADS:
-        ours, dramatiq = run_of("rq-gevent", workload), run_of("dramatiq", workload)
-        if ours is None or dramatiq is None or not dramatiq.cpu_ms_per_job or not dramatiq.redis_cpu_ms_per_job:
-            continue
-        if workload == "noop":
-            found.append(Target("noop: worker CPU per job, rq-gevent / dramatiq-gevent",
-                                ours.cpu_ms_per_job / dramatiq.cpu_ms_per_job, 1.0, False))  # fmt: skip
-        found.append(Target(f"{workload}: Redis CPU per job, rq-gevent / dramatiq-gevent",
-                            ours.redis_cpu_ms_per_job / dramatiq.redis_cpu_ms_per_job, 1.5, False))  # fmt: skip
+
+    def throughput(what: str, workload: str, slots: int, mine: str, theirs: str, goal: float | None) -> None:
+        ours, their = run_of(mine, workload, slots), run_of(theirs, workload, slots)
+        if ours is None or their is None or not their.steady_jobs_per_s or not their.jobs_per_s:
+            return
+        found.append(Target(f"{workload}, {slots} slots: {what}", ours.steady_jobs_per_s / their.steady_jobs_per_s,
+                            goal, whole=ours.jobs_per_s / their.jobs_per_s,
+                            cpu=f"{ours.cpu_ms_per_job:.2f} / {their.cpu_ms_per_job:.2f}"))  # fmt: skip
+
+    def per_job(what: str, workload: str, slots: int, measure: Callable[[Run], float], goal: float | None) -> None:
+        ours, dramatiq = run_of("rq-gevent", workload, slots), run_of("dramatiq", workload, slots)
+        if ours is not None and dramatiq is not None and measure(dramatiq):
+            found.append(Target(f"{workload}, {slots} slots: {what}, rq-gevent / dramatiq-gevent",
+                                measure(ours) / measure(dramatiq), goal, higher_is_better=False))  # fmt: skip
+
+    largest = max(options.concurrency)
+    for slots in options.concurrency:
+        for workload, goal in (("io50", 1.0), ("noop", 1.0), ("mail", None)):
+            throughput("rq-gevent / dramatiq-gevent", workload, slots, "rq-gevent", "dramatiq", goal)
+        ours = run_of("rq-gevent", "io50", slots)
+        if ours is not None:
+            ceiling = slots / IO_SECONDS
+            found.append(Target(f"io50, {slots} slots: rq-gevent / the ceiling ({ceiling:.0f} jobs/s)",
+                                ours.steady_jobs_per_s / ceiling, 0.9 if slots == 100 else None,
+                                whole=ours.jobs_per_s / ceiling))  # fmt: skip
+        per_job("worker CPU per job", "noop", slots, lambda r: r.cpu_ms_per_job, 1.0)
+        per_job("peak RSS of one process", "noop", slots, lambda r: r.peak_process_rss_mb,
+                1.2 if slots == 100 else None)  # fmt: skip
+        for workload in WORKLOADS:
+            per_job("Redis CPU per job", workload, slots, lambda r: r.redis_cpu_ms_per_job, None)
+            throughput(f"rq-gevent -n {options.processes} / dramatiq-gevent -p {options.processes}", workload, slots,
+                       "rq-gevent-nP", "dramatiq-nP", None)  # fmt: skip
+        throughput("rq-gevent / celery -P gevent", "io50", slots, "rq-gevent", "celery", 2)
+        for metered, plain in WITH_METRICS.items():  # metrics on and scraped: within noise of off (issue 19)
+            for workload in ("noop", "io50"):
+                throughput(f"{metered} / {plain}", workload, slots, metered, plain, 0.95)
+        # A pool against one process that runs one job at a time (issue 7), at the most slots.
+        if slots == largest:
+            throughput("rq-gevent / SimpleWorker", "io50", slots, "rq-gevent", "rq-simple", 20)
+            throughput("rq-gevent / SimpleWorker", "noop", slots, "rq-gevent", "rq-simple", 2)
+            throughput(f"rq-gevent -n {options.processes} / rq-gevent", "noop", slots, "rq-gevent-nP", "rq-gevent",
+                       None)  # fmt: skip
     for run in runs:
         without = WITH_METRICS.get(run.system)
-        plain = next((r for r in runs if r.system == without and r.workload == run.workload and not r.error), None)
+        plain = None if without is None else run_of(without, run.workload, run.slots)
         if not run.error and plain is not None and plain.cpu_ms_per_job:
-            found.append(Target(f"{run.workload}: CPU per job, {run.system} / {without}", run.cpu_ms_per_job
-                                / plain.cpu_ms_per_job, 1.05, False))  # fmt: skip
+            found.append(Target(f"{run.workload}, {run.slots} slots: CPU per job, {run.system} / {without}",
+                                run.cpu_ms_per_job / plain.cpu_ms_per_job, 1.05, False))  # fmt: skip
         if run.system == "rq-gevent" and not run.error and run.workload in ("noop", "io50"):
-            found.append(Target(f"{run.workload}: Redis round trips per job", run.round_trips_per_job, 11, False))
+            found.append(Target(f"{run.workload}, {run.slots} slots: Redis round trips per job",
+                                run.round_trips_per_job, 11, False))  # fmt: skip
     for latency in latencies:
         if latency.system == "rq-gevent" and not latency.error:
             found.append(Target("idle enqueue-to-start p50 (ms)", latency.p50_ms, 5, False))
@@ -579,21 +619,23 @@ def targets(runs: list[Run], latencies: list[Latency], inflight: dict | None) ->
 
 def markdown(runs: list[Run], latencies: list[Latency], inflight: dict | None, found: list[Target]) -> str:
     lines = [
-        "| workload | system | jobs/s | steady jobs/s | CPU ms/job | Redis CPU ms/job | peak RSS MB "
-        "| Redis commands/job | round trips/job |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| workload | slots | system | jobs/s | steady jobs/s | io50 ceiling | CPU ms/job | Redis CPU ms/job "
+        "| peak RSS MB | largest process MB | Redis commands/job | round trips/job |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for run in runs:
         if run.error:
-            lines.append(f"| {run.workload} | `{run.label}` | failed: {run.error} | | | | | | |")
+            lines.append(f"| {run.workload} | {run.slots} | `{run.label}` | failed: {run.error} | | | | | | | | |")
             continue
         each = run.jobs_per_s_of_each_run
         digits = 0 if min(each, default=0) >= 100 else 1
         spread = f" ({min(each):.{digits}f}-{max(each):.{digits}f})" if len(each) > 1 else ""
+        ceiling = f"{run.slots / IO_SECONDS:.0f}" if run.workload == "io50" else ""
         lines.append(
-            f"| {run.workload} | `{run.label}` | {run.jobs_per_s:.1f}{spread} | {run.steady_jobs_per_s:.1f} "
-            f"| {run.cpu_ms_per_job:.2f} | {run.redis_cpu_ms_per_job:.2f} | {run.peak_rss_mb:.0f} "
-            f"| {run.redis_commands_per_job:.1f} | {run.round_trips_per_job:.1f} |"
+            f"| {run.workload} | {run.slots} | `{run.label}` | {run.jobs_per_s:.1f}{spread} "
+            f"| {run.steady_jobs_per_s:.1f} | {ceiling} | {run.cpu_ms_per_job:.2f} | {run.redis_cpu_ms_per_job:.2f} "
+            f"| {run.peak_rss_mb:.0f} | {run.peak_process_rss_mb:.0f} | {run.redis_commands_per_job:.1f} "
+            f"| {run.round_trips_per_job:.1f} |"
         )
     if latencies:
         lines += ["", "| idle worker | enqueue-to-start p50 ms | p90 ms | p99 ms |", "| --- | ---: | ---: | ---: |"]
@@ -611,14 +653,14 @@ def markdown(runs: list[Run], latencies: list[Latency], inflight: dict | None, f
             f"flight: peak RSS {inflight['peak_rss_mb']:.0f} MB ({inflight['done']} of {inflight['jobs']} done).",
         ]
     if found:
-        lines += ["", "| target | measured | goal | | steady-state ratio | CPU ms/job, ours / theirs |",
+        lines += ["", "| target | measured | goal | | whole-run ratio | CPU ms/job, ours / theirs |",
                   "| --- | ---: | ---: | --- | ---: | ---: |"]  # fmt: skip
         for target in found:
             sign = ">=" if target.higher_is_better else "<="
-            steady = "" if target.steady is None else f"{target.steady:.2f}"
+            whole = "" if target.whole is None else f"{target.whole:.2f}"
             goal, verdict = ("", "reported") if target.goal is None else (
                 f"{sign} {target.goal:g}", "met" if target.met else "MISSED")  # fmt: skip
-            lines.append(f"| {target.what} | {target.measured:.2f} | {goal} | {verdict} | {steady} | {target.cpu} |")
+            lines.append(f"| {target.what} | {target.measured:.2f} | {goal} | {verdict} | {whole} | {target.cpu} |")
     fleet = [run for run in runs if not run.error and run.cpu_ms_per_job and run.redis_cpu_ms_per_job]
     if fleet:
         lines += ["", "What one core does, from CPU per job: jobs/s one worker core runs, jobs/s one Redis (one core) "
@@ -630,7 +672,8 @@ def markdown(runs: list[Run], latencies: list[Latency], inflight: dict | None, f
         for run in fleet:
             per_core, ceiling = 1000 / run.cpu_ms_per_job, 1000 / run.redis_cpu_ms_per_job
             feeds = ceiling / per_core
-            floor = next((r for r in fleet if r.system == "floor" and r.workload == run.workload), None)
+            floor = next((r for r in fleet if r.system == "floor" and r.workload == run.workload
+                          and r.slots == run.slots), None)  # fmt: skip
             above = ("| | |" if floor is None or run is floor else
                      f"| {run.cpu_ms_per_job - floor.cpu_ms_per_job:.2f} "
                      f"| {run.redis_cpu_ms_per_job - floor.redis_cpu_ms_per_job:.2f} |")  # fmt: skip
@@ -639,26 +682,29 @@ def markdown(runs: list[Run], latencies: list[Latency], inflight: dict | None, f
 
 
 def chart(runs: list[Run], path: Path) -> None:
+    """Steady jobs/s, one group of bars per workload and number of slots: systems at equal
+    concurrency side by side (one-slot systems in a group of their own)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    workloads = [w for w in WORKLOADS if any(r.workload == w for r in runs)]
-    labels = list(dict.fromkeys(r.label for r in runs))
-    figure, axes = plt.subplots(figsize=(11, 5.5))
-    width = 0.8 / max(len(labels), 1)
-    for index, name in enumerate(labels):
-        values = [next((r.steady_jobs_per_s for r in runs if r.label == name and r.workload == w), 0.0)
-                  for w in workloads]  # fmt: skip
-        positions = [w + (index - (len(labels) - 1) / 2) * width for w in range(len(workloads))]
-        bars = axes.bar(positions, values, width, label=name)
+    names = {"noop": "no-op", "io50": "I/O wait 50 ms", "mail": "real mail (SMTP)"}
+    groups = list(dict.fromkeys((r.workload, r.slots if SYSTEM_BY_NAME[r.system].concurrent else 0) for r in runs))
+    systems = list(dict.fromkeys(r.system for r in runs))
+    figure, axes = plt.subplots(figsize=(max(11, 1.6 * len(groups)), 5.5))
+    width = 0.8 / max(len(systems), 1)
+    for index, system in enumerate(systems):
+        values = [next((r.steady_jobs_per_s for r in runs if r.system == system and r.workload == workload
+                        and (r.slots == slots or not slots and not SYSTEM_BY_NAME[system].concurrent)), 0.0)
+                  for workload, slots in groups]  # fmt: skip
+        positions = [g + (index - (len(systems) - 1) / 2) * width for g in range(len(groups))]
+        bars = axes.bar(positions, values, width, label=system)
         axes.bar_label(bars, labels=[f"{v:.0f}" if v else "" for v in values], fontsize=7, padding=2)
-    axes.set_xticks(range(len(workloads)), [{"noop": "no-op", "io50": "I/O wait 50 ms", "mail": "real mail (SMTP)"}
-                                             [w] for w in workloads])  # fmt: skip
+    axes.set_xticks(range(len(groups)), [f"{names[w]}\n" + (f"{c} slots" if c else "rq's workers") for w, c in groups])
     axes.set_yscale("log")
     axes.set_ylabel("steady jobs/s (log scale)")
-    axes.set_title("Jobs per second, one run on one 2-core machine (scripts/bench.py)")
+    axes.set_title("Jobs per second at equal concurrency, one run on one 2-core machine (scripts/bench.py)")
     axes.legend(fontsize=8, ncols=2)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -674,12 +720,29 @@ def versions(url: str) -> dict[str, str]:
     return found
 
 
+def slot_counts(text: str) -> list[int]:
+    """``--concurrency``: ``50,100``."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"each number of slots must be at least 1: {text!r}")
+    return counts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2000, help="jobs per system and workload (default 2000)")
-    parser.add_argument("--concurrency", type=int, default=100, help="rq-gevent -c and celery -c (default 100)")
-    parser.add_argument("--processes", type=int, default=2, help="rq-gevent -n and rq worker-pool -n (default 2)")
-    parser.add_argument("--threads", type=int, default=50, help="dramatiq-gevent -t (default 50)")
+    parser.add_argument("--concurrency", type=slot_counts, default=[50, 100],
+                        help="comma-separated numbers of slots; every concurrent system runs at each: rq-gevent -c, "
+                             "celery -c, dramatiq-gevent -t, all processes together (default 50,100)")  # fmt: skip
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="rq-gevent -n, dramatiq-gevent -p and rq worker-pool -n of the *-nP systems (default 2)",
+    )
     parser.add_argument("--latency-jobs", type=int, default=200, help="jobs timed one by one per system (default 200)")
     parser.add_argument(
         "--repeat",
@@ -696,21 +759,20 @@ def main() -> int:
                              "(default 0)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=SCRIPTS / "bench_results", help="where results are written")
     args = parser.parse_args()
-    for value, name in ((args.jobs, "--jobs"), (args.concurrency, "--concurrency"), (args.processes, "--processes"),
-                        (args.threads, "--threads"), (args.latency_jobs, "--latency-jobs"),
-                        (args.repeat, "--repeat")):  # fmt: skip
+    for value, name in ((args.jobs, "--jobs"), (args.processes, "--processes"),
+                        (args.latency_jobs, "--latency-jobs"), (args.repeat, "--repeat")):  # fmt: skip
         if value < 1:
             parser.error(f"{name} must be at least 1")
     if args.busy_loops < 0:
         parser.error("--busy-loops must be at least 0")
-    by_name = {s.name: s for s in SYSTEMS}
+    by_name = SYSTEM_BY_NAME
     unknown = [n for n in args.systems.split(",") if n not in by_name] + [
         w for w in args.workloads.split(",") if w not in WORKLOADS]  # fmt: skip
     if unknown:
         parser.error(f"unknown system or workload: {', '.join(unknown)} (systems: {', '.join(by_name)}; "
                      f"workloads: {', '.join(WORKLOADS)})")  # fmt: skip
     systems = [by_name[n] for n in args.systems.split(",")]
-    options = Options(args.jobs, args.concurrency, args.processes, args.threads, args.latency_jobs, args.busy_loops)
+    options = Options(args.jobs, args.concurrency, args.processes, args.latency_jobs, args.busy_loops)
     args.out.mkdir(parents=True, exist_ok=True)
     # As installing a wheel does: an editable checkout (or PYTHONDONTWRITEBYTECODE) would otherwise
     # have every worker process compile rq_gevent from source, ~35-50 ms no user's worker spends.
@@ -730,15 +792,20 @@ def main() -> int:
         print("bench:", ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
         with smtp_server(workdir) as smtp_port:
             for workload in args.workloads.split(","):
-                repeats: dict[str, list[Run]] = {system.name: [] for system in systems}
-                for _, system in itertools.product(range(args.repeat), systems):
-                    run = throughput_run(system, workload, server.url, options, smtp_port, log)
-                    repeats[system.name].append(run)
-                    print(f"  {workload:5} {run.label:28} " + (f"FAILED: {run.error}" if run.error else
-                          f"{run.jobs_per_s:7.1f} jobs/s, steady {run.steady_jobs_per_s:7.1f}, "
-                          f"CPU {run.cpu_ms_per_job:5.2f} ms/job, {run.round_trips_per_job:4.1f} round trips/job"),
-                          flush=True)  # fmt: skip
-                runs += [median_run(of_system) for of_system in repeats.values()]
+                concurrent = [system for system in systems if system.concurrent]
+                one_slot = [system for system in systems if not system.concurrent]
+                rounds = [(slots, concurrent) for slots in options.concurrency if concurrent]
+                rounds += [(max(options.concurrency), one_slot)] if one_slot else []
+                for slots, these in rounds:
+                    repeats: dict[str, list[Run]] = {system.name: [] for system in these}
+                    for _, system in itertools.product(range(args.repeat), these):
+                        run = throughput_run(system, workload, server.url, options, slots, smtp_port, log)
+                        repeats[system.name].append(run)
+                        print(f"  {workload:5} {run.label:34} " + (f"FAILED: {run.error}" if run.error else
+                              f"{run.jobs_per_s:7.1f} jobs/s, steady {run.steady_jobs_per_s:7.1f}, "
+                              f"CPU {run.cpu_ms_per_job:5.2f} ms/job, RSS {run.peak_process_rss_mb:4.0f} MB, "
+                              f"{run.round_trips_per_job:4.1f} round trips/job"), flush=True)  # fmt: skip
+                    runs += [median_run(of_system) for of_system in repeats.values()]
         if not args.no_latency:
             for system in (s for s in systems if s.family != "floor"):  # it has no queue to wait on
                 latency = latency_run(system, server.url, options, log)
@@ -750,7 +817,7 @@ def main() -> int:
             inflight = inflight_run(server.url, options, log)
             most, peak = inflight["most_in_flight"], inflight["peak_rss_mb"]
             print(f"  in flight: {most} jobs, peak RSS {peak:.0f} MB", flush=True)
-    found = targets(runs, latencies, inflight)
+    found = targets(runs, latencies, inflight, options)
     table = markdown(runs, latencies, inflight, found)
     if args.busy_loops:
         table = f"A slow day: {args.busy_loops} processes spinning beside the whole run (`--busy-loops`).\n\n" + table
