@@ -380,9 +380,9 @@ def restore_after_retried_step(job: Any, snapshot: dict[str, Any]) -> None:
 _AS_REDIS_STORES = redis.connection.Encoder(encoding="utf-8", encoding_errors="strict", decode_responses=False)
 
 
-def stored_hash(job: Any) -> dict[str, bytes]:
-    """``job``'s hash as Redis would store it now (as ``Job.save`` writes it, and ``Job.restore`` reads it)."""
-    return {name: _AS_REDIS_STORES.encode(value) for name, value in job.to_dict().items()}
+def as_stored(mapping: dict[str, Any]) -> dict[str, bytes]:
+    """A job's ``to_dict()`` as Redis stores it (``Job.save`` writes it so), for ``Job.restore``."""
+    return {name: _AS_REDIS_STORES.encode(value) for name, value in mapping.items()}
 
 
 def snapshot(job: Any) -> dict[str, Any]:

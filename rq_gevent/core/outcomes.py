@@ -63,7 +63,7 @@ _EXECUTION = "<the job's execution>"
 @dataclass(frozen=True, slots=True)
 class RecordedOutcome:
     """A job's recorded outcome, as little as taking its step again needs: the job's hash as it was
-    before the step (pickled, as Redis stores it), its execution's id and start, the step's other arguments."""
+    before the step (its ``to_dict()``, pickled), its execution's id and start, the step's other arguments."""
 
     at: float  # time.monotonic()
     job_id: str
@@ -100,7 +100,7 @@ class RecordedOutcome:
     def rebuilt(self) -> tuple[RunningJob, OutcomeStep]:
         """The job as it was before its step (a new object), and that step again."""
         job = self.job_class(self.job_id, connection=self.connection, serializer=self.serializer)
-        job.restore(pickle.loads(self.job_hash))
+        job.restore(compat.as_stored(pickle.loads(self.job_hash)))
         compat.skip_callbacks(job)  # callbacks ran with the job; steps do not run them
         execution = compat.execution_of(job, self.execution_id, self.worker_name, self.execution_started)
         running = RunningJob(job=job, queue=self.queue, execution=execution, phase=Phase.FINISHING,
@@ -141,7 +141,7 @@ class Outcomes:
             return
         job = running.job
         before = compat.snapshot(job)
-        job_hash = pickle.dumps(compat.stored_hash(job), pickle.HIGHEST_PROTOCOL)
+        job_hash = pickle.dumps(job.to_dict(), pickle.HIGHEST_PROTOCOL)
         was_stopped = running.stopped
         retried = False
         # A primary that answers reads but refuses writes (NOREPLICAS until a replica follows it after a
