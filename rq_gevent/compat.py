@@ -353,6 +353,18 @@ SUCCESS_SCRIPT_MIRRORS = ("_handle_success", "set_status", "save", "to_dict", "c
                           "started_job_registry", "dependents_key", "dependencies_key", "get_result_ttl")  # fmt: skip
 
 
+def finished_fields(job: Any, ended_hash: dict[str, Any] | None) -> dict[str, Any]:
+    """``job.to_dict(include_meta=False, include_result=False)`` once its status is FINISHED, from
+    ``ended_hash``, its ``to_dict()`` just before (rq's ``to_dict`` formats five timestamps and
+    compresses the job's data again on each call), else from the job."""
+    set_status_in_memory(job, rq.job.JobStatus.FINISHED)
+    if ended_hash is None:
+        return job.to_dict(include_meta=False, include_result=False)
+    fields = {name: value for name, value in ended_hash.items() if name != "meta" and name != "result"}
+    fields["status"] = job._status
+    return fields
+
+
 def set_status_in_memory(job: Any, status: Any) -> None:
     """What rq's ``Job.set_status`` sets on the object, with no write (a script writes the hash)."""
     job._status = status

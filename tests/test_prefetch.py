@@ -120,11 +120,11 @@ def take_back_seat(connection, queue, worker, release_key: str | None, withdraw)
     return first, second
 
 
-def one_slot_held_until_release(connection) -> tuple:
-    """A burst worker with one slot, held by a job until ``release`` is pushed; "first" and "second"
-    queued behind it."""
+def one_slot_held_until_release(connection, holder_call: tuple = (testjobs.block_in_redis, "release", 10)) -> tuple:
+    """A burst worker with one slot, held by a job until ``release`` is pushed (or ``holder_call`` ends);
+    "first" and "second" queued behind it."""
     queue = Queue(connection=connection)
-    holder = queue.enqueue(testjobs.block_in_redis, "release", 10)
+    holder = queue.enqueue(*holder_call)
     queue.enqueue(testjobs.green_sleep, 0, "first")
     queue.enqueue(testjobs.green_sleep, 0, "second")
     worker = GeventWorker([queue], connection=connection, concurrency=1)
@@ -234,12 +234,14 @@ def test_no_job_popped_ahead_starts_once_a_warm_shutdown_is_requested(connection
 def test_jobs_popped_ahead_are_put_back_once_an_unreachable_redis_answers(caplog):
     with EmbeddedRedis(appendonly=True) as private_redis:  # AOF: the jobs and lists survive a restart
         connection = redis.Redis.from_url(private_redis.url)
-        queue, worker, greenlet = one_slot_held_until_release(connection)
+        # The holder keeps its slot through the outage: it needs no Redis until it ends (one that failed
+        # with the restart would leave its slot to them while its failure waits for Redis).
+        queue, worker, greenlet = one_slot_held_until_release(connection, (testjobs.green_sleep, 4, "holder"))
         first, second = take_back_seat(connection, queue, worker, None, lambda job: None)
         private_redis.restart(down_for=1.5)  # their put-back is due 100 ms after they were popped
         wait_until(lambda: "jobs popped ahead put back" in caplog.text, timeout=20, what="the put-back")
         assert "will put 2 jobs popped ahead back in default once it answers" in caplog.text
-        greenlet.join(30)  # the holder failed with its connection; the burst runs the two
+        greenlet.join(30)  # the holder ends; the burst runs the two
 
         assert [first.get_status(refresh=True), second.get_status(refresh=True)] == [JobStatus.FINISHED] * 2
         assert connection.llen(queue.intermediate_queue_key) == 0

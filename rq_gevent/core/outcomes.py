@@ -139,10 +139,20 @@ class Outcomes:
         if running is None or running.execution is None or not running.ran:
             record()
             return
-        job = running.job
-        before = compat.snapshot(job)
-        job_hash = pickle.dumps(job.to_dict(), pickle.HIGHEST_PROTOCOL)
         was_stopped = running.stopped
+        ended_hash = running.job.to_dict()
+        # A step may run inside another (rq 2's retry step calls handle_job_failure): the outer's is back after.
+        outer_step_hash, running.ended_hash = running.ended_hash, ended_hash
+        try:
+            self._record_until_redis_has_it(running, record, confirm)
+        finally:
+            running.ended_hash = outer_step_hash
+        self._remember(RecordedOutcome.of(running, step, pickle.dumps(ended_hash, pickle.HIGHEST_PROTOCOL),
+                                          was_stopped))  # fmt: skip
+
+    def _record_until_redis_has_it(self, running: RunningJob, record: Callable[[], Any], confirm: bool) -> None:
+        job, was_stopped = running.job, running.stopped
+        before = compat.snapshot(job)
         retried = False
         # A primary that answers reads but refuses writes (NOREPLICAS until a replica follows it after a
         # failover) fails each attempt at once: the first retry is at once, then every RETRY_PAUSE.
@@ -169,7 +179,6 @@ class Outcomes:
             backoff.pause(self._cold)
         if retried:
             self.log.warning("Worker %s: outcome of job %s recorded now that Redis answers", self.name, job.id)
-        self._remember(RecordedOutcome.of(running, step, job_hash, was_stopped))
 
     def _remember(self, recorded: RecordedOutcome) -> None:
         """Keep ``recorded`` among the recent outcomes, dropping those too old to check."""

@@ -72,6 +72,9 @@ class RunningJob:
     armed_penalty: Penalty | None = None
     # An interruption that came before its code armed a penalty: thrown as soon as it does.
     pending_interrupt: BaseException | None = None
+    # Its job's ``to_dict()`` as its outcome's step began (rq_gevent.core.outcomes keeps it for a recheck;
+    # the success script writes it, rq_gevent.plumbing.job_writes), while that step runs.
+    ended_hash: dict[str, Any] | None = None
 
     @property
     def ran(self) -> bool:

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
-from rq.job import Job, JobStatus
+from rq.job import Job
 from rq.results import Result
 from rq.utils import as_text, now
 from rq.worker import Worker, WorkerStatus
@@ -212,8 +212,7 @@ class JobWrites:
         """rq's ``handle_job_success``, with no dependents, as one call of ``lua/success.lua``."""
         worker, job, execution = self.worker, running.job, running.execution
         result_ttl = job.get_result_ttl(worker.default_result_ttl)
-        compat.set_status_in_memory(job, JobStatus.FINISHED)
-        job_fields = [word for pair in job.to_dict(include_meta=False, include_result=False).items() for word in pair]
+        job_fields = [word for pair in compat.finished_fields(job, running.ended_hash).items() for word in pair]
         result = compat.success_result(job, worker.name, execution)
         result_fields = [word for pair in result.serialize().items() for word in pair]
         score = result_ttl if result_ttl < 0 else int(time.time()) + result_ttl  # rq's BaseRegistry.add
