@@ -92,6 +92,32 @@ def test_serializers_are_resolved_as_rq_resolves_them():
         speedups.resolve_serializer(object())
 
 
+class Owner:
+    @staticmethod
+    def static():
+        return "static"
+
+    class Inner:
+        value = 1
+
+
+def dotted_names() -> list[str]:
+    here = __name__
+    return [f"{here}.some_datetimes", f"{here}.Owner", f"{here}.Owner.static", f"{here}.Owner.Inner",
+            f"{here}.Owner.Inner.value", f"{here}.missing", f"{here}.Owner.missing", f"{here}.", "len", "nothing",
+            "os.path.join", "os.path", "os.sep", "rq.utils.import_attribute", "rq.job.Job.fetch",
+            "no_such_module.f", "no_such_package.module.f", "", ".", "..", f"{here}..Owner", "zoneinfo.ZoneInfo",
+            "json.decoder.JSONDecodeError", "tests_not_a_module.x.y"]  # fmt: skip
+
+
+def test_dotted_names_are_imported_as_rq_imports_them():
+    assert disagreements(speedups.import_attribute, speedups._rq_import_attribute, dotted_names()) == []
+    assert sum(outcome(speedups.import_attribute, name)[0] == "raises" for name in dotted_names()) >= 6
+    # The instrument: a lookup that skips rq's fallbacks differs from rq's.
+    bare = lambda name: getattr(__import__("sys").modules[name.rpartition(".")[0]], name.rpartition(".")[2])  # noqa: E731
+    assert disagreements(bare, speedups._rq_import_attribute, dotted_names())
+
+
 def test_rq_uses_them_once_a_worker_exists_and_keeps_what_someone_else_replaced(connection, monkeypatch):
     import rq.worker
 
@@ -103,5 +129,6 @@ def test_rq_uses_them_once_a_worker_exists_and_keeps_what_someone_else_replaced(
     assert rq.job.utcformat is their_own
     assert rq.utils.utcformat is speedups.utcformat and rq.utils.utcparse is speedups.utcparse  # str_to_date's
     assert rq.job.resolve_serializer is speedups.resolve_serializer
+    assert rq.job.import_attribute is speedups.import_attribute
     worker_module = getattr(rq.worker, "base", rq.worker)  # rq >= 2.4 made rq.worker a package
     assert worker_module.utcformat is speedups.utcformat
