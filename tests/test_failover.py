@@ -62,6 +62,31 @@ def _cut_replication(servers) -> None:
     servers.new.replicaof("NO", "ONE")
 
 
+def _fail_over_once_recorded(servers, worker, tmp_path, job: Job, status: JobStatus) -> Job:
+    """Replication cut as the gated worker is about to record ``job``'s outcome; the failover once the
+    old primary has it (``status``) and the worker is idle.  The job on the new primary, after the
+    worker said it recorded the outcome there again."""
+    wait_until(lambda: (tmp_path / "reached").exists(), what="the worker about to record the outcome")
+    _cut_replication(servers)
+    (tmp_path / "go").touch()
+    wait_until(lambda: job.get_status(refresh=True) == status, what=f"{status.value}, on the old primary")
+    # The job's greenlet is over (the worker idle): the outcome's transaction had its reply before the
+    # failover.  Else the failover may cut that reply, and the job's own greenlet records it on the new
+    # primary (also right, but not the recheck these tests are about).
+    wait_until(lambda: [worker.get_state() for worker in Worker.all(connection=servers.old)] == ["idle"],
+               what="the worker idle again")  # fmt: skip
+    new_job = Job.fetch(job.id, connection=servers.new)
+    assert new_job.get_status(refresh=True) == JobStatus.STARTED  # the instrument: the new primary lacks it
+
+    os.kill(servers.proxy.pid, signal.SIGWINCH)
+    try:
+        wait_until(lambda: "recorded again" in worker.output(), timeout=30, what="the outcome recorded again")
+    finally:
+        print(worker.output())
+    new_job.refresh()
+    return new_job
+
+
 @pytest.mark.parametrize("lost", LOST)
 def test_a_run_the_new_primary_lacks_ends_recorded_there(primary_and_replica, worker_process, tmp_path, lost):
     servers = primary_and_replica
@@ -115,24 +140,7 @@ def test_a_stopped_job_whose_outcome_the_new_primary_lacks_is_recorded_stopped_t
                             env={"TEST_GATE_DIR": str(tmp_path)})  # fmt: skip
     wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job started")
     send_stop_job_command(servers.old, job.id)
-    wait_until(lambda: (tmp_path / "reached").exists(), what="the worker about to record the stop")
-    _cut_replication(servers)
-    (tmp_path / "go").touch()
-    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STOPPED, what="stopped, on the old primary")
-    # The job's greenlet is over (the worker idle): the stop's transaction had its reply before the
-    # failover.  Else the failover may cut that reply, and the job's own greenlet records it on the new
-    # primary (also right, but not the recheck this test is about).
-    wait_until(lambda: [worker.get_state() for worker in Worker.all(connection=servers.old)] == ["idle"],
-               what="the worker idle again")  # fmt: skip
-    new_job = Job.fetch(job.id, connection=servers.new)
-    assert new_job.get_status(refresh=True) == JobStatus.STARTED  # the instrument: the new primary lacks it
-
-    os.kill(servers.proxy.pid, signal.SIGWINCH)
-    try:
-        wait_until(lambda: "recorded again" in worker.output(), timeout=30, what="the outcome recorded again")
-    finally:
-        print(worker.output())
-    new_job.refresh()
+    new_job = _fail_over_once_recorded(servers, worker, tmp_path, job, JobStatus.STOPPED)
     assert new_job.get_status() == JobStatus.STOPPED and new_job.retries_left == 1, worker.output()
     assert new_job.id in FailedJobRegistry(queue=Queue("ledger", connection=servers.new))
     worker.shut_down()
@@ -169,21 +177,7 @@ def test_a_retry_whose_outcome_the_new_primary_lacks_is_scheduled_there(primary_
                                                           retry=Retry(max=2, interval=600))  # fmt: skip
     worker = worker_process("-u", servers.url, "--worker-class", "testworkers.GatedOutcomeWorker", "ledger",
                             env={"TEST_GATE_DIR": str(tmp_path)})  # fmt: skip
-    wait_until(lambda: (tmp_path / "reached").exists(), what="the worker about to record the retry")
-    _cut_replication(servers)
-    (tmp_path / "go").touch()
-    wait_until(lambda: job.get_status(refresh=True) == JobStatus.SCHEDULED, what="scheduled, on the old primary")
-    wait_until(lambda: [worker.get_state() for worker in Worker.all(connection=servers.old)] == ["idle"],
-               what="the worker idle again")  # fmt: skip
-    new_job = Job.fetch(job.id, connection=servers.new)
-    assert new_job.get_status(refresh=True) == JobStatus.STARTED  # the instrument: the new primary lacks it
-
-    os.kill(servers.proxy.pid, signal.SIGWINCH)
-    try:
-        wait_until(lambda: "recorded again" in worker.output(), timeout=30, what="the outcome recorded again")
-    finally:
-        print(worker.output())
-    new_job.refresh()
+    new_job = _fail_over_once_recorded(servers, worker, tmp_path, job, JobStatus.SCHEDULED)
     new_queue = Queue("ledger", connection=servers.new)
     assert new_job.get_status() == JobStatus.SCHEDULED and new_job.retries_left == 1, worker.output()
     assert new_job.id in new_queue.scheduled_job_registry
