@@ -46,6 +46,7 @@ from .core.commands import Commands
 from .core.error_text import ERROR_TEXT_MAX, Failure, cap, describe_failure
 from .core.heartbeat import Heartbeat
 from .core.loop import WorkerSteps, WorkLoop
+from .core.loss_window import LossWindow
 from .core.maintenance import Maintenance
 from .core.outcomes import Outcomes, OutcomeStep
 from .core.retries import Requeues
@@ -277,8 +278,9 @@ class GeventWorker(compat.WorkerHooks, Worker):
         self.job_writes = JobWrites(self, self.jobs, self.counters, self.scripted,
                                     type(self).cleanup_execution is not GeventWorker.cleanup_execution)  # fmt: skip
         self.heartbeats = Heartbeat(self, self.jobs, self.redis_outage, self.counters, self.scripted)
+        self.loss_window = LossWindow(self.connection, self.log, self.name, lambda: self.outcomes.forget_safe())
         self.outcomes = Outcomes(self.name, self.log, self.jobs, self._recorder, self.wait_for_redis,
-                                 self.shutdown.cold, self.job_writes.outcome_recorded)  # fmt: skip
+                                 self.shutdown.cold, self.job_writes.outcome_recorded, self.loss_window)  # fmt: skip
         self.requeues = Requeues(self.connection, self.name, self.log, self.wait_for_redis, self.cleanup_execution,
                                  self.metrics)  # fmt: skip
         self.commands = Commands(self.name, self.log, self.jobs, self.redis_outage, {
@@ -451,6 +453,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
             compat.start_scheduler(self, burst, logging_level, date_format, log_format)  # rq's hook, as above
         self.heartbeats.start()
         self.counters.start()
+        self.loss_window.start()
         self.metrics.start(self.concurrency)
         # Prove the command listener hears, twice per socket timeout (rq_gevent.core.listener).
         if getattr(self, "pubsub_thread", None) is not None:
@@ -466,6 +469,7 @@ class GeventWorker(compat.WorkerHooks, Worker):
         finally:
             self.metrics.stop()
             self.heartbeats.stop()
+            self.loss_window.stop()
             self.commands.stop_watch()
             self.counters.stop()
             try:

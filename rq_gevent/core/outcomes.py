@@ -7,11 +7,12 @@ it ended.  (A job that did not run is put back on its queue instead: :mod:`rq_ge
 
 An outcome Redis acknowledged can still be lost: a primary sends writes to its replica after
 acknowledging them, so a failover (Sentinel's, or a ``kill -9`` of the primary) drops the last moments
-of them, as does the last second of an ``appendfsync everysec`` restart.  So the outcomes recorded in
-the ``RECHECK_SECONDS`` before an outage are checked once Redis answers again, and recorded again where
-the new server lacks them.  What is kept for that is the job as rq would fetch it (its hash, as it
-was before the outcome's step), not the job object: thousands of outcomes are recorded in that
-window, and a worker must not grow by their jobs.
+of them, as does the last second of an ``appendfsync everysec`` restart.  So each outcome is kept while
+the server can still lose it (:mod:`rq_gevent.core.loss_window`: until every replica acknowledged it;
+at most ``RECHECK_LIMIT`` of them, for at most twice ``RECHECK_SECONDS``), and those recorded in the
+``RECHECK_SECONDS`` before an outage are checked once Redis answers again, and recorded again where the
+new server lacks them.  What is kept is the job as rq would fetch it (its hash, as it was before the
+outcome's step), not the job object: a worker must not grow by its jobs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from rq.registry import BaseRegistry
 from .. import compat
 from ..plumbing.redis_waits import REDIS_UNAVAILABLE, Backoff, why_unavailable
 from ..words import plural
+from .loss_window import LossWindow
 from .running import Phase, RunningJob, RunningJobs
 
 # Outcomes recorded this long before an outage began are checked again after it: more than a
@@ -119,15 +121,21 @@ class RecordedOutcome:
 class Outcomes:
     """``recorder(step)`` makes what takes ``step``; ``wait_for_redis(call, to_do)`` calls until Redis
     answers (a cold shutdown gives up); ``outcome_recorded(running, on_primary=False)`` tells whether
-    Redis has a job's outcome (``JobWrites.outcome_recorded``); ``cold`` is set by a cold shutdown."""
+    Redis has a job's outcome (``JobWrites.outcome_recorded``); ``cold`` is set by a cold shutdown;
+    ``loss_window`` tells which outcomes Redis can still lose."""
 
     def __init__(self, name: str, log: logging.Logger, jobs: RunningJobs,
                  recorder: Callable[[OutcomeStep], Callable[[], Any]],
                  wait_for_redis: Callable[[Callable[[], Any], str], Any], cold: gevent.event.Event,
-                 outcome_recorded: Callable[..., bool]) -> None:  # fmt: skip
+                 outcome_recorded: Callable[..., bool], loss_window: LossWindow) -> None:  # fmt: skip
         self.name, self.log, self.jobs, self._recorder = name, log, jobs, recorder
         self._wait_for_redis, self._cold, self._outcome_recorded = wait_for_redis, cold, outcome_recorded
+        self._loss_window = loss_window
         self._recent: collections.deque[RecordedOutcome] = collections.deque(maxlen=RECHECK_LIMIT)
+
+    def __len__(self) -> int:
+        """How many recorded outcomes are kept to check after an outage."""
+        return len(self._recent)
 
     def record(self, running: RunningJob | None, step: OutcomeStep, confirm: bool = False) -> None:
         """Take ``step``, which records how ``running`` ended, until Redis has it.
@@ -147,6 +155,8 @@ class Outcomes:
             self._record_until_redis_has_it(running, record, confirm)
         finally:
             running.ended_hash = outer_step_hash
+        if not self._loss_window.keeps_outcomes:
+            return
         self._remember(RecordedOutcome.of(running, step, pickle.dumps(ended_hash, pickle.HIGHEST_PROTOCOL),
                                           was_stopped))  # fmt: skip
 
@@ -181,16 +191,23 @@ class Outcomes:
             self.log.warning("Worker %s: outcome of job %s recorded now that Redis answers", self.name, job.id)
 
     def _remember(self, recorded: RecordedOutcome) -> None:
-        """Keep ``recorded`` among the recent outcomes, dropping those too old to check."""
+        """Keep ``recorded`` among the recent outcomes, dropping those too old to check or safe."""
         recent = self._recent
         while recent and recent[0].at < recorded.at - RECHECK_SECONDS * 2:
             recent.popleft()
+        self.forget_safe()
         if recent and recent[-1].same_run(recorded):
             # rq's step recorded through another (rq 2's retry step calls handle_job_failure): the
             # outer step, which ends last, is the one to take again.
             recent[-1] = recorded
         else:
             recent.append(recorded)
+
+    def forget_safe(self) -> None:
+        """Drop the oldest outcomes for as long as Redis can no longer lose them."""
+        recent, can_lose = self._recent, self._loss_window.can_lose
+        while recent and not can_lose(recent[0].at):
+            recent.popleft()
 
     def recheck_after_outage(self, down_since: float) -> None:
         """Redis answers again after an outage that began at ``down_since`` (monotonic): check, in a

@@ -1,0 +1,105 @@
+"""A worker keeps each outcome it recorded for as long as the Redis server can still lose it, no longer.
+
+Real servers, each of its own: one alone without persistence (a crash loses every recent write: nothing
+to keep), one with an append-only file (the last seconds), and a primary with a real replica (until the
+replica acknowledged it: a stopped replica, or a cut link, keeps them).  That the outcomes kept are
+recorded again after a failover is tests/test_failover.py's and tests/test_sentinel.py's subject.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+
+import gevent
+import pytest
+import redis
+import testjobs
+from conftest import start_worker_greenlet, wait_until
+from rq import Queue
+
+from rq_gevent import GeventWorker
+from rq_gevent.core import loss_window
+from rq_gevent.embedded_redis import EmbeddedRedis
+
+JOBS = 40
+
+
+@pytest.fixture
+def primary_and_replica() -> Iterator[tuple[EmbeddedRedis, EmbeddedRedis]]:
+    with EmbeddedRedis() as primary, EmbeddedRedis(extra_args=["--replicaof", "127.0.0.1", str(primary.port)]) as replica:
+        replica_client = redis.Redis.from_url(replica.url)
+        wait_until(lambda: replica_client.info("replication")["master_link_status"] == "up", what="replica in sync")
+        yield primary, replica
+
+
+def _worker_that_ran_jobs(url: str) -> tuple[GeventWorker, gevent.Greenlet]:
+    connection = redis.Redis.from_url(url)
+    queue = Queue("kept", connection=connection)
+    worker = GeventWorker([queue], connection=connection, concurrency=10)
+    greenlet = start_worker_greenlet(worker)
+    for n in range(JOBS):
+        queue.enqueue(testjobs.green_sleep, 0, n)
+    wait_until(lambda: queue.finished_job_registry.count == JOBS, what="the jobs finished")
+    return worker, greenlet
+
+
+def _stop(worker: GeventWorker, greenlet: gevent.Greenlet) -> None:
+    worker.request_stop()
+    greenlet.join(10)
+    assert greenlet.dead
+
+
+def _still_kept_after(worker: GeventWorker, seconds: float) -> int:
+    gevent.sleep(seconds)
+    return len(worker.outcomes)
+
+
+def test_a_server_without_replicas_or_persistence_keeps_no_outcome():
+    """Its crash loses the jobs' enqueues and starts with their outcomes: nothing to record again."""
+    with EmbeddedRedis() as server:
+        worker, greenlet = _worker_that_ran_jobs(server.url)
+        try:
+            assert len(worker.outcomes) == 0
+        finally:
+            _stop(worker, greenlet)
+
+
+def test_a_server_with_an_append_only_file_keeps_the_outcomes_of_its_last_seconds(monkeypatch):
+    monkeypatch.setattr(loss_window, "FSYNC_SECONDS", 1.0)
+    with EmbeddedRedis(appendonly=True) as server:
+        worker, greenlet = _worker_that_ran_jobs(server.url)
+        try:
+            assert len(worker.outcomes) == JOBS  # the instrument: what a crash may still lose is kept
+            wait_until(lambda: len(worker.outcomes) == 0, timeout=5, what="outcomes past the fsync window dropped")
+        finally:
+            _stop(worker, greenlet)
+
+
+def test_a_primary_keeps_each_outcome_until_its_replica_acknowledged_it(primary_and_replica):
+    primary, replica = primary_and_replica
+    os.kill(replica.process.pid, signal.SIGSTOP)  # still "online" to the primary; acknowledging nothing
+    try:
+        worker, greenlet = _worker_that_ran_jobs(primary.url)
+        try:
+            assert _still_kept_after(worker, 3 * loss_window.POLL_SECONDS) == JOBS
+        finally:
+            os.kill(replica.process.pid, signal.SIGCONT)
+        wait_until(lambda: len(worker.outcomes) == 0, timeout=10, what="the acknowledged outcomes dropped")
+        _stop(worker, greenlet)
+    finally:
+        os.kill(replica.process.pid, signal.SIGCONT)
+
+
+def test_a_primary_whose_replica_link_is_cut_keeps_the_outcomes(primary_and_replica):
+    """The replica that stopped following may still be promoted (tests/test_failover.py: recorded again there)."""
+    primary, replica = primary_and_replica
+    redis.Redis.from_url(replica.url).replicaof("NO", "ONE")
+    wait_until(lambda: redis.Redis.from_url(primary.url).info("replication")["connected_slaves"] == 0,
+               what="the primary without its replica")  # fmt: skip
+    worker, greenlet = _worker_that_ran_jobs(primary.url)
+    try:
+        assert _still_kept_after(worker, 3 * loss_window.POLL_SECONDS) == JOBS
+    finally:
+        _stop(worker, greenlet)
