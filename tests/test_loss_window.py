@@ -30,7 +30,7 @@ JOBS = 40
 def primary_and_replica() -> Iterator[tuple[EmbeddedRedis, EmbeddedRedis]]:
     with (
         EmbeddedRedis() as primary,
-        EmbeddedRedis(extra_args=["--replicaof", "127.0.0.1", str(primary.port)]) as (replica),
+        EmbeddedRedis(extra_args=["--replicaof", "127.0.0.1", str(primary.port)]) as replica,
     ):
         replica_client = redis.Redis.from_url(replica.url)
         wait_until(lambda: replica_client.info("replication")["master_link_status"] == "up", what="replica in sync")
