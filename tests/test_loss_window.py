@@ -106,3 +106,20 @@ def test_a_primary_whose_replica_link_is_cut_keeps_the_outcomes(primary_and_repl
         assert _still_kept_after(worker, 3 * loss_window.POLL_SECONDS) == JOBS
     finally:
         _stop(worker, greenlet)
+
+
+def test_a_server_that_refuses_info_keeps_the_outcomes(caplog):
+    """An ACL user without INFO (as some managed Redis give): nothing tells what is safe, so all is kept."""
+    with EmbeddedRedis() as server:
+        admin = redis.Redis.from_url(server.url)
+        admin.acl_setuser("worker", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                          commands=["+@all", "-info"])  # fmt: skip
+        url = server.url.replace("redis://", "redis://worker:pw@")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            redis.Redis.from_url(url).info("replication")  # the instrument: INFO is refused
+        worker, greenlet = _worker_that_ran_jobs(url)
+        try:
+            assert _still_kept_after(worker, 2 * loss_window.POLL_SECONDS) == JOBS
+            assert "Redis answers no INFO" in caplog.text
+        finally:
+            _stop(worker, greenlet)

@@ -58,13 +58,22 @@ class LossWindow(Background):
         return at < self._primary_since or at >= self._safe_before
 
     def start(self) -> None:
-        self.poll()  # before the first job: the first outcomes are kept, or not, as they should be
+        self._poll_whatever_happens()  # before the first job: its outcome is kept, or not, as it should be
         super().start()
 
     def run(self) -> None:
         while True:
             gevent.sleep(POLL_SECONDS)
+            self._poll_whatever_happens()
+
+    def _poll_whatever_happens(self) -> None:
+        try:
             self.poll()
+        except Exception:  # an answer this code does not expect: keep every outcome, poll on
+            if not self._unanswered_said:
+                self._unanswered_said = True
+                self._log.exception("Worker %s: could not tell which outcomes Redis can still lose", self._name)
+            self._unknown()
 
     def poll(self) -> None:
         asked_at = time.monotonic()
