@@ -280,7 +280,8 @@ class GeventWorker(compat.WorkerHooks, Worker):
         self.heartbeats = Heartbeat(self, self.jobs, self.redis_outage, self.counters, self.scripted)
         self.loss_window = LossWindow(self.connection, self.log, self.name, lambda: self.outcomes.forget_safe())
         self.outcomes = Outcomes(self.name, self.log, self.jobs, self._recorder, self.wait_for_redis,
-                                 self.shutdown.cold, self.job_writes.outcome_recorded, self.loss_window)  # fmt: skip
+                                 self.shutdown.cold, self.job_writes.outcome_recorded, self.loss_window,
+                                 self.redis_outage.failed)  # fmt: skip
         self.requeues = Requeues(self.connection, self.name, self.log, self.wait_for_redis, self.cleanup_execution,
                                  self.metrics)  # fmt: skip
         self.commands = Commands(self.name, self.log, self.jobs, self.redis_outage, {
@@ -394,8 +395,10 @@ class GeventWorker(compat.WorkerHooks, Worker):
 
     def wait_for_redis(self, call: Callable[[], Any], to_do: str) -> Any:
         """``call()`` until Redis answers it; a cold shutdown gives up (raising Redis's error)."""
-        return when_redis_answers(call, self.shutdown.cold, self.log, f"Worker {self.name}", to_do,
-                                  answered_again=self.redis_outage.succeeded)  # fmt: skip
+        answer = when_redis_answers(call, self.shutdown.cold, self.log, f"Worker {self.name}", to_do,
+                                    failed=self.redis_outage.failed)  # fmt: skip
+        self.redis_outage.succeeded()  # an outage seen by another call (an outcome's) ends too
+        return answer
 
     def _redis_recovered(self, down_since: float) -> None:
         """An outage ended, seen by whichever connection first had an answer: the loop tries again at

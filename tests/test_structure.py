@@ -102,7 +102,7 @@ def test_type_checking_imports_and_the_package_itself_are_edges(tmp_path):
 
 # What GeventWorker builds and hands to its collaborators: none may reach another through the worker.
 COLLABORATORS = {"admission", "commands", "counters", "dequeuer", "heartbeats", "job_writes", "jobs", "loop",
-                 "maintenance", "metrics", "outcomes", "redis_outage", "requeues", "shutdown",
+                 "loss_window", "maintenance", "metrics", "outcomes", "redis_outage", "requeues", "shutdown",
                  "suspension"}  # fmt: skip
 
 

@@ -7,12 +7,16 @@ to record it again after an outage.  How long that is, from ``INFO replication``
 
 * a primary with replicas: until every replica acknowledged the offset the primary had reached after
   the outcome (its ``master_repl_offset``; each replica's ``offset``, which a replica acknowledges
-  every second).  A replica not ``online``, or fewer replicas than this primary had (a link cut: that
-  replica may still be promoted), leaves every outcome kept, within the recheck's time and count bounds;
+  every second), and, with an append-only file, for its last ``FSYNC_SECONDS`` as well (a restart
+  without a failover replays the file, and the replicas sync again from it).  A replica not
+  ``online``, or fewer replicas than this primary had (a link cut: that replica may still be
+  promoted), leaves every outcome kept, within the recheck's time and count bounds;
 * a server without replicas (none in the last hour: ``repl_backlog_active`` is 0) with AOF on: the last
   ``FSYNC_SECONDS``;
 * a server with neither: nothing.  Its crash loses every write since its last snapshot, the jobs'
-  enqueues and starts with their outcomes: recording some outcomes again would not restore that;
+  enqueues and starts with their outcomes: recording some outcomes again would not restore that.  A
+  replica that attaches is seen at the next poll: the outcomes of the second before are not kept
+  (Sentinel, which learns of replicas every 10 s, does not promote one that young);
 * a server whose INFO does not say (a proxy, a renamed command): every outcome within the bounds.
 
 An outcome recorded before this primary was first seen (before a failover) is never taken as safe here.
@@ -50,6 +54,7 @@ class LossWindow(Background):
         self._primary: str | None = None  # the replication id the server answered with
         self._primary_since = math.inf  # when this process first saw that primary
         self._safe_before = -math.inf
+        self._acknowledged_before = -math.inf  # every replica has the outcomes recorded before this
         self._most_replicas = 0
         self._pending: collections.deque[tuple[float, int]] = collections.deque(maxlen=PENDING_POLLS)
         self._unanswered_said = False
@@ -103,20 +108,34 @@ class LossWindow(Background):
             return
         primary = str(replication.get("master_replid"))
         if primary != self._primary:
-            self._primary, self._primary_since, self._safe_before = primary, asked_at, -math.inf
+            self._primary, self._primary_since, self._acknowledged_before = primary, asked_at, -math.inf
             self._most_replicas = 0
             self._pending.clear()
-        replicas = [value for key, value in replication.items() if key.startswith("slave") and isinstance(value, dict)]
+        # Valkey lists a replica in a full sync twice: the connection of its snapshot too.
+        replicas = [
+            value
+            for key, value in replication.items()
+            if key.startswith("slave") and isinstance(value, dict) and value.get("type") != "rdb-channel"
+        ]
+        # A restart without a failover replays the append-only file, and replicas sync again from it:
+        # what its last fsync missed is lost, replicas or not.  Without the file, a restart loses every
+        # write since the last snapshot, the jobs' starts with their outcomes: nothing to record again.
+        aof = bool(persistence.get("aof_enabled"))
+        persisted_before = asked_at - FSYNC_SECONDS if aof else asked_at
         if not replicas and not replication.get("repl_backlog_active"):
-            aof = bool(persistence.get("aof_enabled"))
-            self.keeps_outcomes = aof
-            self._safe_before = asked_at - FSYNC_SECONDS if aof else asked_at
+            self.keeps_outcomes, self._safe_before = aof, persisted_before
             return
         self.keeps_outcomes = True
-        self._most_replicas = max(self._most_replicas, len(replicas))
         self._pending.append((asked_at, int(replication["master_repl_offset"])))
-        if not replicas or len(replicas) < self._most_replicas or any(r.get("state") != "online" for r in replicas):
+        self._acknowledge(replicas)
+        self._safe_before = min(self._acknowledged_before, persisted_before)
+
+    def _acknowledge(self, replicas: list[dict[str, Any]]) -> None:
+        """Move ``_acknowledged_before`` to the last poll whose offset every replica has, if they all follow."""
+        addresses = {(replica.get("ip"), replica.get("port")) for replica in replicas}
+        self._most_replicas = max(self._most_replicas, len(addresses))
+        if not replicas or len(addresses) < self._most_replicas or any(r.get("state") != "online" for r in replicas):
             return
         acknowledged = min(int(replica.get("offset", -1)) for replica in replicas)
         while self._pending and self._pending[0][1] <= acknowledged:
-            self._safe_before = self._pending.popleft()[0]
+            self._acknowledged_before = self._pending.popleft()[0]

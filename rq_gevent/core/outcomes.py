@@ -18,6 +18,7 @@ outcome's step), not the job object: a worker must not grow by its jobs.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import logging
 import pickle
@@ -122,15 +123,17 @@ class Outcomes:
     """``recorder(step)`` makes what takes ``step``; ``wait_for_redis(call, to_do)`` calls until Redis
     answers (a cold shutdown gives up); ``outcome_recorded(running, on_primary=False)`` tells whether
     Redis has a job's outcome (``JobWrites.outcome_recorded``); ``cold`` is set by a cold shutdown;
-    ``loss_window`` tells which outcomes Redis can still lose."""
+    ``loss_window`` tells which outcomes Redis can still lose; ``redis_failed(error)`` begins an outage
+    (its end rechecks the outcomes recorded before it), as a failed outcome does."""
 
     def __init__(self, name: str, log: logging.Logger, jobs: RunningJobs,
                  recorder: Callable[[OutcomeStep], Callable[[], Any]],
                  wait_for_redis: Callable[[Callable[[], Any], str], Any], cold: gevent.event.Event,
-                 outcome_recorded: Callable[..., bool], loss_window: LossWindow) -> None:  # fmt: skip
+                 outcome_recorded: Callable[..., bool], loss_window: LossWindow,
+                 redis_failed: Callable[[Exception], None]) -> None:  # fmt: skip
         self.name, self.log, self.jobs, self._recorder = name, log, jobs, recorder
         self._wait_for_redis, self._cold, self._outcome_recorded = wait_for_redis, cold, outcome_recorded
-        self._loss_window = loss_window
+        self._loss_window, self._redis_failed = loss_window, redis_failed
         self._recent: collections.deque[RecordedOutcome] = collections.deque(maxlen=RECHECK_LIMIT)
 
     def __len__(self) -> int:
@@ -173,6 +176,9 @@ class Outcomes:
                 if not confirm:
                     break
             except REDIS_UNAVAILABLE as exc:
+                # An outage even when every slot is busy and no pop or heartbeat meets it: the
+                # outcomes recorded before it are checked once it ends.
+                self._redis_failed(exc)
                 if self._cold.is_set():
                     raise
                 if not retried:
@@ -193,8 +199,6 @@ class Outcomes:
     def _remember(self, recorded: RecordedOutcome) -> None:
         """Keep ``recorded`` among the recent outcomes, dropping those too old to check or safe."""
         recent = self._recent
-        while recent and recent[0].at < recorded.at - RECHECK_SECONDS * 2:
-            recent.popleft()
         self.forget_safe()
         if recent and recent[-1].same_run(recorded):
             # rq's step recorded through another (rq 2's retry step calls handle_job_failure): the
@@ -204,9 +208,10 @@ class Outcomes:
             recent.append(recorded)
 
     def forget_safe(self) -> None:
-        """Drop the oldest outcomes for as long as Redis can no longer lose them."""
+        """Drop the oldest outcomes for as long as Redis can no longer lose them, or they are too old to check."""
         recent, can_lose = self._recent, self._loss_window.can_lose
-        while recent and not can_lose(recent[0].at):
+        too_old = time.monotonic() - RECHECK_SECONDS * 2
+        while recent and (recent[0].at < too_old or not can_lose(recent[0].at)):
             recent.popleft()
 
     def recheck_after_outage(self, down_since: float) -> None:
@@ -240,4 +245,6 @@ class Outcomes:
             return False
         with self.jobs.recording_again(running):
             self._recorder(step)()
+        # This Redis too can lose it, to a second failover.
+        self._remember(dataclasses.replace(recorded, at=time.monotonic()))
         return True

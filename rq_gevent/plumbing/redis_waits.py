@@ -71,24 +71,23 @@ def when_redis_answers(
     who: str,
     to_do: str,
     max_backoff: float = 5.0,
-    answered_again: Callable[[], None] | None = None,
+    failed: Callable[[Exception], None] | None = None,
 ) -> T:
     """``call()`` again and again, backing off, until it does not fail with ``REDIS_UNAVAILABLE``.
 
     The first failure is logged as a warning: "``who``: Redis unreachable (...); will ``to_do`` once
     it answers"; a later one at INFO when its reason differs from the last logged.  Once ``give_up``
     is set the last error is raised instead (a cold shutdown).
-    ``answered_again()`` is called when a call succeeds after failing: Redis is back.
+    ``failed(error)`` is called at each failure (an outage, to whoever tracks them).
     """
     backoff = Backoff(ceiling=max_backoff)
     said: str | None = None
     while True:
         try:
-            result = call()
-            if said is not None and answered_again is not None:
-                answered_again()
-            return result
+            return call()
         except REDIS_UNAVAILABLE as exc:
+            if failed is not None:
+                failed(exc)
             if give_up.is_set():
                 raise
             reason = why_unavailable(exc)
